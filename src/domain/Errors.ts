@@ -1,0 +1,124 @@
+/**
+ * The typed errors of gpusvm: one `Schema.TaggedError` per errno the kernel
+ * returns, each with an `errno` field and a message naming the address or field.
+ *
+ * | error | errno | kernel meaning |
+ * |---|---|---|
+ * | `InvalidArgument` | EINVAL | bad argument, address outside the GPU SVM, no chunk fits |
+ * | `VmaNotFound` | ENOENT | no VMA at the address |
+ * | `PermissionDenied` | EPERM | write on a read-only VMA |
+ * | `BadAddress` | EFAULT | address space gone, PROT_NONE, range unmapped, devmem-only violated |
+ * | `MixedPages` | EOPNOTSUPP | a range mixes system and device pages (or two allocations) |
+ * | `Again` | EAGAIN | transient: retry |
+ * | `OutOfMemory` | ENOMEM | allocation failed |
+ * | `Busy` | EBUSY | the notifier sequence moved / HMM retries timed out |
+ * | `TimedOut` | ETIME | eviction retries timed out |
+ * | `InvalidConfig` | EINVAL | a malformed `GpuSvmConfig` field |
+ *
+ * @since 0.1.0
+ */
+import { Effect, Schema } from "effect"
+import { hex } from "./Address.ts"
+
+/** The errno names the errors carry. */
+export type Errno = "EINVAL" | "ENOENT" | "EPERM" | "EFAULT" | "EOPNOTSUPP" | "EAGAIN" | "ENOMEM" | "EBUSY" | "ETIME"
+
+const errnoField = <E extends Errno>(errno: E) =>
+  Schema.Literal(errno).pipe(Schema.withConstructorDefault(Effect.succeed(errno)))
+
+/** The common fields: what went wrong (`reason`) and, where there is one, the address. */
+const fields = <E extends Errno>(errno: E) => ({
+  errno: errnoField(errno),
+  reason: Schema.String,
+  addr: Schema.optionalKey(Schema.Number)
+})
+
+const render = (errno: string, reason: string, addr: number | undefined): string =>
+  addr === undefined ? `${errno}: ${reason}` : `${errno}: ${reason} at ${hex(addr)}`
+
+/** EINVAL: an argument is out of range or malformed (e.g. fault address outside the GPU SVM). */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", fields("EINVAL")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** ENOENT: no VMA contains the address (`vma_lookup` returned NULL). */
+export class VmaNotFound extends Schema.TaggedError<VmaNotFound>()("VmaNotFound", fields("ENOENT")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EPERM: a write-intended access to a VMA without write permission. */
+export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", fields("EPERM")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EFAULT: the address is not accessible (address space gone, no VMA for HMM, PROT_NONE, range unmapped). */
+export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", fields("EFAULT")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EOPNOTSUPP: a range holds pages of mixed placement that the call cannot map together. */
+export class MixedPages extends Schema.TaggedError<MixedPages>()("MixedPages", fields("EOPNOTSUPP")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EAGAIN: a transient condition; the caller retries. */
+export class Again extends Schema.TaggedError<Again>()("Again", fields("EAGAIN")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** ENOMEM: an allocation (frames, IOVA space, VRAM) could not be satisfied. */
+export class OutOfMemory extends Schema.TaggedError<OutOfMemory>()("OutOfMemory", fields("ENOMEM")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EBUSY: the notifier sequence moved during an HMM walk, or retries ran out of time. */
+export class Busy extends Schema.TaggedError<Busy>()("Busy", fields("EBUSY")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** ETIME: eviction could not complete before the HMM timeout. */
+export class TimedOut extends Schema.TaggedError<TimedOut>()("TimedOut", fields("ETIME")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
+/** EINVAL for configuration: `field` names the offending `GpuSvmConfig` field, `reason` says why. */
+export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
+  errno: errnoField("EINVAL"),
+  field: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.errno}: invalid config field "${this.field}": ${this.reason}`
+  }
+}
+
+/** Every errno-carrying error of the domain. */
+export type SvmError =
+  | InvalidArgument
+  | VmaNotFound
+  | PermissionDenied
+  | BadAddress
+  | MixedPages
+  | Again
+  | OutOfMemory
+  | Busy
+  | TimedOut
+  | InvalidConfig

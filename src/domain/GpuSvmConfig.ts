@@ -1,0 +1,142 @@
+/**
+ * `GpuSvmConfig`: the arguments of `drm_gpusvm_init` that are data (the mm and
+ * ops are supplied as services/callbacks), decoded with effect/Schema.
+ *
+ * Every rule of kernel-semantics §2 is checked and reported as an
+ * `InvalidConfig { field, reason }` naming the offending field: chunk sizes must
+ * be strictly descending powers of two ending in 4096; the notifier size a
+ * power of two of at least 4096; `mmStart` page aligned; `mmRange` a non-empty
+ * page multiple; every address a safe integer with `mmStart + mmRange <= 2^53`.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Exit, Schema } from "effect"
+import { ADDRESS_LIMIT, isPageAligned, isPowerOfTwo, PAGE_SIZE } from "./Address.ts"
+import { InvalidConfig } from "./Errors.ts"
+
+/** The decoded, validated configuration of one GPU SVM instance. */
+export interface GpuSvmConfig {
+  /** Name of the instance (`gpusvm->name`), for messages. */
+  readonly name: string
+  /** Start of the mirrored CPU address space (`mm_start`). */
+  readonly mmStart: number
+  /** Size of the mirrored space (`mm_range`): `[mmStart, mmStart + mmRange)`. */
+  readonly mmRange: number
+  /** Size and alignment of each notifier window (`notifier_size`); 512 MiB recommended. */
+  readonly notifierSize: number
+  /** Range sizes to try, largest first, ending in 4096 (`chunk_sizes`). */
+  readonly chunkSizes: ReadonlyArray<number>
+  /** Device-private page owner handed to HMM (`device_private_page_owner`); undefined = none. */
+  readonly devicePrivateOwner: string | undefined
+  /** Bound on HMM `EBUSY` retries in get_pages / evict, in ms of the Effect clock (kernel: `HMM_RANGE_DEFAULT_TIMEOUT` = 1000). */
+  readonly hmmTimeoutMs: number
+}
+
+/** Defaults used by `decode` for omitted optional fields (kernel-like: Xe's chunk sizes, 512 MiB notifiers). */
+export const DEFAULTS = {
+  name: "gpusvm",
+  mmStart: 0,
+  mmRange: ADDRESS_LIMIT,
+  notifierSize: 512 * 1024 * 1024,
+  chunkSizes: [2 * 1024 * 1024, 64 * 1024, 4096] as ReadonlyArray<number>,
+  hmmTimeoutMs: 1000
+} as const
+
+const Int = Schema.Number.check(Schema.isInt())
+
+/** Per-field shape schemas: a field that fails its schema is an `InvalidConfig` naming it. */
+const FieldSchemas = {
+  name: Schema.String.check(Schema.isMinLength(1)),
+  mmStart: Int,
+  mmRange: Int,
+  notifierSize: Int,
+  chunkSizes: Schema.Array(Int).check(Schema.isMinLength(1)),
+  devicePrivateOwner: Schema.String,
+  hmmTimeoutMs: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
+} as const
+
+/** The input accepted by `decode`: every field but `mmRange`-related ones optional. */
+export type GpuSvmConfigInput = { readonly [K in keyof typeof FieldSchemas]?: unknown }
+
+type Shaped = { -readonly [K in keyof typeof FieldSchemas]?: (typeof FieldSchemas)[K]["Type"] }
+
+/** Decodes every present field with its schema; the first failure names its field. */
+const shape = (input: Record<string, unknown>): Shaped | InvalidConfig => {
+  const out: Record<string, unknown> = {}
+  for (const field of Object.keys(FieldSchemas) as Array<keyof typeof FieldSchemas>) {
+    const raw = input[field]
+    if (raw === undefined) continue
+    const exit = Schema.decodeUnknownExit(FieldSchemas[field] as unknown as Schema.Codec<unknown>)(raw)
+    if (Exit.isFailure(exit)) return new InvalidConfig({ field, reason: describeSchemaFailure(exit.cause) })
+    out[field] = exit.value
+  }
+  return out as Shaped
+}
+
+const describeSchemaFailure = (cause: unknown): string => {
+  const text = String((cause as { reasons?: ReadonlyArray<{ error?: { message?: string } }> }).reasons?.[0]?.error?.message ?? cause)
+  return text.split("\n")[0] ?? text
+}
+
+/**
+ * The semantic rules of kernel-semantics §2 on an already-shaped config; returns
+ * the first violation or undefined.
+ */
+export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
+  const bad = (field: string, reason: string) => new InvalidConfig({ field, reason })
+  if (!Number.isSafeInteger(c.mmStart) || c.mmStart < 0) return bad("mmStart", `must be a safe non-negative integer, got ${c.mmStart}`)
+  if (!isPageAligned(c.mmStart)) return bad("mmStart", `must be ${PAGE_SIZE}-byte aligned, got ${c.mmStart}`)
+  if (!Number.isSafeInteger(c.mmRange) || c.mmRange <= 0) return bad("mmRange", `must be a positive safe integer, got ${c.mmRange}`)
+  if (!isPageAligned(c.mmRange)) return bad("mmRange", `must be a multiple of ${PAGE_SIZE}, got ${c.mmRange}`)
+  if (c.mmStart + c.mmRange > ADDRESS_LIMIT) return bad("mmRange", `mmStart + mmRange must not exceed 2^53, got ${c.mmStart + c.mmRange}`)
+  if (!isPowerOfTwo(c.notifierSize)) return bad("notifierSize", `must be a power of two, got ${c.notifierSize}`)
+  if (c.notifierSize < PAGE_SIZE) return bad("notifierSize", `must be at least ${PAGE_SIZE}, got ${c.notifierSize}`)
+  if (c.chunkSizes.length === 0) return bad("chunkSizes", "must not be empty")
+  for (let i = 0; i < c.chunkSizes.length; i++) {
+    const s = c.chunkSizes[i]!
+    if (!isPowerOfTwo(s)) return bad("chunkSizes", `chunkSizes[${i}] must be a power of two, got ${s}`)
+    if (i > 0 && s >= c.chunkSizes[i - 1]!) return bad("chunkSizes", `must be strictly descending, chunkSizes[${i}] = ${s} after ${c.chunkSizes[i - 1]}`)
+  }
+  if (c.chunkSizes[c.chunkSizes.length - 1] !== PAGE_SIZE) return bad("chunkSizes", `must end in ${PAGE_SIZE}`)
+  if (c.chunkSizes[0]! > c.notifierSize) return bad("chunkSizes", `largest chunk ${c.chunkSizes[0]} exceeds notifierSize ${c.notifierSize}`)
+  if (c.devicePrivateOwner !== undefined && c.devicePrivateOwner.length === 0) return bad("devicePrivateOwner", "must not be empty")
+  if (!Number.isFinite(c.hmmTimeoutMs) || c.hmmTimeoutMs < 0) return bad("hmmTimeoutMs", `must be a non-negative finite number, got ${c.hmmTimeoutMs}`)
+  return undefined
+}
+
+/**
+ * `drm_gpusvm_init`'s argument checking: decodes an unknown input into a
+ * `GpuSvmConfig`, filling omitted fields from `DEFAULTS`.
+ *
+ * Errors: `InvalidConfig { field, reason }` for the first malformed field (shape
+ * errors first, then the rules of kernel-semantics §2).
+ */
+export const decode = (input: unknown): Effect.Effect<GpuSvmConfig, InvalidConfig> =>
+  Effect.suspend(() => {
+    const exit = decodeExit(input)
+    return Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.failCause(exit.cause)
+  })
+
+/** Synchronous form of `decode`, returning an `Exit`. */
+export const decodeExit = (input: unknown): Exit.Exit<GpuSvmConfig, InvalidConfig> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return Exit.fail(new InvalidConfig({ field: "<root>", reason: "expected an object" }))
+  }
+  const shaped = shape(input as Record<string, unknown>)
+  if (shaped instanceof InvalidConfig) return Exit.fail(shaped)
+  const start = shaped.mmStart ?? DEFAULTS.mmStart
+  const config: GpuSvmConfig = {
+    name: shaped.name ?? DEFAULTS.name,
+    mmStart: start,
+    mmRange: shaped.mmRange ?? Math.max(DEFAULTS.mmRange - start, 0),
+    notifierSize: shaped.notifierSize ?? DEFAULTS.notifierSize,
+    chunkSizes: shaped.chunkSizes ?? DEFAULTS.chunkSizes,
+    devicePrivateOwner: shaped.devicePrivateOwner,
+    hmmTimeoutMs: shaped.hmmTimeoutMs ?? DEFAULTS.hmmTimeoutMs
+  }
+  const v = violation(config)
+  return v === undefined ? Exit.succeed(config) : Exit.fail(v)
+}
+
+/** The exclusive end of the covered space: `mmStart + mmRange`. */
+export const mmEnd = (c: GpuSvmConfig): number => c.mmStart + c.mmRange

@@ -1,0 +1,123 @@
+/**
+ * `GpuSvm`: the GPU SVM core — every exported function of the kernel's
+ * `drm_gpusvm.c` over the `Mm`, `MmuNotifier`, `Hmm` and `Dma` services, with the
+ * behaviour of kernel-semantics §2–§7. Its one implementation lives in
+ * `src/services/gpusvm/`; `GpuSvm.layer(config, ops)` builds it.
+ *
+ * Locking (kernel-semantics §6): the *driver SVM lock* is the caller's (the
+ * fault handler and the garbage collector serialise `rangeFindOrInsert` and
+ * `rangeRemove`); the *notifier lock* is this service's transactional
+ * read/write lock, taken with `withNotifierLock` / `withNotifierWriteLock`; the
+ * *mmap lock* is `Mm.withReadLock`, taken internally where the kernel takes it.
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer, type Option } from "effect"
+import type {
+  BadAddress,
+  Busy,
+  InvalidArgument,
+  InvalidConfig,
+  MixedPages,
+  OutOfMemory,
+  PermissionDenied,
+  TimedOut,
+  VmaNotFound
+} from "../domain/Errors.ts"
+import type { GpuSvmConfig } from "../domain/GpuSvmConfig.ts"
+import type { GpuSvmCtx } from "../domain/GpuSvmCtx.ts"
+import type { MmuRange } from "../domain/MmuRange.ts"
+import type { Notifier } from "../domain/Notifier.ts"
+import type { Range, RangeId } from "../domain/Range.ts"
+import type { Dma } from "./Dma.ts"
+import { make } from "./gpusvm/make.ts"
+import type { Hmm } from "./Hmm.ts"
+import type { Mm } from "./Mm.ts"
+import type { MmuNotifier } from "./MmuNotifier.ts"
+
+/** Where a range's pages live, from `scanMm` (an advisory, non-faulting walk). */
+export type ScanResult = "unpopulated" | "system" | "equal" | "other" | "mixed"
+
+/**
+ * `struct drm_gpusvm_ops`: the driver's callbacks. `invalidate` (mandatory) is
+ * called from the MMU notifier callback with the notifier lock held for writing;
+ * it receives the GpuSvm service itself, as the C callback receives `gpusvm`. It
+ * must unmap the pages of every overlapping range (`rangeUnmapPages` with
+ * `inNotifier: true`) before returning.
+ */
+export interface GpuSvmOps {
+  readonly invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => Effect.Effect<void>
+}
+
+/** A range argument: a (possibly stale) `Range` value or its id. The live version is always used. */
+export type RangeRef = Range | RangeId
+
+/** The GPU SVM API (design.md §3). */
+export interface GpuSvmApi {
+  /** The decoded configuration. */
+  readonly config: GpuSvmConfig
+  /**
+   * `drm_gpusvm_range_find_or_insert` (kernel-semantics §3): the range containing
+   * `faultAddr`, creating it (and its notifier) if needed. Caller holds the driver
+   * SVM lock. A failure leaves no new notifier or range behind.
+   */
+  readonly rangeFindOrInsert: (
+    faultAddr: number,
+    gpuvaStart: number,
+    gpuvaEnd: number,
+    ctx?: Partial<GpuSvmCtx>
+  ) => Effect.Effect<Range, InvalidArgument | BadAddress | VmaNotFound | PermissionDenied | OutOfMemory>
+  /**
+   * `drm_gpusvm_range_get_pages` (kernel-semantics §4): fault the range's pages in
+   * and map them for the device. `Busy` once the HMM timeout passes.
+   */
+  readonly rangeGetPages: (
+    range: RangeRef,
+    ctx?: Partial<GpuSvmCtx>
+  ) => Effect.Effect<void, BadAddress | MixedPages | PermissionDenied | Busy | OutOfMemory>
+  /** `drm_gpusvm_range_unmap_pages`: drop every device address; with `ctx.inNotifier` the caller holds the write lock. */
+  readonly rangeUnmapPages: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Effect.Effect<void>
+  /** `drm_gpusvm_range_evict`: fault the range with no device owner, pulling device pages back; `TimedOut` past the HMM timeout. */
+  readonly rangeEvict: (range: RangeRef) => Effect.Effect<void, BadAddress | TimedOut>
+  /** `drm_gpusvm_range_remove`: unmap, remove; drop the notifier when it empties. Caller holds the driver SVM lock. */
+  readonly rangeRemove: (range: RangeRef) => Effect.Effect<void>
+  /** `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping`. Caller holds the notifier lock. */
+  readonly rangePagesValid: (range: RangeRef) => Effect.Effect<boolean>
+  /** `drm_gpusvm_range_set_unmapped`: mark unmapped (+ partial). Caller holds the notifier lock for writing. */
+  readonly rangeSetUnmapped: (range: RangeRef, mmuRange: MmuRange) => Effect.Effect<void>
+  /** `drm_gpusvm_notifier_lock` … `unlock` around `e` (read side). */
+  readonly withNotifierLock: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** The write side of the notifier lock (what the invalidation takes). */
+  readonly withNotifierWriteLock: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** `drm_gpusvm_has_mapping`: does any range overlap `[start, end)`? */
+  readonly hasMapping: (start: number, end: number) => Effect.Effect<boolean>
+  /** `drm_gpusvm_find_vma_start`: start of the first VMA intersecting `[start, end)`, or none. */
+  readonly findVmaStart: (start: number, end: number) => Effect.Effect<Option.Option<number>>
+  /** The live version of a range, or none if it was removed. */
+  readonly range: (id: RangeRef) => Effect.Effect<Option.Option<Range>>
+  /** Live ranges overlapping `[start, end)` (all if omitted), by address. */
+  readonly ranges: (start?: number, end?: number) => Effect.Effect<ReadonlyArray<Range>>
+  /** Live notifiers, by address. */
+  readonly notifiers: Effect.Effect<ReadonlyArray<Notifier>>
+  /** Advisory scan of where a range's pages live (`drm_gpusvm_scan_mm`); never faults. */
+  readonly scanMm: (range: RangeRef, pagemapOwner?: string) => Effect.Effect<ScanResult>
+  /** `drm_gpusvm_fini`: unregister every notifier, then remove every range. */
+  readonly fini: Effect.Effect<void>
+}
+
+/** The GPU SVM service key. */
+export class GpuSvm extends Context.Service<GpuSvm, GpuSvmApi>()("gpusvm/GpuSvm") {
+  /**
+   * `drm_gpusvm_init` as a layer: decodes `config` (a `GpuSvmConfigInput`-shaped
+   * object; `InvalidConfig` names the bad field) and builds the core over the
+   * machine's services. `drm_gpusvm_fini` runs when the layer's scope closes.
+   */
+  static readonly layer = (
+    config: unknown,
+    ops: GpuSvmOps
+  ): Layer.Layer<GpuSvm, InvalidConfig, Mm | MmuNotifier | Hmm | Dma> =>
+    Layer.effect(
+      GpuSvm,
+      Effect.tap(make(config, ops), (api) => Effect.addFinalizer(() => api.fini))
+    )
+}

@@ -1,0 +1,50 @@
+/**
+ * `Machine`: the machine-level view tests and the scenario runner use beyond the
+ * kernel interfaces: invariant violations detected by the machine (the
+ * `CONFIG_DMA_API_DEBUG`-like checks), fault injection, and counters.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect } from "effect"
+
+/** One invariant breach the machine observed (e.g. `dma-unmap-unknown`, `frame-freed-while-mapped`). */
+export interface Violation {
+  readonly invariant: string
+  readonly detail: string
+}
+
+/** Fault-injection knobs: each counts how many of the next calls fail. */
+export interface Injection {
+  /** The next N `Hmm.rangeFault` calls fail with `Busy`. */
+  readonly hmmBusy?: number
+  /** The next N `Dma.mapPage` calls fail (`dma_mapping_error`). */
+  readonly dmaMapFail?: number
+  /** The next N VRAM allocations fail. */
+  readonly vramAllocFail?: number
+  /** The next N invalidations are raised non-blockable first. */
+  readonly nonBlockable?: number
+}
+
+/** Machine counters. */
+export interface MachineStats {
+  /** System frames allocated and not yet freed. */
+  readonly framesLive: number
+  /** Bytes of page contents actually held (lazily materialised). */
+  readonly bytesHeld: number
+  /** Invalidations raised, by event. */
+  readonly invalidations: Readonly<Record<string, number>>
+  /** Live DMA mappings. */
+  readonly dmaMappingsLive: number
+  /** Registered MMU notifiers. */
+  readonly notifiersLive: number
+}
+
+/** The machine itself. */
+export class Machine extends Context.Service<Machine, {
+  /** Every violation recorded so far. */
+  readonly violations: Effect.Effect<ReadonlyArray<Violation>>
+  /** Adds fault injections (counts add up). */
+  readonly inject: (i: Injection) => Effect.Effect<void>
+  /** Current counters. */
+  readonly stats: Effect.Effect<MachineStats>
+}>()("gpusvm/Machine") {}

@@ -1,0 +1,30 @@
+/**
+ * `Mm`: what GPU SVM may ask of the mirrored address space (`struct mm_struct`).
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect, type Option } from "effect"
+import type { BadAddress } from "../domain/Errors.ts"
+import type { Vma } from "../domain/Vma.ts"
+
+/** The address space as seen by GPU SVM. */
+export class Mm extends Context.Service<Mm, {
+  /** `mmget_not_zero(mm)`: fails with `BadAddress` once the process has exited. */
+  readonly acquire: Effect.Effect<void, BadAddress>
+  /** `mmput(mm)`: drops a reference taken by `acquire`. Every successful `acquire` must be paired with one. */
+  readonly release: Effect.Effect<void>
+  /** References currently held through `acquire` (for leak checks: 0 when no GPU SVM call is in flight). */
+  readonly references: Effect.Effect<number>
+  /**
+   * `mmap_read_lock(mm)` … `mmap_read_unlock(mm)` around `e`: CPU changes
+   * (munmap, mprotect, mremap, madvise, migration) wait until it is released.
+   * Not reentrant against a writer queued meanwhile; do not nest.
+   */
+  readonly withReadLock: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** `vma_lookup(mm, addr)`: the VMA containing `addr`. */
+  readonly vmaLookup: (addr: number) => Effect.Effect<Option.Option<Vma>>
+  /** `find_vma_intersection(mm, start, end)`: the first VMA intersecting `[start, end)`. */
+  readonly findVmaIntersection: (start: number, end: number) => Effect.Effect<Option.Option<Vma>>
+  /** Every VMA, sorted by start (`/proc/<pid>/maps`). */
+  readonly vmas: Effect.Effect<ReadonlyArray<Vma>>
+}>()("gpusvm/Mm") {}

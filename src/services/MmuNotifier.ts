@@ -1,0 +1,33 @@
+/**
+ * `MmuNotifier`: MMU interval notifiers (`mmu_interval_notifier_insert`,
+ * `_remove`, `mmu_interval_read_begin`, `mmu_interval_read_retry`,
+ * `mmu_interval_set_seq`), kernel-semantics §7.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect } from "effect"
+import type { MmuRange } from "../domain/MmuRange.ts"
+import type { NotifierHandle } from "../domain/NotifierHandle.ts"
+
+/**
+ * The callback (`mmu_interval_notifier_ops.invalidate`): receives the range and
+ * the new sequence number (`cur_seq`); returns `false` to refuse a non-blockable
+ * event (the machine then retries it blockably).
+ */
+export type InvalidateCallback = (range: MmuRange, curSeq: number) => Effect.Effect<boolean>
+
+export type { NotifierHandle } from "../domain/NotifierHandle.ts"
+
+/** MMU interval notifiers of one address space. */
+export class MmuNotifier extends Context.Service<MmuNotifier, {
+  /** `mmu_interval_notifier_insert(mm, start, length, ops)`: registers a callback for `[start, start + length)`. */
+  readonly insert: (start: number, length: number, onInvalidate: InvalidateCallback) => Effect.Effect<NotifierHandle>
+  /** `mmu_interval_notifier_remove`: unregisters; waits for an in-flight callback of it to return. Idempotent. */
+  readonly remove: (h: NotifierHandle) => Effect.Effect<void>
+  /** `mmu_interval_read_begin`: the current sequence, first waiting while an invalidation of `h` is in flight. */
+  readonly readBegin: (h: NotifierHandle) => Effect.Effect<number>
+  /** `mmu_interval_read_retry`: has the sequence moved since `seq` (an invalidation started)? */
+  readonly readRetry: (h: NotifierHandle, seq: number) => Effect.Effect<boolean>
+  /** `mmu_interval_set_seq`: called by the callback under the driver's lock to publish `cur_seq`. */
+  readonly setSeq: (h: NotifierHandle, seq: number) => Effect.Effect<void>
+}>()("gpusvm/MmuNotifier") {}

@@ -1,0 +1,35 @@
+/**
+ * The shared internals of one GPU SVM instance (`struct drm_gpusvm`): its
+ * configuration and driver ops, the services it runs on, the state `TxRef` and
+ * the notifier lock. The concern modules (`Notifiers`, `Ranges`, `Pages`,
+ * `Invalidation`) are functions of a `Core`.
+ *
+ * @since 0.1.0
+ */
+import type { TxRef } from "effect"
+import type { GpuSvmConfig } from "../../domain/GpuSvmConfig.ts"
+import type { Dma } from "../Dma.ts"
+import type { GpuSvmApi, GpuSvmOps } from "../GpuSvm.ts"
+import type { Hmm } from "../Hmm.ts"
+import type { Mm } from "../Mm.ts"
+import type { MmuNotifier } from "../MmuNotifier.ts"
+import type { DeviceMapper } from "../Pagemaps.ts"
+import type { NotifierLock } from "./NotifierLock.ts"
+import type { SvmState } from "./State.ts"
+
+/** One GPU SVM instance's internals. `api` is bound once the service is built (callbacks receive it, as C's receive `gpusvm`). */
+export interface Core {
+  readonly config: GpuSvmConfig
+  readonly ops: GpuSvmOps
+  readonly mm: Mm["Service"]
+  readonly mmu: MmuNotifier["Service"]
+  readonly hmm: Hmm["Service"]
+  readonly dma: Dma["Service"]
+  readonly pagemaps: ReadonlyMap<string, DeviceMapper>
+  readonly state: TxRef.TxRef<SvmState>
+  readonly lock: NotifierLock
+  readonly api: () => GpuSvmApi
+}
+
+/** Hard cap on get_pages/evict retry rounds, in addition to the HMM timeout, so that a frozen test clock cannot make a retry loop unbounded. */
+export const MAX_RETRY_ROUNDS = 100_000

@@ -1,0 +1,326 @@
+/**
+ * A range's pages: `drm_gpusvm_range_get_pages` (kernel-semantics §4),
+ * `drm_gpusvm_range_unmap_pages`, `drm_gpusvm_range_evict`,
+ * `drm_gpusvm_range_pages_valid` (§5) and the advisory `drm_gpusvm_scan_mm`.
+ *
+ * Upstream fixes over the seed, each tested by name:
+ * - "Limit the number of retries in drm_gpusvm_get_pages": every retry (HMM
+ *   `EBUSY` and the notifier-moved restart) is bounded by `hmmTimeoutMs` of the
+ *   Effect clock, then `Busy`.
+ * - "fix hmm_pfn_to_map_order() usage" (CVE-2025-40336): a run's order is
+ *   clamped to what is left of its huge page and of the range.
+ * - read-only ranges map with direction `to-device`.
+ * - `allowMixed`: system pages plus one device pagemap are accepted, in any order.
+ *
+ * @since 0.1.0
+ */
+import { Clock, Effect, Result, TxRef } from "effect"
+import type { DeviceAddress, DmaDirection } from "../../domain/DeviceAddress.ts"
+import { BadAddress, Busy, MixedPages, TimedOut } from "../../domain/Errors.ts"
+import * as Ctx from "../../domain/GpuSvmCtx.ts"
+import type { GpuSvmCtx } from "../../domain/GpuSvmCtx.ts"
+import type { HmmPfn } from "../../domain/HmmPfn.ts"
+import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
+import type { Range } from "../../domain/Range.ts"
+import type { RangeRef, ScanResult } from "../GpuSvm.ts"
+import type { Core } from "./Core.ts"
+import { MAX_RETRY_ROUNDS } from "./Core.ts"
+import * as Lock from "./NotifierLock.ts"
+import * as State from "./State.ts"
+
+/** A range value without its device addresses and pagemap (`exactOptionalPropertyTypes`-safe removal). */
+const withoutDma = (r: Range): Range => {
+  const { dmaAddr: _a, pagemap: _p, ...rest } = r
+  return { ...rest, flags: { ...r.flags, hasDmaMapping: false, hasDevmemPages: false } }
+}
+
+/** Unmaps a list of device addresses: system ones through `Dma`, device ones through their pagemap. */
+const unmapAddrs = (core: Core, addrs: ReadonlyArray<DeviceAddress>, pagemap: string | undefined): Effect.Effect<void> =>
+  Effect.forEach(addrs, (a) => {
+    if (a.proto === SYSTEM_PROTO) return core.dma.unmapPage(a)
+    const pm = pagemap === undefined ? undefined : core.pagemaps.get(pagemap)
+    return pm === undefined ? Effect.void : pm.deviceUnmap(a)
+  }, { discard: true })
+
+/**
+ * `__drm_gpusvm_range_unmap_pages` + `drm_gpusvm_range_free_pages`: unmap every
+ * device address of the live range and clear `hasDmaMapping`/`hasDevmemPages`.
+ * Caller holds the notifier lock (either side).
+ */
+export const unmapDma = (core: Core, r: Range): Effect.Effect<void> =>
+  r.dmaAddr === undefined
+    ? TxRef.update(core.state, (s) => State.updateRange(s, r, withoutDma))
+    : Effect.andThen(
+      unmapAddrs(core, r.dmaAddr, r.pagemap),
+      TxRef.update(core.state, (s) => State.updateRange(s, r, withoutDma))
+    )
+
+/**
+ * `drm_gpusvm_hmm_pfn_to_order` (the CVE-2025-40336 fix): the order of the run
+ * starting at page `i`, clamped to what is left of the huge page the entry
+ * belongs to and to the `npages` of the range.
+ */
+export const runOrder = (pfn: HmmPfn, i: number, npages: number): number => {
+  let size = 2 ** pfn.order
+  const frame = pfn.page === undefined ? 0 : pfn.page._tag === "System" ? pfn.page.pfn : pfn.page.devicePfn
+  size -= frame % size
+  if (i + size > npages) size -= i + size - npages
+  let order = 0
+  while (2 ** (order + 1) <= size) order++
+  return order
+}
+
+/** The outcome of the mapping step: done, or the notifier moved (restart at step 1). */
+type MapOutcome = "done" | "retry"
+
+/**
+ * Step 5–6 of §4 under the notifier read lock: check unmapped / `readRetry`,
+ * map each page run (system through `Dma`, device through its pagemap), commit.
+ */
+const mapStep = Effect.fnUntraced(function*(
+  core: Core,
+  ref: Range,
+  handle: NotifierHandle,
+  pfns: ReadonlyArray<HmmPfn>,
+  seq: number,
+  ctx: GpuSvmCtx,
+  dir: DmaDirection
+) {
+  const cur = State.live(yield* TxRef.get(core.state), ref)
+  if (cur === undefined) return yield* new BadAddress({ reason: "range was removed", addr: ref.start })
+  if (cur.flags.unmapped) return yield* new BadAddress({ reason: "range is unmapped", addr: cur.start })
+  if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome
+  const npages = pfns.length
+  const mapped: Array<DeviceAddress> = []
+  let pagemap: string | undefined
+  let allocation: number | undefined
+  let failure: BadAddress | MixedPages | undefined
+  for (let i = 0; i < npages;) {
+    const pfn = pfns[i]!
+    const addr = cur.start + i * 4096
+    const page = pfn.page
+    if (!pfn.valid || pfn.error || page === undefined) {
+      failure = new BadAddress({ reason: "HMM returned a page that is not valid", addr })
+      break
+    }
+    const order = runOrder(pfn, i, npages)
+    if (page._tag === "Device") {
+      if (!ctx.allowMixed && allocation !== page.allocation && i > 0) {
+        failure = new MixedPages({ reason: "device pages of another allocation, or after system pages", addr })
+        break
+      }
+      allocation = page.allocation
+      if (pagemap !== page.pagemap) {
+        if (pagemap !== undefined) {
+          failure = new MixedPages({ reason: `pages of two pagemaps (${pagemap}, ${page.pagemap})`, addr })
+          break
+        }
+        pagemap = page.pagemap
+      }
+      const pm = core.pagemaps.get(page.pagemap)
+      if (pm === undefined) {
+        failure = new BadAddress({ reason: `no pagemap "${page.pagemap}" is registered`, addr })
+        break
+      }
+      const r = yield* Effect.result(pm.deviceMap(page, order, dir))
+      if (Result.isFailure(r)) {
+        failure = r.failure
+        break
+      }
+      mapped.push(r.success)
+    } else {
+      if (pagemap !== undefined && !ctx.allowMixed) {
+        failure = new MixedPages({ reason: "system page after device pages", addr })
+        break
+      }
+      if (ctx.devmemOnly) {
+        failure = new BadAddress({ reason: "system page in a devmem-only range", addr })
+        break
+      }
+      const r = yield* Effect.result(core.dma.mapPage(page, order, dir))
+      if (Result.isFailure(r)) {
+        failure = r.failure
+        break
+      }
+      mapped.push(r.success)
+    }
+    i += 2 ** order
+  }
+  if (failure !== undefined) {
+    yield* unmapAddrs(core, mapped, pagemap)
+    return yield* failure
+  }
+  const committed = yield* TxRef.modify(core.state, (s): [boolean, State.SvmState] => {
+    const now = State.live(s, cur)
+    if (now === undefined || now.flags.hasDmaMapping || now.flags.hasDevmemPages) return [false, s]
+    const next: Range = pagemap === undefined
+      ? { ...withoutDma(now), notifierSeq: seq, dmaAddr: mapped, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: false } }
+      : { ...now, notifierSeq: seq, dmaAddr: mapped, pagemap, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: true } }
+    return [true, State.updateRange(s, now, () => next)]
+  })
+  // Another get_pages of the same range committed first (callers should serialise
+  // them under the driver lock; if they do not, keep the first mapping, drop ours).
+  if (!committed) yield* unmapAddrs(core, mapped, pagemap)
+  return "done" as MapOutcome
+})
+
+const busy = (addr: number) => new Busy({ reason: "HMM retries exceeded the timeout", addr })
+
+/**
+ * `drm_gpusvm_range_get_pages`, kernel-semantics §4: read_begin; valid pages
+ * short-cut; `hmm_range_fault` (retrying `EBUSY` until the timeout); under the
+ * notifier lock check unmapped and `read_retry`, map the runs, commit. `Again`
+ * restarts; every restart is bounded by the timeout.
+ */
+export const getPages = (core: Core) =>
+  Effect.fnUntraced(function*(ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>) {
+    const ctx = Ctx.make(ctxIn)
+    const dir: DmaDirection = ctx.readOnly ? "to-device" : "bidirectional"
+    const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
+    for (let round = 0;; round++) {
+      const r = State.live(yield* TxRef.get(core.state), ref)
+      if (r === undefined) {
+        return yield* new BadAddress({ reason: "range was removed", ...(typeof ref === "number" ? {} : { addr: ref.start }) })
+      }
+      const n = State.notifierAt(yield* TxRef.get(core.state), r.notifierStart)!
+      let seq = yield* core.mmu.readBegin(n.handle)
+      if (r.dmaAddr !== undefined) {
+        const valid = yield* Lock.withRead(
+          core.lock,
+          TxRef.modify(core.state, (s): [boolean, State.SvmState] => {
+            const now = State.live(s, r)
+            if (now === undefined) return [false, s]
+            if (now.flags.hasDmaMapping || now.flags.hasDevmemPages) {
+              return [true, State.updateRange(s, now, (x) => ({ ...x, notifierSeq: seq }))]
+            }
+            return [false, State.updateRange(s, now, withoutDma)]
+          })
+        )
+        if (valid) return
+      }
+      yield* core.mm.acquire
+      const pfns = yield* Effect.gen(function*() {
+        for (let tries = 0;; tries++) {
+          const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
+            notifier: n.handle,
+            notifierSeq: seq,
+            start: r.start,
+            end: r.end,
+            fault: true,
+            write: !ctx.readOnly,
+            devicePrivateOwner: core.config.devicePrivateOwner
+          })))
+          if (Result.isSuccess(res)) return res.success
+          if (res.failure._tag !== "Busy") return yield* res.failure
+          if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
+          yield* Effect.yieldNow
+          seq = yield* core.mmu.readBegin(n.handle)
+        }
+      }).pipe(Effect.ensuring(core.mm.release))
+      const outcome = yield* Lock.withRead(core.lock, mapStep(core, r, n.handle, pfns, seq, ctx, dir))
+      if (outcome === "done") return
+      if ((yield* Clock.currentTimeMillis) > deadline || round >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
+      yield* Effect.yieldNow
+    }
+  })
+
+/**
+ * `drm_gpusvm_range_unmap_pages`: unmap the range's device addresses. With
+ * `ctx.inNotifier` the caller (the invalidate callback) holds the notifier lock
+ * for writing; otherwise it is taken here. A removed range is a no-op.
+ */
+export const unmapPages = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>): Effect.Effect<void> => {
+  const body = Effect.flatMap(TxRef.get(core.state), (s) => {
+    const r = State.live(s, ref)
+    return r === undefined ? Effect.void : unmapDma(core, r)
+  })
+  return ctxIn?.inNotifier === true ? body : Lock.withRead(core.lock, body)
+}
+
+/** `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping` of the live range (false if removed). */
+export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean> =>
+  Effect.map(TxRef.get(core.state), (s) => {
+    const r = State.live(s, ref)
+    return r !== undefined && (r.flags.hasDmaMapping || r.flags.hasDevmemPages)
+  })
+
+/**
+ * `drm_gpusvm_range_evict`: `hmm_range_fault` the range with FAULT and no
+ * device-private owner, which migrates every device page back to system memory;
+ * `EBUSY` retried until the timeout, then `TimedOut`. The address-space reference
+ * is released on every path (the seed leaked it when the PFN allocation failed).
+ */
+export const evict = (core: Core) =>
+  Effect.fnUntraced(function*(ref: RangeRef) {
+    const r = State.live(yield* TxRef.get(core.state), ref)
+    if (r === undefined) {
+      return yield* new BadAddress({ reason: "range was removed", ...(typeof ref === "number" ? {} : { addr: ref.start }) })
+    }
+    const n = State.notifierAt(yield* TxRef.get(core.state), r.notifierStart)!
+    const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
+    yield* core.mm.acquire
+    yield* Effect.gen(function*() {
+      for (let tries = 0;; tries++) {
+        const seq = yield* core.mmu.readBegin(n.handle)
+        if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) {
+          return yield* new TimedOut({ reason: "evicting the range timed out", addr: r.start })
+        }
+        const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
+          notifier: n.handle,
+          notifierSeq: seq,
+          start: r.start,
+          end: r.end,
+          fault: true,
+          write: false
+        })))
+        if (Result.isSuccess(res)) return
+        if (res.failure._tag !== "Busy") {
+          return yield* new BadAddress({ reason: `eviction fault failed: ${res.failure.reason}`, addr: res.failure.addr ?? r.start })
+        }
+        yield* Effect.yieldNow
+      }
+    }).pipe(Effect.ensuring(core.mm.release))
+  })
+
+/**
+ * `drm_gpusvm_scan_mm` (advisory): a non-faulting walk of the range telling where
+ * its pages live — `unpopulated` (any page missing, or the walk failed), `system`,
+ * `equal` (all in device memory of `owner`), `other` (all device pages of one
+ * other owner), `mixed`. Never faults, never fails.
+ */
+export const scanMm = (core: Core) => (ref: RangeRef, owner?: string): Effect.Effect<ScanResult> =>
+  Effect.gen(function*() {
+    const s = yield* TxRef.get(core.state)
+    const r = State.live(s, ref)
+    if (r === undefined) return "unpopulated" as const
+    const n = State.notifierAt(s, r.notifierStart)!
+    const ours = owner ?? core.config.devicePrivateOwner
+    const seq = yield* core.mmu.readBegin(n.handle)
+    const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
+      notifier: n.handle,
+      notifierSeq: seq,
+      start: r.start,
+      end: r.end,
+      fault: false,
+      write: false,
+      devicePrivateOwner: ours
+    })))
+    if (Result.isFailure(res)) return "unpopulated" as const
+    let state: ScanResult | undefined
+    let pagemap: string | undefined
+    for (const p of res.success) {
+      if (!p.valid || p.page === undefined) return "unpopulated" as const
+      let next: ScanResult
+      if (p.page._tag === "Device") {
+        if (pagemap !== undefined && pagemap !== p.page.pagemap) return "mixed" as const
+        pagemap = p.page.pagemap
+        next = p.page.owner === ours ? "equal" : "other"
+      } else {
+        next = "system"
+      }
+      if (state === undefined) state = next
+      else if (state !== next) return "mixed" as const
+    }
+    return state ?? "unpopulated"
+  })

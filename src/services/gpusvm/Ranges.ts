@@ -1,0 +1,216 @@
+/**
+ * Range management: `drm_gpusvm_range_find_or_insert` (kernel-semantics §3),
+ * `drm_gpusvm_range_remove`, `drm_gpusvm_range_set_unmapped`,
+ * `drm_gpusvm_has_mapping`, `drm_gpusvm_find_vma_start` and `drm_gpusvm_fini`
+ * (§5).
+ *
+ * Locking: `findOrInsert` and `remove` are called under the driver SVM lock
+ * (the caller's); they take the mmap read lock and the notifier lock where the
+ * kernel does. `setUnmapped` is called with the notifier lock held for writing.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Option, TxRef } from "effect"
+import { alignDown, alignUp, hex, isAddress, isEnd } from "../../domain/Address.ts"
+import * as ChunkSize from "../../domain/ChunkSize.ts"
+import { BadAddress, InvalidArgument, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
+import { mmEnd } from "../../domain/GpuSvmConfig.ts"
+import * as Ctx from "../../domain/GpuSvmCtx.ts"
+import type { GpuSvmCtx } from "../../domain/GpuSvmCtx.ts"
+import * as IT from "../../domain/IntervalTree.ts"
+import type { MmuRange } from "../../domain/MmuRange.ts"
+import type { Notifier } from "../../domain/Notifier.ts"
+import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { type Range, SEQ_NEVER } from "../../domain/Range.ts"
+import * as Flags from "../../domain/RangeFlags.ts"
+import type { RangeRef } from "../GpuSvm.ts"
+import type { Core } from "./Core.ts"
+import * as Lock from "./NotifierLock.ts"
+import * as Notifiers from "./Notifiers.ts"
+import { unmapDma } from "./Pages.ts"
+import * as State from "./State.ts"
+
+/**
+ * `drm_gpusvm_check_pages`: is every CPU page of `[start, end)` present? A
+ * non-faulting HMM walk; any error (including `Busy`) counts as "no". Caller
+ * holds the mmap read lock.
+ */
+const checkPages = (core: Core, h: NotifierHandle, start: number, end: number): Effect.Effect<boolean> =>
+  Effect.flatMap(core.mmu.readBegin(h), (seq) =>
+    core.hmm.rangeFault({
+      notifier: h,
+      notifierSeq: seq,
+      start,
+      end,
+      fault: false,
+      write: false,
+      devicePrivateOwner: core.config.devicePrivateOwner
+    }).pipe(
+      Effect.map((pfns) => pfns.every((p) => p.valid)),
+      Effect.orElseSucceed(() => false)
+    ))
+
+/** Steps 4–8 of §3, under the mmap read lock, for notifier `n` (new when `alloc`). */
+const lookupOrCreate = Effect.fnUntraced(function*(
+  core: Core,
+  n: Notifier,
+  alloc: boolean,
+  faultAddr: number,
+  gpuvaStart: number,
+  gpuvaEnd: number,
+  ctx: GpuSvmCtx
+) {
+  const vmaOpt = yield* core.mm.vmaLookup(faultAddr)
+  if (Option.isNone(vmaOpt)) return yield* new VmaNotFound({ reason: "no VMA contains the fault address", addr: faultAddr })
+  const vma = vmaOpt.value
+  if (!ctx.readOnly && !vma.prot.write) {
+    return yield* new PermissionDenied({ reason: "write fault on a VMA without write permission", addr: faultAddr })
+  }
+  const live = State.notifierAt(yield* TxRef.get(core.state), n.start) ?? n
+  const existing = State.rangeAt(live, faultAddr)
+  if (existing !== undefined) return existing
+  const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous"
+  const window = yield* ChunkSize.selectEffect(
+    {
+      faultAddr,
+      vmaStart: vma.start,
+      vmaEnd: vma.end,
+      notifierStart: n.start,
+      notifierEnd: n.end,
+      gpuvaStart,
+      gpuvaEnd,
+      chunkSizes: core.config.chunkSizes,
+      checkPagesThreshold: ctx.checkPagesThreshold,
+      overlapsRange: (start, end) => IT.first(live.ranges, start, end - 1) !== undefined
+    },
+    (start, end) => checkPages(core, n.handle, start, end)
+  )
+  if (window === undefined) {
+    return yield* new InvalidArgument({ reason: "no chunk size fits the VMA, notifier and GPU VA window", addr: faultAddr })
+  }
+  return yield* Lock.withRead(
+    core.lock,
+    TxRef.modify(core.state, (s0): [Range, State.SvmState] => {
+      const [id, s1] = State.takeId(s0)
+      const s2 = alloc ? State.insertNotifier(s1, n) : s1
+      const range: Range = {
+        id,
+        start: window.start,
+        end: window.end,
+        notifierStart: n.start,
+        notifierSeq: SEQ_NEVER,
+        flags: { ...Flags.NONE, migrateDevmem }
+      }
+      return [range, State.insertRange(s2, range)]
+    })
+  )
+})
+
+/**
+ * `drm_gpusvm_range_find_or_insert`, kernel-semantics §3 in order: `InvalidArgument`
+ * outside `[mmStart, mmStart + mmRange)` (exclusive end, unlike the seed) or for a
+ * malformed GPU VA window; `BadAddress` if the address space is gone; the
+ * notifier found or created and registered; `VmaNotFound` / `PermissionDenied`
+ * from the VMA; an existing range returned as is; else a new range of the chunk
+ * size `ChunkSize` selects (`InvalidArgument` if none fits). A notifier created
+ * by a failed call is unregistered and dropped.
+ */
+export const findOrInsert = (core: Core) =>
+  Effect.fnUntraced(function*(faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctxIn?: Partial<GpuSvmCtx>) {
+    const ctx = Ctx.make(ctxIn)
+    if (!isAddress(faultAddr) || faultAddr < core.config.mmStart || faultAddr >= mmEnd(core.config)) {
+      return yield* new InvalidArgument({
+        reason: `fault address outside the GPU SVM [${hex(core.config.mmStart)}, ${hex(mmEnd(core.config))})`,
+        addr: faultAddr
+      })
+    }
+    if (!isAddress(gpuvaStart) || !isEnd(gpuvaEnd) || gpuvaEnd <= gpuvaStart) {
+      return yield* new InvalidArgument({ reason: `malformed GPU VA window [${gpuvaStart}, ${gpuvaEnd})`, addr: faultAddr })
+    }
+    yield* core.mm.acquire
+    return yield* Effect.gen(function*() {
+      const existing = State.notifierAt(yield* TxRef.get(core.state), faultAddr)
+      const alloc = existing === undefined
+      const size = core.config.notifierSize
+      const n = existing ?? (yield* Notifiers.register(core, alignDown(faultAddr, size), alignUp(faultAddr + 1, size)))
+      return yield* core.mm.withReadLock(lookupOrCreate(core, n, alloc, faultAddr, gpuvaStart, gpuvaEnd, ctx)).pipe(
+        Effect.onError(() => (alloc ? core.mmu.remove(n.handle) : Effect.void))
+      )
+    }).pipe(Effect.ensuring(core.mm.release))
+  })
+
+/**
+ * `drm_gpusvm_range_remove`: under the notifier lock, unmap the pages and drop
+ * the range; if its notifier is now empty, drop the notifier and unregister its
+ * MMU notifier (unless already removed). A removed or unknown range is a no-op.
+ */
+export const remove = (core: Core) =>
+  Effect.fnUntraced(function*(ref: RangeRef) {
+    const removed = yield* Lock.withRead(
+      core.lock,
+      Effect.gen(function*() {
+        const r = State.live(yield* TxRef.get(core.state), ref)
+        if (r === undefined) return undefined
+        yield* unmapDma(core, r)
+        yield* TxRef.update(core.state, (s) => State.removeRange(s, r))
+        return r
+      })
+    )
+    if (removed === undefined) return
+    const emptied = yield* TxRef.modify(core.state, (s): [Notifier | undefined, State.SvmState] => {
+      const n = State.notifierAt(s, removed.notifierStart)
+      return n !== undefined && IT.isEmpty(n.ranges) ? [n, State.removeNotifier(s, n)] : [undefined, s]
+    })
+    if (emptied !== undefined && !emptied.removed) yield* core.mmu.remove(emptied.handle)
+  })
+
+/**
+ * `drm_gpusvm_range_set_unmapped`: mark the range unmapped, and partially
+ * unmapped if it is not entirely inside `mmuRange`. Caller holds the notifier
+ * lock for writing (the invalidate callback).
+ */
+export const setUnmapped = (core: Core) => (ref: RangeRef, mmuRange: MmuRange): Effect.Effect<void> =>
+  TxRef.update(core.state, (s) =>
+    State.updateRange(s, ref, (r) => ({
+      ...r,
+      flags: {
+        ...r.flags,
+        unmapped: true,
+        partialUnmap: r.flags.partialUnmap || r.start < mmuRange.start || r.end > mmuRange.end
+      }
+    })))
+
+/** `drm_gpusvm_has_mapping`: does any range overlap `[start, end)`? */
+export const hasMapping = (core: Core) => (start: number, end: number): Effect.Effect<boolean> =>
+  Effect.map(TxRef.get(core.state), (s) => State.rangesIn(s, start, end).length > 0)
+
+/**
+ * `drm_gpusvm_find_vma_start`: start of the first VMA intersecting `[start, end)`
+ * under the mmap read lock; none if there is none or the address space is gone.
+ */
+export const findVmaStart = (core: Core) => (start: number, end: number): Effect.Effect<Option.Option<number>> =>
+  core.mm.acquire.pipe(
+    Effect.andThen(
+      core.mm.withReadLock(core.mm.findVmaIntersection(start, end)).pipe(
+        Effect.map(Option.map((v) => v.start)),
+        Effect.ensuring(core.mm.release)
+      )
+    ),
+    Effect.catchTag("BadAddress", (_: BadAddress) => Effect.succeed(Option.none<number>()))
+  )
+
+/**
+ * `drm_gpusvm_fini`: unregister every notifier first (so no invalidation races
+ * the teardown), then remove every range; afterwards no notifier, range or DMA
+ * mapping remains.
+ */
+export const fini = (core: Core) =>
+  Effect.gen(function*() {
+    const removeRange = remove(core)
+    for (const n of State.allNotifiers(yield* TxRef.get(core.state))) {
+      if (!n.removed) yield* core.mmu.remove(n.handle)
+      yield* TxRef.update(core.state, (s) => State.updateNotifier(s, n.start, (x) => ({ ...x, removed: true })))
+      for (const e of IT.toArray(n.ranges)) yield* removeRange(e.value)
+    }
+    yield* TxRef.update(core.state, (s) => ({ ...s, notifiers: IT.empty() }))
+  })

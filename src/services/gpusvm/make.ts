@@ -1,0 +1,71 @@
+/**
+ * Builds one GPU SVM instance (`drm_gpusvm_init`): decodes the config, takes the
+ * machine services from the context, and assembles the `GpuSvmApi` from the
+ * concern modules. Used by `GpuSvm.layer`.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Option, TxRef } from "effect"
+import type { InvalidConfig } from "../../domain/Errors.ts"
+import * as Config from "../../domain/GpuSvmConfig.ts"
+import * as IT from "../../domain/IntervalTree.ts"
+import { Dma } from "../Dma.ts"
+import type { GpuSvmApi, GpuSvmOps, RangeRef } from "../GpuSvm.ts"
+import { Hmm } from "../Hmm.ts"
+import { Mm } from "../Mm.ts"
+import { MmuNotifier } from "../MmuNotifier.ts"
+import { Pagemaps } from "../Pagemaps.ts"
+import type { Core } from "./Core.ts"
+import * as Lock from "./NotifierLock.ts"
+import * as Pages from "./Pages.ts"
+import * as Ranges from "./Ranges.ts"
+import * as State from "./State.ts"
+
+/**
+ * `drm_gpusvm_init`: a new GPU SVM instance over the context's `Mm`,
+ * `MmuNotifier`, `Hmm`, `Dma` (and the registered `Pagemaps`).
+ * Errors: `InvalidConfig` naming the bad field (kernel-semantics §2).
+ */
+export const make = (
+  config: unknown,
+  ops: GpuSvmOps
+): Effect.Effect<GpuSvmApi, InvalidConfig, Mm | MmuNotifier | Hmm | Dma> =>
+  Effect.gen(function*() {
+    const decoded = yield* Config.decode(config)
+    const state = yield* TxRef.make(State.empty)
+    const lock = yield* Lock.make
+    let api: GpuSvmApi | undefined
+    const core: Core = {
+      config: decoded,
+      ops,
+      mm: yield* Mm,
+      mmu: yield* MmuNotifier,
+      hmm: yield* Hmm,
+      dma: yield* Dma,
+      pagemaps: yield* Pagemaps,
+      state,
+      lock,
+      api: () => api!
+    }
+    api = {
+      config: decoded,
+      rangeFindOrInsert: Ranges.findOrInsert(core),
+      rangeGetPages: Pages.getPages(core),
+      rangeUnmapPages: Pages.unmapPages(core),
+      rangeEvict: Pages.evict(core),
+      rangeRemove: Ranges.remove(core),
+      rangePagesValid: Pages.pagesValid(core),
+      rangeSetUnmapped: Ranges.setUnmapped(core),
+      withNotifierLock: (e) => Lock.withRead(lock, e),
+      withNotifierWriteLock: (e) => Lock.withWrite(lock, e),
+      hasMapping: Ranges.hasMapping(core),
+      findVmaStart: Ranges.findVmaStart(core),
+      range: (ref: RangeRef) => Effect.map(TxRef.get(state), (s) => Option.fromUndefinedOr(State.live(s, ref))),
+      ranges: (start?: number, end?: number) =>
+        Effect.map(TxRef.get(state), (s) => State.rangesIn(s, start ?? 0, end ?? Number.MAX_SAFE_INTEGER + 1)),
+      notifiers: Effect.map(TxRef.get(state), (s) => IT.toArray(s.notifiers).map((e) => e.value)),
+      scanMm: Pages.scanMm(core),
+      fini: Ranges.fini(core)
+    }
+    return api
+  })
