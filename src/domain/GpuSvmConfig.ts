@@ -43,12 +43,14 @@ export const DEFAULTS = {
 } as const
 
 const Int = Schema.Number.check(Schema.isInt())
+/** A whole number that may reach 2^53 (a size or exclusive end; `isInt` stops at 2^53 - 1). */
+const Whole = Schema.Number.check(Schema.makeFilter((n: number) => Number.isInteger(n) || "Expected an integer"))
 
 /** Per-field shape schemas: a field that fails its schema is an `InvalidConfig` naming it. */
 const FieldSchemas = {
   name: Schema.String.check(Schema.isMinLength(1)),
   mmStart: Int,
-  mmRange: Int,
+  mmRange: Whole,
   notifierSize: Int,
   chunkSizes: Schema.Array(Int).check(Schema.isMinLength(1)),
   devicePrivateOwner: Schema.String,
@@ -86,7 +88,9 @@ export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
   const bad = (field: string, reason: string) => new InvalidConfig({ field, reason })
   if (!Number.isSafeInteger(c.mmStart) || c.mmStart < 0) return bad("mmStart", `must be a safe non-negative integer, got ${c.mmStart}`)
   if (!isPageAligned(c.mmStart)) return bad("mmStart", `must be ${PAGE_SIZE}-byte aligned, got ${c.mmStart}`)
-  if (!Number.isSafeInteger(c.mmRange) || c.mmRange <= 0) return bad("mmRange", `must be a positive safe integer, got ${c.mmRange}`)
+  if (!Number.isInteger(c.mmRange) || c.mmRange <= 0 || c.mmRange > ADDRESS_LIMIT) {
+    return bad("mmRange", `must be a positive integer of at most 2^53, got ${c.mmRange}`)
+  }
   if (!isPageAligned(c.mmRange)) return bad("mmRange", `must be a multiple of ${PAGE_SIZE}, got ${c.mmRange}`)
   if (c.mmStart + c.mmRange > ADDRESS_LIMIT) return bad("mmRange", `mmStart + mmRange must not exceed 2^53, got ${c.mmStart + c.mmRange}`)
   if (!isPowerOfTwo(c.notifierSize)) return bad("notifierSize", `must be a power of two, got ${c.notifierSize}`)
