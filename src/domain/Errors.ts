@@ -122,3 +122,23 @@ export type SvmError =
   | Busy
   | TimedOut
   | InvalidConfig
+  | GpuFaultError
+
+/**
+ * A GPU access that could not be satisfied: the fault handler gave up (bounded
+ * retries) or the address is not mirrorable. `cause` carries the last typed error
+ * (its `_tag` and message), `retries` how many fault rounds were tried.
+ */
+export class GpuFaultError extends Schema.TaggedError<GpuFaultError>()("GpuFaultError", {
+  errno: errnoField("EFAULT"),
+  reason: Schema.String,
+  addr: Schema.Number,
+  cause: Schema.optionalKey(Schema.String),
+  causeTag: Schema.optionalKey(Schema.String),
+  retries: Schema.Number
+}) {
+  override get message(): string {
+    const why = this.causeTag === undefined ? "" : ` (last error ${this.causeTag}: ${this.cause ?? ""})`
+    return `GPU fault at ${hex(this.addr)}: ${this.reason} after ${this.retries} retries${why}`
+  }
+}

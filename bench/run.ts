@@ -1,0 +1,102 @@
+/**
+ * `npm run bench`: runs every benchmark module, prints one table per module and
+ * writes `bench/results.json` (machine info, Node version, every row).
+ *
+ * Timing thresholds never go into the test suite; this is where performance is
+ * measured.
+ */
+import { writeFileSync } from "node:fs"
+import os from "node:os"
+
+/** One row of the results: a named measurement with its unit and, where measured, min–max and a same-run reference. */
+export interface BenchRow {
+  readonly group: string
+  readonly name: string
+  readonly value: number
+  readonly unit: string
+  readonly min?: number
+  readonly max?: number
+  readonly reference?: string
+}
+
+type Module = { readonly group: string; readonly run: () => Promise<ReadonlyArray<BenchRow>> }
+
+const modules: Array<Module> = [
+  {
+    group: "interval tree",
+    run: async () => {
+      const { benchIntervalTree } = await import("./intervalTree.ts")
+      const rows = await benchIntervalTree()
+      const out: Array<BenchRow> = rows.map((r) => ({
+        group: "interval tree",
+        name: `${r.name} n=${r.n}`,
+        value: r.nsPerOp,
+        unit: "ns/op",
+        min: r.min,
+        max: r.max
+      }))
+      for (const pattern of ["random", "local"]) {
+        const of = (n: number) => rows.find((r) => r.n === n && r.name.includes(pattern))?.nsPerOp
+        const a = of(1_000)
+        const b = of(1_000_000)
+        if (a !== undefined && b !== undefined) {
+          out.push({ group: "interval tree", name: `first() ${pattern}: ratio 10^6/10^3`, value: b / a, unit: "x", reference: "O(log n): ~2x" })
+        }
+      }
+      return out
+    }
+  }
+]
+
+const optional: Array<readonly [string, string, string]> = [
+  ["simulated machine", "./simulated.ts", "benchSimulated"],
+  ["gpusvm core", "./core.ts", "benchCore"]
+]
+for (const [group, path, fn] of optional) {
+  modules.push({
+    group,
+    run: async () => {
+      const mod = (await import(path)) as Record<string, () => Promise<ReadonlyArray<Omit<BenchRow, "group">>>>
+      const rows = await mod[fn]!()
+      return rows.map((r) => ({ group, ...r }))
+    }
+  })
+}
+
+const fmt = (n: number | undefined) =>
+  n === undefined ? "" : Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 1 ? n.toFixed(2) : n.toPrecision(3)
+
+const main = async () => {
+  const started = Date.now()
+  const all: Array<BenchRow> = []
+  for (const m of modules) {
+    process.stderr.write(`bench: ${m.group} …\n`)
+    let rows: ReadonlyArray<BenchRow>
+    try {
+      rows = await m.run()
+    } catch (error) {
+      process.stderr.write(`bench: ${m.group} failed: ${error instanceof Error ? error.message : String(error)}\n`)
+      process.exitCode = 1
+      continue
+    }
+    all.push(...rows)
+    console.log(`\n## ${m.group}\n`)
+    console.log("| row | value | unit | min–max | reference |")
+    console.log("|---|---:|---|---|---|")
+    for (const r of rows) {
+      const range = r.min === undefined ? "" : `${fmt(r.min)}–${fmt(r.max)}`
+      console.log(`| ${r.name} | ${fmt(r.value)} | ${r.unit} | ${range} | ${r.reference ?? ""} |`)
+    }
+  }
+  const results = {
+    date: new Date().toISOString(),
+    node: process.version,
+    machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? "unknown", memoryBytes: os.totalmem(), platform: os.platform() },
+    durationMs: Date.now() - started,
+    rows: all
+  }
+  writeFileSync(new URL("./results.json", import.meta.url), JSON.stringify(results, null, 2) + "\n")
+  process.stderr.write(`bench: ${all.length} rows in ${((Date.now() - started) / 1000).toFixed(1)} s → bench/results.json\n`)
+}
+
+await main()

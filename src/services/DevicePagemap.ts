@@ -1,0 +1,66 @@
+/**
+ * `DevicePagemap`: one device memory region (`struct drm_pagemap` + its
+ * `drm_pagemap_ops` and the devmem migration helpers of kernel-semantics §9).
+ * A machine may have several (several devices, or several memory regions of
+ * one device), each with its own device-private owner; `DevicePagemaps` lists
+ * them, and `DevicePagemap` is the default (first) one.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect } from "effect"
+import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
+import type { BadAddress, Busy, OutOfMemory } from "../domain/Errors.ts"
+import type { DevicePage } from "../domain/PageRef.ts"
+
+/** Options of `populateMm`. */
+export interface PopulateOptions {
+  /** Minimum residency in ms (Effect clock) before a CPU touch may migrate the pages back. */
+  readonly timesliceMs?: number
+}
+
+/** Device memory usage. */
+export interface PagemapUsage {
+  readonly totalBytes: number
+  readonly usedBytes: number
+  /** Live device allocations (`drm_pagemap_devmem`). */
+  readonly allocations: number
+}
+
+/** The operations of one device memory region. */
+export interface DevicePagemapApi {
+  /** Pagemap id, as found in `DevicePage.pagemap`. */
+  readonly id: string
+  /** Device-private page owner (`pgmap->owner`). */
+  readonly owner: string
+  /** Interconnect protocol name of its device addresses (`DRM_INTERCONNECT_DRIVER`-like). */
+  readonly proto: string
+  /** `drm_pagemap_ops.device_map`: the device address of a page of this pagemap. `BadAddress` for a foreign or freed page. */
+  readonly deviceMap: (page: DevicePage, order: number, dir: DmaDirection) => Effect.Effect<DeviceAddress, BadAddress>
+  /** `drm_pagemap_ops.device_unmap`. */
+  readonly deviceUnmap: (addr: DeviceAddress) => Effect.Effect<void>
+  /**
+   * `drm_pagemap_populate_mm` / `drm_pagemap_migrate_to_devmem`: allocate device
+   * memory for `[start, end)`, copy the present system pages in, install
+   * device-private CPU entries; raises a MIGRATE invalidation (owner = this
+   * pagemap's owner) before the change. Takes the mmap read lock itself.
+   * Errors: no VRAM even after eviction → `OutOfMemory`; window not in one
+   * anonymous VMA / unaligned → `BadAddress`; raced → `Busy`.
+   */
+  readonly populateMm: (start: number, end: number, o?: PopulateOptions) => Effect.Effect<void, OutOfMemory | Busy | BadAddress>
+  /** Memory pressure: every allocation of this pagemap back to system memory (`drm_pagemap_evict_to_ram`). */
+  readonly evictAll: Effect.Effect<void>
+  /** Current usage. */
+  readonly usage: Effect.Effect<PagemapUsage>
+  /** Reads device memory directly (the GPU's path to VRAM): bytes of `[devAddr, devAddr + length)`. */
+  readonly readDevice: (devAddr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
+  /** Writes device memory directly (the GPU's path to VRAM). */
+  readonly writeDevice: (devAddr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress>
+}
+
+/** The default device memory region. */
+export class DevicePagemap extends Context.Service<DevicePagemap, DevicePagemapApi>()("gpusvm/DevicePagemap") {}
+
+/** Every device memory region of the machine (possibly none). */
+export class DevicePagemaps extends Context.Service<DevicePagemaps, {
+  readonly all: ReadonlyArray<DevicePagemapApi>
+}>()("gpusvm/DevicePagemaps") {}

@@ -1,0 +1,55 @@
+/**
+ * `Gpu`: the device — a GPU page table (VA → device address per page, bound per
+ * range) and an access engine. A missing PTE raises a GPU page fault that is
+ * handed to the registered fault handler (the driver's), then the access is
+ * retried; a present PTE reaches system memory only through the IOMMU (an IOVA
+ * with no live DMA mapping is a violation) and VRAM directly. The native
+ * machine uses the same simulated GPU.
+ *
+ * @since 0.1.0
+ */
+import { Context, type Effect } from "effect"
+import type { DeviceAddress } from "../domain/DeviceAddress.ts"
+import type { GpuFaultError } from "../domain/Errors.ts"
+
+/** How the GPU touches memory. `atomic` is a 32-bit atomic increment. */
+export type AccessMode = "read" | "write" | "atomic"
+
+/** A GPU page fault as the hardware reports it. */
+export interface GpuPageFault {
+  readonly addr: number
+  readonly write: boolean
+  readonly atomic: boolean
+}
+
+/** The driver's page-fault handler the GPU calls on a missing or insufficient PTE. */
+export type FaultHandler = (fault: GpuPageFault) => Effect.Effect<void, GpuFaultError>
+
+/** GPU counters. */
+export interface GpuStats {
+  readonly faults: number
+  readonly tlbFlushes: number
+  readonly ptesLive: number
+  readonly accesses: number
+}
+
+/** The simulated GPU. */
+export class Gpu extends Context.Service<Gpu, {
+  /**
+   * A GPU access of `[addr, addr + length)`: `read` returns the bytes, `write`
+   * stores `bytes`, `atomic` increments the little-endian u32 at `addr` and
+   * returns its old value (4 bytes). Faults are resolved through the handler;
+   * `GpuFaultError` when it gives up or none is registered.
+   */
+  readonly access: (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) => Effect.Effect<Uint8Array | void, GpuFaultError>
+  /** Binds `[rangeStart, rangeEnd)` to device addresses (one per page run, in order), replacing older PTEs. */
+  readonly bind: (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) => Effect.Effect<void>
+  /** Zaps the PTEs of `[start, end)` and flushes the TLB (one flush per call). */
+  readonly invalidate: (start: number, end: number) => Effect.Effect<void>
+  /** Registers the driver's page-fault handler (the last registration wins). */
+  readonly setFaultHandler: (h: FaultHandler) => Effect.Effect<void>
+  /** Is any PTE of `[start, end)` present? */
+  readonly isBound: (start: number, end: number) => Effect.Effect<boolean>
+  /** Counters. */
+  readonly stats: Effect.Effect<GpuStats>
+}>()("gpusvm/Gpu") {}
