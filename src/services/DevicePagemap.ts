@@ -26,6 +26,14 @@ export interface PagemapUsage {
   readonly allocations: number
 }
 
+/** Migration traffic of a pagemap. */
+export interface PagemapTraffic {
+  readonly bytesToVram: number
+  readonly bytesToRam: number
+  /** Allocations evicted under memory pressure or by `evictAll`. */
+  readonly evictions: number
+}
+
 /** The operations of one device memory region. */
 export interface DevicePagemapApi {
   /** Pagemap id, as found in `DevicePage.pagemap`. */
@@ -51,6 +59,8 @@ export interface DevicePagemapApi {
   readonly evictAll: Effect.Effect<void>
   /** Current usage. */
   readonly usage: Effect.Effect<PagemapUsage>
+  /** Migration traffic so far: bytes copied to device memory and back to RAM, evicted allocations. */
+  readonly traffic: Effect.Effect<PagemapTraffic>
   /** Reads device memory directly (the GPU's path to VRAM): bytes of `[devAddr, devAddr + length)`. */
   readonly readDevice: (devAddr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
   /** Writes device memory directly (the GPU's path to VRAM). */

@@ -1,0 +1,58 @@
+/**
+ * `Prefetch.run(start, end, { to })`: migrate and bind ahead of use (Xe's
+ * VM_BIND prefetch). Under the driver SVM lock, walk the window: skip holes
+ * (`findVmaStart`), create ranges as a fault would, migrate to device memory
+ * (`to: "vram"`, if a pagemap exists and the range may migrate) or evict to
+ * RAM (`to: "system"`), get pages and bind. Errors of one range are retried by
+ * faulting it through the normal handler later; prefetch itself only fails if
+ * a range cannot be created.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Option, Result } from "effect"
+import { alignUp } from "../domain/Address.ts"
+import { GpuFaultError } from "../domain/Errors.ts"
+import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
+import type { FaultEnv } from "./FaultHandler.ts"
+import { bindRange, migrateRange } from "./FaultHandler.ts"
+import * as GarbageCollector from "./GarbageCollector.ts"
+
+/** Where to put the window. */
+export interface PrefetchOptions {
+  readonly to: "vram" | "system"
+}
+
+/** Runs one prefetch of `[start, end)`; `pagemap` is the target for `vram` (none: stays in RAM). */
+export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
+(start: number, end: number, o: PrefetchOptions): Effect.Effect<void, GpuFaultError> =>
+  env.st.svmLock.withPermits(1)(Effect.gen(function*() {
+    const { svm, st } = env
+    yield* GarbageCollector.run(st, svm, env.gpu)
+    let addr = start
+    while (addr < end) {
+      const vmaStart = yield* svm.findVmaStart(addr, end)
+      if (Option.isNone(vmaStart)) return
+      addr = Math.max(addr, vmaStart.value)
+      const vma = yield* env.mm.vmaLookup(addr)
+      if (Option.isNone(vma)) {
+        addr = alignUp(addr + 1, 4096)
+        continue
+      }
+      const readOnly = !vma.value.prot.write
+      const ctx = { readOnly, devmemPossible: pagemap !== undefined, checkPagesThreshold: 0 }
+      const found = yield* Effect.result(svm.rangeFindOrInsert(addr, st.options.gpuvaStart, st.options.gpuvaEnd, ctx))
+      if (Result.isFailure(found)) {
+        return yield* new GpuFaultError({ reason: "prefetch: no GPU SVM range", addr, retries: 0, cause: found.failure.message, causeTag: found.failure._tag })
+      }
+      const range = found.success
+      if (o.to === "vram" && pagemap !== undefined && range.flags.migrateDevmem) {
+        const where = yield* svm.scanMm(range, pagemap.owner)
+        if (where !== "equal") yield* migrateRange(env, pagemap, range, st.options.timesliceMs).pipe(Effect.ignore)
+      } else if (o.to === "system") {
+        yield* svm.rangeEvict(range).pipe(Effect.ignore)
+      }
+      const got = yield* Effect.result(svm.rangeGetPages(range, ctx))
+      if (Result.isSuccess(got)) yield* bindRange(env, range, readOnly)
+      addr = Math.min(range.end, end)
+    }
+  }))
