@@ -1,0 +1,337 @@
+/**
+ * Page faults and page-table teardown of the simulated address space: the
+ * synchronous core shared by `Cpu` accesses and `hmm_range_fault`
+ * (`handle_mm_fault`, `do_anonymous_page`, `do_read_fault`, `do_cow_fault`,
+ * `do_wp_page`, `do_huge_pmd_anonymous_page`, `hugetlb_fault`,
+ * `zap_page_range`).
+ *
+ * Fault policy by VMA:
+ * - private anonymous (and `special`): a read fault maps the shared zero page
+ *   read-only; a write fault maps a fresh zeroed frame; inside a 2 MiB-aligned
+ *   block wholly within an anonymous VMA with no page of the block present,
+ *   any fault maps a fresh 2 MiB frame as one PMD mapping (order 9, THP).
+ * - hugetlb: any fault maps a 2 MiB frame (private: fresh; shared: the shmem
+ *   object's), order 9.
+ * - shared anonymous / shared file: the object's page, writable iff the VMA is.
+ * - private file: a read maps the page-cache page read-only; a write copies it
+ *   into a fresh anonymous frame (COW).
+ * - a write to a present read-only entry in a writable VMA: reuse the frame if
+ *   the process owns it exclusively (shared mapping, or private anonymous),
+ *   else copy (zero page, page-cache page): the COW break. A copy changes the
+ *   pfn, so callers raise a CLEAR invalidation over the pages
+ *   {@link cowExtent} reports *before* calling {@link faultPage}.
+ *
+ * All functions are synchronous and assume validated input; callers hold the
+ * mmap lock (read for faults, write for teardown).
+ *
+ * @since 0.1.0
+ */
+import { HUGE_PAGE_ORDER, HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
+import { BadAddress, PermissionDenied } from "../../domain/Errors.ts"
+import type { HmmPfn } from "../../domain/HmmPfn.ts"
+import { NOT_VALID } from "../../domain/HmmPfn.ts"
+import { ZERO_PFN } from "./Frames.ts"
+import type { MachineState } from "./MachineState.ts"
+import { HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
+import type { VmaRec } from "./Vmas.ts"
+
+const canRead = (v: VmaRec): boolean => v.prot.read || v.prot.write || v.prot.exec
+
+/**
+ * Checks a CPU access of `[start, end)` (page aligned) against the VMAs:
+ * a hole or an inaccessible (PROT_NONE) VMA is `BadAddress` (SIGSEGV), a write
+ * to a VMA without write permission is `PermissionDenied`.
+ */
+export const checkCpuAccess = (
+  st: MachineState,
+  start: number,
+  end: number,
+  write: boolean
+): BadAddress | PermissionDenied | undefined => {
+  let at = start
+  for (const v of st.vmas.intersecting(start, end)) {
+    if (v.start > at) return new BadAddress({ reason: "no VMA maps the address", addr: at })
+    if (!canRead(v)) return new BadAddress({ reason: "VMA is PROT_NONE", addr: Math.max(at, v.start) })
+    if (write && !v.prot.write) {
+      return new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: Math.max(at, v.start) })
+    }
+    at = v.end
+  }
+  return at >= end ? undefined : new BadAddress({ reason: "no VMA maps the address", addr: at })
+}
+
+/** Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse? */
+export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolean => {
+  if (pte.writable || vma.shared) return false
+  if (pte.pfn === ZERO_PFN) return true
+  const f = st.frames.frameOf(pte.pfn)
+  return f === undefined || f.cacheRef
+}
+
+/**
+ * The smallest window covering every page of `[start, end)` whose write fault
+ * would copy (COW break), or `undefined`. Only pages of writable VMAs count.
+ */
+export const cowExtent = (st: MachineState, start: number, end: number): readonly [number, number] | undefined => {
+  let lo = -1
+  let hi = -1
+  for (const v of st.vmas.intersecting(start, end)) {
+    if (!v.prot.write || v.shared) continue
+    const s = vpnOf(Math.max(start, v.start))
+    const e = vpnOf(Math.min(end, v.end))
+    st.pt.forEachIn(s, e, (vpn, pte) => {
+      if (pte.kind === "system" && needsCopy(st, v, pte)) {
+        if (lo < 0) lo = vpn
+        hi = vpn + 1
+      }
+    })
+  }
+  return lo < 0 ? undefined : [lo * PAGE_SIZE, hi * PAGE_SIZE]
+}
+
+/** Is the 2 MiB block of `vpn` eligible for a THP fault in `vma` (no page of it present)? */
+const thpEligible = (st: MachineState, vma: VmaRec, vpn: number): boolean => {
+  if (!st.thp || vma.kind !== "anonymous" || vma.shared) return false
+  const head = vpn - (vpn % HUGE_PAGES)
+  const start = head * PAGE_SIZE
+  if (start < vma.start || start + HUGE_PAGE_SIZE > vma.end) return false
+  for (let v = head; v < head + HUGE_PAGES; v++) if (st.pt.get(v) !== undefined) return false
+  return true
+}
+
+/** Maps all 512 pages of the block of `vpn` to the compound frame whose head is `headPfn`, order 9. */
+const mapHugeBlock = (st: MachineState, vpn: number, headPfn: number, writable: boolean): void => {
+  const head = vpn - (vpn % HUGE_PAGES)
+  const f = st.frames.frameOf(headPfn)!
+  for (let i = 0; i < HUGE_PAGES; i++) {
+    st.pt.set(head + i, { kind: "system", pfn: headPfn + i, writable, order: HUGE_PAGE_ORDER })
+  }
+  f.mapcount += HUGE_PAGES
+}
+
+/** Maps a fresh zeroed order-0 frame at `vpn`. */
+const mapFresh = (st: MachineState, vpn: number, writable: boolean): SystemPte => {
+  const f = st.frames.alloc(0)
+  f.mapcount++
+  const pte: SystemPte = { kind: "system", pfn: f.head, writable, order: 0 }
+  st.pt.set(vpn, pte)
+  return pte
+}
+
+/** The backing object of an object-backed VMA. */
+const objectOf = (st: MachineState, vma: VmaRec) => st.cache.objects.get(vma.object)
+
+/** Byte offset into `vma`'s object of page `vpn`. */
+const objectOffset = (vma: VmaRec, vpn: number): number => vma.pgoff + (vpn * PAGE_SIZE - vma.start)
+
+/**
+ * `handle_mm_fault` for one page: makes `vpn` present (and writable if
+ * `write`) according to the policy above, returning its entry. The caller
+ * checked access rights and raised the COW invalidation where needed.
+ */
+export const faultPage = (st: MachineState, vma: VmaRec, vpn: number, write: boolean): Pte => {
+  const pte = st.pt.get(vpn)
+  if (pte !== undefined) {
+    // A device-private entry is returned as is: its migration (the
+    // `cpuTouchedDevicePage` hook) is the caller's job, before this step.
+    if (pte.kind === "system" && write && !pte.writable) breakCow(st, vma, vpn, pte)
+    return pte
+  }
+  const w = vma.prot.write
+  if (vma.kind === "hugetlb") {
+    const head = vpn - (vpn % HUGE_PAGES)
+    if (vma.shared) {
+      const o = objectOf(st, vma)!
+      const { frame } = st.cache.pfnAt(o, objectOffset(vma, head))
+      mapHugeBlock(st, vpn, frame.head, w)
+    } else {
+      mapHugeBlock(st, vpn, st.frames.alloc(HUGE_PAGE_ORDER).head, w)
+    }
+    return st.pt.get(vpn)!
+  }
+  if (vma.shared) {
+    const o = objectOf(st, vma)!
+    const { frame, pfn } = st.cache.pfnAt(o, objectOffset(vma, vpn))
+    frame.mapcount++
+    const e: SystemPte = { kind: "system", pfn, writable: w, order: 0 }
+    st.pt.set(vpn, e)
+    return e
+  }
+  if (vma.kind === "file") {
+    const o = objectOf(st, vma)!
+    const { frame, pfn } = st.cache.pfnAt(o, objectOffset(vma, vpn))
+    if (write) {
+      const e = mapFresh(st, vpn, true)
+      st.frames.copyPage(pfn, e.pfn)
+      return e
+    }
+    frame.mapcount++
+    const e: SystemPte = { kind: "system", pfn, writable: false, order: 0 }
+    st.pt.set(vpn, e)
+    return e
+  }
+  if (thpEligible(st, vma, vpn)) {
+    mapHugeBlock(st, vpn, st.frames.alloc(HUGE_PAGE_ORDER).head, w)
+    return st.pt.get(vpn)!
+  }
+  if (!write) {
+    const e: SystemPte = { kind: "system", pfn: ZERO_PFN, writable: false, order: 0 }
+    st.pt.set(vpn, e)
+    return e
+  }
+  return mapFresh(st, vpn, true)
+}
+
+/** `do_wp_page`: reuse the frame (make the entry, or the whole intact 2 MiB block, writable) or copy it. */
+const breakCow = (st: MachineState, vma: VmaRec, vpn: number, pte: SystemPte): void => {
+  if (!needsCopy(st, vma, pte)) {
+    if (pte.order === HUGE_PAGE_ORDER) {
+      const head = vpn - (vpn % HUGE_PAGES)
+      for (let v = head; v < head + HUGE_PAGES; v++) {
+        const e = st.pt.get(v)
+        if (e !== undefined) e.writable = true
+      }
+    } else {
+      pte.writable = true
+    }
+    return
+  }
+  if (pte.order !== 0) st.pt.splitBlock(vpn)
+  const old = pte.pfn
+  const f = st.frames.alloc(0)
+  f.mapcount++
+  st.frames.copyPage(old, f.head)
+  pte.pfn = f.head
+  pte.writable = true
+  pte.order = 0
+  if (old !== ZERO_PFN) {
+    const of = st.frames.frameOf(old)
+    if (of !== undefined) st.frames.unmap(of)
+  }
+}
+
+/**
+ * `zap_page_range`: removes every entry of `[start, end)` (page aligned),
+ * dropping frame map counts (frames nothing else holds are freed and
+ * poisoned). Huge mappings straddling the edges are split first.
+ */
+export const zapRange = (st: MachineState, start: number, end: number): void => {
+  st.pt.splitAt(start)
+  st.pt.splitAt(end)
+  const doomed: Array<number> = []
+  st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+    doomed.push(vpn)
+    if (pte.kind === "system") {
+      if (pte.pfn !== ZERO_PFN) {
+        const f = st.frames.frameOf(pte.pfn)
+        if (f !== undefined) st.frames.unmap(f)
+      }
+    } else {
+      // Extension point: device-private entries are released by their pagemap (VRAM work).
+      st.devicePtes--
+    }
+  })
+  for (const v of doomed) st.pt.delete(v)
+}
+
+/**
+ * The page-table and VMA part of `munmap`: zaps `[start, end)`, removes the
+ * VMAs (splitting edge VMAs) and releases shmem objects no VMA refers to any
+ * more. Raising the UNMAP invalidation is the caller's job.
+ */
+export const unmapRange = (st: MachineState, start: number, end: number): void => {
+  zapRange(st, start, end)
+  const removed = st.vmas.remove(start, end)
+  releaseOrphans(st, removed)
+}
+
+/** Releases the shmem objects of `removed` that no remaining VMA refers to. */
+export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>): void => {
+  const ids = new Set<number>()
+  for (const r of removed) {
+    if (r.object !== 0 && st.cache.objects.get(r.object)?.kind === "shmem") ids.add(r.object)
+  }
+  if (ids.size === 0) return
+  for (const r of st.vmas.list) ids.delete(r.object)
+  for (const id of ids) st.cache.release(id)
+}
+
+/** An `HMM_PFN_ERROR` entry (hole or inaccessible VMA without FAULT). */
+export const ERROR_ENTRY: HmmPfn = { valid: false, write: false, error: true, order: 0, page: undefined }
+
+/**
+ * The checks `hmm_range_fault` makes with FAULT asked, in address order: a
+ * hole, a PROT_NONE or `special` VMA is `BadAddress`; with WRITE, a VMA
+ * without write permission is `PermissionDenied`.
+ */
+export const checkHmmFault = (
+  st: MachineState,
+  start: number,
+  end: number,
+  write: boolean
+): BadAddress | PermissionDenied | undefined => {
+  let at = start
+  for (const v of st.vmas.intersecting(start, end)) {
+    if (v.start > at) return new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
+    const a = Math.max(at, v.start)
+    if (!v.prot.read) return new BadAddress({ reason: "hmm_range_fault: VMA not readable (PROT_NONE)", addr: a })
+    if (v.kind === "special") return new BadAddress({ reason: "hmm_range_fault: VM_PFNMAP/VM_IO VMA", addr: a })
+    if (write && !v.prot.write) {
+      return new PermissionDenied({ reason: "hmm_range_fault: write to a read-only VMA", addr: a })
+    }
+    at = v.end
+  }
+  return at >= end ? undefined : new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
+}
+
+/**
+ * The walk of `hmm_range_fault` (after {@link checkHmmFault} passed when
+ * `fault`): one entry per page of `[start, end)`. With `fault`, missing pages
+ * are faulted in (and made writable with `write`); without, missing pages are
+ * not valid and holes / inaccessible VMAs are error entries. Device-private
+ * entries owned by `owner` are reported as device pages; others are not valid
+ * (the caller migrated them first when faulting).
+ */
+export const hmmWalk = (
+  st: MachineState,
+  start: number,
+  end: number,
+  fault: boolean,
+  write: boolean,
+  owner: string | undefined
+): Array<HmmPfn> => {
+  const n = (end - start) / PAGE_SIZE
+  const out: Array<HmmPfn> = new Array(n)
+  const base = vpnOf(start)
+  let i = 0
+  for (const v of st.vmas.intersecting(start, end)) {
+    const vs = vpnOf(Math.max(start, v.start)) - base
+    for (; i < vs; i++) out[i] = ERROR_ENTRY
+    const ve = vpnOf(Math.min(end, v.end)) - base
+    if (!v.prot.read || v.kind === "special") {
+      for (; i < ve; i++) out[i] = ERROR_ENTRY
+      continue
+    }
+    for (; i < ve; i++) {
+      const vpn = base + i
+      const pte = fault ? faultPage(st, v, vpn, write) : st.pt.get(vpn)
+      if (pte === undefined) {
+        out[i] = NOT_VALID
+      } else if (pte.kind === "system") {
+        out[i] = { valid: true, write: pte.writable, error: false, order: pte.order, page: { _tag: "System", pfn: pte.pfn } }
+      } else if (owner !== undefined && pte.owner === owner) {
+        out[i] = {
+          valid: true,
+          write: pte.writable,
+          error: false,
+          order: pte.order,
+          page: { _tag: "Device", pagemap: pte.pagemap, devicePfn: pte.devicePfn, allocation: pte.allocation, owner: pte.owner }
+        }
+      } else {
+        out[i] = NOT_VALID
+      }
+    }
+  }
+  for (; i < n; i++) out[i] = ERROR_ENTRY
+  return out
+}

@@ -1,0 +1,171 @@
+/**
+ * The shared state of one simulated machine, its options, and the `SimState`
+ * service that exposes it to later work in this folder (a simulated GPU
+ * reaching memory through the IOMMU, VRAM / device-private pages,
+ * `migrate_to_ram`).
+ *
+ * One `MachineState` holds one address space (VMAs, page table, mmap lock, MMU
+ * notifiers), system memory (frames, page cache), the IOMMU, fault-injection
+ * counters, violations and counters. Every service of `Simulated.layer` closes
+ * over the same instance; each build of the layer makes a fresh one.
+ *
+ * Locking: the structures are plain mutable JS objects changed only inside
+ * single synchronous steps; the mmap lock orders CPU changes (writers) against
+ * faults and walks (readers); notifier sequences and invalidation counts are
+ * `TxRef`s (see `Notifiers.ts`).
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect } from "effect"
+import type { MmuEvent } from "../../domain/MmuRange.ts"
+import { MMU_EVENTS } from "../../domain/MmuRange.ts"
+import type { BadAddress } from "../../domain/Errors.ts"
+import type { Injection, MachineStats, Violation } from "../../services/Machine.ts"
+import { Frames } from "./Frames.ts"
+import { Iommu, type IommuMapping } from "./Iommu.ts"
+import { makeMmapLock, type MmapLock } from "./MmapLock.ts"
+import { Notifiers } from "./Notifiers.ts"
+import { PageCache } from "./PageCache.ts"
+import { PageTable, type DevicePte } from "./PageTable.ts"
+import { makeSchedule, type Schedule, type ScheduleOptions } from "./Schedule.ts"
+import { Vmas } from "./Vmas.ts"
+
+/** Options of `Simulated.layer`. */
+export interface SimulatedOptions {
+  /** Seeded yield points at every service call (reproducible interleavings). */
+  readonly schedule?: ScheduleOptions
+  /** Initial fault injections (same meaning as `Machine.inject`). */
+  readonly inject?: Injection
+  /** Transparent huge pages for private anonymous memory (default true). */
+  readonly thp?: boolean
+  /** First IOVA the IOMMU hands out (default 0x1000_0000). */
+  readonly iovaBase?: number
+}
+
+/** Pending fault injections (counts of next calls to fail). */
+export interface InjectionCounters {
+  hmmBusy: number
+  dmaMapFail: number
+  vramAllocFail: number
+  nonBlockable: number
+}
+
+/**
+ * Hooks for later work. `cpuTouchedDevicePage` is the `migrate_to_ram`
+ * extension point: called (before the access proceeds, mmap read lock held)
+ * for every device-private entry a CPU access, or a faulting `hmm_range_fault`
+ * not owning the page, meets; it must replace the entry with a system one.
+ * Unset, such a touch fails with `BadAddress`. Nothing installs device entries
+ * yet, so this is currently unreachable.
+ */
+export interface MachineHooks {
+  cpuTouchedDevicePage: ((addr: number, pte: DevicePte) => Effect.Effect<void, BadAddress>) | undefined
+}
+
+/** The state of one simulated machine. */
+export class MachineState {
+  readonly options: SimulatedOptions
+  /** Every violation recorded, in order. */
+  readonly violations: Array<Violation> = []
+  /** Invalidations raised, by event. */
+  readonly invalidations: Record<MmuEvent, number>
+  /** Pending injections. */
+  readonly inject: InjectionCounters
+  readonly frames: Frames
+  readonly cache: PageCache
+  readonly iommu: Iommu
+  readonly vmas = new Vmas()
+  readonly pt = new PageTable()
+  readonly lock: MmapLock = makeMmapLock()
+  readonly notifiers: Notifiers
+  readonly schedule: Schedule
+  /** Device-private entries currently in the page table (0 until VRAM exists). */
+  devicePtes = 0
+  /** References taken by `Mm.acquire` and not yet released (`mmget_not_zero` / `mmput`). */
+  mmRefs = 0
+  /** False once the process exited (`mm_users == 0`). */
+  alive = true
+  readonly hooks: MachineHooks = { cpuTouchedDevicePage: undefined }
+  /** Is THP enabled for private anonymous memory? */
+  readonly thp: boolean
+
+  constructor(options: SimulatedOptions = {}) {
+    this.options = options
+    this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
+    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
+    this.addInjection(options.inject ?? {})
+    const onViolation = (v: Violation) => this.recordViolation(v)
+    this.frames = new Frames(onViolation)
+    this.cache = new PageCache(this.frames)
+    this.iommu = new Iommu(this.frames, options.iovaBase ?? 0x1000_0000)
+    this.notifiers = new Notifiers({
+      takeNonBlockable: () => {
+        if (this.inject.nonBlockable <= 0) return false
+        this.inject.nonBlockable--
+        return true
+      },
+      onViolation,
+      countEvent: (e) => {
+        this.invalidations[e]++
+      }
+    })
+    this.schedule = makeSchedule(options.schedule)
+    this.thp = options.thp ?? true
+  }
+
+  /** Records a violation (never throws). */
+  recordViolation(v: Violation): void {
+    this.violations.push(v)
+  }
+
+  /** Adds injections (counts add up; negative or non-integer counts are ignored). */
+  addInjection(i: Injection): void {
+    const n = (x: number | undefined) => (x !== undefined && Number.isSafeInteger(x) && x > 0 ? x : 0)
+    this.inject.hmmBusy += n(i.hmmBusy)
+    this.inject.dmaMapFail += n(i.dmaMapFail)
+    this.inject.vramAllocFail += n(i.vramAllocFail)
+    this.inject.nonBlockable += n(i.nonBlockable)
+  }
+
+  /** Current counters (`Machine.stats`). `framesLive` counts live 4 KiB base frames (a 2 MiB frame counts 512). */
+  stats(): MachineStats {
+    return {
+      framesLive: this.frames.liveBasePages,
+      bytesHeld: this.frames.bytesHeld,
+      invalidations: { ...this.invalidations },
+      dmaMappingsLive: this.iommu.size,
+      notifiersLive: this.notifiers.live
+    }
+  }
+
+  /** For the simulated device: IOVA → base pfn + offset, `undefined` = IOMMU fault (the caller records it). */
+  translateIova(iova: number): { readonly pfn: number; readonly offset: number; readonly mapping: IommuMapping } | undefined {
+    return this.iommu.translate(iova)
+  }
+
+  /** Reads `length` bytes of base page `pfn` from `offset` (within one page). Poisoned (freed) frames read as `undefined`. */
+  readFrame(pfn: number, offset: number, length: number): Uint8Array | undefined {
+    if (!this.frames.isLive(pfn)) return undefined
+    const out = new Uint8Array(length)
+    this.frames.read(pfn, offset, out, 0, length)
+    return out
+  }
+
+  /** Writes bytes into base page `pfn` at `offset` (within one page); false if the frame is not live (or is the zero page). */
+  writeFrame(pfn: number, offset: number, bytes: Uint8Array): boolean {
+    if (pfn === 0 || !this.frames.isLive(pfn)) return false
+    this.frames.write(pfn, offset, bytes, 0, bytes.length)
+    return true
+  }
+}
+
+/** Creates a fresh machine. */
+export const makeMachine = (options?: SimulatedOptions): Effect.Effect<MachineState> =>
+  Effect.sync(() => new MachineState(options))
+
+/**
+ * The machine's internal state, provided by `Simulated.layer` next to the
+ * kernel-interface services, for tests and for later simulated components in
+ * this folder. Not part of the kernel contract: code under test must not use it.
+ */
+export class SimState extends Context.Service<SimState, MachineState>()("gpusvm/layers/simulated/SimState") {}

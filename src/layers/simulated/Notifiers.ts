@@ -1,0 +1,245 @@
+/**
+ * MMU interval notifiers of the simulated address space (kernel-semantics §7):
+ * `mmu_interval_notifier_insert` / `_remove`, `mmu_interval_read_begin` /
+ * `_read_retry` / `_set_seq`, and the invalidation protocol every CPU-side
+ * change runs (`mmu_notifier_invalidate_range_start` / `_end`).
+ *
+ * Each notifier has a sequence number and an "invalidations in flight" count,
+ * both `TxRef`s. Sequence values come from one machine-wide counter, so every
+ * `curSeq` handed to a callback is fresh (never returned before).
+ *
+ * An invalidation of `[start, end)` with an event:
+ * 1. registers itself as active and, in one transaction, counts itself in on
+ *    every overlapping, not removed notifier (`readBegin` on those now waits);
+ * 2. calls each callback in address order with a fresh `curSeq`, waiting for
+ *    it; the first offer is non-blockable if a `nonBlockable` injection is
+ *    pending, and a refusal (`false`) is retried blockably with a fresh
+ *    `curSeq` (a refusal of a blockable offer is recorded as a violation);
+ * 3. if a callback did not publish `curSeq` through `setSeq`, the machine sets
+ *    the sequence itself as soon as the callback returns (robustness: a reader
+ *    holding the old sequence always sees `readRetry` true afterwards);
+ * 4. returns to the caller, which changes the pages;
+ * 5. ends: counts itself out of every notifier it counted in (including ones
+ *    inserted while it was active, which start counted in, like the kernel's
+ *    deferred insertion), waking `readBegin` waiters.
+ *
+ * `remove` waits until no invalidation is in flight on the notifier (so its
+ * callback is never running once `remove` returns); calling it from inside
+ * that notifier's own callback deadlocks, as in the kernel.
+ *
+ * Reads of committed `TxRef` values are done synchronously through `.value`
+ * where no waiting is needed; every write goes through a transaction so
+ * waiters wake.
+ *
+ * @since 0.1.0
+ */
+import { Effect, TxRef } from "effect"
+import { overlaps } from "../../domain/Address.ts"
+import type { MmuEvent, MmuRange } from "../../domain/MmuRange.ts"
+import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import type { Violation } from "../../services/Machine.ts"
+import type { InvalidateCallback } from "../../services/MmuNotifier.ts"
+
+/** One registered notifier. */
+export interface NotifierRec {
+  readonly handle: NotifierHandle
+  readonly callback: InvalidateCallback
+  /** `interval_sub->invalidate_seq`. */
+  readonly seq: TxRef.TxRef<number>
+  /** Invalidations in flight covering this notifier. */
+  readonly invalidating: TxRef.TxRef<number>
+  /** Set (transactionally) by `remove`. */
+  readonly removed: TxRef.TxRef<boolean>
+  /** `read_begin`, prebuilt. */
+  readonly readBegin: Effect.Effect<number>
+}
+
+/** One invalidation in flight. */
+export interface ActiveInvalidation {
+  readonly start: number
+  readonly end: number
+  readonly event: MmuEvent
+  /** Notifiers counted in (and to be counted out at the end). */
+  readonly participants: Set<NotifierRec>
+}
+
+/** What the notifier machinery needs from the machine. */
+export interface NotifierEnv {
+  /** Consumes one pending `nonBlockable` injection; true if there was one. */
+  readonly takeNonBlockable: () => boolean
+  /** Records a violation. */
+  readonly onViolation: (v: Violation) => void
+  /** Counts one invalidation of `event`. */
+  readonly countEvent: (event: MmuEvent) => void
+}
+
+/** The notifier registry of one address space. */
+export class Notifiers {
+  /** Live notifiers by id. */
+  readonly byId = new Map<number, NotifierRec>()
+  /** Invalidations in flight. */
+  readonly active = new Set<ActiveInvalidation>()
+  private nextId = 1
+  private seqCounter = 0
+  private readonly env: NotifierEnv
+
+  constructor(env: NotifierEnv) {
+    this.env = env
+  }
+
+  /** A fresh sequence value (never returned before). */
+  freshSeq(): number {
+    return ++this.seqCounter
+  }
+
+  /**
+   * `mmu_interval_notifier_insert`. A malformed window (not a safe, positive
+   * length) registers an empty notifier that never overlaps anything and
+   * records a `notifier-bad-window` violation.
+   */
+  insert(start: number, length: number, callback: InvalidateCallback): NotifierHandle {
+    const ok = Number.isSafeInteger(start) && start >= 0 && Number.isSafeInteger(length) && length > 0 &&
+      Number.isSafeInteger(start + length)
+    if (!ok) {
+      this.env.onViolation({
+        invariant: "notifier-bad-window",
+        detail: `mmu_interval_notifier_insert(start=${start}, length=${length}): not a valid window`
+      })
+    }
+    const handle: NotifierHandle = { id: this.nextId++, start, end: ok ? start + length : start }
+    let inFlight = 0
+    const recActive: Array<ActiveInvalidation> = []
+    for (const a of this.active) {
+      if (ok && overlaps(a.start, a.end, handle.start, handle.end)) {
+        inFlight++
+        recActive.push(a)
+      }
+    }
+    const seq = TxRef.makeUnsafe(this.freshSeq())
+    const invalidating = TxRef.makeUnsafe(inFlight)
+    const removed = TxRef.makeUnsafe(false)
+    const readBegin = Effect.tx(
+      Effect.flatMap(TxRef.get(invalidating), (n) => (n > 0 ? Effect.txRetry : TxRef.get(seq)))
+    )
+    const rec: NotifierRec = { handle, callback, seq, invalidating, removed, readBegin }
+    for (const a of recActive) a.participants.add(rec)
+    this.byId.set(handle.id, rec)
+    return handle
+  }
+
+  /** `mmu_interval_notifier_remove`: waits for in-flight invalidations of it, then unregisters. Idempotent. */
+  remove(h: NotifierHandle): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const rec = this.byId.get(h.id)
+      if (rec === undefined) return Effect.void
+      return Effect.tx(
+        Effect.flatMap(TxRef.get(rec.invalidating), (n) => (n > 0 ? Effect.txRetry : TxRef.set(rec.removed, true)))
+      ).pipe(Effect.andThen(Effect.sync(() => {
+        this.byId.delete(h.id)
+      })))
+    })
+  }
+
+  /** `mmu_interval_read_begin`. An unknown (removed) handle reads 0, which `readRetry` always reports as moved. */
+  readBegin(h: NotifierHandle): Effect.Effect<number> {
+    const rec = this.byId.get(h.id)
+    return rec === undefined ? Effect.succeed(0) : rec.readBegin
+  }
+
+  /** `mmu_interval_read_retry` (synchronous): has the sequence moved from `seq`? True for unknown handles. */
+  moved(h: NotifierHandle, seq: number): boolean {
+    const rec = this.byId.get(h.id)
+    return rec === undefined || rec.seq.value !== seq
+  }
+
+  /** `mmu_interval_set_seq`. No-op for unknown handles. */
+  setSeq(h: NotifierHandle, seq: number): Effect.Effect<void> {
+    const rec = this.byId.get(h.id)
+    return rec === undefined ? Effect.void : TxRef.set(rec.seq, seq)
+  }
+
+  /** Number of registered notifiers. */
+  get live(): number {
+    return this.byId.size
+  }
+
+  /**
+   * Runs a whole invalidation around `change` (steps 1–5 above): the callbacks
+   * of every overlapping notifier run and return before `change` runs; the
+   * invalidation ends after it, whatever its outcome.
+   */
+  invalidate<A, E, R>(
+    start: number,
+    end: number,
+    event: MmuEvent,
+    change: Effect.Effect<A, E, R>,
+    owner?: string
+  ): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      this.env.countEvent(event)
+      const inv: ActiveInvalidation = { start, end, event, participants: new Set() }
+      this.active.add(inv)
+      const candidates: Array<NotifierRec> = []
+      for (const rec of this.byId.values()) {
+        if (overlaps(rec.handle.start, rec.handle.end, start, end)) candidates.push(rec)
+      }
+      candidates.sort((a, b) => a.handle.start - b.handle.start || a.handle.id - b.handle.id)
+      const joined: Array<NotifierRec> = []
+      const begin = Effect.tx(Effect.suspend(() => {
+        joined.length = 0
+        return Effect.forEach(candidates, (rec) =>
+          Effect.flatMap(TxRef.get(rec.removed), (removed) => {
+            if (removed) return Effect.void
+            joined.push(rec)
+            return TxRef.update(rec.invalidating, (n) => n + 1)
+          }), { discard: true })
+      }))
+      const finish = Effect.suspend(() => {
+        this.active.delete(inv)
+        const all = [...inv.participants]
+        return Effect.tx(Effect.forEach(all, (rec) => TxRef.update(rec.invalidating, (n) => n - 1), { discard: true }))
+      })
+      const offerAll = Effect.suspend(() => {
+        for (const rec of joined) inv.participants.add(rec)
+        const nonBlockable = this.env.takeNonBlockable()
+        return Effect.forEach(joined, (rec) => this.offer(rec, start, end, event, owner, !nonBlockable), {
+          discard: true
+        })
+      })
+      return Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(begin, () => Effect.ensuring(Effect.flatMap(restore(offerAll), () => restore(change)), finish))
+      )
+    })
+  }
+
+  /** Calls one notifier's callback (retrying a refusal blockably) and makes sure its sequence moved. */
+  private offer(
+    rec: NotifierRec,
+    start: number,
+    end: number,
+    event: MmuEvent,
+    owner: string | undefined,
+    blockable: boolean
+  ): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const before = rec.seq.value
+      const curSeq = this.freshSeq()
+      const range: MmuRange = owner === undefined
+        ? { start, end, event, blockable }
+        : { start, end, event, owner, blockable }
+      return Effect.flatMap(rec.callback(range, curSeq), (ok): Effect.Effect<void> => {
+        if (!ok) {
+          if (blockable) {
+            this.env.onViolation({
+              invariant: "notifier-refused-blockable",
+              detail: `notifier ${rec.handle.id} returned false for a blockable ${event} of [${start}, ${end})`
+            })
+          } else {
+            return this.offer(rec, start, end, event, owner, true)
+          }
+        }
+        return rec.seq.value === before ? TxRef.set(rec.seq, curSeq) : Effect.void
+      })
+    })
+  }
+}

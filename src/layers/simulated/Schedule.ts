@@ -1,0 +1,66 @@
+/**
+ * Seeded yield points: the simulated machine's source of reproducible
+ * interleavings.
+ *
+ * With `schedule: { seed }` every service call of the simulated machine passes
+ * through {@link Schedule.point}, which yields the running fiber
+ * (`Effect.yieldNow`) about half of the time, decided by a mulberry32 PRNG on a
+ * 32-bit state. The Effect scheduler is FIFO and deterministic, so two
+ * concurrent fibers interleave identically for the same seed and (in general)
+ * differently for different seeds. Without a schedule, yield points cost
+ * nothing and never yield.
+ *
+ * The 32-bit bit operations here act on PRNG state only, never on addresses.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+
+/** The schedule option: a seed for the PRNG, and the yield probability (default 0.5). */
+export interface ScheduleOptions {
+  readonly seed: number
+  readonly yieldProbability?: number
+}
+
+/** A seeded yield-point source (one per machine). */
+export interface Schedule {
+  /** A possible yield point: yields the fiber if the PRNG says so. */
+  readonly point: Effect.Effect<void>
+  /** Draws the next PRNG value in `[0, 1)` (advances the state). */
+  readonly next: () => number
+  /** Number of yields taken so far. */
+  readonly yields: () => number
+}
+
+/** mulberry32: a tiny 32-bit PRNG; returns a function drawing values in `[0, 1)`. */
+export const mulberry32 = (seed: number): (() => number) => {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * Builds the schedule of a machine. `undefined` options give a schedule whose
+ * yield point is `Effect.void`.
+ */
+export const makeSchedule = (options: ScheduleOptions | undefined): Schedule => {
+  if (options === undefined) {
+    return { point: Effect.void, next: () => 0, yields: () => 0 }
+  }
+  const rand = mulberry32(options.seed)
+  const p = options.yieldProbability ?? 0.5
+  let yields = 0
+  const point = Effect.suspend(() => {
+    if (rand() < p) {
+      yields++
+      return Effect.yieldNow
+    }
+    return Effect.void
+  })
+  return { point, next: rand, yields: () => yields }
+}

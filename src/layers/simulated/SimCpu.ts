@@ -1,0 +1,433 @@
+/**
+ * The simulated `Cpu` service: the process's own system calls (`mmap`,
+ * `munmap`, `mprotect`, `madvise(MADV_DONTNEED)`, `mremap`, `exit`) and memory
+ * accesses, applied to the shared machine state.
+ *
+ * Every call is a schedule yield point. Arguments are validated completely
+ * before anything changes; every rejection is a typed error whose `reason`
+ * names the argument, and leaves the machine unchanged. Mapping changes take
+ * the mmap lock for writing and run inside an MMU invalidation (UNMAP for
+ * munmap / mremap's old range / MAP_FIXED replacement, PROTECTION_VMA for
+ * mprotect, CLEAR for madvise, RELEASE for exit): the callbacks of every
+ * overlapping notifier return before the pages change (kernel-semantics §7).
+ * Loads and stores take the mmap lock for reading; a store that breaks COW on
+ * present pages raises CLEAR over those pages first (`wp_page_copy`).
+ *
+ * Placement: without `fixed`, a free `addr` hint (aligned to `align`, below
+ * 2^47) is taken as is; otherwise the lowest free window at or above 4 GiB
+ * aligned to `align` (2 MiB at least for hugetlb). `mremap` grows in place
+ * when the old range ends its VMA and the space after it is free, else moves
+ * to the lowest free window. `munmap` / `madvise` of holes are fine (no event
+ * when nothing is mapped); `mprotect` needs the whole window mapped
+ * (`VmaNotFound`). `mremap` reports Linux's EFAULT / ENOMEM cases as
+ * `InvalidArgument` (the contract's only error). `oldLength` 0 (duplicating
+ * a shared mapping) is not supported. After `exit` every call fails with a
+ * typed error (`InvalidArgument`, `BadAddress` for accesses); `exit` again is
+ * a no-op.
+ *
+ * Hazards (as in the kernel): a notifier callback must not call back into
+ * `Cpu` or `Mm.withReadLock` (the mmap lock is held, for writing by mapping
+ * changes); a fiber holding `Mm.withReadLock` that calls `Cpu.read`/`write`
+ * nests the read lock and deadlocks if a writer queues in between.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import {
+  ADDRESS_LIMIT,
+  HUGE_PAGE_SIZE,
+  PAGE_SIZE,
+  alignDown,
+  alignUp,
+  isAddress,
+  isPowerOfTwo,
+  overlaps
+} from "../../domain/Address.ts"
+import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
+import type { Prot } from "../../domain/Prot.ts"
+import { PROT_RW } from "../../domain/Prot.ts"
+import type { VmaKind } from "../../domain/Vma.ts"
+import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
+import { Cpu } from "../../services/Cpu.ts"
+import { checkCpuAccess, cowExtent, faultPage, releaseOrphans, unmapRange, zapRange } from "./Fault.ts"
+import type { MachineState } from "./MachineState.ts"
+import { type Pte, vpnOf } from "./PageTable.ts"
+import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
+
+const KINDS: ReadonlyArray<VmaKind> = ["anonymous", "file", "hugetlb", "special"]
+
+const bad = (reason: string, addr?: number) =>
+  addr === undefined ? new InvalidArgument({ reason }) : new InvalidArgument({ reason, addr })
+
+const isProt = (p: unknown): p is Prot =>
+  typeof p === "object" && p !== null &&
+  typeof (p as Prot).read === "boolean" && typeof (p as Prot).write === "boolean" &&
+  typeof (p as Prot).exec === "boolean"
+
+/** Validates `addr`/`length` of a window call: page-aligned address, positive page-multiple length, end ≤ 2^53. */
+export const checkWindow = (call: string, addr: number, length: number): InvalidArgument | undefined => {
+  if (!isAddress(addr)) return bad(`${call}: addr is not an address in [0, 2^53)`)
+  if (addr % PAGE_SIZE !== 0) return bad(`${call}: addr is not page aligned`, addr)
+  if (!Number.isSafeInteger(length) || length <= 0) return bad(`${call}: length must be a positive integer`, addr)
+  if (length % PAGE_SIZE !== 0) return bad(`${call}: length is not a multiple of 4096`, addr)
+  if (addr + length > ADDRESS_LIMIT) return bad(`${call}: addr + length is past 2^53`, addr)
+  return undefined
+}
+
+/** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
+const checkHugeEdges = (st: MachineState, call: string, start: number, end: number): InvalidArgument | undefined => {
+  for (const v of st.vmas.intersecting(start, end)) {
+    if (v.kind !== "hugetlb") continue
+    if ((start > v.start && start % HUGE_PAGE_SIZE !== 0) || (end < v.end && end % HUGE_PAGE_SIZE !== 0)) {
+      return bad(`${call}: addr/length must be 2 MiB aligned inside a hugetlb VMA`, v.start)
+    }
+  }
+  return undefined
+}
+
+const exited = (call: string) => bad(`${call}: the address space has exited`)
+
+/** Builds the `Cpu` service of machine `st`. */
+export const makeCpu = (st: MachineState): Cpu["Service"] => {
+  const point = st.schedule.point
+  const notifiers = st.notifiers
+  const lock = st.lock
+
+  /** `vm_munmap` core with its UNMAP invalidation over the mapped extent. */
+  const unmapWithEvent = (start: number, end: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      const hit = st.vmas.intersecting(start, end)
+      if (hit.length === 0) return Effect.void
+      const s = Math.max(start, hit[0]!.start)
+      const e = Math.min(end, hit[hit.length - 1]!.end)
+      return notifiers.invalidate(s, e, "unmap", Effect.sync(() => unmapRange(st, start, end)))
+    })
+
+  const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
+    yield* point
+    if (typeof o !== "object" || o === null) return yield* bad("mmap: options must be an object")
+    const kind = o.kind ?? "anonymous"
+    if (!KINDS.includes(kind)) return yield* bad("mmap: kind must be anonymous, file, hugetlb or special")
+    const prot = o.prot ?? PROT_RW
+    if (!isProt(prot)) return yield* bad("mmap: prot must be { read, write, exec } booleans")
+    const minAlign = kindAlign(kind)
+    const length = o.length
+    if (!Number.isSafeInteger(length) || length <= 0) return yield* bad("mmap: length must be a positive integer")
+    if (length % minAlign !== 0) {
+      return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
+    }
+    if (o.addr !== undefined) {
+      if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
+      if (o.addr % minAlign !== 0) {
+        return yield* bad(kind === "hugetlb" ? "mmap: addr of a hugetlb mapping must be 2 MiB aligned" : "mmap: addr is not page aligned", o.addr)
+      }
+      if (o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
+    }
+    if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
+    const align = o.align ?? PAGE_SIZE
+    if (!isPowerOfTwo(align) || align < PAGE_SIZE) return yield* bad("mmap: align must be a power of two >= 4096")
+    if (o.fileSeed !== undefined && !Number.isSafeInteger(o.fileSeed)) return yield* bad("mmap: fileSeed must be an integer")
+    if (o.name !== undefined && typeof o.name !== "string") return yield* bad("mmap: name must be a string")
+    return yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mmap")
+      let start: number
+      if (o.fixed === true && o.addr !== undefined) {
+        start = o.addr
+        yield* unmapWithEvent(start, start + length)
+      } else {
+        const hint = o.addr !== undefined && st.vmas.isFree(o.addr, o.addr + length) && o.addr + length <= MMAP_LIMIT &&
+            o.addr % align === 0
+          ? o.addr
+          : undefined
+        const found = hint ?? st.vmas.findGap(length, Math.max(align, minAlign), undefined)
+        if (found === undefined) return yield* new OutOfMemory({ reason: `mmap: no free window of ${length} bytes` })
+        start = found
+      }
+      yield* Effect.sync(() => {
+        const shared = o.shared === true
+        let object = 0
+        if (kind === "file") object = st.cache.file(o.fileSeed ?? 0).id
+        else if (shared && kind !== "special") object = st.cache.shmem(kind === "hugetlb").id
+        const rec: VmaRec = {
+          start,
+          end: start + length,
+          prot: { read: prot.read, write: prot.write, exec: prot.exec },
+          kind,
+          shared,
+          name: o.name,
+          object,
+          pgoff: 0,
+          fileSeed: kind === "file" ? (o.fileSeed ?? 0) : undefined
+        }
+        st.vmas.insert(rec)
+      })
+      return start
+    }))
+  })
+
+  const munmap = Effect.fnUntraced(function*(addr: number, length: number) {
+    yield* point
+    const err = checkWindow("munmap", addr, length)
+    if (err !== undefined) return yield* err
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("munmap")
+      const huge = checkHugeEdges(st, "munmap", addr, end)
+      if (huge !== undefined) return yield* huge
+      yield* unmapWithEvent(addr, end)
+    }))
+  })
+
+  const mprotect = Effect.fnUntraced(function*(addr: number, length: number, prot: Prot) {
+    yield* point
+    const err = checkWindow("mprotect", addr, length)
+    if (err !== undefined) return yield* err
+    if (!isProt(prot)) return yield* bad("mprotect: prot must be { read, write, exec } booleans", addr)
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mprotect")
+      if (!st.vmas.covers(addr, end)) {
+        return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
+      }
+      const huge = checkHugeEdges(st, "mprotect", addr, end)
+      if (huge !== undefined) return yield* huge
+      yield* notifiers.invalidate(addr, end, "protection-vma", Effect.sync(() => {
+        st.pt.splitAt(addr)
+        st.pt.splitAt(end)
+        st.vmas.carve(addr, end)
+        const p = { read: prot.read, write: prot.write, exec: prot.exec }
+        for (const v of st.vmas.intersecting(addr, end)) v.prot = p
+        if (!prot.write) {
+          st.pt.forEachIn(vpnOf(addr), vpnOf(end), (_vpn, pte) => {
+            pte.writable = false
+          })
+        }
+        st.vmas.mergeAround(addr, end)
+      }))
+    }))
+  })
+
+  const madviseDontNeed = Effect.fnUntraced(function*(addr: number, length: number) {
+    yield* point
+    const err = checkWindow("madvise", addr, length)
+    if (err !== undefined) return yield* err
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("madvise")
+      const huge = checkHugeEdges(st, "madvise", addr, end)
+      if (huge !== undefined) return yield* huge
+      const hit = st.vmas.intersecting(addr, end)
+      if (hit.length === 0) return
+      const s = Math.max(addr, hit[0]!.start)
+      const e = Math.min(end, hit[hit.length - 1]!.end)
+      yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
+    }))
+  })
+
+  /** Moves `[addr, addr + len)` of `vma` to `target` (page tables move; old VMA part removed unless `dontUnmap`). */
+  const moveRange = (vma: VmaRec, addr: number, len: number, target: number, dontUnmap: boolean) =>
+    notifiers.invalidate(addr, addr + len, "unmap", Effect.sync(() => {
+      st.pt.splitAt(addr)
+      st.pt.splitAt(addr + len)
+      const shift = target - addr
+      const keepHuge = shift % HUGE_PAGE_SIZE === 0
+      const moved: Array<[number, Pte]> = []
+      st.pt.forEachIn(vpnOf(addr), vpnOf(addr + len), (vpn, pte) => {
+        moved.push([vpn, pte])
+      })
+      for (const [vpn] of moved) st.pt.delete(vpn)
+      const dv = shift / PAGE_SIZE
+      for (const [vpn, pte] of moved) {
+        if (!keepHuge) pte.order = 0
+        st.pt.set(vpn + dv, pte)
+      }
+      const rec: VmaRec = { ...vma, start: target, end: target + len, pgoff: vma.pgoff + (addr - vma.start) }
+      if (!dontUnmap) {
+        const removed = st.vmas.remove(addr, addr + len)
+        st.vmas.insert(rec)
+        releaseOrphans(st, removed)
+      } else {
+        st.vmas.insert(rec)
+      }
+    }))
+
+  const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
+    yield* point
+    const e1 = checkWindow("mremap", addr, oldLength)
+    if (e1 !== undefined) return yield* e1
+    if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % PAGE_SIZE !== 0) {
+      return yield* bad("mremap: newLength must be a positive multiple of 4096", addr)
+    }
+    const newAddr = o?.newAddr
+    const dontUnmap = o?.dontUnmap === true
+    if (newAddr !== undefined) {
+      const e2 = checkWindow("mremap", newAddr, newLength)
+      if (e2 !== undefined) return yield* bad(e2.reason.replace("addr", "newAddr"), newAddr)
+      if (overlaps(newAddr, newAddr + newLength, addr, addr + oldLength)) {
+        return yield* bad("mremap: newAddr window overlaps the old range", newAddr)
+      }
+    }
+    if (dontUnmap && oldLength !== newLength) return yield* bad("mremap: dontUnmap needs newLength == oldLength", addr)
+    return yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mremap")
+      const vma = st.vmas.find(addr)
+      if (vma === undefined || addr + oldLength > vma.end) {
+        return yield* bad("mremap: [addr, addr + oldLength) is not inside one VMA", addr)
+      }
+      if (vma.kind === "hugetlb") {
+        const all = [addr, oldLength, newLength, newAddr ?? 0]
+        if (all.some((x) => x % HUGE_PAGE_SIZE !== 0)) {
+          return yield* bad("mremap: addr, lengths and newAddr of a hugetlb VMA must be 2 MiB multiples", addr)
+        }
+      }
+      if (dontUnmap && (vma.shared || vma.kind !== "anonymous")) {
+        return yield* bad("mremap: dontUnmap needs a private anonymous VMA", addr)
+      }
+      if (newAddr === undefined && !dontUnmap) {
+        if (newLength === oldLength) return addr
+        if (newLength < oldLength) {
+          yield* unmapWithEvent(addr + newLength, addr + oldLength)
+          return addr
+        }
+        const grownEnd = addr + newLength
+        if (addr + oldLength === vma.end && grownEnd <= MMAP_LIMIT && st.vmas.isFree(vma.end, grownEnd)) {
+          yield* Effect.sync(() => {
+            const oldEnd = vma.end
+            vma.end = grownEnd
+            st.vmas.mergeAround(oldEnd, grownEnd)
+          })
+          return addr
+        }
+      }
+      let target: number
+      if (newAddr !== undefined) {
+        target = newAddr
+      } else {
+        const found = st.vmas.findGap(newLength, kindAlign(vma.kind), undefined)
+        if (found === undefined) return yield* bad(`mremap: no free window of ${newLength} bytes`, addr)
+        target = found
+      }
+      if (newAddr !== undefined) yield* unmapWithEvent(target, target + newLength)
+      let len = oldLength
+      if (newLength < oldLength) {
+        yield* unmapWithEvent(addr + newLength, addr + oldLength)
+        len = newLength
+      }
+      const live = st.vmas.find(addr)!
+      yield* moveRange(live, addr, len, target, dontUnmap)
+      if (newLength > len) {
+        yield* Effect.sync(() => {
+          const grown = st.vmas.find(target)!
+          const oldEnd = target + len
+          if (grown.end === oldEnd) {
+            grown.end = target + newLength
+            st.vmas.mergeAround(oldEnd, target + newLength)
+          } else {
+            st.vmas.insert({ ...grown, start: oldEnd, end: target + newLength, pgoff: grown.pgoff + (oldEnd - grown.start) })
+          }
+        })
+      }
+      return target
+    }))
+  })
+
+  /** Runs the `migrate_to_ram` hook for device-private entries of `[start, end)` (unreachable until VRAM exists). */
+  const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> =>
+    Effect.suspend(() => {
+      if (st.devicePtes === 0) return Effect.void
+      const hits: Array<[number, Pte]> = []
+      st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+        if (pte.kind === "device") hits.push([vpn, pte])
+      })
+      return Effect.forEach(hits, ([vpn, pte]) => {
+        const hook = st.hooks.cpuTouchedDevicePage
+        if (pte.kind !== "device") return Effect.void
+        return hook === undefined
+          ? Effect.fail(new BadAddress({ reason: "device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
+          : hook(vpn * PAGE_SIZE, pte)
+      }, { discard: true })
+    })
+
+  const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | undefined => {
+    if (!isAddress(addr)) return new BadAddress({ reason: `${call}: addr is not an address in [0, 2^53)` })
+    if (!Number.isSafeInteger(length) || length < 0) return new BadAddress({ reason: `${call}: length must be a non-negative integer`, addr })
+    if (addr + length > ADDRESS_LIMIT) return new BadAddress({ reason: `${call}: addr + length is past 2^53`, addr })
+    return undefined
+  }
+
+  /** Copies between `buf` and memory for `[addr, addr + buf.length)`, faulting pages in (all checks done). */
+  const access = (addr: number, buf: Uint8Array, write: boolean): void => {
+    const end = addr + buf.length
+    let at = addr
+    let vma: VmaRec | undefined
+    while (at < end) {
+      const vpn = vpnOf(at)
+      if (vma === undefined || at >= vma.end) vma = st.vmas.find(at)!
+      const pte = faultPage(st, vma, vpn, write)
+      const off = at - vpn * PAGE_SIZE
+      const n = Math.min(PAGE_SIZE - off, end - at)
+      if (pte.kind === "system") {
+        if (write) st.frames.write(pte.pfn, off, buf, at - addr, n)
+        else st.frames.read(pte.pfn, off, buf, at - addr, n)
+      }
+      at += n
+    }
+  }
+
+  const read = Effect.fnUntraced(function*(addr: number, length: number) {
+    yield* point
+    const err = checkAccessArgs("read", addr, length)
+    if (err !== undefined) return yield* err
+    if (length === 0) return new Uint8Array(0)
+    const s = alignDown(addr, PAGE_SIZE)
+    const e = alignUp(addr + length, PAGE_SIZE)
+    return yield* lock.withRead(Effect.gen(function*() {
+      if (!st.alive) return yield* new BadAddress({ reason: "read: the address space has exited", addr })
+      const bad = checkCpuAccess(st, s, e, false)
+      if (bad !== undefined) return yield* new BadAddress({ reason: `read: ${bad.reason}`, addr: bad.addr ?? addr })
+      yield* migrateDevicePages(s, e)
+      const out = new Uint8Array(length)
+      access(addr, out, false)
+      return out
+    }))
+  })
+
+  const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
+    yield* point
+    if (!(bytes instanceof Uint8Array)) return yield* new BadAddress({ reason: "write: bytes must be a Uint8Array", addr })
+    const err = checkAccessArgs("write", addr, bytes.length)
+    if (err !== undefined) return yield* err
+    if (bytes.length === 0) return
+    const s = alignDown(addr, PAGE_SIZE)
+    const e = alignUp(addr + bytes.length, PAGE_SIZE)
+    yield* lock.withRead(Effect.gen(function*(): Effect.fn.Return<void, BadAddress | PermissionDenied> {
+      if (!st.alive) return yield* new BadAddress({ reason: "write: the address space has exited", addr })
+      const bad = checkCpuAccess(st, s, e, true)
+      if (bad !== undefined) {
+        return yield* (bad._tag === "BadAddress"
+          ? new BadAddress({ reason: `write: ${bad.reason}`, addr: bad.addr ?? addr })
+          : bad)
+      }
+      yield* migrateDevicePages(s, e)
+      const cow = cowExtent(st, s, e)
+      const doWrite = Effect.sync(() => access(addr, bytes, true))
+      if (cow === undefined) return yield* doWrite
+      return yield* notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
+    }))
+  })
+
+  const exit = Effect.gen(function*() {
+    yield* point
+    yield* lock.withWrite(Effect.suspend(() => {
+      if (!st.alive) return Effect.void
+      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.sync(() => {
+        for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
+        st.vmas.list.length = 0
+        st.cache.releaseAll()
+        st.alive = false
+      }))
+    }))
+  })
+
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })
+}

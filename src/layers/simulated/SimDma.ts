@@ -1,0 +1,88 @@
+/**
+ * The simulated `Dma` service: `dma_map_page` / `dma_unmap_page` through the
+ * machine's IOMMU model (`Iommu.ts`), with DMA-API-debug-like checks.
+ *
+ * - `mapPage`: a schedule yield point; a pending `dmaMapFail` injection, a
+ *   non-system page, a bad order, or a page run that is not inside one live
+ *   frame fail with `BadAddress` (`dma_mapping_error`); mapping a freed
+ *   (poisoned) frame also records `dma-map-freed-frame`. Otherwise a fresh,
+ *   size-aligned IOVA.
+ * - `unmapPage`: an address that matches no live mapping (IOVA and order), or a
+ *   non-system protocol, is recorded as `dma-unmap-unknown`, never thrown.
+ * - Freeing a frame while a live mapping covers it records
+ *   `frame-freed-while-mapped` (see `Frames.ts`).
+ *
+ * DMA mappings do not hold frame references (as in the kernel): keeping pages
+ * alive while mapped is the caller's (GPU SVM's) job, and the violation shows
+ * when it fails to.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { orderPages } from "../../domain/Address.ts"
+import { type DeviceAddress, type DmaDirection, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
+import { BadAddress } from "../../domain/Errors.ts"
+import type { PageRef } from "../../domain/PageRef.ts"
+import { Dma } from "../../services/Dma.ts"
+import type { MachineState } from "./MachineState.ts"
+
+const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
+
+/** Builds the `Dma` service of machine `st`. */
+export const makeDma = (st: MachineState): Dma["Service"] => {
+  const point = st.schedule.point
+
+  const mapSync = (page: PageRef, order: number, dir: DmaDirection): DeviceAddress | BadAddress => {
+    if (st.inject.dmaMapFail > 0) {
+      st.inject.dmaMapFail--
+      return new BadAddress({ reason: "dma_map_page: dma_mapping_error (injected)" })
+    }
+    if (typeof page !== "object" || page === null || page._tag !== "System") {
+      return new BadAddress({ reason: "dma_map_page: page is not a system page" })
+    }
+    if (!Number.isSafeInteger(order) || order < 0 || order > 18) {
+      return new BadAddress({ reason: "dma_map_page: order must be an integer in [0, 18]" })
+    }
+    if (!DIRS.includes(dir)) return new BadAddress({ reason: "dma_map_page: dir is not a DMA direction" })
+    const pfn = page.pfn
+    if (!Number.isSafeInteger(pfn) || pfn < 0) return new BadAddress({ reason: "dma_map_page: page.pfn is not a pfn" })
+    if (st.frames.isFreed(pfn)) {
+      st.recordViolation({ invariant: "dma-map-freed-frame", detail: `dma_map_page of freed pfn ${pfn}` })
+      return new BadAddress({ reason: `dma_map_page: pfn ${pfn} is a freed frame` })
+    }
+    const n = orderPages(order)
+    if (pfn === 0) {
+      if (order !== 0) return new BadAddress({ reason: "dma_map_page: the zero page is a single 4 KiB page" })
+    } else {
+      const f = st.frames.frameOf(pfn)
+      if (f === undefined) return new BadAddress({ reason: `dma_map_page: pfn ${pfn} is not a live frame` })
+      if (pfn % n !== 0 || pfn + n > f.head + orderPages(f.order)) {
+        return new BadAddress({ reason: `dma_map_page: ${n} pages from pfn ${pfn} are not inside one frame` })
+      }
+    }
+    return { addr: st.iommu.map(pfn, order, dir), proto: SYSTEM_PROTO, order, dir }
+  }
+
+  const mapPage = (page: PageRef, order: number, dir: DmaDirection): Effect.Effect<DeviceAddress, BadAddress> =>
+    Effect.flatMap(point, () => {
+      const r = mapSync(page, order, dir)
+      return r instanceof BadAddress ? Effect.fail(r) : Effect.succeed(r)
+    })
+
+  const unmapPage = (addr: DeviceAddress): Effect.Effect<void> =>
+    Effect.flatMap(point, () =>
+      Effect.sync(() => {
+        const ok = typeof addr === "object" && addr !== null && addr.proto === SYSTEM_PROTO &&
+          st.iommu.unmap(addr.addr, addr.order) !== undefined
+        if (!ok) {
+          st.recordViolation({
+            invariant: "dma-unmap-unknown",
+            detail: `dma_unmap_page of ${JSON.stringify(addr)}: no live mapping at that IOVA and order`
+          })
+        }
+      }))
+
+  const liveMappings = Effect.flatMap(point, () => Effect.sync(() => st.iommu.size))
+
+  return Dma.of({ mapPage, unmapPage, liveMappings })
+}

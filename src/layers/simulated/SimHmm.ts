@@ -1,0 +1,101 @@
+/**
+ * The simulated `Hmm` service: `hmm_range_fault` (kernel-semantics §8).
+ *
+ * In order: a schedule yield point; a pending `hmmBusy` injection → `Busy`;
+ * exited address space or malformed window → `BadAddress` (the reason names
+ * the argument); notifier already moved → `Busy`. With `fault`: every page
+ * must lie in a readable, non-`special` VMA (`BadAddress` otherwise) and, with
+ * `write`, a writable one (`PermissionDenied`); device-private pages not owned
+ * by `devicePrivateOwner` migrate back through the `cpuTouchedDevicePage`
+ * hook (unreachable until VRAM exists); present read-only pages that need a
+ * COW copy raise a CLEAR invalidation first (like `wp_page_copy` in the
+ * kernel), which moves the sequence of overlapping notifiers — so, like the
+ * kernel, the call then ends in `Busy` and the caller's retry succeeds. Then
+ * one synchronous walk faults pages in and builds the entries: `order` is 9
+ * for every page of an intact 2 MiB mapping. Without `fault` nothing changes:
+ * missing pages are not valid, and holes / PROT_NONE / `special` pages are
+ * error entries (`HMM_PFN_ERROR`, as the kernel's `hmm_vma_walk_hole` does
+ * without `HMM_PFN_REQ_FAULT`). `write` without `fault` asks nothing (the
+ * kernel ignores REQ_WRITE without REQ_FAULT). Finally, if the notifier's
+ * sequence moved during the walk: `Busy`.
+ *
+ * The caller holds the mmap read lock (`Mm.withReadLock`), as in the kernel.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { ADDRESS_LIMIT, PAGE_SIZE, isAddress } from "../../domain/Address.ts"
+import { BadAddress, Busy, type PermissionDenied } from "../../domain/Errors.ts"
+import type { HmmPfn } from "../../domain/HmmPfn.ts"
+import { Hmm, type HmmRange } from "../../services/Hmm.ts"
+import { checkHmmFault, cowExtent, hmmWalk } from "./Fault.ts"
+import type { MachineState } from "./MachineState.ts"
+import { type Pte, vpnOf } from "./PageTable.ts"
+
+/** Builds the `Hmm` service of machine `st`. */
+export const makeHmm = (st: MachineState): Hmm["Service"] => {
+  const point = st.schedule.point
+  const notifiers = st.notifiers
+
+  const checkArgs = (r: HmmRange): BadAddress | undefined => {
+    if (typeof r !== "object" || r === null) return new BadAddress({ reason: "hmm_range_fault: range must be an object" })
+    if (!isAddress(r.start) || r.start % PAGE_SIZE !== 0) {
+      return new BadAddress({ reason: "hmm_range_fault: start is not a page-aligned address" })
+    }
+    if (!Number.isSafeInteger(r.end) || r.end <= r.start || r.end % PAGE_SIZE !== 0 || r.end > ADDRESS_LIMIT) {
+      return new BadAddress({ reason: "hmm_range_fault: end must be a page-aligned address above start", addr: r.start })
+    }
+    if (typeof r.notifier !== "object" || r.notifier === null) {
+      return new BadAddress({ reason: "hmm_range_fault: notifier is not a handle", addr: r.start })
+    }
+    return undefined
+  }
+
+  const busy = (r: HmmRange, why: string) =>
+    new Busy({ reason: `hmm_range_fault: ${why}`, addr: r.start })
+
+  /** Device-private entries of the window not owned by `owner` go back to RAM (extension point). */
+  const migrateForeign = (r: HmmRange): Effect.Effect<void, BadAddress> =>
+    Effect.suspend(() => {
+      if (st.devicePtes === 0) return Effect.void
+      const hits: Array<[number, Pte]> = []
+      st.pt.forEachIn(vpnOf(r.start), vpnOf(r.end), (vpn, pte) => {
+        if (pte.kind === "device" && pte.owner !== r.devicePrivateOwner) hits.push([vpn, pte])
+      })
+      return Effect.forEach(hits, ([vpn, pte]) => {
+        const hook = st.hooks.cpuTouchedDevicePage
+        if (pte.kind !== "device") return Effect.void
+        return hook === undefined
+          ? Effect.fail(new BadAddress({ reason: "hmm_range_fault: device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
+          : hook(vpn * PAGE_SIZE, pte)
+      }, { discard: true })
+    })
+
+  const rangeFault = Effect.fnUntraced(function*(
+    r: HmmRange
+  ): Effect.fn.Return<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied> {
+    yield* point
+    if (st.inject.hmmBusy > 0) {
+      st.inject.hmmBusy--
+      return yield* busy(r, "injected EBUSY")
+    }
+    const argErr = checkArgs(r)
+    if (argErr !== undefined) return yield* argErr
+    if (!st.alive) return yield* new BadAddress({ reason: "hmm_range_fault: the address space has exited", addr: r.start })
+    if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved before the walk")
+    if (r.fault) {
+      const err = checkHmmFault(st, r.start, r.end, r.write)
+      if (err !== undefined) return yield* err
+      if (st.devicePtes > 0) yield* migrateForeign(r)
+      if (r.write) {
+        const cow = cowExtent(st, r.start, r.end)
+        if (cow !== undefined) yield* notifiers.invalidate(cow[0], cow[1], "clear", Effect.void)
+      }
+    }
+    const out = hmmWalk(st, r.start, r.end, r.fault, r.fault && r.write, r.devicePrivateOwner)
+    if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+    return out
+  })
+
+  return Hmm.of({ rangeFault })
+}

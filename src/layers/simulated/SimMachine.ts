@@ -1,0 +1,18 @@
+/**
+ * The simulated `Machine` service: violations, fault injection and counters of
+ * the shared machine state. No locking needed (each call is one synchronous
+ * step); no errors.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { Machine, type Injection } from "../../services/Machine.ts"
+import type { MachineState } from "./MachineState.ts"
+
+/** Builds the `Machine` service of machine `st`. */
+export const makeMachineService = (st: MachineState): Machine["Service"] =>
+  Machine.of({
+    violations: Effect.sync(() => [...st.violations]),
+    inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
+    stats: Effect.sync(() => st.stats())
+  })

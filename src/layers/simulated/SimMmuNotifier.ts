@@ -1,0 +1,35 @@
+/**
+ * The simulated `MmuNotifier` service over the machine's notifier registry
+ * (see `Notifiers.ts` for the invalidation protocol and sequence semantics).
+ *
+ * - `insert` never waits (it does not take the mmap lock); a notifier inserted
+ *   while an overlapping invalidation is in flight starts "being invalidated"
+ *   until that invalidation ends.
+ * - `readBegin` waits (transactionally, `Effect.txRetry`) while an
+ *   invalidation covering the notifier is in flight.
+ * - `readRetry(h, seq)` is true iff the sequence differs from `seq` (always
+ *   true for a removed notifier); `setSeq` publishes `curSeq` from a callback.
+ * - `remove` waits for in-flight invalidations of the notifier; idempotent.
+ *
+ * Every call is a schedule yield point. No errors.
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { type InvalidateCallback, MmuNotifier } from "../../services/MmuNotifier.ts"
+import type { MachineState } from "./MachineState.ts"
+
+/** Builds the `MmuNotifier` service of machine `st`. */
+export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
+  const point = st.schedule.point
+  const n = st.notifiers
+  return MmuNotifier.of({
+    insert: (start: number, length: number, cb: InvalidateCallback) =>
+      Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb))),
+    remove: (h: NotifierHandle) => Effect.flatMap(point, () => n.remove(h)),
+    readBegin: (h: NotifierHandle) => Effect.flatMap(point, () => n.readBegin(h)),
+    readRetry: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => Effect.sync(() => n.moved(h, seq))),
+    setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq))
+  })
+}
