@@ -49,6 +49,14 @@ export interface GpuSvmOps {
   readonly invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => Effect.Effect<void>
 }
 
+/** Counters of one GPU SVM instance. */
+export interface GpuSvmStats {
+  readonly notifiersCreated: number
+  readonly notifiersRemoved: number
+  readonly rangesCreated: number
+  readonly rangesRemoved: number
+}
+
 /** A range argument: a (possibly stale) `Range` value or its id. The live version is always used. */
 export type RangeRef = Range | RangeId
 
@@ -103,6 +111,8 @@ export interface GpuSvmApi {
   readonly scanMm: (range: RangeRef, pagemapOwner?: string) => Effect.Effect<ScanResult>
   /** `drm_gpusvm_fini`: unregister every notifier, then remove every range. */
   readonly fini: Effect.Effect<void>
+  /** Counters since creation: notifiers and ranges created and removed. */
+  readonly stats: Effect.Effect<GpuSvmStats>
 }
 
 /** The GPU SVM service key. */

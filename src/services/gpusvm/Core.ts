@@ -29,6 +29,8 @@ export interface Core {
   readonly state: TxRef.TxRef<SvmState>
   readonly lock: NotifierLock
   readonly api: () => GpuSvmApi
+  /** Counters (plain, mutated in `Effect.sync` after the state commits). */
+  readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number }
 }
 
 /** Hard cap on get_pages/evict retry rounds, in addition to the HMM timeout, so that a frozen test clock cannot make a retry loop unbounded. */

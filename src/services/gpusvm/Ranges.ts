@@ -88,7 +88,7 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (window === undefined) {
     return yield* new InvalidArgument({ reason: "no chunk size fits the VMA, notifier and GPU VA window", addr: faultAddr })
   }
-  return yield* Lock.withRead(
+  const created = yield* Lock.withRead(
     core.lock,
     TxRef.modify(core.state, (s0): [Range, State.SvmState] => {
       const [id, s1] = State.takeId(s0)
@@ -104,6 +104,9 @@ const lookupOrCreate = Effect.fnUntraced(function*(
       return [range, State.insertRange(s2, range)]
     })
   )
+  core.counters.rangesCreated++
+  if (alloc) core.counters.notifiersCreated++
+  return created
 })
 
 /**
@@ -153,6 +156,7 @@ export const remove = (core: Core) =>
         if (r === undefined) return undefined
         yield* unmapDma(core, r)
         yield* TxRef.update(core.state, (s) => State.removeRange(s, r))
+        core.counters.rangesRemoved++
         return r
       })
     )
@@ -161,7 +165,9 @@ export const remove = (core: Core) =>
       const n = State.notifierAt(s, removed.notifierStart)
       return n !== undefined && IT.isEmpty(n.ranges) ? [n, State.removeNotifier(s, n)] : [undefined, s]
     })
-    if (emptied !== undefined && !emptied.removed) yield* core.mmu.remove(emptied.handle)
+    if (emptied === undefined) return
+    core.counters.notifiersRemoved++
+    if (!emptied.removed) yield* core.mmu.remove(emptied.handle)
   })
 
 /**
@@ -212,5 +218,7 @@ export const fini = (core: Core) =>
       yield* TxRef.update(core.state, (s) => State.updateNotifier(s, n.start, (x) => ({ ...x, removed: true })))
       for (const e of IT.toArray(n.ranges)) yield* removeRange(e.value)
     }
+    const left = IT.size((yield* TxRef.get(core.state)).notifiers)
+    core.counters.notifiersRemoved += left
     yield* TxRef.update(core.state, (s) => ({ ...s, notifiers: IT.empty() }))
   })

@@ -45,7 +45,8 @@ export const make = (
       pagemaps: yield* Pagemaps,
       state,
       lock,
-      api: () => api!
+      api: () => api!,
+      counters: { notifiersCreated: 0, notifiersRemoved: 0, rangesCreated: 0, rangesRemoved: 0 }
     }
     api = {
       config: decoded,
@@ -65,7 +66,8 @@ export const make = (
         Effect.map(TxRef.get(state), (s) => State.rangesIn(s, start ?? 0, end ?? Number.MAX_SAFE_INTEGER + 1)),
       notifiers: Effect.map(TxRef.get(state), (s) => IT.toArray(s.notifiers).map((e) => e.value)),
       scanMm: Pages.scanMm(core),
-      fini: Ranges.fini(core)
+      fini: Ranges.fini(core),
+      stats: Effect.sync(() => ({ ...core.counters }))
     }
     return api
   })
