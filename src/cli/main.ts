@@ -1,38 +1,101 @@
 /**
- * The `gpusvm` command line (effect/cli). Thin: parses arguments, picks layers,
- * runs programs. `simulate` and `scenarios` arrive with the scenario-runner issue;
- * until then they answer with a clear "not available yet" message and exit 2.
+ * The `gpusvm` command line (effect/cli), thin: parses arguments, loads
+ * scenarios, picks the machine, runs the scenario runner, prints.
+ *
+ * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native]`:
+ *   no argument runs every built-in scenario. Exit 0: all ok; 1: a scenario
+ *   failed; 2: bad input (nothing run).
+ * - `gpusvm scenarios`: lists the built-in scenarios.
  *
  * @since 0.1.0
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect } from "effect"
-import { Command } from "effect/cli"
+import { Console, Effect, Option } from "effect"
+import { Argument, Command, Flag } from "effect/cli"
 import { VERSION } from "../index.ts"
+import * as Runner from "../programs/ScenarioRunner.ts"
+import { builtins, type Loaded, LoadError, loadWord } from "./load.ts"
+import { MACHINES, simulated } from "./machines.ts"
+import { progress, summary } from "./report.ts"
 
-const notYet = (what: string) =>
-  Effect.gen(function*() {
-    yield* Console.error(`gpusvm ${what}: not available yet (arrives with the scenario-runner issue)`)
-    yield* Effect.sync(() => {
-      process.exitCode = 2
-    })
+const setExit = (code: number) =>
+  Effect.sync(() => {
+    process.exitCode = code
   })
 
-/** `gpusvm simulate`: runs scenarios on a machine (placeholder until the runner lands). */
-const simulate = Command.make("simulate", {}, () => notYet("simulate")).pipe(
-  Command.withDescription("Run scenarios on a simulated or native machine")
-)
+/** Reports bad input on stderr and exits 2. */
+const badInput = (message: string) => Effect.andThen(Console.error(`gpusvm: ${message}`), setExit(2))
 
-/** `gpusvm scenarios`: lists the built-in scenarios (placeholder until the runner lands). */
-const scenarios = Command.make("scenarios", {}, () => notYet("scenarios")).pipe(
-  Command.withDescription("List the built-in scenarios")
-)
+/** `gpusvm simulate`. */
+const simulate = Command.make(
+  "simulate",
+  {
+    scenarios: Argument.String("scenario").pipe(
+      Argument.withDescription("Scenario files or built-in scenario names (default: every built-in scenario)"),
+      Argument.variadic()
+    ),
+    json: Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON result object per scenario on stdout"), Flag.withDefault(false)),
+    seed: Flag.String("seed").pipe(Flag.withDescription("Seed of the thread interleaving (overrides the scenario's)"), Flag.optional),
+    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated"))
+  },
+  Effect.fnUntraced(function*({ scenarios, json, seed, machine }) {
+    if (!(MACHINES as ReadonlyArray<string>).includes(machine)) {
+      return yield* badInput(`--machine: expected one of ${MACHINES.join(", ")}, got "${machine}"`)
+    }
+    if (machine === "native") {
+      return yield* badInput("--machine native: not available yet (the native Linux machine arrives with its own issue)")
+    }
+    let seedValue: number | undefined
+    if (Option.isSome(seed)) {
+      const n = Number(seed.value)
+      if (!/^\d+$/.test(seed.value) || !Number.isSafeInteger(n)) return yield* badInput(`--seed: expected a non-negative integer, got "${seed.value}"`)
+      seedValue = n
+    }
+    const words: ReadonlyArray<string> = scenarios.length > 0
+      ? scenarios
+      : (yield* builtins().pipe(Effect.orElseSucceed((): ReadonlyArray<{ readonly file: string }> => []))).map((b) => b.file)
+    if (words.length === 0) return yield* badInput("no scenarios to run")
+    const loaded: Array<Loaded> = []
+    for (const w of words) {
+      const l = yield* Effect.result(loadWord(w))
+      if (l._tag === "Failure") return yield* badInput(l.failure.message)
+      loaded.push(l.success)
+    }
+    const results = []
+    for (let i = 0; i < loaded.length; i++) {
+      const { scenario } = loaded[i]!
+      if (!json) progress(i, loaded.length, scenario.name)
+      const result = yield* Runner.run(scenario, simulated, seedValue === undefined ? {} : { seed: seedValue })
+      results.push(result)
+      if (json) yield* Console.log(JSON.stringify(result))
+    }
+    if (!json) {
+      progress(loaded.length, loaded.length, undefined)
+      yield* Console.log(summary(results))
+    }
+    yield* setExit(results.every((r) => r.ok) ? 0 : 1)
+  })
+).pipe(Command.withDescription("Run scenarios on a simulated (or native) machine and check every invariant"))
+
+/** `gpusvm scenarios`. */
+const scenarios = Command.make(
+  "scenarios",
+  {},
+  Effect.fnUntraced(function*() {
+    const list = yield* Effect.result(builtins())
+    if (list._tag === "Failure") return yield* badInput(list.failure.message)
+    const width = Math.max(0, ...list.success.map((b) => b.name.length))
+    for (const b of list.success) yield* Console.log(`${b.name.padEnd(width)}  ${b.description}`)
+  })
+).pipe(Command.withDescription("List the built-in scenarios"))
 
 /** The root `gpusvm` command. */
 export const gpusvm = Command.make("gpusvm").pipe(
   Command.withDescription("GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model"),
   Command.withSubcommands([simulate, scenarios])
 )
+
+void LoadError
 
 gpusvm.pipe(
   Command.run({ version: VERSION }),

@@ -36,7 +36,8 @@ export type ResultViolation = typeof ResultViolation.Type
  * @since 0.1.0
  */
 export const ResultFailure = Schema.Struct({
-  step: Schema.Union([Schema.String, Count]),
+  /** The step's JSON path (`steps[3]`, `threads[1].steps[0]`), or `<scenario>` for whole-run problems. */
+  step: Schema.String,
   detail: Schema.String
 })
 /** @category models @since 0.1.0 */

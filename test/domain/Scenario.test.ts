@@ -393,7 +393,7 @@ describe("ScenarioResult", () => {
       ...SAMPLE,
       ok: false,
       violations: [{ invariant: "no-leaks", detail: "1 notifier left" }],
-      failures: [{ step: "threads[1].steps[3]", detail: "read 0x07, expected 0x08" }, { step: 4, detail: "x" }],
+      failures: [{ step: "threads[1].steps[3]", detail: "read 0x07, expected 0x08" }, { step: "<scenario>", detail: "x" }],
       metrics: { ...SAMPLE.metrics, invalidations: { unmap: 1, clear: 0, migrate: 2, "protection-vma": 4 } },
       ranges: [{ start: 4096, end: 8192, flags: { unmapped: true, hasDmaMapping: false } }]
     }
