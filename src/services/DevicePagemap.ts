@@ -28,8 +28,14 @@ export interface PagemapUsage {
 
 /** Migration traffic of a pagemap. */
 export interface PagemapTraffic {
+  /** Bytes actually copied into device memory (pages that held data; untouched pages are not copied). */
   readonly bytesToVram: number
+  /** Bytes actually copied back to system memory. */
   readonly bytesToRam: number
+  /** Pages migrated into device memory (copied or not). */
+  readonly pagesToVram: number
+  /** Pages migrated back to system memory (copied or not). */
+  readonly pagesToRam: number
   /** Allocations evicted under memory pressure or by `evictAll`. */
   readonly evictions: number
 }
@@ -42,6 +48,10 @@ export interface DevicePagemapApi {
   readonly owner: string
   /** Interconnect protocol name of its device addresses (`DRM_INTERCONNECT_DRIVER`-like). */
   readonly proto: string
+  /** First device-physical address of its memory (pagemaps of one machine have disjoint windows). */
+  readonly dpaBase: number
+  /** Size of its device memory in bytes (0: none). */
+  readonly totalBytes: number
   /** `drm_pagemap_ops.device_map`: the device address of a page of this pagemap. `BadAddress` for a foreign or freed page. */
   readonly deviceMap: (page: DevicePage, order: number, dir: DmaDirection) => Effect.Effect<DeviceAddress, BadAddress>
   /** `drm_pagemap_ops.device_unmap`. */
@@ -50,7 +60,8 @@ export interface DevicePagemapApi {
    * `drm_pagemap_populate_mm` / `drm_pagemap_migrate_to_devmem`: allocate device
    * memory for `[start, end)`, copy the present system pages in, install
    * device-private CPU entries; raises a MIGRATE invalidation (owner = this
-   * pagemap's owner) before the change. Takes the mmap read lock itself.
+   * pagemap's owner) before the change. Takes the mmap lock itself (the
+   * simulated machine takes it for writing, like its other CPU-side changes).
    * Errors: no VRAM even after eviction → `OutOfMemory`; window not in one
    * anonymous VMA / unaligned → `BadAddress`; raced → `Busy`.
    */
@@ -61,6 +72,8 @@ export interface DevicePagemapApi {
   readonly usage: Effect.Effect<PagemapUsage>
   /** Migration traffic so far: bytes copied to device memory and back to RAM, evicted allocations. */
   readonly traffic: Effect.Effect<PagemapTraffic>
+  /** Live `deviceMap` mappings not yet `deviceUnmap`ped. */
+  readonly liveMappings: Effect.Effect<number>
   /** Reads device memory directly (the GPU's path to VRAM): bytes of `[devAddr, devAddr + length)`. */
   readonly readDevice: (devAddr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
   /** Writes device memory directly (the GPU's path to VRAM). */

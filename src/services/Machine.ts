@@ -23,6 +23,11 @@ export interface Injection {
   readonly vramAllocFail?: number
   /** The next N invalidations are raised non-blockable first. */
   readonly nonBlockable?: number
+  /**
+   * The next N device-memory migration copies (to device memory or back to
+   * RAM) fail mid-way; the migration then leaves every page untouched.
+   */
+  readonly copyFail?: number
 }
 
 /** Machine counters. */

@@ -26,6 +26,11 @@ export interface Core {
   readonly hmm: Hmm["Service"]
   readonly dma: Dma["Service"]
   readonly pagemaps: ReadonlyMap<string, DeviceMapper>
+  /**
+   * The state. Read through `.value` (the committed version: a read outside a
+   * transaction needs no journal, and JS runs one fiber step at a time, so it is
+   * always a consistent snapshot); written only through `TxRef` transactions.
+   */
   readonly state: TxRef.TxRef<SvmState>
   readonly lock: NotifierLock
   readonly api: () => GpuSvmApi

@@ -1,85 +1,109 @@
 /**
  * The notifier lock (`gpusvm->notifier_lock`, a `rw_semaphore` in the kernel)
- * as a transactional read/write lock.
+ * as a transactional read/write lock built from one `TxRef` and `Effect.txRetry`.
  *
- * Why not `TxReentrantLock`: it costs ~12 µs per acquire/release pair on these
- * machines (effect4.md §2), about four transactions' worth, because it tracks
- * per-fiber reentrancy. GPU SVM never re-enters the notifier lock (the
- * invalidate callback calls `rangeUnmapPages` with `inNotifier`, which skips the
- * lock, exactly as in C), so a plain counter suffices: one `TxRef<number>` holding
- * the reader count, or `-1` while a writer holds it, plus a count of waiting
- * writers so that a stream of readers cannot starve an invalidation (readers
- * wait while a writer waits — the writer preference of `rw_semaphore`).
- * Acquire is one transaction that `txRetry`s until it can take the lock; release
- * is one transaction. The bench row "notifier lock" compares it with
- * `TxReentrantLock`.
+ * Why not `TxReentrantLock`: it tracks per-fiber reentrancy, which GPU SVM never
+ * needs (the invalidate callback calls `rangeUnmapPages` with `inNotifier`,
+ * which skips the lock, exactly as in C), and it costs more per acquire/release
+ * pair (the bench row "notifier lock" measures both in the same run). Here the
+ * state is `{ readers, writer, waitingWriters }`; an uncontended acquire and
+ * every release is one synchronous single-ref commit (`TxSync.ts`: same
+ * version/waiter protocol as `Effect.tx`, a fraction of the cost); a contended
+ * acquire is a prebuilt transaction that `txRetry`s until the lock frees. No
+ * closure or generator is allocated per call, and
+ * readers wait while a writer holds *or waits for* the lock, so a stream of
+ * readers (faults) cannot starve an invalidation — the writer preference of
+ * `rw_semaphore`.
  *
- * Waiting is interruptible, holding is paired with release under an
- * uninterruptible mask, so an interrupted fiber never leaks the lock.
+ * Waiting is interruptible; holding is paired with release under an
+ * uninterruptible mask, so an interrupted fiber never leaks the lock, and an
+ * interrupted waiting writer withdraws its place in the queue.
  *
  * @since 0.1.0
  */
 import { Effect, TxRef } from "effect"
+import { commitSync } from "./TxSync.ts"
 
-/** The lock: `state` = readers (≥ 0) or -1 (writer); `writersWaiting` = queued writers. */
-export interface NotifierLock {
-  readonly state: TxRef.TxRef<number>
-  readonly writersWaiting: TxRef.TxRef<number>
+/** The lock's state. */
+export interface LockState {
+  readonly readers: number
+  readonly writer: boolean
+  readonly waitingWriters: number
 }
 
-/** A fresh, unlocked lock (`init_rwsem`). */
-export const make: Effect.Effect<NotifierLock> = Effect.map(
-  Effect.all([TxRef.make(0), TxRef.make(0)]),
-  ([state, writersWaiting]) => ({ state, writersWaiting })
-)
+/** A notifier lock. */
+export interface NotifierLock {
+  /** `down_read` … `up_read` around `e`. Must not be nested inside the write side. */
+  readonly withRead: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** `down_write` … `up_write` around `e`. */
+  readonly withWrite: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** The committed state, for tests and assertions. */
+  readonly peek: () => LockState
+}
 
-const acquireRead = (l: NotifierLock) =>
-  Effect.tx(Effect.gen(function*() {
-    const s = yield* TxRef.get(l.state)
-    if (s < 0 || (yield* TxRef.get(l.writersWaiting)) > 0) return yield* Effect.txRetry
-    yield* TxRef.set(l.state, s + 1)
-  }))
-
-const releaseRead = (l: NotifierLock) => TxRef.update(l.state, (s) => s - 1)
-
-const announceWriter = (l: NotifierLock) => TxRef.update(l.writersWaiting, (n) => n + 1)
-
-const acquireWrite = (l: NotifierLock) =>
-  Effect.tx(Effect.gen(function*() {
-    const s = yield* TxRef.get(l.state)
-    if (s !== 0) return yield* Effect.txRetry
-    yield* TxRef.set(l.state, -1)
-    yield* TxRef.update(l.writersWaiting, (n) => n - 1)
-  }))
-
-const releaseWrite = (l: NotifierLock) => TxRef.set(l.state, 0)
-
-/** `down_read` … `up_read` around `e`. Must not be nested inside the write side. The wait is interruptible. */
-export const withRead = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(restore(acquireRead(l)), () => Effect.ensuring(restore(e), releaseRead(l)))
+/** Builds a lock (`init_rwsem`); synchronous, as it allocates only. */
+export const makeUnsafe = (): NotifierLock => {
+  const ref = TxRef.makeUnsafe<LockState>({ readers: 0, writer: false, waitingWriters: 0 })
+  // Slow paths: transactions that wait (txRetry) until the lock can be taken.
+  const waitRead = Effect.tx(
+    Effect.flatMap(TxRef.get(ref), (s) =>
+      s.writer || s.waitingWriters > 0 ? Effect.txRetry : TxRef.set(ref, { ...s, readers: s.readers + 1 }))
   )
-
-/**
- * `down_write` … `up_write` around `e`. A writer first registers as waiting (so
- * new readers hold back), then waits for the readers to drain. The wait is
- * interruptible; an interrupted waiter withdraws its registration.
- */
-export const withWrite = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.andThen(
-      announceWriter(l),
-      Effect.flatMap(
-        restore(acquireWrite(l)).pipe(Effect.onInterrupt(() => TxRef.update(l.writersWaiting, (n) => n - 1))),
-        () => Effect.ensuring(restore(e), releaseWrite(l))
-      )
-    )
+  const waitWriteTx = Effect.tx(
+    Effect.flatMap(TxRef.get(ref), (s) =>
+      s.writer || s.readers > 0
+        ? Effect.txRetry
+        : TxRef.set(ref, { readers: 0, writer: true, waitingWriters: s.waitingWriters - 1 }))
   )
+  // Fast paths: one synchronous single-ref commit each (see TxSync.ts).
+  const acquireRead = Effect.withFiber((fiber) => {
+    const s = ref.value
+    if (s.writer || s.waitingWriters > 0) return waitRead
+    commitSync(fiber, ref, { ...s, readers: s.readers + 1 })
+    return Effect.void
+  })
+  const releaseRead = Effect.withFiber((fiber) => {
+    const s = ref.value
+    commitSync(fiber, ref, { ...s, readers: s.readers - 1 })
+    return Effect.void
+  })
+  const queueWriter = Effect.withFiber((fiber) => {
+    const s = ref.value
+    commitSync(fiber, ref, { ...s, waitingWriters: s.waitingWriters + 1 })
+    return Effect.void
+  })
+  const unqueueWriter = Effect.withFiber((fiber) => {
+    const s = ref.value
+    commitSync(fiber, ref, { ...s, waitingWriters: s.waitingWriters - 1 })
+    return Effect.void
+  })
+  const acquireWrite = Effect.withFiber((fiber) => {
+    const s = ref.value
+    if (s.writer || s.readers > 0) return waitWriteTx
+    commitSync(fiber, ref, { readers: 0, writer: true, waitingWriters: s.waitingWriters - 1 })
+    return Effect.void
+  })
+  const releaseWrite = Effect.withFiber((fiber) => {
+    commitSync(fiber, ref, { ...ref.value, writer: false })
+    return Effect.void
+  })
+  const waitWrite = Effect.onInterrupt(acquireWrite, () => unqueueWriter)
+  return {
+    withRead: (e) =>
+      Effect.uninterruptibleMask((restore) => Effect.andThen(restore(acquireRead), Effect.ensuring(restore(e), releaseRead))),
+    withWrite: (e) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.andThen(queueWriter, Effect.andThen(restore(waitWrite), Effect.ensuring(restore(e), releaseWrite)))
+      ),
+    peek: () => ref.value
+  }
+}
 
-/** Current holders, for tests: `{ readers, writer, writersWaiting }`. */
-export const inspect = (l: NotifierLock) =>
-  Effect.map(Effect.all([TxRef.get(l.state), TxRef.get(l.writersWaiting)]), ([s, w]) => ({
-    readers: Math.max(s, 0),
-    writer: s < 0,
-    writersWaiting: w
-  }))
+/** A fresh, unlocked lock, as an effect. */
+export const make: Effect.Effect<NotifierLock> = Effect.sync(makeUnsafe)
+
+/** `down_read` … `up_read` around `e`. */
+export const withRead = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withRead(e)
+
+/** `down_write` … `up_write` around `e`. */
+export const withWrite = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withWrite(e)

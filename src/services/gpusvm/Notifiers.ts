@@ -5,7 +5,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, TxRef } from "effect"
+import { Effect } from "effect"
 import * as IT from "../../domain/IntervalTree.ts"
 import type { MmuRange } from "../../domain/MmuRange.ts"
 import type { Notifier } from "../../domain/Notifier.ts"
@@ -30,7 +30,7 @@ const invalidate = (core: Core, cell: { handle?: NotifierHandle }, start: number
       const h = cell.handle
       if (h === undefined) return
       yield* core.mmu.setSeq(h, curSeq)
-      const n = State.notifierOf(yield* TxRef.get(core.state), h) ??
+      const n = State.notifierOf(core.state.value, h) ??
         { start, end, handle: h, ranges: IT.empty(), removed: false }
       yield* core.ops.invalidate(core.api(), n, mmuRange)
     })

@@ -14,7 +14,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Result, TxRef } from "effect"
+import { Clock, Effect, Result } from "effect"
 import type { DeviceAddress, DmaDirection } from "../../domain/DeviceAddress.ts"
 import { BadAddress, Busy, MixedPages, TimedOut } from "../../domain/Errors.ts"
 import * as Ctx from "../../domain/GpuSvmCtx.ts"
@@ -28,6 +28,7 @@ import type { Core } from "./Core.ts"
 import { MAX_RETRY_ROUNDS } from "./Core.ts"
 import * as Lock from "./NotifierLock.ts"
 import * as State from "./State.ts"
+import * as TxSync from "./TxSync.ts"
 
 /** A range value without its device addresses and pagemap (`exactOptionalPropertyTypes`-safe removal). */
 const withoutDma = (r: Range): Range => {
@@ -50,10 +51,10 @@ const unmapAddrs = (core: Core, addrs: ReadonlyArray<DeviceAddress>, pagemap: st
  */
 export const unmapDma = (core: Core, r: Range): Effect.Effect<void> =>
   r.dmaAddr === undefined
-    ? TxRef.update(core.state, (s) => State.updateRange(s, r, withoutDma))
+    ? TxSync.update(core.state, (s) => State.updateRange(s, r, withoutDma))
     : Effect.andThen(
       unmapAddrs(core, r.dmaAddr, r.pagemap),
-      TxRef.update(core.state, (s) => State.updateRange(s, r, withoutDma))
+      TxSync.update(core.state, (s) => State.updateRange(s, r, withoutDma))
     )
 
 /**
@@ -87,7 +88,7 @@ const mapStep = Effect.fnUntraced(function*(
   ctx: GpuSvmCtx,
   dir: DmaDirection
 ) {
-  const cur = State.live(yield* TxRef.get(core.state), ref)
+  const cur = State.live(core.state.value, ref)
   if (cur === undefined) return yield* new BadAddress({ reason: "range was removed", addr: ref.start })
   if (cur.flags.unmapped) return yield* new BadAddress({ reason: "range is unmapped", addr: cur.start })
   if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome
@@ -151,7 +152,7 @@ const mapStep = Effect.fnUntraced(function*(
     yield* unmapAddrs(core, mapped, pagemap)
     return yield* failure
   }
-  const committed = yield* TxRef.modify(core.state, (s): [boolean, State.SvmState] => {
+  const committed = yield* TxSync.modify(core.state, (s): [boolean, State.SvmState] => {
     const now = State.live(s, cur)
     if (now === undefined || now.flags.hasDmaMapping || now.flags.hasDevmemPages) return [false, s]
     const next: Range = pagemap === undefined
@@ -168,6 +169,38 @@ const mapStep = Effect.fnUntraced(function*(
 const busy = (addr: number) => new Busy({ reason: "HMM retries exceeded the timeout", addr })
 
 /**
+ * Step 3 of §4: `hmm_range_fault` the whole range under the mmap read lock,
+ * re-reading the sequence and retrying on `EBUSY` until the deadline. Returns
+ * the PFNs and the sequence the successful walk ran under.
+ */
+const faultRange = Effect.fnUntraced(function*(
+  core: Core,
+  handle: NotifierHandle,
+  r: Range,
+  seq0: number,
+  ctx: GpuSvmCtx,
+  deadline: number
+) {
+  let seq = seq0
+  for (let tries = 0;; tries++) {
+    const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
+      notifier: handle,
+      notifierSeq: seq,
+      start: r.start,
+      end: r.end,
+      fault: true,
+      write: !ctx.readOnly,
+      devicePrivateOwner: core.config.devicePrivateOwner
+    })))
+    if (Result.isSuccess(res)) return { pfns: res.success, seq }
+    if (res.failure._tag !== "Busy") return yield* res.failure
+    if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
+    yield* Effect.yieldNow
+    seq = yield* core.mmu.readBegin(handle)
+  }
+})
+
+/**
  * `drm_gpusvm_range_get_pages`, kernel-semantics §4: read_begin; valid pages
  * short-cut; `hmm_range_fault` (retrying `EBUSY` until the timeout); under the
  * notifier lock check unmapped and `read_retry`, map the runs, commit. `Again`
@@ -179,16 +212,16 @@ export const getPages = (core: Core) =>
     const dir: DmaDirection = ctx.readOnly ? "to-device" : "bidirectional"
     const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
     for (let round = 0;; round++) {
-      const r = State.live(yield* TxRef.get(core.state), ref)
+      const r = State.live(core.state.value, ref)
       if (r === undefined) {
         return yield* new BadAddress({ reason: "range was removed", ...(typeof ref === "number" ? {} : { addr: ref.start }) })
       }
-      const n = State.notifierAt(yield* TxRef.get(core.state), r.notifierStart)!
+      const n = State.notifierAt(core.state.value, r.notifierStart)!
       let seq = yield* core.mmu.readBegin(n.handle)
       if (r.dmaAddr !== undefined) {
         const valid = yield* Lock.withRead(
           core.lock,
-          TxRef.modify(core.state, (s): [boolean, State.SvmState] => {
+          TxSync.modify(core.state, (s): [boolean, State.SvmState] => {
             const now = State.live(s, r)
             if (now === undefined) return [false, s]
             if (now.flags.hasDmaMapping || now.flags.hasDevmemPages) {
@@ -200,24 +233,9 @@ export const getPages = (core: Core) =>
         if (valid) return
       }
       yield* core.mm.acquire
-      const pfns = yield* Effect.gen(function*() {
-        for (let tries = 0;; tries++) {
-          const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
-            notifier: n.handle,
-            notifierSeq: seq,
-            start: r.start,
-            end: r.end,
-            fault: true,
-            write: !ctx.readOnly,
-            devicePrivateOwner: core.config.devicePrivateOwner
-          })))
-          if (Result.isSuccess(res)) return res.success
-          if (res.failure._tag !== "Busy") return yield* res.failure
-          if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
-          yield* Effect.yieldNow
-          seq = yield* core.mmu.readBegin(n.handle)
-        }
-      }).pipe(Effect.ensuring(core.mm.release))
+      const walked = yield* faultRange(core, n.handle, r, seq, ctx, deadline).pipe(Effect.ensuring(core.mm.release))
+      const pfns = walked.pfns
+      seq = walked.seq
       const outcome = yield* Lock.withRead(core.lock, mapStep(core, r, n.handle, pfns, seq, ctx, dir))
       if (outcome === "done") return
       if ((yield* Clock.currentTimeMillis) > deadline || round >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
@@ -231,7 +249,8 @@ export const getPages = (core: Core) =>
  * for writing; otherwise it is taken here. A removed range is a no-op.
  */
 export const unmapPages = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>): Effect.Effect<void> => {
-  const body = Effect.flatMap(TxRef.get(core.state), (s) => {
+  const body = Effect.suspend(() => {
+    const s = core.state.value
     const r = State.live(s, ref)
     return r === undefined ? Effect.void : unmapDma(core, r)
   })
@@ -240,7 +259,8 @@ export const unmapPages = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvm
 
 /** `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping` of the live range (false if removed). */
 export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean> =>
-  Effect.map(TxRef.get(core.state), (s) => {
+  Effect.sync(() => {
+    const s = core.state.value
     const r = State.live(s, ref)
     return r !== undefined && (r.flags.hasDmaMapping || r.flags.hasDevmemPages)
   })
@@ -253,11 +273,11 @@ export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean
  */
 export const evict = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef) {
-    const r = State.live(yield* TxRef.get(core.state), ref)
+    const r = State.live(core.state.value, ref)
     if (r === undefined) {
       return yield* new BadAddress({ reason: "range was removed", ...(typeof ref === "number" ? {} : { addr: ref.start }) })
     }
-    const n = State.notifierAt(yield* TxRef.get(core.state), r.notifierStart)!
+    const n = State.notifierAt(core.state.value, r.notifierStart)!
     const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
     yield* core.mm.acquire
     yield* Effect.gen(function*() {
@@ -291,7 +311,7 @@ export const evict = (core: Core) =>
  */
 export const scanMm = (core: Core) => (ref: RangeRef, owner?: string): Effect.Effect<ScanResult> =>
   Effect.gen(function*() {
-    const s = yield* TxRef.get(core.state)
+    const s = core.state.value
     const r = State.live(s, ref)
     if (r === undefined) return "unpopulated" as const
     const n = State.notifierAt(s, r.notifierStart)!

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option, TxRef } from "effect"
+import { Effect, Option } from "effect"
 import { alignDown, alignUp, hex, isAddress, isEnd } from "../../domain/Address.ts"
 import * as ChunkSize from "../../domain/ChunkSize.ts"
 import { BadAddress, InvalidArgument, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
@@ -29,6 +29,7 @@ import * as Lock from "./NotifierLock.ts"
 import * as Notifiers from "./Notifiers.ts"
 import { unmapDma } from "./Pages.ts"
 import * as State from "./State.ts"
+import * as TxSync from "./TxSync.ts"
 
 /**
  * `drm_gpusvm_check_pages`: is every CPU page of `[start, end)` present? A
@@ -66,7 +67,7 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (!ctx.readOnly && !vma.prot.write) {
     return yield* new PermissionDenied({ reason: "write fault on a VMA without write permission", addr: faultAddr })
   }
-  const live = State.notifierAt(yield* TxRef.get(core.state), n.start) ?? n
+  const live = State.notifierAt(core.state.value, n.start) ?? n
   const existing = State.rangeAt(live, faultAddr)
   if (existing !== undefined) return existing
   const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous"
@@ -90,7 +91,7 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   }
   const created = yield* Lock.withRead(
     core.lock,
-    TxRef.modify(core.state, (s0): [Range, State.SvmState] => {
+    TxSync.modify(core.state, (s0): [Range, State.SvmState] => {
       const [id, s1] = State.takeId(s0)
       const s2 = alloc ? State.insertNotifier(s1, n) : s1
       const range: Range = {
@@ -107,6 +108,23 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   core.counters.rangesCreated++
   if (alloc) core.counters.notifiersCreated++
   return created
+})
+
+/** Steps 3–8 of §3 with the address space held: find or register the notifier, then look up or create under the mmap read lock. */
+const findOrCreate = Effect.fnUntraced(function*(
+  core: Core,
+  faultAddr: number,
+  gpuvaStart: number,
+  gpuvaEnd: number,
+  ctx: GpuSvmCtx
+) {
+  const existing = State.notifierAt(core.state.value, faultAddr)
+  const alloc = existing === undefined
+  const size = core.config.notifierSize
+  const n = existing ?? (yield* Notifiers.register(core, alignDown(faultAddr, size), alignUp(faultAddr + 1, size)))
+  return yield* core.mm.withReadLock(lookupOrCreate(core, n, alloc, faultAddr, gpuvaStart, gpuvaEnd, ctx)).pipe(
+    Effect.onError(() => (alloc ? core.mmu.remove(n.handle) : Effect.void))
+  )
 })
 
 /**
@@ -131,15 +149,7 @@ export const findOrInsert = (core: Core) =>
       return yield* new InvalidArgument({ reason: `malformed GPU VA window [${gpuvaStart}, ${gpuvaEnd})`, addr: faultAddr })
     }
     yield* core.mm.acquire
-    return yield* Effect.gen(function*() {
-      const existing = State.notifierAt(yield* TxRef.get(core.state), faultAddr)
-      const alloc = existing === undefined
-      const size = core.config.notifierSize
-      const n = existing ?? (yield* Notifiers.register(core, alignDown(faultAddr, size), alignUp(faultAddr + 1, size)))
-      return yield* core.mm.withReadLock(lookupOrCreate(core, n, alloc, faultAddr, gpuvaStart, gpuvaEnd, ctx)).pipe(
-        Effect.onError(() => (alloc ? core.mmu.remove(n.handle) : Effect.void))
-      )
-    }).pipe(Effect.ensuring(core.mm.release))
+    return yield* findOrCreate(core, faultAddr, gpuvaStart, gpuvaEnd, ctx).pipe(Effect.ensuring(core.mm.release))
   })
 
 /**
@@ -152,16 +162,16 @@ export const remove = (core: Core) =>
     const removed = yield* Lock.withRead(
       core.lock,
       Effect.gen(function*() {
-        const r = State.live(yield* TxRef.get(core.state), ref)
+        const r = State.live(core.state.value, ref)
         if (r === undefined) return undefined
         yield* unmapDma(core, r)
-        yield* TxRef.update(core.state, (s) => State.removeRange(s, r))
+        yield* TxSync.update(core.state, (s) => State.removeRange(s, r))
         core.counters.rangesRemoved++
         return r
       })
     )
     if (removed === undefined) return
-    const emptied = yield* TxRef.modify(core.state, (s): [Notifier | undefined, State.SvmState] => {
+    const emptied = yield* TxSync.modify(core.state, (s): [Notifier | undefined, State.SvmState] => {
       const n = State.notifierAt(s, removed.notifierStart)
       return n !== undefined && IT.isEmpty(n.ranges) ? [n, State.removeNotifier(s, n)] : [undefined, s]
     })
@@ -176,7 +186,7 @@ export const remove = (core: Core) =>
  * lock for writing (the invalidate callback).
  */
 export const setUnmapped = (core: Core) => (ref: RangeRef, mmuRange: MmuRange): Effect.Effect<void> =>
-  TxRef.update(core.state, (s) =>
+  TxSync.update(core.state, (s) =>
     State.updateRange(s, ref, (r) => ({
       ...r,
       flags: {
@@ -188,7 +198,7 @@ export const setUnmapped = (core: Core) => (ref: RangeRef, mmuRange: MmuRange): 
 
 /** `drm_gpusvm_has_mapping`: does any range overlap `[start, end)`? */
 export const hasMapping = (core: Core) => (start: number, end: number): Effect.Effect<boolean> =>
-  Effect.map(TxRef.get(core.state), (s) => State.rangesIn(s, start, end).length > 0)
+  Effect.sync(() => State.rangesIn(core.state.value, start, end).length > 0)
 
 /**
  * `drm_gpusvm_find_vma_start`: start of the first VMA intersecting `[start, end)`
@@ -213,12 +223,12 @@ export const findVmaStart = (core: Core) => (start: number, end: number): Effect
 export const fini = (core: Core) =>
   Effect.gen(function*() {
     const removeRange = remove(core)
-    for (const n of State.allNotifiers(yield* TxRef.get(core.state))) {
+    for (const n of State.allNotifiers(core.state.value)) {
       if (!n.removed) yield* core.mmu.remove(n.handle)
-      yield* TxRef.update(core.state, (s) => State.updateNotifier(s, n.start, (x) => ({ ...x, removed: true })))
+      yield* TxSync.update(core.state, (s) => State.updateNotifier(s, n.start, (x) => ({ ...x, removed: true })))
       for (const e of IT.toArray(n.ranges)) yield* removeRange(e.value)
     }
-    const left = IT.size((yield* TxRef.get(core.state)).notifiers)
+    const left = IT.size((core.state.value).notifiers)
     core.counters.notifiersRemoved += left
-    yield* TxRef.update(core.state, (s) => ({ ...s, notifiers: IT.empty() }))
+    yield* TxSync.update(core.state, (s) => ({ ...s, notifiers: IT.empty() }))
   })

@@ -61,10 +61,10 @@ export const make = (
       withNotifierWriteLock: (e) => Lock.withWrite(lock, e),
       hasMapping: Ranges.hasMapping(core),
       findVmaStart: Ranges.findVmaStart(core),
-      range: (ref: RangeRef) => Effect.map(TxRef.get(state), (s) => Option.fromUndefinedOr(State.live(s, ref))),
+      range: (ref: RangeRef) => Effect.sync(() => Option.fromUndefinedOr(State.live(state.value, ref))),
       ranges: (start?: number, end?: number) =>
-        Effect.map(TxRef.get(state), (s) => State.rangesIn(s, start ?? 0, end ?? Number.MAX_SAFE_INTEGER + 1)),
-      notifiers: Effect.map(TxRef.get(state), (s) => IT.toArray(s.notifiers).map((e) => e.value)),
+        Effect.sync(() => State.rangesIn(state.value, start ?? 0, end ?? Number.MAX_SAFE_INTEGER + 1)),
+      notifiers: Effect.sync(() => IT.toArray(state.value.notifiers).map((e) => e.value)),
       scanMm: Pages.scanMm(core),
       fini: Ranges.fini(core),
       stats: Effect.sync(() => ({ ...core.counters }))
