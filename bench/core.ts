@@ -1,8 +1,11 @@
 /**
  * Benchmarks of the GpuSvm core on the simulated machine (system memory, no
- * migration): the fault path (`rangeFindOrInsert` + `rangeGetPages`) per range
- * size, the lookup of an existing range with 10^3 and 10^6 ranges live, and one
- * notifier-lock acquire/release (ours vs `TxReentrantLock`).
+ * migration):
+ * - the fault path (`rangeFindOrInsert` + `rangeGetPages`) per range size;
+ * - scaling: lookup of an existing range and a fresh fault with 10^3 … 10^6
+ *   ranges live (one instance grown step by step), the 10^6/10^3 ratio, and the
+ *   heap bytes per live range at 10^6;
+ * - one notifier-lock acquire/release, ours beside `TxReentrantLock`.
  *
  * Run directly: `node bench/core.ts`.
  */
@@ -14,7 +17,7 @@ import { GpuSvm } from "../src/services/GpuSvm.ts"
 import * as Lock from "../src/services/gpusvm/NotifierLock.ts"
 
 /** One result row. */
-export interface CoreRow {
+export interface Row {
   readonly name: string
   readonly value: number
   readonly unit: string
@@ -27,16 +30,24 @@ const MiB = 1024 * 1024
 const noopOps = { invalidate: () => Effect.void }
 
 const machine = (chunkSizes: ReadonlyArray<number>) =>
-  GpuSvm.layer({ name: "bench", chunkSizes, devicePrivateOwner: "bench" }, noopOps).pipe(
-    Layer.provideMerge(Simulated.layer({}))
-  )
+  GpuSvm.layer({ name: "bench", chunkSizes, devicePrivateOwner: "bench" }, noopOps).pipe(Layer.provideMerge(Simulated.layer({})))
 
-const median = (xs: Array<number>) => {
+/** Median of samples. */
+export const median = (xs: ReadonlyArray<number>): number => {
   const s = [...xs].sort((a, b) => a - b)
   return s[Math.floor(s.length / 2)]!
 }
 
-/** µs per fault (find_or_insert + get_pages) for ranges of `size`, over `count` fresh ranges, `reps` times. */
+/** A row from samples: median, min, max. */
+export const row = (name: string, samples: ReadonlyArray<number>, unit: string, reference?: string): Row => ({
+  name,
+  value: median(samples),
+  unit,
+  min: Math.min(...samples),
+  max: Math.max(...samples),
+  ...(reference === undefined ? {} : { reference })
+})
+
 const faultPath = (size: number, count: number, reps: number) =>
   Effect.gen(function*() {
     const samples: Array<number> = []
@@ -51,31 +62,53 @@ const faultPath = (size: number, count: number, reps: number) =>
           yield* svm.rangeGetPages(r)
         }
         return ((performance.now() - t0) * 1000) / count
-      }).pipe(Effect.provide(machine([size, 4096].filter((x, i, a) => a.indexOf(x) === i))))
+      }).pipe(Effect.provide(machine([...new Set([size, 4096])])))
       if (rep > 0) samples.push(us)
     }
     return samples
   })
 
-/** ns per lookup of an existing range (find_or_insert hit) with `n` 4 KiB ranges live. */
-const lookup = (n: number, lookups: number) =>
-  Effect.gen(function*() {
-    const cpu = yield* Cpu
-    const svm = yield* GpuSvm
-    const base = yield* cpu.mmap({ length: n * 4096, align: 2 * MiB })
-    for (let i = 0; i < n; i++) yield* svm.rangeFindOrInsert(base + i * 4096, 0, 2 ** 47)
-    const samples: Array<number> = []
-    let x = 12345
+/** Grows one instance to 10^3 … 10^6 4 KiB ranges; at each size measures lookups of existing ranges and fresh faults. */
+const scaling = Effect.gen(function*() {
+  const cpu = yield* Cpu
+  const svm = yield* GpuSvm
+  const N = 1_000_000
+  const base = yield* cpu.mmap({ length: (N + 200_000) * 4096, align: 2 * MiB })
+  const out: Array<{ n: number; lookup: Array<number>; fresh: Array<number> }> = []
+  let live = 0
+  let fresh = N
+  let x = 12345
+  const heap0 = process.memoryUsage().heapUsed
+  let bytesPerRange = 0
+  for (const n of [1_000, 10_000, 100_000, 1_000_000]) {
+    while (live < n) yield* svm.rangeFindOrInsert(base + (live++) * 4096, 0, 2 ** 47)
+    if (n === N) {
+      ;(globalThis as { gc?: () => void }).gc?.()
+      bytesPerRange = (process.memoryUsage().heapUsed - heap0) / N
+    }
+    const lookup: Array<number> = []
+    const freshS: Array<number> = []
     for (let rep = 0; rep < 6; rep++) {
-      const t0 = performance.now()
-      for (let i = 0; i < lookups; i++) {
+      const L = 10_000
+      let t0 = performance.now()
+      for (let i = 0; i < L; i++) {
         x = (Math.imul(x, 1103515245) + 12345) >>> 0
         yield* svm.rangeFindOrInsert(base + (x % n) * 4096, 0, 2 ** 47)
       }
-      if (rep > 0) samples.push(((performance.now() - t0) * 1e3) / lookups)
+      if (rep > 0) lookup.push(((performance.now() - t0) * 1e3) / L)
+      const F = 500
+      t0 = performance.now()
+      for (let i = 0; i < F; i++) {
+        const r = yield* svm.rangeFindOrInsert(base + (fresh++) * 4096, 0, 2 ** 47)
+        yield* svm.rangeGetPages(r)
+        yield* svm.rangeRemove(r)
+      }
+      if (rep > 0) freshS.push(((performance.now() - t0) * 1e3) / F)
     }
-    return samples
-  }).pipe(Effect.provide(machine([4096])))
+    out.push({ n, lookup, fresh: freshS })
+  }
+  return { out, bytesPerRange }
+}).pipe(Effect.provide(machine([4096])))
 
 const lockCost = Effect.gen(function*() {
   const ours = yield* Lock.make
@@ -92,40 +125,35 @@ const lockCost = Effect.gen(function*() {
       return samples
     })
   return {
-    read: yield* time(Lock.withRead(ours, Effect.void)),
-    write: yield* time(Lock.withWrite(ours, Effect.void)),
+    read: yield* time(ours.withRead(Effect.void)),
+    write: yield* time(ours.withWrite(Effect.void)),
     reentrantRead: yield* time(TxReentrantLock.withReadLock(reentrant, Effect.void)),
     reentrantWrite: yield* time(TxReentrantLock.withWriteLock(reentrant, Effect.void))
   }
 })
 
-const row = (name: string, samples: Array<number>, unit: string, reference?: string): CoreRow => ({
-  name,
-  value: median(samples),
-  unit,
-  min: Math.min(...samples),
-  max: Math.max(...samples),
-  ...(reference === undefined ? {} : { reference })
-})
-
 /** Runs every core benchmark. */
-export async function benchCore(): Promise<ReadonlyArray<CoreRow>> {
-  const rows: Array<CoreRow> = []
-  const refs: Record<number, string> = { [64 * 1024]: "Xe kernel 14.7 µs/fault incl. migration", [2 * MiB]: "Xe kernel 225 µs/fault incl. migration" }
-  for (const [size, count] of [[4096, 2000], [64 * 1024, 1000], [2 * MiB, 100]] as const) {
+export async function benchCore(): Promise<ReadonlyArray<Row>> {
+  const rows: Array<Row> = []
+  for (const [size, count] of [[4096, 4000], [64 * 1024, 2000], [2 * MiB, 200]] as const) {
     const samples = await Effect.runPromise(faultPath(size, count, 5))
-    rows.push(row(`fault path find_or_insert+get_pages ${size / 1024} KiB`, samples, "µs/fault", refs[size]))
+    rows.push(row(`find_or_insert + get_pages, ${size / 1024} KiB range`, samples, "µs/fault"))
   }
-  const small = await Effect.runPromise(lookup(1_000, 20_000))
-  rows.push(row("lookup existing range, 10^3 live", small, "µs/op"))
-  const big = await Effect.runPromise(lookup(1_000_000, 20_000))
-  rows.push(row("lookup existing range, 10^6 live", big, "µs/op"))
-  rows.push({ name: "lookup ratio 10^6/10^3", value: median(big) / median(small), unit: "x", reference: "O(log n)" })
+  const { out, bytesPerRange } = await Effect.runPromise(scaling)
+  for (const s of out) {
+    rows.push(row(`lookup of an existing range, ${s.n.toExponential(0)} live`, s.lookup, "µs/op"))
+    rows.push(row(`fresh fault (4 KiB, find+get_pages+remove), ${s.n.toExponential(0)} live`, s.fresh, "µs/op"))
+  }
+  const first = out[0]!
+  const last = out[out.length - 1]!
+  rows.push({ name: "lookup ratio 10^6/10^3", value: median(last.lookup) / median(first.lookup), unit: "x", reference: "O(log n): ~2x" })
+  rows.push({ name: "fresh fault ratio 10^6/10^3", value: median(last.fresh) / median(first.fresh), unit: "x", reference: "O(log n): ~2x" })
+  rows.push({ name: "heap per live range at 10^6", value: bytesPerRange, unit: "bytes", reference: "kernel struct drm_gpusvm_range + xe_svm_range: ~300 B" })
   const locks = await Effect.runPromise(lockCost)
-  rows.push(row("notifier lock read acquire+release (TxRef counter)", locks.read, "ns"))
-  rows.push(row("notifier lock write acquire+release (TxRef counter)", locks.write, "ns"))
-  rows.push(row("TxReentrantLock read acquire+release", locks.reentrantRead, "ns", "the lock it replaces"))
-  rows.push(row("TxReentrantLock write acquire+release", locks.reentrantWrite, "ns", "the lock it replaces"))
+  rows.push(row("notifier lock read acquire+release (ours)", locks.read, "ns"))
+  rows.push(row("notifier lock write acquire+release (ours)", locks.write, "ns"))
+  rows.push(row("TxReentrantLock read acquire+release", locks.reentrantRead, "ns", "the lock ours replaces"))
+  rows.push(row("TxReentrantLock write acquire+release", locks.reentrantWrite, "ns", "the lock ours replaces"))
   return rows
 }
 
