@@ -14,7 +14,6 @@ import { Effect, Fiber, Layer } from "effect"
 import { pathToFileURL } from "node:url"
 import * as IT from "../src/domain/IntervalTree.ts"
 import { Simulated } from "../src/layers/simulated/Simulated.ts"
-import type { SimulatedOptions } from "../src/layers/simulated/Simulated.ts"
 import * as SimGpu from "../src/layers/simulated/SimGpu.ts"
 import { Driver } from "../src/programs/Driver.ts"
 import * as MigrationPolicy from "../src/programs/MigrationPolicy.ts"
@@ -28,10 +27,10 @@ const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
 const stack = (chunkSizes: ReadonlyArray<number>, policy: "never" | "always", vramBytes: number) => {
-  const sim = Simulated.layer({ vramBytes, devicePrivateOwner: "bench" } as SimulatedOptions)
+  const sim = Simulated.layer({ vramBytes, devicePrivateOwner: "bench" })
   const machine = Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)))
   return Driver.layer({ name: "bench", chunkSizes, devicePrivateOwner: "bench" }, { checkPagesThreshold: 0 }).pipe(
-    Layer.provideMerge(Layer.mergeAll(machine, MigrationPolicy.fromName(policy)))
+    Layer.provideMerge(Layer.mergeAll(machine, MigrationPolicy.fromName(policy).pipe(Layer.provide(machine))))
   )
 }
 

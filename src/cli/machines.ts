@@ -10,20 +10,18 @@ import { Simulated } from "../layers/simulated/Simulated.ts"
 import type { SimulatedOptions } from "../layers/simulated/Simulated.ts"
 import * as SimGpu from "../layers/simulated/SimGpu.ts"
 import type { MachineFactory } from "../programs/ScenarioRunner.ts"
-import { DevicePagemaps } from "../services/DevicePagemap.ts"
 
 /** Names accepted by `--machine`. */
 export const MACHINES = ["simulated", "native"] as const
 
 /** A fresh simulated machine per run, shaped by the scenario's `machine` block. */
 export const simulated: MachineFactory = (spec) => {
-  const options = {
+  const options: SimulatedOptions = {
     ...(spec.seed === undefined ? {} : { schedule: { seed: spec.seed } }),
     inject: spec.inject,
     vramBytes: spec.vramBytes,
     devicePrivateOwner: spec.devicePrivateOwner
-  } as SimulatedOptions
+  }
   const sim = Simulated.layer(options)
-  // PENDING(device memory): the simulated layer will provide DevicePagemaps itself.
-  return Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)), Layer.succeed(DevicePagemaps, { all: [] }))
+  return Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)))
 }

@@ -19,7 +19,12 @@ export interface DriverOptions {
   readonly maxRetries?: number
   /** `ctx.check_pages_threshold` for ranges created by faults (default 64 KiB, like Xe). */
   readonly checkPagesThreshold?: number
-  /** Base migration timeslice in ms; doubled per retry of a devmem-only fault (default 5). */
+  /**
+   * Base migration timeslice in ms (pages stay in device memory at least this long
+   * before a CPU touch may pull them back); doubled per retry of a devmem-only
+   * fault, starting from 1 ms when 0. Default 0: the simulator's tests and
+   * scenarios want no wall-clock waits; set it to model Xe's anti-ping-pong delay.
+   */
   readonly timesliceMs?: number
   /** Migration attempts of a devmem-only (atomic) fault (default 3, like Xe). */
   readonly migrateTries?: number
@@ -41,7 +46,7 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   gpuvaEnd: o.gpuvaEnd ?? 2 ** 47,
   maxRetries: o.maxRetries ?? 8,
   checkPagesThreshold: o.checkPagesThreshold ?? 64 * 1024,
-  timesliceMs: o.timesliceMs ?? 5,
+  timesliceMs: o.timesliceMs ?? 0,
   migrateTries: o.migrateTries ?? 3
 })
 

@@ -118,7 +118,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
           last = migrated.failure
           if (devmemOnly) {
             if (migrateLeft === 0) return yield* giveUp(fault, "could not migrate to device memory for an atomic access", round, last)
-            timeslice *= 2
+            timeslice = timeslice === 0 ? 1 : timeslice * 2
             yield* countRetry(st.counters, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
             continue
           }
@@ -137,7 +137,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       if (e._tag === "BadAddress" || e._tag === "PermissionDenied") {
         yield* countRetry(st.counters, e._tag === "BadAddress" ? "EFAULT" : "EPERM")
         if (devmemOnly) {
-          timeslice *= 2
+          timeslice = timeslice === 0 ? 1 : timeslice * 2
           migrateLeft = Math.max(migrateLeft, 1)
         }
         continue

@@ -126,7 +126,8 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
     }
     const machine = factory(spec)
     const stack = Driver.layer(config, driverOptions).pipe(
-      Layer.provideMerge(Layer.mergeAll(machine, MigrationPolicy.fromName(scenario.policy.migrate)))
+      // the policy reads the machine's pagemaps, so it is built over the (same, memoised) machine
+      Layer.provideMerge(Layer.mergeAll(machine, MigrationPolicy.fromName(scenario.policy.migrate).pipe(Layer.provide(machine))))
     )
     const body = Effect.gen(function*() {
       const cpu = yield* Cpu

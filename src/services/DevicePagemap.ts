@@ -54,7 +54,7 @@ export interface DevicePagemapApi {
   readonly totalBytes: number
   /** `drm_pagemap_ops.device_map`: the device address of a page of this pagemap. `BadAddress` for a foreign or freed page. */
   readonly deviceMap: (page: DevicePage, order: number, dir: DmaDirection) => Effect.Effect<DeviceAddress, BadAddress>
-  /** `drm_pagemap_ops.device_unmap`. */
+  /** `drm_pagemap_ops.device_unmap`. An address that matches no live mapping is recorded as a violation, never thrown. */
   readonly deviceUnmap: (addr: DeviceAddress) => Effect.Effect<void>
   /**
    * `drm_pagemap_populate_mm` / `drm_pagemap_migrate_to_devmem`: allocate device
@@ -62,11 +62,21 @@ export interface DevicePagemapApi {
    * device-private CPU entries; raises a MIGRATE invalidation (owner = this
    * pagemap's owner) before the change. Takes the mmap lock itself (the
    * simulated machine takes it for writing, like its other CPU-side changes).
-   * Errors: no VRAM even after eviction → `OutOfMemory`; window not in one
-   * anonymous VMA / unaligned → `BadAddress`; raced → `Busy`.
+   * Pages already in this pagemap stay; device pages of other pagemaps are
+   * migrated (back to RAM first). Under pressure, least recently used
+   * allocations are evicted first (each with its own MIGRATE invalidation).
+   * Errors: no VRAM even after eviction, or window larger than the device
+   * memory → `OutOfMemory` (nothing evicted); window not in one private
+   * anonymous VMA / unaligned → `BadAddress`; raced, or the copy failed
+   * (nothing migrated) → `Busy`.
    */
   readonly populateMm: (start: number, end: number, o?: PopulateOptions) => Effect.Effect<void, OutOfMemory | Busy | BadAddress>
-  /** Memory pressure: every allocation of this pagemap back to system memory (`drm_pagemap_evict_to_ram`). */
+  /**
+   * Memory pressure: every allocation of this pagemap back to system memory
+   * (`drm_pagemap_evict_to_ram`), each with its own MIGRATE invalidation.
+   * Takes the mmap lock (for writing in the simulated machine). An allocation
+   * whose copy fails stays where it is.
+   */
   readonly evictAll: Effect.Effect<void>
   /** Current usage. */
   readonly usage: Effect.Effect<PagemapUsage>
@@ -74,9 +84,14 @@ export interface DevicePagemapApi {
   readonly traffic: Effect.Effect<PagemapTraffic>
   /** Live `deviceMap` mappings not yet `deviceUnmap`ped. */
   readonly liveMappings: Effect.Effect<number>
-  /** Reads device memory directly (the GPU's path to VRAM): bytes of `[devAddr, devAddr + length)`. */
+  /**
+   * Reads device memory directly (the GPU's path to VRAM): bytes of
+   * `[devAddr, devAddr + length)`. No yield point (a device read-modify-write
+   * stays atomic); a page not in use (freed) is `BadAddress` and a recorded
+   * `stale-device-access`.
+   */
   readonly readDevice: (devAddr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
-  /** Writes device memory directly (the GPU's path to VRAM). */
+  /** Writes device memory directly (the GPU's path to VRAM); same rules as `readDevice`. */
   readonly writeDevice: (devAddr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress>
 }
 

@@ -2,7 +2,7 @@
  * Test harness for the driver programs: a simulated machine with its GPU, a
  * migration policy and the driver (GpuSvm + fault handler + GC + invalidation).
  */
-import { Layer } from "effect"
+import { Effect, Layer } from "effect"
 import type { SimulatedOptions } from "../../src/layers/simulated/Simulated.ts"
 import { Simulated } from "../../src/layers/simulated/Simulated.ts"
 import * as SimGpu from "../../src/layers/simulated/SimGpu.ts"
@@ -24,5 +24,8 @@ export const driverLayer = (o: {
   readonly driver?: DriverOptions
 } = {}) =>
   Driver.layer({ name: "test", devicePrivateOwner: "test-gpu", ...o.config }, o.driver).pipe(
-    Layer.provideMerge(Layer.mergeAll(machineLayer(o.machine ?? {}), MigrationPolicy.fromName(o.policy ?? "never")))
+    Layer.provideMerge(Layer.unwrap(Effect.sync(() => {
+      const machine = machineLayer(o.machine ?? {})
+      return Layer.mergeAll(machine, MigrationPolicy.fromName(o.policy ?? "never").pipe(Layer.provide(machine)))
+    })))
   )

@@ -227,8 +227,9 @@ export const zapRange = (st: MachineState, start: number, end: number): void => 
         if (f !== undefined) st.frames.unmap(f)
       }
     } else {
-      // Extension point: device-private entries are released by their pagemap (VRAM work).
+      // A device-private entry: its device page is freed (and the allocation's blocks with its last page).
       st.devicePtes--
+      st.devmem.entryGone(pte)
     }
   })
   for (const v of doomed) st.pt.delete(v)

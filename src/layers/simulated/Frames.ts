@@ -72,10 +72,10 @@ export class PageStore {
   /** Slabs allocated so far. */
   slabs = 0
 
-  /** A zeroed 4 KiB buffer. */
-  take(): Uint8Array {
+  /** A zeroed 4 KiB buffer (`zero: false`: contents unspecified, for a caller that overwrites all of it). */
+  take(zero = true): Uint8Array {
     const r = this.free.pop()
-    if (r !== undefined) return r.fill(0)
+    if (r !== undefined) return zero ? r.fill(0) : r
     if (this.next === SLAB_PAGES || this.slab === undefined) {
       this.slab = new ArrayBuffer(SLAB_PAGES * PAGE_SIZE)
       this.slabs++
@@ -243,6 +243,28 @@ export class Frames {
     const dst = this.store.take()
     this.read(from, 0, dst, 0, PAGE_SIZE)
     this.bytes.set(to, dst)
+  }
+
+  /**
+   * Does base page `pfn` read as all zeros without holding anything (no
+   * materialised bytes, no file fill, or the zero page)? Migration skips the
+   * copy of such pages.
+   */
+  isBlank(pfn: number): boolean {
+    if (pfn === ZERO_PFN) return true
+    if (this.bytes.has(pfn)) return false
+    return this.frameOf(pfn)?.fill === undefined
+  }
+
+  /**
+   * Installs `buf` (a 4 KiB buffer taken from {@link Frames.store}) as the
+   * contents of base page `pfn` of a live frame, replacing (and recycling) any
+   * previous contents: the commit step of a migration back to system memory.
+   */
+  adopt(pfn: number, buf: Uint8Array): void {
+    const old = this.bytes.get(pfn)
+    if (old !== undefined) this.store.give(old)
+    this.bytes.set(pfn, buf)
   }
 
   /** Bytes of contents actually held. */

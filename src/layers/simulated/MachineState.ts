@@ -5,8 +5,9 @@
  * `migrate_to_ram`).
  *
  * One `MachineState` holds one address space (VMAs, page table, mmap lock, MMU
- * notifiers), system memory (frames, page cache), the IOMMU, fault-injection
- * counters, violations and counters. Every service of `Simulated.layer` closes
+ * notifiers), system memory (frames, page cache), the IOMMU, the device
+ * memory of its pagemaps (`devmem`, see `Vram.ts` / `SimPagemap.ts`),
+ * fault-injection counters, violations and counters. Every service of `Simulated.layer` closes
  * over the same instance; each build of the layer makes a fresh one.
  *
  * Locking: the structures are plain mutable JS objects changed only inside
@@ -29,6 +30,7 @@ import { PageCache } from "./PageCache.ts"
 import { PageTable, type DevicePte } from "./PageTable.ts"
 import { makeSchedule, type Schedule, type ScheduleOptions } from "./Schedule.ts"
 import { Vmas } from "./Vmas.ts"
+import { Devmem } from "./Vram.ts"
 
 /** Options of `Simulated.layer`. */
 export interface SimulatedOptions {
@@ -40,6 +42,28 @@ export interface SimulatedOptions {
   readonly thp?: boolean
   /** First IOVA the IOMMU hands out (default 0x1000_0000). */
   readonly iovaBase?: number
+  /**
+   * Device memory regions (`drm_pagemap`s), in order; the first is the default
+   * `DevicePagemap`. Defaults per entry: `id` `"vram<i>"`, `owner`
+   * {@link SimulatedOptions.devicePrivateOwner} (or `"gpusvm"`), `proto`
+   * `"vram"`. `vramBytes` is rounded down to a multiple of 4 KiB; a size that
+   * is not a non-negative safe integer ≤ 2^40 gives a zero-size pagemap and a
+   * `bad-pagemap-option` violation. Ids must be distinct (a duplicate is a
+   * defect when the layer is built).
+   */
+  readonly pagemaps?: ReadonlyArray<PagemapOptions>
+  /** Shorthand for one pagemap `{ id: "vram0", owner: devicePrivateOwner, vramBytes, proto: "vram" }` (ignored when `pagemaps` is given). */
+  readonly vramBytes?: number
+  /** Default device-private owner of the pagemaps (default `"gpusvm"`). */
+  readonly devicePrivateOwner?: string
+}
+
+/** One configured device memory region (see {@link SimulatedOptions.pagemaps}). */
+export interface PagemapOptions {
+  readonly id?: string
+  readonly owner?: string
+  readonly vramBytes: number
+  readonly proto?: string
 }
 
 /** Pending fault injections (counts of next calls to fail). */
@@ -48,15 +72,16 @@ export interface InjectionCounters {
   dmaMapFail: number
   vramAllocFail: number
   nonBlockable: number
+  copyFail: number
 }
 
 /**
- * Hooks for later work. `cpuTouchedDevicePage` is the `migrate_to_ram`
- * extension point: called (before the access proceeds, mmap read lock held)
- * for every device-private entry a CPU access, or a faulting `hmm_range_fault`
- * not owning the page, meets; it must replace the entry with a system one.
- * Unset, such a touch fails with `BadAddress`. Nothing installs device entries
- * yet, so this is currently unreachable.
+ * Hooks. `cpuTouchedDevicePage` is the `migrate_to_ram` entry point: called
+ * (before the access proceeds, mmap read lock held) for every device-private
+ * entry a CPU access, or a faulting `hmm_range_fault` not owning the page (or
+ * asking to write a read-only one), meets; it must replace the entry with a
+ * system one (or find it already replaced). Installed by `SimPagemap.ts` when
+ * the machine has device memory; unset, such a touch fails with `BadAddress`.
  */
 export interface MachineHooks {
   cpuTouchedDevicePage: ((addr: number, pte: DevicePte) => Effect.Effect<void, BadAddress>) | undefined
@@ -79,8 +104,10 @@ export class MachineState {
   readonly lock: MmapLock = makeMmapLock()
   readonly notifiers: Notifiers
   readonly schedule: Schedule
-  /** Device-private entries currently in the page table (0 until VRAM exists). */
+  /** Device-private entries currently in the page table. */
   devicePtes = 0
+  /** Device memory of the configured pagemaps (`Vram.ts`), by id. */
+  readonly devmem = new Devmem()
   /** References taken by `Mm.acquire` and not yet released (`mmget_not_zero` / `mmput`). */
   mmRefs = 0
   /** False once the process exited (`mm_users == 0`). */
@@ -92,7 +119,7 @@ export class MachineState {
   constructor(options: SimulatedOptions = {}) {
     this.options = options
     this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
-    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
+    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0 }
     this.addInjection(options.inject ?? {})
     const onViolation = (v: Violation) => this.recordViolation(v)
     this.frames = new Frames(onViolation)
@@ -125,6 +152,7 @@ export class MachineState {
     this.inject.dmaMapFail += n(i.dmaMapFail)
     this.inject.vramAllocFail += n(i.vramAllocFail)
     this.inject.nonBlockable += n(i.nonBlockable)
+    this.inject.copyFail += n(i.copyFail)
   }
 
   /** Current counters (`Machine.stats`). `framesLive` counts live 4 KiB base frames (a 2 MiB frame counts 512). */

@@ -196,9 +196,15 @@ export class Notifiers {
       }))
       const finish = Effect.suspend(() => {
         this.active.delete(inv)
+        if (inv.participants.size === 0) return Effect.void
         const all = [...inv.participants]
         return Effect.tx(Effect.forEach(all, (rec) => TxRef.update(rec.invalidating, (n) => n - 1), { discard: true }))
       })
+      if (candidates.length === 0) {
+        // Fast path: no notifier to count in or call (one inserted meanwhile still joins through `active`).
+        this.env.takeNonBlockable() // consumed as on the full path
+        return Effect.uninterruptibleMask((restore) => Effect.ensuring(restore(change), finish))
+      }
       const offerAll = Effect.suspend(() => {
         for (const rec of joined) inv.participants.add(rec)
         const nonBlockable = this.env.takeNonBlockable()

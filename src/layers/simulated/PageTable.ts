@@ -9,11 +9,12 @@
  *   it (`writable`: false for the zero page, page-cache pages of private
  *   mappings, read-only VMAs), and the order of the mapping it belongs to
  *   (9 while a 2 MiB PMD mapping is intact, `pmd_trans_huge`; 0 after a split).
- * - `device`: **extension point** for device-private memory
- *   (`is_device_private_entry`): the CPU cannot reach the page; a CPU touch must
- *   migrate it back first (`migrate_to_ram`, the
- *   `MachineState.hooks.cpuTouchedDevicePage` hook). Nothing installs such
- *   entries yet, so the paths handling them are currently unreachable.
+ * - `device`: a device-private entry (`is_device_private_entry`): the CPU
+ *   cannot reach the page; a CPU touch migrates it back first
+ *   (`migrate_to_ram`, the `MachineState.hooks.cpuTouchedDevicePage` hook,
+ *   installed by `SimPagemap.ts`). Installed by `populate_mm`
+ *   (`SimPagemap.ts`); its `order` is the order of the device block it belongs
+ *   to while the whole aligned run of that block is intact, else 0.
  *
  * Plain synchronous code; callers hold the mmap lock (reading for faults,
  * writing for unmaps/protection changes), like the kernel's PT lock nesting.
@@ -33,7 +34,9 @@ export interface SystemPte {
 /**
  * A device-private entry (`swp_entry` of type DEVICE_PRIVATE): the page lives
  * in device memory `pagemap` at `devicePfn`, allocation `allocation`, owner
- * `owner`. Reserved for the VRAM work; nothing creates it yet.
+ * `owner`. `vpn` is the virtual page it is installed at, kept up to date by
+ * {@link PageTable.set} (so entries moved by `mremap` stay findable from their
+ * device page: the reverse map `migrate_to_ram` and eviction use).
  */
 export interface DevicePte {
   readonly kind: "device"
@@ -43,6 +46,7 @@ export interface DevicePte {
   readonly owner: string
   writable: boolean
   order: number
+  vpn: number
 }
 
 /** One page-table entry. */
@@ -64,8 +68,9 @@ export class PageTable {
     return this.entries.get(vpn)
   }
 
-  /** Installs an entry. */
+  /** Installs an entry (a device entry learns its `vpn`). */
   set(vpn: number, pte: Pte): void {
+    if (pte.kind === "device") pte.vpn = vpn
     this.entries.set(vpn, pte)
   }
 
@@ -108,9 +113,31 @@ export class PageTable {
     }
   }
 
-  /** Splits the huge mapping straddling `addr`, if `addr` is not 2 MiB aligned. */
+  /**
+   * Drops to order 0 every entry of the aligned run of `2^order` pages holding
+   * `vpn`, where the entry at `vpn` has order > 0 (a device block, or a 2 MiB
+   * mapping).
+   */
+  splitRun(vpn: number): void {
+    const e = this.entries.get(vpn)
+    if (e === undefined || e.order === 0) return
+    const n = 2 ** e.order
+    const head = vpn - (vpn % n)
+    for (let v = head; v < head + n; v++) {
+      const pte = this.entries.get(v)
+      if (pte !== undefined) pte.order = 0
+    }
+  }
+
+  /**
+   * Splits the mapping straddling `addr`: the 2 MiB block if `addr` is not
+   * 2 MiB aligned, and a device-block run (`2^order` pages) that `addr` cuts.
+   */
   splitAt(addr: number): void {
     if (addr % HUGE_PAGE_SIZE !== 0) this.splitBlock(vpnOf(addr))
+    const vpn = vpnOf(addr)
+    const e = this.entries.get(vpn)
+    if (e !== undefined && e.order > 0 && vpn % 2 ** e.order !== 0) this.splitRun(vpn)
   }
 
   /** Number of present entries. */

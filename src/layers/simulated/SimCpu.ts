@@ -331,7 +331,12 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }))
   })
 
-  /** Runs the `migrate_to_ram` hook for device-private entries of `[start, end)` (unreachable until VRAM exists). */
+  /**
+   * Runs the `migrate_to_ram` hook (`SimPagemap.ts`) for device-private entries
+   * of `[start, end)`, mmap read lock held: the first call for an allocation
+   * migrates its pages of the VMA back (after its timeslice), later calls for
+   * entries already replaced return at once.
+   */
   const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> =>
     Effect.suspend(() => {
       if (st.devicePtes === 0) return Effect.void

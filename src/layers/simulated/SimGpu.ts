@@ -9,7 +9,7 @@
  * through the IOMMU model (`MachineState.translateIova`): an IOVA with no live
  * mapping, or a frame that was freed, is recorded as a `stale-device-access`
  * violation and the access fails with `GpuFaultError`. Device-memory PTEs reach
- * VRAM directly through the pagemap whose protocol they carry.
+ * VRAM directly (the machine's device memory of that protocol and address).
  *
  * Each page is read/written in one synchronous step, so a concurrent
  * invalidation either precedes or follows it (the hardware's per-access
@@ -17,17 +17,25 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer, Option } from "effect"
+import { Effect, Layer } from "effect"
 import { hex, isAddress, PAGE_SIZE } from "../../domain/Address.ts"
 import { SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import type { DeviceAddress } from "../../domain/DeviceAddress.ts"
 import { GpuFaultError } from "../../domain/Errors.ts"
-import { type DevicePagemapApi, DevicePagemaps } from "../../services/DevicePagemap.ts"
 import { type AccessMode, type FaultHandler, Gpu, type GpuStats } from "../../services/Gpu.ts"
 import { type MachineState, SimState } from "./MachineState.ts"
+import type { Vram } from "./Vram.ts"
 
 /** Fault rounds per page before the access gives up (the handler itself retries internally). */
 export const MAX_FAULTS_PER_PAGE = 4
+
+/** A failed page access: what went wrong, and whether it was already recorded as a violation. */
+interface Failure {
+  readonly detail: string
+  readonly recorded: boolean
+}
+
+const mine = (detail: string): Failure => ({ detail, recorded: false })
 
 /** One GPU PTE. */
 interface GpuPte {
@@ -44,13 +52,11 @@ const fail = (addr: number, reason: string, cause?: { readonly _tag: string; rea
     ...(cause === undefined ? {} : { cause: cause.message, causeTag: cause._tag })
   })
 
-/** Builds the GPU of machine `st`; `pagemaps` are the device memories it can reach directly. */
-export const makeGpu = (st: MachineState, pagemaps: ReadonlyArray<DevicePagemapApi>): Gpu["Service"] => {
+/** Builds the GPU of machine `st`; it reaches the machine's device memories (`st.devmem`) directly. */
+export const makeGpu = (st: MachineState): Gpu["Service"] => {
   const ptes = new Map<number, GpuPte>()
   const stats = { faults: 0, tlbFlushes: 0, accesses: 0 }
   let handler: FaultHandler | undefined
-  const byProto = new Map(pagemaps.map((p) => [p.proto, p] as const))
-
   const zap = (start: number, end: number) => {
     const first = Math.floor(start / PAGE_SIZE)
     const last = Math.ceil(end / PAGE_SIZE)
@@ -80,61 +86,78 @@ export const makeGpu = (st: MachineState, pagemaps: ReadonlyArray<DevicePagemapA
       stats.tlbFlushes++
     })
 
-  /** Reads (into `out` at `outOff`) or writes (from `src`) `len` bytes of one page through its PTE; an error string on failure. */
+  /** The device memory a device-physical address of protocol `proto` lies in. */
+  const vramFor = (proto: string, dpa: number): Vram | undefined => {
+    for (const v of st.devmem.byId.values()) if (v.proto === proto && v.ownsAddress(dpa)) return v
+    return undefined
+  }
+
+  /**
+   * One page's access, in ONE synchronous step: look the PTE up and read (into
+   * `out` at `outOff`) or write (from `src`) `len` bytes through it. A GPU access
+   * and a TLB flush are atomic with respect to each other on real hardware (the
+   * flush waits for in-flight accesses); doing both here without a yield point
+   * gives the same guarantee, so a PTE can never be used after the invalidation
+   * that zapped it. Returns `"fault"` when the PTE is missing (or read-only for a
+   * write), a `Failure` when memory refused the access, `undefined` when done.
+   */
   const touchPage = (
-    pte: GpuPte,
+    vpn: number,
+    write: boolean,
     pageOff: number,
     len: number,
     out: Uint8Array | undefined,
     outOff: number,
     src: Uint8Array | undefined,
     srcOff: number
-  ): Effect.Effect<string | undefined> => {
-    if (pte.proto === SYSTEM_PROTO) {
-      return Effect.sync(() => {
-        const t = st.translateIova(pte.devAddr + pageOff)
-        if (t === undefined) return `IOMMU fault: IOVA ${hex(pte.devAddr + pageOff)} has no live mapping`
-        if (out !== undefined) {
-          const bytes = st.readFrame(t.pfn, t.offset, len)
-          if (bytes === undefined) return `frame ${t.pfn} behind IOVA ${hex(pte.devAddr)} was freed`
-          out.set(bytes, outOff)
-        }
-        if (src !== undefined && !st.writeFrame(t.pfn, t.offset, src.subarray(srcOff, srcOff + len))) {
-          return `frame ${t.pfn} behind IOVA ${hex(pte.devAddr)} is not writable (freed or zero page)`
-        }
-        return undefined
-      })
-    }
-    const pm = byProto.get(pte.proto)
-    if (pm === undefined) return Effect.succeed(`no device memory speaks protocol "${pte.proto}"`)
+  ): "fault" | Failure | undefined => {
+    const pte = ptes.get(vpn)
+    if (pte === undefined || (write && pte.readOnly)) return "fault"
     const at = pte.devAddr + pageOff
-    return Effect.gen(function*() {
+    if (pte.proto === SYSTEM_PROTO) {
+      const t = st.translateIova(at)
+      if (t === undefined) return mine(`IOMMU fault: IOVA ${hex(at)} has no live mapping`)
       if (out !== undefined) {
-        const r = yield* Effect.result(pm.readDevice(at, len))
-        if (r._tag === "Failure") return `VRAM read at ${hex(at)}: ${r.failure.message}`
-        out.set(r.success, outOff)
+        const got = st.readFrame(t.pfn, t.offset, len)
+        if (got === undefined) return mine(`frame ${t.pfn} behind IOVA ${hex(pte.devAddr)} was freed`)
+        out.set(got, outOff)
       }
-      if (src !== undefined) {
-        const w = yield* Effect.result(pm.writeDevice(at, src.subarray(srcOff, srcOff + len)))
-        if (w._tag === "Failure") return `VRAM write at ${hex(at)}: ${w.failure.message}`
+      if (src !== undefined && !st.writeFrame(t.pfn, t.offset, src.subarray(srcOff, srcOff + len))) {
+        return mine(`frame ${t.pfn} behind IOVA ${hex(pte.devAddr)} is not writable (freed or zero page)`)
       }
       return undefined
-    })
+    }
+    const vram = vramFor(pte.proto, at)
+    if (vram === undefined) return mine(`no device memory of protocol "${pte.proto}" at ${hex(at)}`)
+    const err = vram.checkAccess(out !== undefined ? "device read" : "device write", at, len)
+    if (err !== undefined) return { detail: err, recorded: true }
+    const pfn = Math.floor(at / PAGE_SIZE)
+    if (out !== undefined) vram.readPage(pfn, pageOff, out, outOff, len)
+    if (src !== undefined) vram.writePage(pfn, pageOff, src, srcOff, len)
+    vram.touch(pfn)
+    return undefined
   }
 
-  /** The PTE for `addr`, faulting it in as needed. */
-  const pteFor = (addr: number, write: boolean, atomic: boolean) =>
+  /** Resolves a GPU page fault at `addr` through the handler (or fails). */
+  const fault = (addr: number, write: boolean, atomic: boolean) =>
+    Effect.suspend(() => {
+      if (handler === undefined) return Effect.fail(fail(addr, "GPU page fault with no fault handler registered"))
+      stats.faults++
+      return handler({ addr, write, atomic })
+    })
+
+  /** One page of an access: retried after each fault, at most `MAX_FAULTS_PER_PAGE` faults. */
+  const page = (addr: number, write: boolean, atomic: boolean, len: number, out: Uint8Array | undefined, outOff: number, src: Uint8Array | undefined, srcOff: number) =>
     Effect.gen(function*() {
       const vpn = Math.floor(addr / PAGE_SIZE)
-      for (let attempt = 0; attempt <= MAX_FAULTS_PER_PAGE; attempt++) {
-        const pte = ptes.get(vpn)
-        if (pte !== undefined && !((write || atomic) && pte.readOnly)) return pte
-        if (attempt === MAX_FAULTS_PER_PAGE) break
-        if (handler === undefined) return yield* fail(addr, "GPU page fault with no fault handler registered")
-        stats.faults++
-        yield* handler({ addr, write, atomic })
+      const off = addr % PAGE_SIZE
+      for (let attempt = 0;; attempt++) {
+        const r = touchPage(vpn, write || atomic, off, len, out, outOff, src, srcOff)
+        if (r === undefined) return
+        if (r !== "fault") return yield* stale(addr, r)
+        if (attempt === MAX_FAULTS_PER_PAGE) return yield* fail(addr, `page still not mapped after ${MAX_FAULTS_PER_PAGE} faults`)
+        yield* fault(addr, write, atomic)
       }
-      return yield* fail(addr, `page still not mapped after ${MAX_FAULTS_PER_PAGE} faults`)
     })
 
   const access = (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) =>
@@ -145,41 +168,44 @@ export const makeGpu = (st: MachineState, pagemaps: ReadonlyArray<DevicePagemapA
       stats.accesses++
       if (mode === "atomic") {
         if (length !== 4 || addr % 4 !== 0) return yield* fail(addr, "atomic access must be 4 bytes, 4-byte aligned")
-        const pte = yield* pteFor(addr, true, true)
         const old = new Uint8Array(4)
+        // read-modify-write in one synchronous step per attempt: fault first if needed
+        const vpn = Math.floor(addr / PAGE_SIZE)
         const off = addr % PAGE_SIZE
-        const err = yield* touchPage(pte, off, 4, old, 0, undefined, 0)
-        if (err !== undefined) return yield* stale(addr, err)
-        const v = new DataView(old.buffer).getUint32(0, true)
-        const next = new Uint8Array(4)
-        new DataView(next.buffer).setUint32(0, (v + 1) % 2 ** 32, true)
-        // read-modify-write with no yield point in between (touchPage on system memory is synchronous;
-        // VRAM reads/writes of the simulated pagemap are too)
-        const werr = yield* touchPage(pte, off, 4, undefined, 0, next, 0)
-        if (werr !== undefined) return yield* stale(addr, werr)
-        return old
+        for (let attempt = 0;; attempt++) {
+          const r = touchPage(vpn, true, off, 4, old, 0, undefined, 0)
+          if (r === undefined) {
+            const next = new Uint8Array(4)
+            new DataView(next.buffer).setUint32(0, (new DataView(old.buffer).getUint32(0, true) + 1) % 2 ** 32, true)
+            const w = touchPage(vpn, true, off, 4, undefined, 0, next, 0)
+            if (w === undefined) return old
+            if (w !== "fault") return yield* stale(addr, w)
+          } else if (r !== "fault") return yield* stale(addr, r)
+          if (attempt === MAX_FAULTS_PER_PAGE) return yield* fail(addr, `page still not mapped after ${MAX_FAULTS_PER_PAGE} faults`)
+          yield* fault(addr, true, true)
+        }
       }
       if (mode === "write" && (bytes === undefined || bytes.length < length)) {
         return yield* fail(addr, `write of ${length} bytes needs that many bytes`)
       }
       const out = mode === "read" ? new Uint8Array(length) : undefined
+      const src = mode === "write" ? bytes : undefined
       let done = 0
       while (done < length) {
         const at = addr + done
-        const off = at % PAGE_SIZE
-        const len = Math.min(PAGE_SIZE - off, length - done)
-        const pte = yield* pteFor(at, mode === "write", false)
-        const err = yield* touchPage(pte, off, len, out, done, mode === "write" ? bytes : undefined, done)
-        if (err !== undefined) return yield* stale(at, err)
+        const len = Math.min(PAGE_SIZE - (at % PAGE_SIZE), length - done)
+        yield* page(at, mode === "write", false, len, out, done, src, done)
         done += len
       }
       return out
     })
 
-  const stale = (addr: number, detail: string) =>
+  const stale = (addr: number, f: Failure) =>
     Effect.andThen(
-      Effect.sync(() => st.recordViolation({ invariant: "stale-device-access", detail: `GPU access at ${hex(addr)}: ${detail}` })),
-      Effect.fail(fail(addr, detail))
+      Effect.sync(() => {
+        if (!f.recorded) st.recordViolation({ invariant: "stale-device-access", detail: `GPU access at ${hex(addr)}: ${f.detail}` })
+      }),
+      Effect.fail(fail(addr, f.detail))
     )
 
   return Gpu.of({
@@ -199,12 +225,11 @@ export const makeGpu = (st: MachineState, pagemaps: ReadonlyArray<DevicePagemapA
   })
 }
 
-/** The simulated GPU over the machine's `SimState` and its `DevicePagemaps` (if any). */
+/** The simulated GPU over the machine's `SimState`. */
 export const layer: Layer.Layer<Gpu, never, SimState> = Layer.effect(
   Gpu,
   Effect.gen(function*() {
     const st = yield* SimState
-    const pagemaps = Option.match(yield* Effect.serviceOption(DevicePagemaps), { onNone: () => [], onSome: (p) => p.all })
-    return makeGpu(st, pagemaps)
+    return makeGpu(st)
   })
 )

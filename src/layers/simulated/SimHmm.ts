@@ -6,8 +6,10 @@
  * the argument); notifier already moved → `Busy`. With `fault`: every page
  * must lie in a readable, non-`special` VMA (`BadAddress` otherwise) and, with
  * `write`, a writable one (`PermissionDenied`); device-private pages not owned
- * by `devicePrivateOwner` migrate back through the `cpuTouchedDevicePage`
- * hook (unreachable until VRAM exists); present read-only pages that need a
+ * by `devicePrivateOwner` (and, with `write`, read-only ones it owns) migrate
+ * back through the `cpuTouchedDevicePage` hook (`SimPagemap.ts`; a MIGRATE
+ * invalidation, so the call then ends in `Busy` and the retry sees system
+ * pages); present read-only pages that need a
  * COW copy raise a CLEAR invalidation first (like `wp_page_copy` in the
  * kernel), which moves the sequence of overlapping notifiers — so, like the
  * kernel, the call then ends in `Busy` and the caller's retry succeeds. Then
@@ -54,13 +56,17 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
   const busy = (r: HmmRange, why: string) =>
     new Busy({ reason: `hmm_range_fault: ${why}`, addr: r.start })
 
-  /** Device-private entries of the window not owned by `owner` go back to RAM (extension point). */
+  /**
+   * Device-private entries of the window not owned by `devicePrivateOwner`
+   * (or owned but read-only while `write` is asked) go back to RAM through the
+   * `migrate_to_ram` hook (`do_swap_page` → `dev_pagemap_ops.migrate_to_ram`).
+   */
   const migrateForeign = (r: HmmRange): Effect.Effect<void, BadAddress> =>
     Effect.suspend(() => {
       if (st.devicePtes === 0) return Effect.void
       const hits: Array<[number, Pte]> = []
       st.pt.forEachIn(vpnOf(r.start), vpnOf(r.end), (vpn, pte) => {
-        if (pte.kind === "device" && pte.owner !== r.devicePrivateOwner) hits.push([vpn, pte])
+        if (pte.kind === "device" && (pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable))) hits.push([vpn, pte])
       })
       return Effect.forEach(hits, ([vpn, pte]) => {
         const hook = st.hooks.cpuTouchedDevicePage

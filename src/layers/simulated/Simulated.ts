@@ -1,6 +1,7 @@
 /**
  * The simulated machine: one `Simulated.layer(options)` provides `Cpu`, `Mm`,
- * `MmuNotifier`, `Hmm`, `Dma` and `Machine` — plus the internal `SimState` —
+ * `MmuNotifier`, `Hmm`, `Dma`, `Machine`, `DevicePagemap(s)` and `Pagemaps`
+ * — plus the internal `SimState` —
  * from one shared machine state, so a test swaps the whole machine in one
  * line. Each build of the layer is a fresh machine (fresh address space, fresh
  * memory, fresh IOMMU).
@@ -13,17 +14,20 @@
  * faults and COW (`Fault.ts`); the mmap read/write lock (`MmapLock.ts`); MMU
  * interval notifiers raised before every CPU-side change (`Notifiers.ts`);
  * `hmm_range_fault` (`SimHmm.ts`); an IOMMU behind the DMA API (`Iommu.ts`,
- * `SimDma.ts`); seeded yield points (`Schedule.ts`) and fault injection.
+ * `SimDma.ts`); device memory with migration (`Vram.ts`, `SimPagemap.ts`);
+ * seeded yield points (`Schedule.ts`) and fault injection.
  *
  * @since 0.1.0
  */
 import { Context, Effect, Layer } from "effect"
 import { Cpu } from "../../services/Cpu.ts"
+import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
 import { Dma } from "../../services/Dma.ts"
 import { Hmm } from "../../services/Hmm.ts"
 import { Machine } from "../../services/Machine.ts"
 import { Mm } from "../../services/Mm.ts"
 import { MmuNotifier } from "../../services/MmuNotifier.ts"
+import { Pagemaps } from "../../services/Pagemaps.ts"
 import { MachineState, SimState, type SimulatedOptions } from "./MachineState.ts"
 import { makeCpu } from "./SimCpu.ts"
 import { makeDma } from "./SimDma.ts"
@@ -31,31 +35,50 @@ import { makeHmm } from "./SimHmm.ts"
 import { makeMachineService } from "./SimMachine.ts"
 import { makeMm } from "./SimMm.ts"
 import { makeMmuNotifier } from "./SimMmuNotifier.ts"
+import { makePagemaps } from "./SimPagemap.ts"
 
 /** Options of `Simulated.layer` (see `MachineState.ts`). */
 export type { SimulatedOptions } from "./MachineState.ts"
 /** The internal machine state, its service key and constructor, for later simulated components. */
 export { MachineState, SimState, makeMachine } from "./MachineState.ts"
 
-/** Everything `Simulated.layer` provides. */
-export type SimulatedServices = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | SimState
+/** Options of one configured pagemap. */
+export type { PagemapOptions } from "./MachineState.ts"
 
-/** The services of an existing machine state, as a `Context` (for building bigger machines in this folder). */
-export const contextOf = (st: MachineState): Context.Context<SimulatedServices> =>
-  Context.make(Cpu, makeCpu(st)).pipe(
+/** Everything `Simulated.layer` provides (plus the `Pagemaps` reference). */
+export type SimulatedServices = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | SimState | DevicePagemap | DevicePagemaps
+
+/**
+ * The services of an existing machine state, as a `Context` (for building
+ * bigger machines in this folder). Builds the machine's pagemaps on first use
+ * (later calls for the same state share them).
+ */
+export const contextOf = (st: MachineState): Context.Context<SimulatedServices> => {
+  const pm = makePagemaps(st)
+  return Context.make(Cpu, makeCpu(st)).pipe(
     Context.add(Mm, makeMm(st)),
     Context.add(MmuNotifier, makeMmuNotifier(st)),
     Context.add(Hmm, makeHmm(st)),
     Context.add(Dma, makeDma(st)),
     Context.add(Machine, makeMachineService(st)),
-    Context.add(SimState, st)
+    Context.add(SimState, st),
+    Context.add(DevicePagemaps, { all: pm.all }),
+    Context.add(DevicePagemap, pm.primary),
+    Context.add(Pagemaps, pm.mappers)
   )
+}
 
 /**
  * `Simulated.layer(options)`: a fresh simulated machine providing every
- * kernel-interface service from one shared state (plus `SimState`).
+ * kernel-interface service from one shared state (plus `SimState`), its
+ * device memory: `DevicePagemaps` (every configured pagemap, possibly none),
+ * `DevicePagemap` (the first one; with none configured, an empty pagemap
+ * `"none"` of 0 bytes whose `populateMm` fails with `OutOfMemory` — chosen so
+ * `DevicePagemap` is always present and its type stays simple) and the
+ * `Pagemaps` registry the GPU SVM core resolves device pages through.
  * Options: `schedule: { seed }` for reproducible interleavings, `inject` for
- * initial fault injections, `thp` (default true), `iovaBase`.
+ * initial fault injections, `thp` (default true), `iovaBase`, `pagemaps` /
+ * `vramBytes` + `devicePrivateOwner` for device memory.
  */
 export const layer = (options: SimulatedOptions = {}): Layer.Layer<SimulatedServices> =>
   Layer.effectContext(Effect.sync(() => contextOf(new MachineState(options))))
