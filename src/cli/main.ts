@@ -11,10 +11,10 @@
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
-import { Argument, Command, Flag } from "effect/cli"
+import { Argument, CliError, Command, Flag } from "effect/cli"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
-import { builtins, type Loaded, LoadError, loadWord } from "./load.ts"
+import { builtins, type Loaded, loadWord } from "./load.ts"
 import { MACHINES, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
 
@@ -95,10 +95,14 @@ export const gpusvm = Command.make("gpusvm").pipe(
   Command.withSubcommands([simulate, scenarios])
 )
 
-void LoadError
-
 gpusvm.pipe(
   Command.run({ version: VERSION }),
+  // A command line the parser rejects (unknown flag, bad value, unknown command)
+  // is bad input: exit 2, like a bad scenario file. The parser has already printed
+  // what is wrong. A plain `--help` (ShowHelp with no errors) is not an error.
+  Effect.catch((e) =>
+    CliError.isCliError(e) ? (e._tag === "ShowHelp" && e.errors.length === 0 ? Effect.void : setExit(2)) : Effect.fail(e)
+  ),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )
