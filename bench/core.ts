@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url"
 import { Simulated } from "../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
-import * as Lock from "../src/services/gpusvm/NotifierLock.ts"
+import * as Lock from "../src/domain/RwLock.ts"
 
 /** One result row. */
 export interface Row {

@@ -34,6 +34,7 @@
  * @since 0.1.0
  */
 import { Effect, TxRef } from "effect"
+import * as TxSync from "../../domain/TxSync.ts"
 import { overlaps } from "../../domain/Address.ts"
 import type { MmuEvent, MmuRange } from "../../domain/MmuRange.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
@@ -118,9 +119,12 @@ export class Notifiers {
     const seq = TxRef.makeUnsafe(this.freshSeq())
     const invalidating = TxRef.makeUnsafe(inFlight)
     const removed = TxRef.makeUnsafe(false)
-    const readBegin = Effect.tx(
+    // Fast path: no invalidation in flight, the committed sequence is the answer
+    // (a synchronous read is a consistent snapshot); else wait transactionally.
+    const waitBegin = Effect.tx(
       Effect.flatMap(TxRef.get(invalidating), (n) => (n > 0 ? Effect.txRetry : TxRef.get(seq)))
     )
+    const readBegin = Effect.suspend(() => (invalidating.value > 0 ? waitBegin : Effect.succeed(seq.value)))
     const rec: NotifierRec = { handle, callback, seq, invalidating, removed, readBegin }
     for (const a of recActive) a.participants.add(rec)
     this.byId.set(handle.id, rec)
@@ -155,7 +159,7 @@ export class Notifiers {
   /** `mmu_interval_set_seq`. No-op for unknown handles. */
   setSeq(h: NotifierHandle, seq: number): Effect.Effect<void> {
     const rec = this.byId.get(h.id)
-    return rec === undefined ? Effect.void : TxRef.set(rec.seq, seq)
+    return rec === undefined ? Effect.void : TxSync.update(rec.seq, () => seq)
   }
 
   /** Number of registered notifiers. */

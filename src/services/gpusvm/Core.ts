@@ -14,7 +14,7 @@ import type { Hmm } from "../Hmm.ts"
 import type { Mm } from "../Mm.ts"
 import type { MmuNotifier } from "../MmuNotifier.ts"
 import type { DeviceMapper } from "../Pagemaps.ts"
-import type { NotifierLock } from "./NotifierLock.ts"
+import type { RwLock } from "../../domain/RwLock.ts"
 import type { SvmState } from "./State.ts"
 
 /** One GPU SVM instance's internals. `api` is bound once the service is built (callbacks receive it, as C's receive `gpusvm`). */
@@ -32,7 +32,7 @@ export interface Core {
    * always a consistent snapshot); written only through `TxRef` transactions.
    */
   readonly state: TxRef.TxRef<SvmState>
-  readonly lock: NotifierLock
+  readonly lock: RwLock
   readonly api: () => GpuSvmApi
   /** Counters (plain, mutated in `Effect.sync` after the state commits). */
   readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number }

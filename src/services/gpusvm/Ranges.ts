@@ -25,11 +25,11 @@ import { type Range, SEQ_NEVER } from "../../domain/Range.ts"
 import * as Flags from "../../domain/RangeFlags.ts"
 import type { RangeRef } from "../GpuSvm.ts"
 import type { Core } from "./Core.ts"
-import * as Lock from "./NotifierLock.ts"
+import * as Lock from "../../domain/RwLock.ts"
 import * as Notifiers from "./Notifiers.ts"
 import { unmapDma } from "./Pages.ts"
 import * as State from "./State.ts"
-import * as TxSync from "./TxSync.ts"
+import * as TxSync from "../../domain/TxSync.ts"
 
 /**
  * `drm_gpusvm_check_pages`: is every CPU page of `[start, end)` present? A

@@ -5,9 +5,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import * as Lock from "../../src/services/gpusvm/NotifierLock.ts"
+import * as Lock from "../../src/domain/RwLock.ts"
 
-describe("NotifierLock §6", () => {
+describe("RwLock (the notifier lock and mmap lock) §6", () => {
   it.effect("§6 readers share; a writer waits for them and excludes new readers while it waits", () =>
     Effect.gen(function*() {
       const lock = yield* Lock.make
@@ -61,7 +61,7 @@ describe("NotifierLock §6", () => {
     }))
 })
 
-describe("NotifierLock §6 property", () => {
+describe("RwLock §6 property", () => {
   it.effect("§6 no reader overlaps a writer and writers never overlap, over 200 random mixes", () =>
     Effect.gen(function*() {
       for (let seed = 1; seed <= 200; seed++) {

@@ -1,11 +1,13 @@
 /**
- * The notifier lock (`gpusvm->notifier_lock`, a `rw_semaphore` in the kernel)
- * as a transactional read/write lock built from one `TxRef` and `Effect.txRetry`.
+ * A transactional read/write lock (the kernel's `rw_semaphore`) built from one
+ * `TxRef` and `Effect.txRetry`: the primitive behind GPU SVM's notifier lock
+ * (`gpusvm->notifier_lock`) and the machines' mmap lock (`mmap_lock`).
  *
- * Why not `TxReentrantLock`: it tracks per-fiber reentrancy, which GPU SVM never
- * needs (the invalidate callback calls `rangeUnmapPages` with `inNotifier`,
- * which skips the lock, exactly as in C), and it costs more per acquire/release
- * pair (the bench row "notifier lock" measures both in the same run). Here the
+ * Why not `TxReentrantLock`: it tracks per-fiber reentrancy, which neither lock
+ * needs (GPU SVM never re-enters the notifier lock: the invalidate callback calls
+ * `rangeUnmapPages` with `inNotifier`, which skips it, exactly as in C; nor does
+ * the kernel allow recursive mmap locking), and it costs far more per
+ * acquire/release pair (the bench rows "notifier lock" measure both). Here the
  * state is `{ readers, writer, waitingWriters }`; an uncontended acquire and
  * every release is one synchronous single-ref commit (`TxSync.ts`: same
  * version/waiter protocol as `Effect.tx`, a fraction of the cost); a contended
@@ -31,8 +33,8 @@ export interface LockState {
   readonly waitingWriters: number
 }
 
-/** A notifier lock. */
-export interface NotifierLock {
+/** A read/write lock. */
+export interface RwLock {
   /** `down_read` … `up_read` around `e`. Must not be nested inside the write side. */
   readonly withRead: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** `down_write` … `up_write` around `e`. */
@@ -42,7 +44,7 @@ export interface NotifierLock {
 }
 
 /** Builds a lock (`init_rwsem`); synchronous, as it allocates only. */
-export const makeUnsafe = (): NotifierLock => {
+export const makeUnsafe = (): RwLock => {
   const ref = TxRef.makeUnsafe<LockState>({ readers: 0, writer: false, waitingWriters: 0 })
   // Slow paths: transactions that wait (txRetry) until the lock can be taken.
   const waitRead = Effect.tx(
@@ -100,10 +102,10 @@ export const makeUnsafe = (): NotifierLock => {
 }
 
 /** A fresh, unlocked lock, as an effect. */
-export const make: Effect.Effect<NotifierLock> = Effect.sync(makeUnsafe)
+export const make: Effect.Effect<RwLock> = Effect.sync(makeUnsafe)
 
 /** `down_read` … `up_read` around `e`. */
-export const withRead = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withRead(e)
+export const withRead = <A, E, R>(l: RwLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withRead(e)
 
 /** `down_write` … `up_write` around `e`. */
-export const withWrite = <A, E, R>(l: NotifierLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withWrite(e)
+export const withWrite = <A, E, R>(l: RwLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withWrite(e)
