@@ -69,6 +69,9 @@ export type { DeviceMapper } from "./services/Pagemaps.ts"
 export { Simulated } from "./layers/simulated/Simulated.ts"
 export type { SimulatedOptions } from "./layers/simulated/Simulated.ts"
 export * as SimGpu from "./layers/simulated/SimGpu.ts"
+export { Native } from "./layers/native/Native.ts"
+export type { NativeOptions } from "./layers/native/Native.ts"
+export type { PagemapOptions } from "./layers/simulated/MachineState.ts"
 
 // Driver programs
 export { Driver } from "./programs/Driver.ts"

@@ -15,7 +15,8 @@ import { Argument, CliError, Command, Flag } from "effect/cli"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { builtins, type Loaded, loadWord } from "./load.ts"
-import { MACHINES, simulated } from "./machines.ts"
+import { Native } from "../layers/native/Native.ts"
+import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
 
 const setExit = (code: number) =>
@@ -43,7 +44,13 @@ const simulate = Command.make(
       return yield* badInput(`--machine: expected one of ${MACHINES.join(", ")}, got "${machine}"`)
     }
     if (machine === "native") {
-      return yield* badInput("--machine native: not available yet (the native Linux machine arrives with its own issue)")
+      const caps = yield* Native.probe
+      const missing = (["linux", "helperBuilt", "userfaultfd", "pfnVisible"] as const).filter((c) => !caps[c])
+      if (missing.length > 0) {
+        return yield* badInput(
+          `--machine native: this host lacks ${missing.map((c) => `${c} (${caps.details[c] ?? "unavailable"})`).join(", ")}`
+        )
+      }
     }
     let seedValue: number | undefined
     if (Option.isSome(seed)) {
@@ -65,7 +72,7 @@ const simulate = Command.make(
     for (let i = 0; i < loaded.length; i++) {
       const { scenario } = loaded[i]!
       if (!json) progress(i, loaded.length, scenario.name)
-      const result = yield* Runner.run(scenario, simulated, seedValue === undefined ? {} : { seed: seedValue })
+      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, seedValue === undefined ? {} : { seed: seedValue })
       results.push(result)
       if (json) yield* Console.log(JSON.stringify(result))
     }

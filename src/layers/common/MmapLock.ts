@@ -1,6 +1,6 @@
 /**
- * The mmap lock (`mm->mmap_lock`, an rw_semaphore) of the simulated address
- * space: a `RwLock` (src/domain/RwLock.ts).
+ * The mmap lock (`mm->mmap_lock`, an rw_semaphore) of an address space, shared
+ * by the simulated and native machines: a `RwLock` (src/domain/RwLock.ts).
  *
  * - Readers (`mmap_read_lock`) wait while a writer holds the lock **or is
  *   queued**, so writers never starve.

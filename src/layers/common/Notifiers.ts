@@ -1,5 +1,7 @@
 /**
- * MMU interval notifiers of the simulated address space (kernel-semantics §7):
+ * MMU interval notifiers of one address space (kernel-semantics §7), shared by
+ * the simulated and the native machines (`src/layers/common/` holds the
+ * machine-model pieces both machines build on; it is not a layer):
  * `mmu_interval_notifier_insert` / `_remove`, `mmu_interval_read_begin` /
  * `_read_retry` / `_set_seq`, and the invalidation protocol every CPU-side
  * change runs (`mmu_notifier_invalidate_range_start` / `_end`).

@@ -1,0 +1,284 @@
+/**
+ * The helper process (`native/helper.c`) and its JSON-lines protocol: spawn,
+ * hello, requests with ids, replies, userfaultfd events, death.
+ *
+ * - Control requests (`ping`, `reg`, `unreg`, `wp`, `copy`, `zero`, `wake`,
+ *   `dontneed`, `populate`) run on the helper's control thread; their replies
+ *   resolve as soon as the line arrives, so they can resolve a fault the
+ *   worker thread is blocked in.
+ * - Workload requests (`mmap`, `munmap`, `mprotect`, `madvise`, `mremap`,
+ *   `rd`, `wr`, `exit`) run one at a time on the worker thread. Their replies
+ *   and the uffd events go through one ordered inbox that the layer's event
+ *   fiber drains: the helper writes a command's events before its reply, so a
+ *   reply is delivered only after the invalidations its events raised.
+ * - Every request has a wall-clock timeout (a `setTimeout`, independent of the
+ *   Effect clock, so a `TestClock` cannot turn it into a hang); on timeout,
+ *   exit or a closed stdout every pending request fails with `HelperFailed`.
+ *
+ * @since 0.1.0
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
+import { createInterface } from "node:readline"
+import { Effect, Queue } from "effect"
+import { HelperFailed, HelperUnavailable } from "./Errors.ts"
+
+/** The helper's first line. */
+export interface Hello {
+  readonly pid: number
+  readonly uffd: number
+  readonly uffdMode: string
+  readonly uffdErrno: number
+  readonly uffdErr: string
+  readonly features: number
+  readonly fork: number
+  /** Address of the worker's rd/wr staging buffer. */
+  readonly io: number
+  /** Address of the control thread's UFFDIO_COPY source buffer. */
+  readonly fill: number
+  /** Size of each staging buffer. */
+  readonly staging: number
+}
+
+/** A reply line. */
+export interface Reply {
+  readonly id: number
+  readonly ok: 0 | 1
+  readonly errno?: number
+  readonly err?: string
+  readonly addr?: number
+  readonly skipped?: number
+}
+
+/** A userfaultfd event line. */
+export type UffdEvent =
+  | { readonly ev: "unmap" | "remove"; readonly start: number; readonly end: number }
+  | { readonly ev: "remap"; readonly from: number; readonly to: number; readonly len: number }
+  | { readonly ev: "fork"; readonly fd: number }
+  | { readonly ev: "pf"; readonly addr: number; readonly flags: number; readonly tid: number }
+  | { readonly ev: "other"; readonly code: number }
+
+/** What the event fiber takes from the inbox, in helper output order. */
+export type InboxItem =
+  | { readonly _tag: "Event"; readonly event: UffdEvent }
+  | { readonly _tag: "Reply"; readonly deliver: () => void }
+
+/** Where the C source and the binary live (same relative path from `src/` and `dist/`). */
+export const nativeDir = fileURLToPath(new URL("../../../native/", import.meta.url))
+/** The helper binary. */
+export const helperBinary = `${nativeDir}build/gpusvm-helper`
+/** The build status file `native/build.mjs` writes. */
+export const statusFile = `${nativeDir}build/native-status.json`
+
+const CONTROL = new Set(["ping", "reg", "unreg", "wp", "copy", "zero", "wake", "dontneed", "populate"])
+
+/**
+ * The binary, building it on demand (`node native/build.mjs`, which never
+ * fails but records its outcome) when missing. `HelperUnavailable` with the
+ * recorded stage and stderr when there is still none.
+ */
+export const ensureBinary = (path: string = helperBinary): HelperUnavailable | undefined => {
+  if (existsSync(path)) return undefined
+  if (path === helperBinary && existsSync(`${nativeDir}build.mjs`)) {
+    spawnSync(process.execPath, [`${nativeDir}build.mjs`], { stdio: "ignore", timeout: 120_000 })
+    if (existsSync(path)) return undefined
+    try {
+      const st = JSON.parse(readFileSync(statusFile, "utf8")) as { stage?: string; stderr?: string }
+      return new HelperUnavailable({ stage: st.stage ?? "build", stderr: st.stderr ?? "" })
+    } catch {
+      return new HelperUnavailable({ stage: "build", stderr: "native/build.mjs recorded no status" })
+    }
+  }
+  return new HelperUnavailable({ stage: "missing", stderr: `no helper binary at ${path}` })
+}
+
+/** A running helper. */
+export class Helper {
+  readonly child: ChildProcess
+  readonly hello: Hello
+  readonly pid: number
+  readonly timeoutMs: number
+  /** Ordered inbox of events and workload replies (drained by the layer's event fiber). */
+  readonly inbox: Queue.Queue<InboxItem>
+  /** Deliver workload replies at once and drop events (no event fiber: the probe). */
+  direct = false
+  /** Set once the process is gone: why. */
+  dead: HelperFailed | undefined
+  /** Resolves when the process has exited (and been reaped). */
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  private nextId = 1
+  private readonly pending = new Map<number, { readonly control: boolean; readonly done: (r: Reply | HelperFailed) => void }>()
+  private stderr = ""
+  private readonly onDeath: Array<(e: HelperFailed) => void> = []
+
+  private constructor(child: ChildProcess, hello: Hello, inbox: Queue.Queue<InboxItem>, timeoutMs: number, rest: ReadonlyArray<string>) {
+    this.child = child
+    this.hello = hello
+    this.pid = hello.pid
+    this.inbox = inbox
+    this.timeoutMs = timeoutMs
+    this.exited = new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode })
+      else child.once("exit", (code, signal) => resolve({ code, signal }))
+    })
+    child.stdin!.on("error", () => {
+      // EPIPE once the helper is gone: reported through `die`
+    })
+    child.once("exit", (code, signal) => this.die("died", `helper ${this.pid} exited (${signal ?? `code ${code}`})${this.stderr ? `: ${this.stderr.slice(0, 300)}` : ""}`))
+    for (const l of rest) this.onLine(l)
+  }
+
+  /**
+   * Spawns the helper and waits for its hello line (`timeoutMs`). Fails with
+   * `HelperUnavailable` when the binary is missing, does not start or says
+   * nothing sensible.
+   */
+  static spawn(path: string, timeoutMs: number): Effect.Effect<Helper, HelperUnavailable> {
+    return Effect.flatMap(Queue.unbounded<InboxItem>(), (inbox) =>
+      Effect.callback<Helper, HelperUnavailable>((resume) => {
+        const missing = ensureBinary(path)
+        if (missing !== undefined) return resume(Effect.fail(missing))
+        let child: ChildProcess
+        try {
+          child = spawn(path, [], { stdio: ["pipe", "pipe", "pipe"] })
+        } catch (e) {
+          return resume(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: String(e) })))
+        }
+        let settled = false
+        let stderr = ""
+        const early: Array<string> = []
+        const settle = (e: Effect.Effect<Helper, HelperUnavailable>) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resume(e)
+        }
+        const timer = setTimeout(() => {
+          child.kill("SIGKILL")
+          settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `no hello within ${timeoutMs} ms` })))
+        }, timeoutMs)
+        child.stderr!.on("data", (d: Buffer) => {
+          stderr += d.toString()
+        })
+        child.once("error", (e) => settle(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: String(e) }))))
+        child.once("exit", (code, signal) =>
+          settle(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: `exited before hello (${signal ?? code}) ${stderr}` }))))
+        const rl = createInterface({ input: child.stdout! })
+        let helper: Helper | undefined
+        rl.on("line", (line) => {
+          if (helper !== undefined) return helper.onLine(line)
+          if (!settled && line.startsWith("{\"hello\"")) {
+            try {
+              const hello = JSON.parse(line) as Hello
+              if (hello.pid !== child.pid) {
+                // never read or write a process this layer did not start
+                child.kill("SIGKILL")
+                return settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `hello names pid ${hello.pid}, spawned ${child.pid}` })))
+              }
+              helper = new Helper(child, hello, inbox, timeoutMs, early)
+              helper.stderr = stderr
+              child.stderr!.on("data", (d: Buffer) => {
+                if (helper !== undefined && helper.stderr.length < 4000) helper.stderr += d.toString()
+              })
+              settle(Effect.succeed(helper))
+            } catch (e) {
+              child.kill("SIGKILL")
+              settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `bad hello line: ${String(e)}` })))
+            }
+          } else {
+            early.push(line)
+          }
+        })
+        rl.once("close", () => {
+          if (helper !== undefined) helper.die("closed", `helper ${helper.pid}: stdout closed`)
+        })
+      }))
+  }
+
+  /** Registers a callback for the helper's death (called at most once). */
+  whenDead(f: (e: HelperFailed) => void): void {
+    if (this.dead !== undefined) f(this.dead)
+    else this.onDeath.push(f)
+  }
+
+  private die(stage: "died" | "closed", detail: string): void {
+    if (this.dead !== undefined) return
+    const err = new HelperFailed({ stage, detail })
+    this.dead = err
+    const all = [...this.pending.values()]
+    this.pending.clear()
+    for (const p of all) p.done(err)
+    for (const f of this.onDeath.splice(0)) f(err)
+  }
+
+  private onLine(line: string): void {
+    let msg: unknown
+    try {
+      msg = JSON.parse(line)
+    } catch {
+      return
+    }
+    if (typeof msg !== "object" || msg === null) return
+    if ("ev" in msg) {
+      if (this.direct) return
+      Queue.offerUnsafe(this.inbox, { _tag: "Event", event: msg as UffdEvent })
+      return
+    }
+    if ("id" in msg) {
+      const r = msg as Reply
+      const p = this.pending.get(r.id)
+      if (p === undefined) return
+      this.pending.delete(r.id)
+      if (p.control || this.direct) p.done(r)
+      else Queue.offerUnsafe(this.inbox, { _tag: "Reply", deliver: () => p.done(r) })
+    }
+  }
+
+  /**
+   * Sends `cmd args…` and waits for its reply (an errno reply is a `Reply`
+   * with `ok: 0`, not a failure). `HelperFailed` if the helper is gone or the
+   * reply takes longer than the timeout.
+   */
+  request(cmd: string, args: ReadonlyArray<number>, timeoutMs: number = this.timeoutMs): Effect.Effect<Reply, HelperFailed> {
+    return Effect.callback<Reply, HelperFailed>((resume) => {
+      if (this.dead !== undefined) return resume(Effect.fail(this.dead))
+      const id = this.nextId++
+      let settled = false
+      const timer = setTimeout(() => {
+        if (settled) return
+        settled = true
+        this.pending.delete(id)
+        resume(Effect.fail(new HelperFailed({ stage: "timeout", detail: `helper ${this.pid}: no reply to "${cmd}" within ${timeoutMs} ms` })))
+      }, timeoutMs)
+      this.pending.set(id, {
+        control: CONTROL.has(cmd),
+        done: (r) => {
+          if (settled) return
+          settled = true
+          clearTimeout(timer)
+          resume(r instanceof HelperFailed ? Effect.fail(r) : Effect.succeed(r))
+        }
+      })
+      const ok = this.child.stdin!.write(`${id} ${cmd} ${args.join(" ")}\n`)
+      void ok
+      return Effect.sync(() => {
+        settled = true
+        clearTimeout(timer)
+        this.pending.delete(id)
+      })
+    })
+  }
+
+  /** Kills the process (default SIGKILL) and waits for it to be reaped (at most `waitMs`). */
+  kill(signal: NodeJS.Signals = "SIGKILL", waitMs = 5_000): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      try {
+        this.child.kill(signal)
+      } catch {
+        // already gone
+      }
+    }
+    return Promise.race([this.exited.then(() => undefined), new Promise<void>((r) => setTimeout(r, waitMs))])
+  }
+}

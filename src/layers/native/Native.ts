@@ -1,0 +1,140 @@
+/**
+ * The native machine (design §6): the same services as the simulated machine
+ * over a real Linux process — the helper (`native/helper.c`) is the target
+ * process; Node keeps its `/proc/<pid>/{maps,pagemap,mem}` and drives it.
+ *
+ * `Native.layer(options)` provides `Cpu`, `Mm`, `MmuNotifier`, `Hmm`, `Dma`,
+ * `Machine`, `Gpu` (the simulated GPU's design, with physical addresses as a
+ * checking oracle), `DevicePagemaps` / `DevicePagemap` (device bytes in Node,
+ * migration by userfaultfd), the `Pagemaps` registry for the GPU SVM core,
+ * and `NativeMachine` (pid, uffd counters, kill). Each build is a fresh helper
+ * process; closing the layer's scope kills it and waits until it is reaped.
+ *
+ * Construction fails with a typed error naming what is missing (`NotLinux`,
+ * `HelperUnavailable`, `UffdUnavailable`, `PfnHidden`); `Native.probe` says in
+ * advance. `native` is the scenario runner's `MachineFactory` (construction
+ * errors become a defect the runner reports; schedule seeds do not apply: the
+ * interleaving is the real one).
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Layer } from "effect"
+import { Cpu } from "../../services/Cpu.ts"
+import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
+import { Dma } from "../../services/Dma.ts"
+import { Gpu } from "../../services/Gpu.ts"
+import { Hmm } from "../../services/Hmm.ts"
+import { Machine, type Injection } from "../../services/Machine.ts"
+import { Mm } from "../../services/Mm.ts"
+import { MmuNotifier } from "../../services/MmuNotifier.ts"
+import { Pagemaps } from "../../services/Pagemaps.ts"
+import { HelperUnavailable, type NativeError, NotLinux, PfnHidden, UffdUnavailable } from "./Errors.ts"
+import { eventLoop } from "./Events.ts"
+import { Helper, helperBinary } from "./Helper.ts"
+import { makeCpu } from "./NativeCpu.ts"
+import { makeDma } from "./NativeDma.ts"
+import { makeGpu } from "./NativeGpu.ts"
+import { makeHmm } from "./NativeHmm.ts"
+import { NativeMachine, makeMachineService, makeNativeMachine } from "./NativeMachine.ts"
+import { makeMm } from "./NativeMm.ts"
+import { makeMmuNotifier } from "./NativeMmuNotifier.ts"
+import { makePagemap } from "./NativePagemap.ts"
+import { NativeState, NativeStateKey, type NotifierSource } from "./NativeState.ts"
+import { ProcFiles } from "./Proc.ts"
+import { type Capabilities, probe, require } from "./Probe.ts"
+
+export { NativeMachine } from "./NativeMachine.ts"
+export type { NativeMachineApi } from "./NativeMachine.ts"
+export type { Capabilities } from "./Probe.ts"
+export * from "./Errors.ts"
+
+/** Options of `Native.layer`. */
+export interface NativeOptions {
+  /** Device memory of the pagemap in bytes (default 256 MiB; 0 = no device memory: `DevicePagemaps.all` is empty). */
+  readonly vramBytes?: number
+  /** Device-private owner of the pagemap (default `"native-gpu"`); GPU SVM's `devicePrivateOwner` must match it to keep pages on the device. */
+  readonly devicePrivateOwner?: string
+  /** Pagemap id (default `"native-vram"`). */
+  readonly pagemapId?: string
+  /**
+   * Who raises invalidations of munmap / madvise / mremap: `"cpu"` (default:
+   * the Cpu, before the change, like the simulated machine; uffd events
+   * cross-check) or `"uffd"` (the userfaultfd events alone).
+   */
+  readonly notifier?: NotifierSource
+  /** Initial fault injections. */
+  readonly inject?: Injection
+  /** Wall-clock bound on every helper request, in ms (default 10 000). */
+  readonly timeoutMs?: number
+  /** Require visible PFNs (default true: the DMA oracle needs them). */
+  readonly requirePfns?: boolean
+  /** The helper binary (default `native/build/gpusvm-helper`, built on demand). */
+  readonly helperPath?: string
+}
+
+/** Everything `Native.layer` provides (plus the `Pagemaps` reference). */
+export type NativeServices =
+  | Cpu
+  | Mm
+  | MmuNotifier
+  | Hmm
+  | Dma
+  | Machine
+  | Gpu
+  | DevicePagemaps
+  | DevicePagemap
+  | NativeMachine
+  | NativeStateKey
+
+const checkCaps = (c: Capabilities, requirePfns: boolean): NativeError | undefined => {
+  if (!c.linux) return new NotLinux({ reason: c.details.linux ?? "not Linux" })
+  if (!c.helperBuilt) return new HelperUnavailable({ stage: "probe", stderr: c.details.helperBuilt ?? "helper not built" })
+  if (!c.userfaultfd) return new UffdUnavailable({ errno: c.uffdErrno || "unknown" })
+  if (requirePfns && !c.pfnVisible) return new PfnHidden({ reason: c.details.pfnVisible ?? "PFNs read as 0" })
+  return undefined
+}
+
+/** `Native.layer(options)`: a fresh helper process and every service over it. */
+export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, NativeError> =>
+  Layer.effectContext(Effect.gen(function*() {
+    const caps = yield* probe
+    const missing = checkCaps(caps, options.requirePfns ?? true)
+    if (missing !== undefined) return yield* Effect.fail(missing)
+    const timeoutMs = options.timeoutMs ?? 10_000
+    const helper = yield* Effect.acquireRelease(
+      Helper.spawn(options.helperPath ?? helperBinary, timeoutMs),
+      (h) => Effect.promise(() => h.kill("SIGKILL", 5_000))
+    )
+    if (helper.hello.uffd !== 1) return yield* new UffdUnavailable({ errno: helper.hello.uffdErr || "unknown" })
+    const proc = yield* Effect.acquireRelease(
+      Effect.try({ try: () => new ProcFiles(helper.pid), catch: (e) => new HelperUnavailable({ stage: "proc", stderr: String(e) }) }),
+      (p) => Effect.sync(() => p.close())
+    )
+    const vramBytes = options.vramBytes ?? 256 * 1024 * 1024
+    const st = new NativeState(helper, proc, {
+      vramBytes,
+      devicePrivateOwner: options.devicePrivateOwner ?? "native-gpu",
+      pagemapId: options.pagemapId ?? "native-vram",
+      notifier: options.notifier ?? "cpu",
+      timeoutMs
+    }, options.inject)
+    const pm = makePagemap(st)
+    yield* Effect.forkScoped(eventLoop(st, pm, helper.inbox))
+    const all = vramBytes > 0 ? [pm] : []
+    return Context.make(Cpu, makeCpu(st)).pipe(
+      Context.add(Mm, makeMm(st)),
+      Context.add(MmuNotifier, makeMmuNotifier(st)),
+      Context.add(Hmm, makeHmm(st)),
+      Context.add(Dma, makeDma(st)),
+      Context.add(Machine, makeMachineService(st)),
+      Context.add(Gpu, makeGpu(st, all)),
+      Context.add(DevicePagemaps, { all }),
+      Context.add(DevicePagemap, pm),
+      Context.add(Pagemaps, new Map(all.map((p) => [p.id, p] as const))),
+      Context.add(NativeMachine, makeNativeMachine(st)),
+      Context.add(NativeStateKey, st)
+    )
+  }))
+
+/** The native machine's public API. */
+export const Native = { layer, probe, require } as const

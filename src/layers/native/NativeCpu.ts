@@ -1,0 +1,387 @@
+/**
+ * The native `Cpu` service: the workload's system calls and memory accesses,
+ * carried out by the helper process (`mmap`, `munmap`, `mprotect`,
+ * `madvise(MADV_DONTNEED)`, `mremap`, loads and stores as `memcpy` through a
+ * staging buffer, `exit`).
+ *
+ * Notifier events (kernel-semantics §7): with `notifier: "cpu"` (default) the
+ * Cpu raises UNMAP / CLEAR / PROTECTION_VMA / RELEASE itself *before* sending
+ * the command, exactly like the simulated machine, and the uffd events the
+ * command produces are checked against it (confirmations). With
+ * `notifier: "uffd"` munmap, madvise and mremap raise nothing themselves: the
+ * uffd events (REMOVE before the zap, UNMAP / REMAP after) raise the
+ * invalidations, before the command's reply is delivered. mprotect and exit
+ * have no uffd event and are always raised by the Cpu. A store that breaks
+ * COW on present, not exclusive pages raises CLEAR over them first (uffd
+ * never reports `wp_page_copy`).
+ *
+ * Device-resident pages (migrated by the pagemap) are MISSING-registered: a
+ * load or store faults in the helper and the pagemap's fault handler copies
+ * the allocation back with UFFDIO_COPY. munmap of a whole allocation frees
+ * it; other changes to device-resident pages migrate them back first.
+ *
+ * Placement: like the simulated machine, the lowest free window at or above
+ * 4 GiB aligned to `align` (MAP_FIXED_NOREPLACE). `kind: "file"` and
+ * `"special"` are `InvalidArgument` (no simulated files in a real process);
+ * hugetlb needs reserved huge pages (`OutOfMemory` otherwise).
+ *
+ * @since 0.1.0
+ */
+import { Effect } from "effect"
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp, isAddress, isPowerOfTwo, overlaps } from "../../domain/Address.ts"
+import { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
+import type { Prot } from "../../domain/Prot.ts"
+import { PROT_RW } from "../../domain/Prot.ts"
+import type { Vma } from "../../domain/Vma.ts"
+import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
+import { isExclusive, isPresent } from "./Proc.ts"
+import { type NativeState, errnoText } from "./NativeState.ts"
+
+/** Lowest address `mmap` places mappings at without a usable hint. */
+export const MMAP_BASE = 2 ** 32
+/** Highest end of a placed mapping (well below the helper's own mappings near 2^47). */
+export const MMAP_LIMIT = 2 ** 46
+
+const bad = (reason: string, addr?: number) => (addr === undefined ? new InvalidArgument({ reason }) : new InvalidArgument({ reason, addr }))
+
+const isProt = (p: unknown): p is Prot =>
+  typeof p === "object" && p !== null && typeof (p as Prot).read === "boolean" && typeof (p as Prot).write === "boolean" &&
+  typeof (p as Prot).exec === "boolean"
+
+const protBits = (p: Prot): number => (p.read ? 1 : 0) | (p.write ? 2 : 0) | (p.exec ? 4 : 0)
+
+/** Validates a window argument: page-aligned address, positive page-multiple length, end ≤ 2^53. */
+export const checkWindow = (call: string, addr: number, length: number): InvalidArgument | undefined => {
+  if (!isAddress(addr)) return bad(`${call}: addr is not an address in [0, 2^53)`)
+  if (addr % PAGE_SIZE !== 0) return bad(`${call}: addr is not page aligned`, addr)
+  if (!Number.isSafeInteger(length) || length <= 0) return bad(`${call}: length must be a positive integer`, addr)
+  if (length % PAGE_SIZE !== 0) return bad(`${call}: length is not a multiple of 4096`, addr)
+  if (addr + length > ADDRESS_LIMIT) return bad(`${call}: addr + length is past 2^53`, addr)
+  return undefined
+}
+
+/** The extent of `[start, end)` that VMAs actually map, or undefined. */
+const mappedExtent = (st: NativeState, start: number, end: number): readonly [number, number] | undefined => {
+  const hit = st.intersecting(start, end)
+  if (hit.length === 0) return undefined
+  return [Math.max(start, hit[0]!.start), Math.min(end, hit[hit.length - 1]!.end)]
+}
+
+/** A CPU access check: hole or PROT_NONE → `BadAddress`, store to a read-only VMA → `PermissionDenied`. */
+const checkAccess = (st: NativeState, start: number, end: number, write: boolean): BadAddress | PermissionDenied | undefined => {
+  let at = start
+  for (const v of st.intersecting(start, end)) {
+    if (v.start > at) return new BadAddress({ reason: "no VMA maps the address", addr: at })
+    if (!v.prot.read && !v.prot.write && !v.prot.exec) return new BadAddress({ reason: "VMA is PROT_NONE", addr: Math.max(at, v.start) })
+    if (write && !v.prot.write) return new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: Math.max(at, v.start) })
+    at = v.end
+  }
+  return at >= end ? undefined : new BadAddress({ reason: "no VMA maps the address", addr: at })
+}
+
+/** The lowest free window of `length` at or above `MMAP_BASE`, aligned to `align`. */
+const findGap = (vmas: ReadonlyArray<Vma>, length: number, align: number): number | undefined => {
+  let at = MMAP_BASE
+  for (const v of vmas) {
+    if (v.end <= at) continue
+    if (v.start >= at + length) break
+    at = alignUp(v.end, align)
+  }
+  return at + length <= MMAP_LIMIT ? at : undefined
+}
+
+const isFree = (vmas: ReadonlyArray<Vma>, start: number, end: number): boolean => !vmas.some((v) => v.start < end && start < v.end)
+
+/** Builds the `Cpu` service of machine `st`. */
+export const makeCpu = (st: NativeState): Cpu["Service"] => {
+  const notifiers = st.notifiers
+  const lock = st.lock
+  const cpuRaises = st.config.notifier === "cpu"
+  const exited = (call: string) => bad(`${call}: the address space has exited`)
+
+  /** Runs `change` inside an invalidation of `[s, e)` raised by the Cpu (when `raise`), marked as expected for the uffd cross-check. */
+  const raised = <A, E>(s: number, e: number, event: "unmap" | "clear" | "protection-vma", raise: boolean, change: Effect.Effect<A, E>) =>
+    raise ? notifiers.invalidate(s, e, event, st.expecting(s, e, change)) : change
+
+  /** Device allocations in `[start, end)`: wholly inside and `drop` → freed; otherwise migrated back first. */
+  const settleDevice = (start: number, end: number, drop: boolean): Effect.Effect<void, InvalidArgument> =>
+    Effect.suspend(() => {
+      const hit = st.allocsIn(start, end)
+      if (hit.length === 0) return Effect.void
+      const back = hit.filter((a) => !(drop && start <= a.start && a.end <= end))
+      for (const a of hit) {
+        if (!back.includes(a)) st.allocs.delete(a.id)
+      }
+      return Effect.forEach(back, (a) =>
+        Effect.mapError(st.migrateBack(a.start, a.end), (e) => bad(`migrating device pages back first: ${e.reason}`, a.start)), { discard: true })
+    })
+
+  const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
+    if (typeof o !== "object" || o === null) return yield* bad("mmap: options must be an object")
+    const kind = o.kind ?? "anonymous"
+    if (kind === "file" || kind === "special") return yield* bad(`mmap: kind "${kind}" is not supported by the native machine (anonymous and hugetlb only)`)
+    if (kind !== "anonymous" && kind !== "hugetlb") return yield* bad("mmap: kind must be anonymous, file, hugetlb or special")
+    const prot = o.prot ?? PROT_RW
+    if (!isProt(prot)) return yield* bad("mmap: prot must be { read, write, exec } booleans")
+    const minAlign = kind === "hugetlb" ? HUGE_PAGE_SIZE : PAGE_SIZE
+    const length = o.length
+    if (!Number.isSafeInteger(length) || length <= 0) return yield* bad("mmap: length must be a positive integer")
+    if (length % minAlign !== 0) return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
+    if (o.addr !== undefined) {
+      if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
+      if (o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
+      if (o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
+    }
+    if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
+    const align = Math.max(o.align ?? PAGE_SIZE, minAlign)
+    if (!isPowerOfTwo(align) || align < PAGE_SIZE) return yield* bad("mmap: align must be a power of two >= 4096")
+    const flags = (o.shared === true ? 1 : 0) | (kind === "hugetlb" ? 4 : 0)
+    return yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mmap")
+      let start: number
+      let reply
+      if (o.fixed === true && o.addr !== undefined) {
+        start = o.addr
+        const ext = mappedExtent(st, start, start + length)
+        if (ext !== undefined) yield* settleDevice(ext[0], ext[1], true)
+        const cmd = st.requestArg("mmap", "mmap", [length, start, flags | 2, protBits(prot)])
+        reply = ext === undefined ? yield* cmd : yield* raised(ext[0], ext[1], "unmap", true, cmd)
+      } else {
+        const vmas = st.vmas()
+        const hint = o.addr !== undefined && o.addr % align === 0 && o.addr + length <= MMAP_LIMIT && isFree(vmas, o.addr, o.addr + length)
+          ? o.addr
+          : findGap(vmas, length, align)
+        if (hint === undefined) return yield* new OutOfMemory({ reason: `mmap: no free window of ${length} bytes` })
+        start = hint
+        reply = yield* st.requestArg("mmap", "mmap", [length, start, flags | 8, protBits(prot)])
+      }
+      st.touchMaps()
+      if (reply.ok !== 1) {
+        if (reply.err === "ENOMEM") return yield* new OutOfMemory({ reason: `mmap: ${errnoText(reply)}${kind === "hugetlb" ? " (no reserved huge pages?)" : ""}` })
+        return yield* bad(`mmap: ${errnoText(reply)}`, start)
+      }
+      start = reply.addr ?? start
+      st.addWorkload(start, start + length)
+      yield* st.registerEvents(start, start + length)
+      return start
+    }))
+  })
+
+  const munmap = Effect.fnUntraced(function*(addr: number, length: number) {
+    const err = checkWindow("munmap", addr, length)
+    if (err !== undefined) return yield* err
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("munmap")
+      const ext = mappedExtent(st, addr, end)
+      if (ext === undefined) return
+      yield* settleDevice(addr, end, true)
+      const r = yield* raised(ext[0], ext[1], "unmap", cpuRaises, st.requestArg("munmap", "munmap", [addr, length]))
+      st.touchMaps()
+      if (r.ok !== 1) return yield* bad(`munmap: ${errnoText(r)}`, addr)
+      st.removeWorkload(addr, end)
+    }))
+  })
+
+  const mprotect = Effect.fnUntraced(function*(addr: number, length: number, prot: Prot) {
+    const err = checkWindow("mprotect", addr, length)
+    if (err !== undefined) return yield* err
+    if (!isProt(prot)) return yield* bad("mprotect: prot must be { read, write, exec } booleans", addr)
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mprotect")
+      const ext = mappedExtent(st, addr, end)
+      if (ext === undefined || checkAccessCover(st, addr, end) !== undefined) {
+        return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
+      }
+      yield* settleDevice(addr, end, false)
+      const r = yield* raised(addr, end, "protection-vma", true, st.requestArg("mprotect", "mprotect", [addr, length, protBits(prot)]))
+      st.touchMaps()
+      if (r.ok !== 1) return yield* bad(`mprotect: ${errnoText(r)}`, addr)
+    }))
+  })
+
+  const madviseDontNeed = Effect.fnUntraced(function*(addr: number, length: number) {
+    const err = checkWindow("madvise", addr, length)
+    if (err !== undefined) return yield* err
+    const end = addr + length
+    yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("madvise")
+      const ext = mappedExtent(st, addr, end)
+      if (ext === undefined) return
+      yield* settleDevice(addr, end, false)
+      const r = yield* raised(ext[0], ext[1], "clear", cpuRaises, st.requestArg("madvise", "madvise", [ext[0], ext[1] - ext[0], 4]))
+      st.touchMaps()
+      if (r.ok !== 1) return yield* bad(`madvise: ${errnoText(r)}`, addr)
+    }))
+  })
+
+  const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
+    const e1 = checkWindow("mremap", addr, oldLength)
+    if (e1 !== undefined) return yield* e1
+    if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % PAGE_SIZE !== 0) {
+      return yield* bad("mremap: newLength must be a positive multiple of 4096", addr)
+    }
+    const newAddr = o?.newAddr
+    const dontUnmap = o?.dontUnmap === true
+    if (newAddr !== undefined) {
+      const e2 = checkWindow("mremap", newAddr, newLength)
+      if (e2 !== undefined) return yield* bad(e2.reason.replace("addr", "newAddr"), newAddr)
+      if (overlaps(newAddr, newAddr + newLength, addr, addr + oldLength)) return yield* bad("mremap: newAddr window overlaps the old range", newAddr)
+    }
+    if (dontUnmap && oldLength !== newLength) return yield* bad("mremap: dontUnmap needs newLength == oldLength", addr)
+    return yield* lock.withWrite(Effect.gen(function*() {
+      if (!st.alive) return yield* exited("mremap")
+      // device-resident pages first: their MISSING registration splits the VMA
+      yield* settleDevice(addr, addr + oldLength, false)
+      const vma = st.vmas().find((v) => v.start <= addr && addr < v.end)
+      if (vma === undefined || addr + oldLength > vma.end) return yield* bad("mremap: [addr, addr + oldLength) is not inside one VMA", addr)
+      if (dontUnmap && (vma.shared || vma.kind !== "anonymous")) return yield* bad("mremap: dontUnmap needs a private anonymous VMA", addr)
+      if (newAddr !== undefined) {
+        const ext = mappedExtent(st, newAddr, newAddr + newLength)
+        if (ext !== undefined) yield* settleDevice(ext[0], ext[1], true)
+      }
+      // Where it moves when it cannot stay: like the simulated machine, the lowest free window (not the kernel's top-down pick).
+      const vmas = st.vmas()
+      const stays = newLength <= oldLength || (addr + oldLength === vma.end && isFree(vmas, vma.end, addr + newLength))
+      const auto = newAddr === undefined && (dontUnmap || !stays)
+        ? findGap(vmas, newLength, vma.kind === "hugetlb" ? HUGE_PAGE_SIZE : PAGE_SIZE)
+        : undefined
+      const target = newAddr ?? auto
+      const flags = (target !== undefined ? 1 : 0) | (dontUnmap ? 2 : 0)
+      const cmd = st.requestArg("mremap", "mremap", [addr, oldLength, newLength, flags, target ?? 0])
+      // The kernel decides whether it moves: invalidate the old range (and a fixed target) up front.
+      const withTarget = newAddr === undefined ? cmd : raised(newAddr, newAddr + newLength, "unmap", cpuRaises, cmd)
+      const r = yield* raised(addr, addr + oldLength, "unmap", cpuRaises, withTarget)
+      st.touchMaps()
+      if (r.ok !== 1) return yield* bad(`mremap: ${errnoText(r)}`, addr)
+      const to = r.addr ?? addr
+      if (!dontUnmap) st.removeWorkload(addr, addr + oldLength)
+      st.addWorkload(to, to + newLength)
+      yield* st.registerEvents(to, to + newLength)
+      return to
+    }))
+  })
+
+  const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | undefined => {
+    if (!isAddress(addr)) return new BadAddress({ reason: `${call}: addr is not an address in [0, 2^53)` })
+    if (!Number.isSafeInteger(length) || length < 0) return new BadAddress({ reason: `${call}: length must be a non-negative integer`, addr })
+    if (addr + length > ADDRESS_LIMIT) return new BadAddress({ reason: `${call}: addr + length is past 2^53`, addr })
+    return undefined
+  }
+
+  const stage = st.helper.hello.staging
+  const io = st.helper.hello.io
+
+  const read = Effect.fnUntraced(function*(addr: number, length: number) {
+    const err = checkAccessArgs("read", addr, length)
+    if (err !== undefined) return yield* err
+    const out = new Uint8Array(length)
+    if (length === 0) return out
+    yield* lock.withRead(Effect.gen(function*() {
+      if (!st.alive) return yield* new BadAddress({ reason: "read: the address space has exited", addr })
+      const bad = checkAccess(st, alignDown(addr, PAGE_SIZE), alignUp(addr + length, PAGE_SIZE), false)
+      if (bad !== undefined) return yield* new BadAddress({ reason: `read: ${bad.reason}`, addr: bad.addr ?? addr })
+      for (let done = 0; done < length;) {
+        const n = Math.min(stage, length - done)
+        const at = addr + done
+        yield* st.ioLock.withPermits(1)(Effect.gen(function*() {
+          const r = yield* st.requestAddr("read", "rd", [at, n], at)
+          if (r.ok !== 1) return yield* new BadAddress({ reason: `read: ${errnoText(r)}`, addr: at })
+          yield* Effect.try({
+            try: () => st.proc.readMem(io, out.subarray(done, done + n)),
+            catch: (e) => new BadAddress({ reason: `read: staging: ${String(e)}`, addr: at })
+          })
+        }))
+        done += n
+      }
+    }))
+    return out
+  })
+
+  /** Pages of `[start, end)` a store would copy (present, not exclusive, private writable VMA): the COW break extent. */
+  const cowExtent = (start: number, end: number): readonly [number, number] | undefined => {
+    let lo = -1
+    let hi = -1
+    for (const v of st.intersecting(start, end)) {
+      if (!v.prot.write || v.shared) continue
+      const s = Math.max(start, v.start)
+      const e = Math.min(end, v.end)
+      const w = st.proc.pagemapRaw(s, e)
+      for (let i = 0; i < w.length; i += 2) {
+        const h = w[i + 1]!
+        if (isPresent(h) && !isExclusive(h)) {
+          const p = s + (i / 2) * PAGE_SIZE
+          if (lo < 0) lo = p
+          hi = p + PAGE_SIZE
+        }
+      }
+    }
+    return lo < 0 ? undefined : [lo, hi]
+  }
+
+  const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
+    if (!(bytes instanceof Uint8Array)) return yield* new BadAddress({ reason: "write: bytes must be a Uint8Array", addr })
+    const err = checkAccessArgs("write", addr, bytes.length)
+    if (err !== undefined) return yield* err
+    if (bytes.length === 0) return
+    const s = alignDown(addr, PAGE_SIZE)
+    const e = alignUp(addr + bytes.length, PAGE_SIZE)
+    yield* lock.withRead(Effect.gen(function*(): Effect.fn.Return<void, BadAddress | PermissionDenied> {
+      if (!st.alive) return yield* new BadAddress({ reason: "write: the address space has exited", addr })
+      const bad = checkAccess(st, s, e, true)
+      if (bad !== undefined) return yield* (bad._tag === "BadAddress" ? new BadAddress({ reason: `write: ${bad.reason}`, addr: bad.addr ?? addr }) : bad)
+      const doWrite = Effect.gen(function*() {
+        for (let done = 0; done < bytes.length;) {
+          const n = Math.min(stage, bytes.length - done)
+          const at = addr + done
+          const chunk = bytes.subarray(done, done + n)
+          yield* st.ioLock.withPermits(1)(Effect.gen(function*() {
+            yield* Effect.try({
+              try: () => st.proc.writeMem(io, chunk),
+              catch: (x) => new BadAddress({ reason: `write: staging: ${String(x)}`, addr: at })
+            })
+            const r = yield* st.requestAddr("write", "wr", [at, n], at)
+            if (r.ok !== 1) return yield* new BadAddress({ reason: `write: ${errnoText(r)}`, addr: at })
+          }))
+          done += n
+        }
+      })
+      const cow = yield* Effect.sync(() => {
+        try {
+          return cowExtent(s, e)
+        } catch {
+          return undefined
+        }
+      })
+      if (cow === undefined) return yield* doWrite
+      return yield* notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
+    }))
+  })
+
+  const exit = Effect.suspend(() =>
+    lock.withWrite(Effect.suspend(() => {
+      if (!st.alive) return Effect.void
+      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", st.expecting(0, ADDRESS_LIMIT, Effect.gen(function*() {
+        st.exiting = true
+        yield* Effect.ignore(st.helper.request("exit", [0]))
+        yield* Effect.promise(() => st.helper.kill("SIGKILL", 5_000))
+        st.alive = false
+        st.touchMaps()
+        st.allocs.clear()
+        st.workload = []
+      })))
+    })))
+
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })
+}
+
+/** `VmaNotFound` check of mprotect: every byte of `[start, end)` mapped. */
+const checkAccessCover = (st: NativeState, start: number, end: number): string | undefined => {
+  let at = start
+  for (const v of st.intersecting(start, end)) {
+    if (v.start > at) return "hole"
+    at = v.end
+  }
+  return at >= end ? undefined : "hole"
+}

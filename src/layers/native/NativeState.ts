@@ -1,0 +1,274 @@
+/**
+ * The shared state of one native machine: the helper process and its
+ * `/proc` files, the Node-side mmap lock and MMU notifier registry, the
+ * workload's regions, the uffd bookkeeping, the DMA oracle's live mappings,
+ * device allocations, violations, injections and counters.
+ *
+ * Single-threaded JS: plain fields mutated inside `Effect.sync`; the helper's
+ * own concurrency is behind its protocol (see `Helper.ts`).
+ *
+ * @since 0.1.0
+ */
+import { Context, Effect, Semaphore } from "effect"
+import { PAGE_SIZE, overlaps } from "../../domain/Address.ts"
+import { BadAddress, InvalidArgument } from "../../domain/Errors.ts"
+import type { MmuEvent } from "../../domain/MmuRange.ts"
+import type { Vma } from "../../domain/Vma.ts"
+import type { Injection, MachineStats, Violation } from "../../services/Machine.ts"
+import type { HelperFailed } from "./Errors.ts"
+import type { Helper, Reply } from "./Helper.ts"
+import { type MmapLock, makeMmapLock } from "../common/MmapLock.ts"
+import { Notifiers } from "../common/Notifiers.ts"
+import { type ProcFiles, maybeHugetlb, toVma } from "./Proc.ts"
+
+/** How invalidations of CPU-side changes are raised. */
+export type NotifierSource = "cpu" | "uffd"
+
+/** Resolved options of a native machine. */
+export interface NativeConfig {
+  readonly vramBytes: number
+  readonly devicePrivateOwner: string
+  readonly pagemapId: string
+  readonly notifier: NotifierSource
+  readonly timeoutMs: number
+}
+
+/** A device allocation: the bytes of `[start, end)` held in Node ("VRAM"), at device address `devAddr`. */
+export interface DeviceAlloc {
+  readonly id: number
+  readonly start: number
+  readonly end: number
+  readonly devAddr: number
+  readonly bytes: Uint8Array
+  /** Effect-clock time (ms) before which a CPU touch waits (the populate timeslice); eviction ignores it. */
+  readonly until: number
+  /** Pages not yet released (munmap of part of the allocation drops pages). */
+  live: number
+  readonly gone: Uint8Array
+}
+
+/** uffd bookkeeping counters. */
+export interface UffdCounters {
+  events: number
+  /** Events inside a change Node itself raised (the cross-check). */
+  confirmed: number
+  /** Events nobody raised beforehand: raised as invalidations from the event. */
+  unsolicited: number
+  pagefaults: number
+  registerFailures: number
+  /** `readRetry` pagemap re-checks that found changed PFNs. */
+  pagemapChanges: number
+  byKind: Record<string, number>
+}
+
+/** The shared machine state. */
+export class NativeState {
+  readonly helper: Helper
+  readonly proc: ProcFiles
+  readonly config: NativeConfig
+  readonly lock: MmapLock = makeMmapLock()
+  readonly notifiers: Notifiers
+  readonly violations: Array<Violation> = []
+  readonly inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
+  readonly invalidations: Record<string, number> = {}
+  readonly uffd: UffdCounters = { events: 0, confirmed: 0, unsolicited: 0, pagefaults: 0, registerFailures: 0, pagemapChanges: 0, byKind: {} }
+  /** Address-space references (`mmget_not_zero` / `mmput`). */
+  mmRefs = 0
+  /** False after `exit` (or the helper's death). */
+  alive = true
+  /** Set while `exit` runs: the helper's death is then expected. */
+  exiting = false
+  /** Regions the workload mapped through `Cpu` (sorted, disjoint `[start, end)`). */
+  workload: Array<readonly [number, number]> = []
+  /** Windows of changes Node raised itself and is carrying out now. */
+  readonly expects = new Set<{ readonly start: number; readonly end: number }>()
+  /** Live DMA mappings by `addr:order`, and per physical page (the GPU's oracle). */
+  readonly dmaByKey = new Map<string, number>()
+  readonly dmaPages = new Map<number, number>()
+  dmaLive = 0
+  /** Per notifier id: the last rangeFault's window and raw pagemap words, for `readRetry`'s re-check. */
+  readonly snapshots = new Map<number, { readonly seq: number; readonly start: number; readonly end: number; readonly words: Uint32Array }>()
+  /** Device allocations, by id. */
+  readonly allocs = new Map<number, DeviceAlloc>()
+  nextAlloc = 1
+  readonly traffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
+  /** Live `deviceMap` mappings. */
+  deviceMappings = 0
+  /** One user of the helper's rd/wr staging buffer at a time. */
+  readonly ioLock: Semaphore.Semaphore = Semaphore.makeUnsafe(1)
+  /** One migration (either way) at a time. */
+  readonly migLock: Semaphore.Semaphore = Semaphore.makeUnsafe(1)
+  private mapsCache: ReadonlyArray<Vma> | undefined
+  /** Hook set by the pagemap: migrate the allocations overlapping `[start, end)` back to RAM. */
+  migrateBack: (start: number, end: number) => Effect.Effect<void, BadAddress> = () => Effect.void
+
+  constructor(helper: Helper, proc: ProcFiles, config: NativeConfig, inject: Injection | undefined) {
+    this.helper = helper
+    this.proc = proc
+    this.config = config
+    this.notifiers = new Notifiers({
+      takeNonBlockable: () => {
+        if (this.inject.nonBlockable <= 0) return false
+        this.inject.nonBlockable--
+        return true
+      },
+      onViolation: (v) => this.recordViolation(v),
+      countEvent: (e: MmuEvent) => {
+        this.invalidations[e] = (this.invalidations[e] ?? 0) + 1
+      }
+    })
+    if (inject !== undefined) this.addInjection(inject)
+    helper.whenDead((e) => {
+      if (this.alive && !this.exiting) this.recordViolation({ invariant: "helper-died", detail: e.message })
+      this.alive = false
+      this.mapsCache = []
+    })
+  }
+
+  recordViolation(v: Violation): void {
+    this.violations.push(v)
+  }
+
+  addInjection(i: Injection): void {
+    this.inject.hmmBusy += i.hmmBusy ?? 0
+    this.inject.dmaMapFail += i.dmaMapFail ?? 0
+    this.inject.vramAllocFail += i.vramAllocFail ?? 0
+    this.inject.nonBlockable += i.nonBlockable ?? 0
+  }
+
+  /** Forget the cached VMA list (after any mapping change). */
+  touchMaps(): void {
+    this.mapsCache = undefined
+  }
+
+  /** The VMAs of the helper (`/proc/<pid>/maps`, + smaps for possible hugetlb), cached until the next change. */
+  vmas(): ReadonlyArray<Vma> {
+    if (this.mapsCache !== undefined) return this.mapsCache
+    if (!this.alive) return (this.mapsCache = [])
+    try {
+      const entries = this.proc.maps()
+      const sizes = entries.some(maybeHugetlb) ? this.proc.smapsPageSizes() : undefined
+      this.mapsCache = entries.map((e) => toVma(e, sizes !== undefined && (sizes.get(e.start) ?? PAGE_SIZE) > PAGE_SIZE))
+    } catch {
+      this.mapsCache = []
+    }
+    return this.mapsCache
+  }
+
+  /** VMAs intersecting `[start, end)`. */
+  intersecting(start: number, end: number): Array<Vma> {
+    return this.vmas().filter((v) => v.start < end && start < v.end)
+  }
+
+  /** Device allocations overlapping `[start, end)`. */
+  allocsIn(start: number, end: number): Array<DeviceAlloc> {
+    const out: Array<DeviceAlloc> = []
+    for (const a of this.allocs.values()) if (overlaps(a.start, a.end, start, end)) out.push(a)
+    return out.sort((a, b) => a.start - b.start)
+  }
+
+  /** Adds `[start, end)` to the workload regions. */
+  addWorkload(start: number, end: number): void {
+    this.removeWorkload(start, end)
+    this.workload.push([start, end])
+    this.workload.sort((a, b) => a[0] - b[0])
+  }
+
+  /** Removes `[start, end)` from the workload regions (splitting edges). */
+  removeWorkload(start: number, end: number): void {
+    const next: Array<readonly [number, number]> = []
+    for (const [s, e] of this.workload) {
+      if (e <= start || s >= end) next.push([s, e])
+      else {
+        if (s < start) next.push([s, start])
+        if (e > end) next.push([end, e])
+      }
+    }
+    this.workload = next
+  }
+
+  /**
+   * Runs `e` with `[start, end)` marked as a change Node raised itself: uffd
+   * events inside it are confirmations, not new invalidations.
+   */
+  expecting<A, E, R>(start: number, end: number, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> {
+    return Effect.suspend(() => {
+      const w = { start, end }
+      this.expects.add(w)
+      return Effect.ensuring(e, Effect.sync(() => this.expects.delete(w)))
+    })
+  }
+
+  /** Is `[start, end)` inside a change Node is carrying out? */
+  isExpected(start: number, end: number): boolean {
+    for (const w of this.expects) if (w.start <= start && end <= w.end) return true
+    return false
+  }
+
+  /** A helper request whose helper failure becomes `InvalidArgument` (for the mapping calls). */
+  requestArg(call: string, cmd: string, args: ReadonlyArray<number>): Effect.Effect<Reply, InvalidArgument> {
+    return Effect.mapError(this.helper.request(cmd, args), (e: HelperFailed) => new InvalidArgument({ reason: `${call}: ${e.message}` }))
+  }
+
+  /** A helper request whose helper failure becomes `BadAddress` (for accesses and faults). */
+  requestAddr(call: string, cmd: string, args: ReadonlyArray<number>, addr?: number): Effect.Effect<Reply, BadAddress> {
+    return Effect.mapError(this.helper.request(cmd, args), (e: HelperFailed) =>
+      addr === undefined ? new BadAddress({ reason: `${call}: ${e.message}` }) : new BadAddress({ reason: `${call}: ${e.message}`, addr }))
+  }
+
+  /** Registers `[start, end)` of the workload with the uffd in the given mode (1 missing, 2 wp); failures are counted, not thrown. */
+  register(start: number, end: number, mode: number): Effect.Effect<boolean> {
+    if (this.helper.hello.uffd !== 1 || end <= start) return Effect.succeed(false)
+    return Effect.map(Effect.result(this.helper.request("reg", [start, end - start, mode])), (r) => {
+      this.touchMaps() // registration splits and merges VMAs (their uffd flags differ)
+      const ok = r._tag === "Success" && r.success.ok === 1
+      if (!ok) this.uffd.registerFailures++
+      return ok
+    })
+  }
+
+  /**
+   * Back to event-only registration for `[start, end)`: UFFDIO_REGISTER never
+   * drops a mode (a WP request on a MISSING|WP range is skipped), so unregister
+   * first, then register WP.
+   */
+  eventOnly(start: number, end: number): Effect.Effect<boolean> {
+    if (end <= start) return Effect.succeed(false)
+    return Effect.andThen(Effect.ignore(this.helper.request("unreg", [start, end - start])), this.register(start, end, 2))
+  }
+
+  /** Registers every workload region intersecting `[start, end)` for events (WP mode: no fault trapping). */
+  registerEvents(start: number, end: number): Effect.Effect<void> {
+    return Effect.suspend(() => {
+      const parts: Array<readonly [number, number]> = []
+      for (const v of this.intersecting(start, end)) {
+        if (v.kind !== "anonymous" && v.kind !== "hugetlb") continue
+        for (const [s, e] of this.workload) {
+          const a = Math.max(s, v.start, start)
+          const b = Math.min(e, v.end, end)
+          if (a < b) parts.push([a, b])
+        }
+      }
+      return Effect.forEach(parts, ([a, b]) => this.register(a, b, 2), { discard: true })
+    })
+  }
+
+  /** Machine counters. */
+  stats(): MachineStats {
+    let bytes = 0
+    for (const a of this.allocs.values()) bytes += a.live * PAGE_SIZE
+    return {
+      framesLive: this.alive ? this.proc.rssPages() : 0,
+      bytesHeld: bytes,
+      invalidations: { ...this.invalidations },
+      dmaMappingsLive: this.dmaLive,
+      notifiersLive: this.notifiers.live
+    }
+  }
+}
+
+/** The internal state as a service (for the native GPU, pagemap and tests in this folder). */
+export class NativeStateKey extends Context.Service<NativeStateKey, NativeState>()("gpusvm/native/NativeState") {}
+
+/** Errno name → a short explanation prefix. */
+export const errnoText = (r: Reply): string => `${r.err ?? "EOTHER"} (errno ${r.errno ?? "?"})`
