@@ -15,38 +15,13 @@ import { Simulated } from "../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
 import * as Lock from "../src/domain/RwLock.ts"
-
-/** One result row. */
-export interface Row {
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-  readonly reference?: string
-}
+import { median, type Row, row } from "./stats.ts"
 
 const MiB = 1024 * 1024
 const noopOps = { invalidate: () => Effect.void }
 
 const machine = (chunkSizes: ReadonlyArray<number>) =>
   GpuSvm.layer({ name: "bench", chunkSizes, devicePrivateOwner: "bench" }, noopOps).pipe(Layer.provideMerge(Simulated.layer({})))
-
-/** Median of samples. */
-export const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
-
-/** A row from samples: median, min, max. */
-export const row = (name: string, samples: ReadonlyArray<number>, unit: string, reference?: string): Row => ({
-  name,
-  value: median(samples),
-  unit,
-  min: Math.min(...samples),
-  max: Math.max(...samples),
-  ...(reference === undefined ? {} : { reference })
-})
 
 const faultPath = (size: number, count: number, reps: number) =>
   Effect.gen(function*() {

@@ -20,7 +20,7 @@ import * as MigrationPolicy from "../src/programs/MigrationPolicy.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { Gpu } from "../src/services/Gpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
-import { median, type Row, row } from "./core.ts"
+import { median, type Row, row } from "./stats.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB

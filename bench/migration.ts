@@ -19,27 +19,13 @@ import { MachineState } from "../src/layers/simulated/MachineState.ts"
 import { contextOf } from "../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { DevicePagemap } from "../src/services/DevicePagemap.ts"
+import { median, type Row } from "./stats.ts"
 
 const MiB = 1024 * 1024
 const KiB = 1024
 const PAGE = 4096
 const BUFFER = 64 * MiB
 const ROUNDS = 7
-
-/** One result row. */
-export interface MigrationBenchRow {
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-  readonly reference?: string
-}
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
 const mbps = (bytes: number, ms: number) => bytes / 1e6 / (ms / 1000)
 
@@ -103,10 +89,10 @@ const benchRaw = (): Array<number> => {
 }
 
 /** Runs the migration benchmark (well under 30 s). */
-export async function benchMigration(): Promise<ReadonlyArray<MigrationBenchRow>> {
+export async function benchMigration(): Promise<ReadonlyArray<Row>> {
   const raw = benchRaw()
   const rawMed = median(raw)
-  const rows: Array<MigrationBenchRow> = [{
+  const rows: Array<Row> = [{
     name: "raw copy: Uint8Array.set, 4 KiB pages, both ways",
     value: rawMed,
     unit: "MB/s",

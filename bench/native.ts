@@ -13,33 +13,10 @@ import { Cpu } from "../src/services/Cpu.ts"
 import { DevicePagemap } from "../src/services/DevicePagemap.ts"
 import { Hmm } from "../src/services/Hmm.ts"
 import { MmuNotifier } from "../src/services/MmuNotifier.ts"
-
-/** One row. */
-export interface NativeBenchRow {
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-  readonly reference?: string
-}
+import { quantile, type Row, row } from "./stats.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
-
-const quantile = (xs: ReadonlyArray<number>, q: number): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? 0
-}
-
-const row = (name: string, xs: ReadonlyArray<number>, unit: string, reference?: string): NativeBenchRow => ({
-  name,
-  value: quantile(xs, 0.5),
-  unit,
-  min: Math.min(...xs),
-  max: Math.max(...xs),
-  ...(reference === undefined ? {} : { reference })
-})
 
 /** munmap → invalidate callback, 64 KiB each time, `n` times. */
 const eventLatency = (source: "cpu" | "uffd", n: number) =>
@@ -112,7 +89,7 @@ const migration2M = (n: number) =>
   }).pipe(Effect.provide(Layer.fresh(Native.layer())))
 
 /** Runs the native benchmarks (rows skipped with a note where the host cannot). */
-export async function benchNative(): Promise<ReadonlyArray<NativeBenchRow>> {
+export async function benchNative(): Promise<ReadonlyArray<Row>> {
   const caps = await Effect.runPromise(Native.probe)
   const missing = (["linux", "helperBuilt", "userfaultfd", "pfnVisible"] as const).filter((c) => !caps[c])
   if (missing.length > 0) {
@@ -124,7 +101,7 @@ export async function benchNative(): Promise<ReadonlyArray<NativeBenchRow>> {
     ]
   }
   const run = <A>(e: Effect.Effect<A, unknown>) => Effect.runPromise(Effect.scoped(e))
-  const out: Array<NativeBenchRow> = []
+  const out: Array<Row> = []
   const uffd = await run(eventLatency("uffd", 1000))
   out.push(row("munmap 64 KiB → invalidate callback, via uffd UNMAP event (median)", uffd, "µs", "native-linux.md: munmap → Node 62–81 µs"))
   out.push({ name: "munmap 64 KiB → invalidate callback, via uffd UNMAP event (p99)", value: quantile(uffd, 0.99), unit: "µs", reference: "native-linux.md: p99 134–183 µs" })

@@ -7,16 +7,11 @@
  */
 import { writeFileSync } from "node:fs"
 import os from "node:os"
+import type { Row } from "./stats.ts"
 
-/** One row of the results: a named measurement with its unit and, where measured, min–max and a same-run reference. */
-export interface BenchRow {
+/** One row of the results: a module's row and the group (module) it belongs to. */
+export interface BenchRow extends Row {
   readonly group: string
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-  readonly reference?: string
 }
 
 type Module = { readonly group: string; readonly run: () => Promise<ReadonlyArray<BenchRow>> }

@@ -19,18 +19,10 @@ import { contextOf } from "../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { Hmm } from "../src/services/Hmm.ts"
 import { MmuNotifier } from "../src/services/MmuNotifier.ts"
+import { median, type Row } from "./stats.ts"
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
-
-/** One result row. */
-export interface SimBenchRow {
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-}
 
 const gc: () => void = (() => {
   const g = (globalThis as { gc?: () => void }).gc
@@ -42,11 +34,6 @@ const gc: () => void = (() => {
     return () => {}
   }
 })()
-
-const median = (xs: ReadonlyArray<number>): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s[Math.floor(s.length / 2)]!
-}
 
 /** Runs `e` against a fresh machine. */
 const onMachine = <A, E>(e: Effect.Effect<A, E, Cpu | Hmm | MmuNotifier>, thp: boolean): Promise<A> => {
@@ -115,8 +102,8 @@ const benchSparse = async (): Promise<number> => {
 }
 
 /** Runs every simulated-machine benchmark. */
-export async function benchSimulated(): Promise<ReadonlyArray<SimBenchRow>> {
-  const rows: Array<SimBenchRow> = []
+export async function benchSimulated(): Promise<ReadonlyArray<Row>> {
+  const rows: Array<Row> = []
   const sparse: Array<number> = []
   for (let i = 0; i < 3; i++) sparse.push(await benchSparse())
   keep.length = 0

@@ -36,29 +36,14 @@ import type { Vma } from "../../domain/Vma.ts"
 import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
 import { isExclusive, isPresent } from "./Proc.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
+import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
 
 /** Lowest address `mmap` places mappings at without a usable hint. */
 export const MMAP_BASE = 2 ** 32
 /** Highest end of a placed mapping (well below the helper's own mappings near 2^47). */
 export const MMAP_LIMIT = 2 ** 46
 
-const bad = (reason: string, addr?: number) => (addr === undefined ? new InvalidArgument({ reason }) : new InvalidArgument({ reason, addr }))
-
-const isProt = (p: unknown): p is Prot =>
-  typeof p === "object" && p !== null && typeof (p as Prot).read === "boolean" && typeof (p as Prot).write === "boolean" &&
-  typeof (p as Prot).exec === "boolean"
-
 const protBits = (p: Prot): number => (p.read ? 1 : 0) | (p.write ? 2 : 0) | (p.exec ? 4 : 0)
-
-/** Validates a window argument: page-aligned address, positive page-multiple length, end ≤ 2^53. */
-export const checkWindow = (call: string, addr: number, length: number): InvalidArgument | undefined => {
-  if (!isAddress(addr)) return bad(`${call}: addr is not an address in [0, 2^53)`)
-  if (addr % PAGE_SIZE !== 0) return bad(`${call}: addr is not page aligned`, addr)
-  if (!Number.isSafeInteger(length) || length <= 0) return bad(`${call}: length must be a positive integer`, addr)
-  if (length % PAGE_SIZE !== 0) return bad(`${call}: length is not a multiple of 4096`, addr)
-  if (addr + length > ADDRESS_LIMIT) return bad(`${call}: addr + length is past 2^53`, addr)
-  return undefined
-}
 
 /** The extent of `[start, end)` that VMAs actually map, or undefined. */
 const mappedExtent = (st: NativeState, start: number, end: number): readonly [number, number] | undefined => {
@@ -217,19 +202,10 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   })
 
   const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
-    const e1 = checkWindow("mremap", addr, oldLength)
-    if (e1 !== undefined) return yield* e1
-    if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % PAGE_SIZE !== 0) {
-      return yield* bad("mremap: newLength must be a positive multiple of 4096", addr)
-    }
+    const argErr = checkMremap(addr, oldLength, newLength, o)
+    if (argErr !== undefined) return yield* argErr
     const newAddr = o?.newAddr
     const dontUnmap = o?.dontUnmap === true
-    if (newAddr !== undefined) {
-      const e2 = checkWindow("mremap", newAddr, newLength)
-      if (e2 !== undefined) return yield* bad(e2.reason.replace("addr", "newAddr"), newAddr)
-      if (overlaps(newAddr, newAddr + newLength, addr, addr + oldLength)) return yield* bad("mremap: newAddr window overlaps the old range", newAddr)
-    }
-    if (dontUnmap && oldLength !== newLength) return yield* bad("mremap: dontUnmap needs newLength == oldLength", addr)
     return yield* lock.withWrite(Effect.gen(function*() {
       if (!st.alive) return yield* exited("mremap")
       // device-resident pages first: their MISSING registration splits the VMA

@@ -27,18 +27,12 @@ import type { NativeState } from "./NativeState.ts"
 import { isMapped } from "./NativeDma.ts"
 import type { NativePagemap } from "./NativePagemap.ts"
 import { isPresent, pfnOf } from "./Proc.ts"
+import { GpuPageTable, type GpuPte } from "../common/GpuPageTable.ts"
 
 /** Fault rounds per page before the access gives up (the handler itself retries internally). */
 export const MAX_FAULTS_PER_PAGE = 4
 /** Times a page's PTE may be zapped between its fault and its access before the access gives up. */
 export const RETRY_ROUNDS = 16
-
-/** One GPU PTE. */
-interface GpuPte {
-  readonly devAddr: number
-  readonly proto: string
-  readonly readOnly: boolean
-}
 
 const fail = (addr: number, reason: string, cause?: { readonly _tag: string; readonly message: string }) =>
   new GpuFaultError({
@@ -50,7 +44,7 @@ const fail = (addr: number, reason: string, cause?: { readonly _tag: string; rea
 
 /** Builds the GPU of machine `st`; `pagemaps` are the device memories it can reach directly. */
 export const makeGpu = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>): Gpu["Service"] => {
-  const ptes = new Map<number, GpuPte>()
+  const ptes = new GpuPageTable()
   const stats = { faults: 0, tlbFlushes: 0, accesses: 0 }
   let handler: FaultHandler | undefined
   // Pagemaps sharing a protocol (several regions of one device) are told apart by device-physical address.
@@ -62,32 +56,12 @@ export const makeGpu = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>)
     return list.length === 1 ? list[0] : (list.find((p) => at >= p.dpaBase && at < p.dpaBase + p.totalBytes) ?? list[0])
   }
 
-  const zap = (start: number, end: number) => {
-    const first = Math.floor(start / PAGE_SIZE)
-    const last = Math.ceil(end / PAGE_SIZE)
-    if (last - first <= ptes.size) {
-      for (let v = first; v < last; v++) ptes.delete(v)
-    } else {
-      for (const v of ptes.keys()) if (v >= first && v < last) ptes.delete(v)
-    }
-  }
-
   const bind = (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) =>
-    Effect.sync(() => {
-      const readOnly = o?.readOnly === true
-      let vpn = Math.floor(rangeStart / PAGE_SIZE)
-      const endVpn = Math.ceil(rangeEnd / PAGE_SIZE)
-      for (const a of addrs) {
-        const n = 2 ** a.order
-        for (let k = 0; k < n && vpn < endVpn; k++, vpn++) {
-          ptes.set(vpn, { devAddr: a.addr + k * PAGE_SIZE, proto: a.proto, readOnly })
-        }
-      }
-    })
+    Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true))
 
   const invalidate = (start: number, end: number) =>
     Effect.sync(() => {
-      zap(start, end)
+      ptes.zap(start, end)
       stats.tlbFlushes++
     })
 
@@ -230,11 +204,7 @@ export const makeGpu = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>)
       Effect.sync(() => {
         handler = h
       }),
-    isBound: (start, end) =>
-      Effect.sync(() => {
-        for (let v = Math.floor(start / PAGE_SIZE); v < Math.ceil(end / PAGE_SIZE); v++) if (ptes.has(v)) return true
-        return false
-      }),
+    isBound: (start, end) => Effect.sync(() => ptes.isBound(start, end)),
     stats: Effect.sync((): GpuStats => ({ ...stats, ptesLive: ptes.size }))
   })
 }

@@ -53,26 +53,9 @@ import { checkCpuAccess, cowExtent, faultPage, releaseOrphans, unmapRange, zapRa
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
+import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
 
 const KINDS: ReadonlyArray<VmaKind> = ["anonymous", "file", "hugetlb", "special"]
-
-const bad = (reason: string, addr?: number) =>
-  addr === undefined ? new InvalidArgument({ reason }) : new InvalidArgument({ reason, addr })
-
-const isProt = (p: unknown): p is Prot =>
-  typeof p === "object" && p !== null &&
-  typeof (p as Prot).read === "boolean" && typeof (p as Prot).write === "boolean" &&
-  typeof (p as Prot).exec === "boolean"
-
-/** Validates `addr`/`length` of a window call: page-aligned address, positive page-multiple length, end ≤ 2^53. */
-export const checkWindow = (call: string, addr: number, length: number): InvalidArgument | undefined => {
-  if (!isAddress(addr)) return bad(`${call}: addr is not an address in [0, 2^53)`)
-  if (addr % PAGE_SIZE !== 0) return bad(`${call}: addr is not page aligned`, addr)
-  if (!Number.isSafeInteger(length) || length <= 0) return bad(`${call}: length must be a positive integer`, addr)
-  if (length % PAGE_SIZE !== 0) return bad(`${call}: length is not a multiple of 4096`, addr)
-  if (addr + length > ADDRESS_LIMIT) return bad(`${call}: addr + length is past 2^53`, addr)
-  return undefined
-}
 
 /** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
 const checkHugeEdges = (st: MachineState, call: string, start: number, end: number): InvalidArgument | undefined => {
@@ -253,21 +236,10 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
 
   const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
     yield* point
-    const e1 = checkWindow("mremap", addr, oldLength)
-    if (e1 !== undefined) return yield* e1
-    if (!Number.isSafeInteger(newLength) || newLength <= 0 || newLength % PAGE_SIZE !== 0) {
-      return yield* bad("mremap: newLength must be a positive multiple of 4096", addr)
-    }
+    const argErr = checkMremap(addr, oldLength, newLength, o)
+    if (argErr !== undefined) return yield* argErr
     const newAddr = o?.newAddr
     const dontUnmap = o?.dontUnmap === true
-    if (newAddr !== undefined) {
-      const e2 = checkWindow("mremap", newAddr, newLength)
-      if (e2 !== undefined) return yield* bad(e2.reason.replace("addr", "newAddr"), newAddr)
-      if (overlaps(newAddr, newAddr + newLength, addr, addr + oldLength)) {
-        return yield* bad("mremap: newAddr window overlaps the old range", newAddr)
-      }
-    }
-    if (dontUnmap && oldLength !== newLength) return yield* bad("mremap: dontUnmap needs newLength == oldLength", addr)
     return yield* lock.withWrite(Effect.gen(function*() {
       if (!st.alive) return yield* exited("mremap")
       const vma = st.vmas.find(addr)

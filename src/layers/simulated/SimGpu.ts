@@ -25,6 +25,7 @@ import { GpuFaultError } from "../../domain/Errors.ts"
 import { type AccessMode, type FaultHandler, Gpu, type GpuStats } from "../../services/Gpu.ts"
 import { type MachineState, SimState } from "./MachineState.ts"
 import type { Vram } from "./Vram.ts"
+import { GpuPageTable, type GpuPte } from "../common/GpuPageTable.ts"
 
 /** Fault rounds per page before the access gives up (the handler itself retries internally). */
 export const MAX_FAULTS_PER_PAGE = 4
@@ -37,13 +38,6 @@ interface Failure {
 
 const mine = (detail: string): Failure => ({ detail, recorded: false })
 
-/** One GPU PTE. */
-interface GpuPte {
-  readonly devAddr: number
-  readonly proto: string
-  readonly readOnly: boolean
-}
-
 const fail = (addr: number, reason: string, cause?: { readonly _tag: string; readonly message: string }) =>
   new GpuFaultError({
     reason,
@@ -54,35 +48,15 @@ const fail = (addr: number, reason: string, cause?: { readonly _tag: string; rea
 
 /** Builds the GPU of machine `st`; it reaches the machine's device memories (`st.devmem`) directly. */
 export const makeGpu = (st: MachineState): Gpu["Service"] => {
-  const ptes = new Map<number, GpuPte>()
+  const ptes = new GpuPageTable()
   const stats = { faults: 0, tlbFlushes: 0, accesses: 0 }
   let handler: FaultHandler | undefined
-  const zap = (start: number, end: number) => {
-    const first = Math.floor(start / PAGE_SIZE)
-    const last = Math.ceil(end / PAGE_SIZE)
-    if (last - first <= ptes.size) {
-      for (let v = first; v < last; v++) ptes.delete(v)
-    } else {
-      for (const v of ptes.keys()) if (v >= first && v < last) ptes.delete(v)
-    }
-  }
-
   const bind = (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) =>
-    Effect.sync(() => {
-      const readOnly = o?.readOnly === true
-      let vpn = Math.floor(rangeStart / PAGE_SIZE)
-      const endVpn = Math.ceil(rangeEnd / PAGE_SIZE)
-      for (const a of addrs) {
-        const n = 2 ** a.order
-        for (let k = 0; k < n && vpn < endVpn; k++, vpn++) {
-          ptes.set(vpn, { devAddr: a.addr + k * PAGE_SIZE, proto: a.proto, readOnly })
-        }
-      }
-    })
+    Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true))
 
   const invalidate = (start: number, end: number) =>
     Effect.sync(() => {
-      zap(start, end)
+      ptes.zap(start, end)
       stats.tlbFlushes++
     })
 
@@ -216,11 +190,7 @@ export const makeGpu = (st: MachineState): Gpu["Service"] => {
       Effect.sync(() => {
         handler = h
       }),
-    isBound: (start, end) =>
-      Effect.sync(() => {
-        for (let v = Math.floor(start / PAGE_SIZE); v < Math.ceil(end / PAGE_SIZE); v++) if (ptes.has(v)) return true
-        return false
-      }),
+    isBound: (start, end) => Effect.sync(() => ptes.isBound(start, end)),
     stats: Effect.sync((): GpuStats => ({ ...stats, ptesLive: ptes.size }))
   })
 }
