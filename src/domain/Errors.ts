@@ -139,6 +139,7 @@ export class GpuFaultError extends Schema.TaggedError<GpuFaultError>()("GpuFault
 }) {
   override get message(): string {
     const why = this.causeTag === undefined ? "" : ` (last error ${this.causeTag}: ${this.cause ?? ""})`
-    return `GPU fault at ${hex(this.addr)}: ${this.reason} after ${this.retries} retries${why}`
+    const tries = this.retries > 0 ? ` (after ${this.retries} retries)` : ""
+    return `GPU fault at ${hex(this.addr)}: ${this.reason}${tries}${why}`
   }
 }

@@ -23,7 +23,7 @@
  */
 import { Effect, Exit, Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
-import { ADDRESS_LIMIT, PAGE_SIZE } from "./Address.ts"
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE } from "./Address.ts"
 import * as GpuSvmConfig from "./GpuSvmConfig.ts"
 
 // ---------------------------------------------------------------------------
@@ -676,6 +676,23 @@ const bufferIssues = (f: ScenarioFileType): Array<PathIssue> => {
 
     steps.forEach((s, i) => {
       const path = [...at, i]
+      if (s.op === "mmap" && s.kind === "hugetlb" && s.length % HUGE_PAGE_SIZE !== 0) {
+        issues.push({ path: [...path, "length"], issue: `a hugetlb mapping's length must be a multiple of 2 MiB, got ${formatHex(s.length)}` })
+      }
+      if (s.op === "gpu-atomic-inc" && s.offset % 4 !== 0) {
+        issues.push({ path: [...path, "offset"], issue: `a 32-bit atomic needs a 4-byte aligned offset, got ${formatHex(s.offset)}` })
+      }
+      if ((s.op === "mmap" || (s.op === "mremap" && s.as !== undefined)) && !known.has(s.op === "mmap" ? s.as : s.as!)) {
+        const name = s.op === "mmap" ? s.as : s.as!
+        const first = [...(creators.get(name) ?? [])].sort((a, b) => a - b)[0]
+        if (first !== undefined && first < t && !reported.has(`created:${name}`)) {
+          reported.add(`created:${name}`)
+          issues.push({
+            path: [...path, "as"],
+            issue: `buffer ${JSON.stringify(name)} is also created by ${threads.length > 1 ? `threads[${first}]` : "another thread"}: buffer names are shared by all threads, give each thread's buffers their own names`
+          })
+        }
+      }
       if (s.op === "expect-error") {
         // The inner step is expected to fail: its buffer must exist, but it may
         // deliberately reach past the end, and an `as` in it creates nothing.

@@ -4,7 +4,8 @@
  * loop: run the garbage collector; `rangeFindOrInsert`; migrate if the policy
  * says so (the driver unbinds the range first and marks the window as its own
  * migration); `rangeGetPages` (`MixedPages` → evict and retry; `BadAddress` /
- * `PermissionDenied` → retry); bind under the notifier lock only if
+ * `PermissionDenied` → retry, first dropping the range if an mprotect or munmap
+ * split its VMA since it was created); bind under the notifier lock only if
  * `rangePagesValid`, else retry (`EAGAIN`).
  *
  * Bounded: at most `maxRetries` rounds, then `GpuFaultError` carrying the last
@@ -78,6 +79,21 @@ export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean): Effec
     return true
   }))
 
+/** Does `range` still lie inside one VMA? */
+const fitsOneVma = (env: FaultEnv, range: Range): Effect.Effect<boolean> =>
+  Effect.map(env.mm.vmaLookup(range.start), (v) => Option.isSome(v) && v.value.start <= range.start && range.end <= v.value.end)
+
+/** Drops a stale range as the garbage collector would: evict what is in device memory, unbind, remove. */
+const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const live = yield* env.svm.range(range)
+    if (Option.isNone(live)) return
+    if (live.value.flags.hasDevmemPages || live.value.flags.migrateDevmem) yield* Effect.ignore(env.svm.rangeEvict(range))
+    yield* env.gpu.invalidate(range.start, range.end)
+    yield* env.svm.rangeRemove(range)
+    env.st.seen.delete(range.id)
+  })
+
 /** The fault loop, under the driver SVM lock. */
 const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
   const { st, svm, policy } = env
@@ -136,6 +152,10 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       }
       if (e._tag === "BadAddress" || e._tag === "PermissionDenied") {
         yield* countRetry(st.counters, e._tag === "BadAddress" ? "EFAULT" : "EPERM")
+        // A range that no longer lies inside one VMA (an mprotect or munmap split
+        // its VMA after it was created) can never be faulted as a whole again: drop
+        // it, so that the next round creates a range inside the VMA as it is now.
+        if (!(yield* fitsOneVma(env, range))) yield* dropRange(env, range)
         if (devmemOnly) {
           timeslice = timeslice === 0 ? 1 : timeslice * 2
           migrateLeft = Math.max(migrateLeft, 1)
@@ -148,7 +168,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     last = { _tag: "Again", message: "EAGAIN: pages invalidated before the bind" }
     yield* countRetry(st.counters, "EAGAIN")
   }
-  return yield* giveUp(fault, `no progress after ${o.maxRetries} retries`, o.maxRetries, last)
+  return yield* giveUp(fault, "no progress", o.maxRetries, last)
 })
 
 /**

@@ -97,6 +97,13 @@ const firstDifference = (got: Uint8Array, want: Uint8Array): number => {
 
 const protOf = (p: "rw" | "r" | "rwx" | "none" | undefined) => Prot.fromName(p ?? "rw")
 
+/** The simulated file a `kind: "file"` buffer maps: one file per buffer name (a stable hash of the name). */
+const fileSeedOf = (name: string): number => {
+  let h = 17
+  for (let i = 0; i < name.length; i++) h = (h * 31 + name.charCodeAt(i)) % 1_000_003
+  return h
+}
+
 /**
  * Runs one scenario to a result. Never fails; a run that cannot even build its
  * machine reports that as a violation.
@@ -167,7 +174,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
                 ...(step.kind === undefined ? {} : { kind: step.kind }),
                 ...(step.shared === undefined ? {} : { shared: step.shared }),
                 prot: protOf(step.prot),
-                ...(step.kind === "file" ? { fileSeed: step.as.length } : {})
+                ...(step.kind === "file" ? { fileSeed: fileSeedOf(step.as) } : {})
               }),
               (addr) => {
                 buffers.set(step.as, { addr, length: step.length })

@@ -221,11 +221,23 @@ describe("Scenario: rejected files name the JSON path", () => {
   it("offset past the buffer", () => {
     rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "cpu-write", buf: "a", offset: "8K", pattern: 1 }]), "steps[1].offset", `offset past the buffer "a"`)
     rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "gpu-read", buf: "a", offset: "4K", length: "8K", expect: 0 }]), "steps[1].length", `past the buffer "a"`)
-    rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "gpu-atomic-inc", buf: "a", offset: 8190 }]), "steps[1].offset", "offset past the buffer")
+    rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "gpu-atomic-inc", buf: "a", offset: 8192 }]), "steps[1].offset", "offset past the buffer")
     // the length after an mremap counts
     rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "mremap", buf: "a", newLength: "4K", as: "b" }, { op: "gpu-fault", buf: "b", offset: "4K" }]), "steps[2].offset", `offset past the buffer "b"`)
     // a buffer from another thread with one known length
     rejects({ name: "t", threads: [{ steps: [{ op: "mmap", as: "a", length: "4K" }] }, { steps: [{ op: "prefetch", buf: "a", offset: "4K", to: "vram" }] }] }, "threads[1].steps[0].offset", "offset past the buffer")
+  })
+  it("a hugetlb length that is not a multiple of 2 MiB, and an unaligned atomic offset", () => {
+    rejects(one([{ op: "mmap", as: "h", length: "1M", kind: "hugetlb" }]), "steps[0].length", "multiple of 2 MiB")
+    ok(one([{ op: "mmap", as: "h", length: "4M", kind: "hugetlb" }]))
+    rejects(one([MMAP_A, { op: "gpu-atomic-inc", buf: "a", offset: 6 }]), "steps[1].offset", "4-byte aligned")
+    ok(one([MMAP_A, { op: "gpu-atomic-inc", buf: "a", offset: 8 }]))
+  })
+  it("two threads creating buffers of the same name (names are shared by all threads)", () => {
+    const mk = (p: number) => ({ steps: [{ op: "mmap", as: "a", length: "64K" }, { op: "cpu-write", buf: "a", pattern: p }] })
+    rejects({ name: "t", threads: [mk(1), mk(2)] }, "threads[1].steps[0].as", `buffer "a" is also created by threads[0]`)
+    // one thread may re-create its own buffer (free and reuse), and others may use it
+    ok({ name: "t", threads: [{ steps: [MMAP_A, { op: "munmap", buf: "a" }, MMAP_A] }, { steps: [{ op: "barrier", name: "x" }] }] })
   })
   it("bad name", () => {
     rejects(one([], { name: "Bad Name" }), "name", "[a-z0-9-]+")
