@@ -18,6 +18,8 @@ import { builtins, type Loaded, loadWord } from "./load.ts"
 import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
+import { explore } from "./explore.ts"
+import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
 
 const setExit = (code: number) =>
   Effect.sync(() => {
@@ -37,9 +39,13 @@ const simulate = Command.make(
     ),
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON result object per scenario on stdout"), Flag.withDefault(false)),
     seed: Flag.String("seed").pipe(Flag.withDescription("Seed of the thread interleaving (overrides the scenario's)"), Flag.optional),
-    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated"))
+    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated")),
+    schedule: Flag.String("schedule").pipe(
+      Flag.withDescription("Replay an explorer schedule string exactly (simulated machine, one scenario)"),
+      Flag.optional
+    )
   },
-  Effect.fnUntraced(function*({ scenarios, json, seed, machine }) {
+  Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule }) {
     if (!(MACHINES as ReadonlyArray<string>).includes(machine)) {
       return yield* badInput(`--machine: expected one of ${MACHINES.join(", ")}, got "${machine}"`)
     }
@@ -67,6 +73,16 @@ const simulate = Command.make(
       const l = yield* Effect.result(loadWord(w))
       if (l._tag === "Failure") return yield* badInput(l.failure.message)
       loaded.push(l.success)
+    }
+    if (Option.isSome(schedule)) {
+      if (machine !== "simulated") return yield* badInput("--schedule: schedules control the simulated machine only (the native machine is scheduled by the kernel)")
+      if (loaded.length !== 1) return yield* badInput(`--schedule: give exactly one scenario, got ${loaded.length}`)
+      if (seedValue !== undefined) return yield* badInput("--schedule and --seed exclude each other (the schedule decides every interleaving)")
+      const replayed = yield* Effect.result(ScenarioTarget.replay(loaded[0]!.scenario, simulated, schedule.value))
+      if (replayed._tag === "Failure") return yield* badInput(`--schedule: ${replayed.failure.message}`)
+      const result = replayed.success.result
+      yield* Console.log(json ? JSON.stringify(result) : summary([result]))
+      return yield* setExit(result.ok ? 0 : 1)
     }
     const results = []
     for (let i = 0; i < loaded.length; i++) {
@@ -99,7 +115,7 @@ const scenarios = Command.make(
 /** The root `gpusvm` command. */
 export const gpusvm = Command.make("gpusvm").pipe(
   Command.withDescription("GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model"),
-  Command.withSubcommands([simulate, scenarios])
+  Command.withSubcommands([simulate, explore, scenarios])
 )
 
 gpusvm.pipe(

@@ -43,20 +43,35 @@ export interface RwLock {
   readonly peek: () => LockState
 }
 
+/**
+ * Options of a lock. `slowPath` wraps every wait for the lock (the fast,
+ * uncontended paths are untouched): the explorer uses it to record what a
+ * blocked fiber waits for and to add a yield point right after a waiter gets
+ * the lock (`Interleaving.lockWait`).
+ */
+export interface RwLockOptions {
+  readonly slowPath?: (wait: Effect.Effect<void>, mode: "read" | "write") => Effect.Effect<void>
+  /** Runs before every acquisition, uncontended or not (the explorer's yield point before taking the lock). */
+  readonly before?: Effect.Effect<void>
+}
+
 /** Builds a lock (`init_rwsem`); synchronous, as it allocates only. */
-export const makeUnsafe = (): RwLock => {
+export const makeUnsafe = (options: RwLockOptions = {}): RwLock => {
   const ref = TxRef.makeUnsafe<LockState>({ readers: 0, writer: false, waitingWriters: 0 })
   // Slow paths: transactions that wait (txRetry) until the lock can be taken.
-  const waitRead = Effect.tx(
+  const slow = options.slowPath
+  const waitReadTx = Effect.tx(
     Effect.flatMap(TxRef.get(ref), (s) =>
       s.writer || s.waitingWriters > 0 ? Effect.txRetry : TxRef.set(ref, { ...s, readers: s.readers + 1 }))
   )
-  const waitWriteTx = Effect.tx(
+  const waitRead = slow === undefined ? waitReadTx : slow(waitReadTx, "read")
+  const waitWriteTxRaw = Effect.tx(
     Effect.flatMap(TxRef.get(ref), (s) =>
       s.writer || s.readers > 0
         ? Effect.txRetry
         : TxRef.set(ref, { readers: 0, writer: true, waitingWriters: s.waitingWriters - 1 }))
   )
+  const waitWriteTx = slow === undefined ? waitWriteTxRaw : slow(waitWriteTxRaw, "write")
   // Fast paths: one synchronous single-ref commit each (see TxSync.ts).
   const acquireRead = Effect.withFiber((fiber) => {
     const s = ref.value
@@ -90,19 +105,22 @@ export const makeUnsafe = (): RwLock => {
     return Effect.void
   })
   const waitWrite = Effect.onInterrupt(acquireWrite, () => unqueueWriter)
+  const withRead: RwLock["withRead"] = (e) =>
+    Effect.uninterruptibleMask((restore) => Effect.andThen(restore(acquireRead), Effect.ensuring(restore(e), releaseRead)))
+  const withWrite: RwLock["withWrite"] = (e) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.andThen(queueWriter, Effect.andThen(restore(waitWrite), Effect.ensuring(restore(e), releaseWrite)))
+    )
+  const before = options.before
   return {
-    withRead: (e) =>
-      Effect.uninterruptibleMask((restore) => Effect.andThen(restore(acquireRead), Effect.ensuring(restore(e), releaseRead))),
-    withWrite: (e) =>
-      Effect.uninterruptibleMask((restore) =>
-        Effect.andThen(queueWriter, Effect.andThen(restore(waitWrite), Effect.ensuring(restore(e), releaseWrite)))
-      ),
+    withRead: before === undefined ? withRead : (e) => Effect.andThen(before, withRead(e)),
+    withWrite: before === undefined ? withWrite : (e) => Effect.andThen(before, withWrite(e)),
     peek: () => ref.value
   }
 }
 
 /** A fresh, unlocked lock, as an effect. */
-export const make: Effect.Effect<RwLock> = Effect.sync(makeUnsafe)
+export const make: Effect.Effect<RwLock> = Effect.sync(() => makeUnsafe())
 
 /** `down_read` … `up_read` around `e`. */
 export const withRead = <A, E, R>(l: RwLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withRead(e)

@@ -18,7 +18,8 @@
  *
  * @since 0.1.0
  */
-import { Deferred, Effect, Exit, Layer, Option } from "effect"
+import { Clock, Deferred, Effect, Exit, Layer, Option } from "effect"
+import { asActor, Interleaving } from "../services/Interleaving.ts"
 import { hex } from "../domain/Address.ts"
 import type { Injection } from "../services/Machine.ts"
 import type { Scenario, Step } from "../domain/Scenario.ts"
@@ -110,7 +111,13 @@ const fileSeedOf = (name: string): number => {
  */
 export const run = (scenario: Scenario, factory: MachineFactory, options: RunOptions = {}): Effect.Effect<ScenarioResult> =>
   Effect.gen(function*() {
-    const started = performance.now()
+    // Under the explorer (a controlled Interleaving) time is virtual, threads are
+    // actors named t0, t1, … and deadlocks are the scheduler's to find, so the
+    // wall-clock timeout is off and the duration is virtual time (replays match
+    // byte for byte).
+    const il = yield* Interleaving
+    const now = il.controlled ? Clock.currentTimeMillis : Effect.sync(() => performance.now())
+    const started = yield* now
     const failures: Array<ResultFailure> = []
     const violations: Array<ResultViolation> = []
     const svmSpec = scenario.svm ?? {}
@@ -256,7 +263,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
             return Effect.suspend(() => {
               const gate = b.gate
               b.arrived++
-              if (b.arrived < b.parties) return Deferred.await(gate)
+              if (b.arrived < b.parties) return il.blocking(`barrier ${step.name} at ${where}`, Deferred.await(gate))
               b.arrived = 0
               return Effect.flatMap(Deferred.make<void>(), (next) => {
                 b.gate = next
@@ -286,10 +293,13 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         }
       }
 
+      const threadStart = il.point("thread start")
       const thread = (steps: ReadonlyArray<Step>, t: number) =>
         Effect.gen(function*() {
+          yield* threadStart
           for (let i = 0; i < steps.length; i++) {
             const where = stepPath(scenario, t, i)
+            if (il.controlled) yield* il.note(`${where} ${steps[i]!.op}`)
             const exit = yield* Effect.exit(exec(steps[i]!, where))
             if (Exit.isFailure(exit)) {
               const reason = exit.cause.reasons[0]
@@ -306,9 +316,8 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         })
 
       const timeout = options.timeoutMs ?? 60_000
-      const finished = yield* Effect.forEach(scenario.threads, (t, i) => thread(t.steps, i), { concurrency: "unbounded", discard: true }).pipe(
-        Effect.timeoutOption(timeout)
-      )
+      const threads = Effect.forEach(scenario.threads, (t, i) => asActor(thread(t.steps, i), `t${i}`), { concurrency: "unbounded", discard: true })
+      const finished = il.controlled ? yield* Effect.asSome(threads) : yield* threads.pipe(Effect.timeoutOption(timeout))
       if (Option.isNone(finished)) {
         violations.push({ invariant: "bounded-work", detail: `the threads did not finish within ${timeout} ms` })
       }
@@ -378,7 +387,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         },
         ranges: ranges.map((r) => ({ start: r.start, end: r.end, flags: { ...r.flags } })),
         notifiers: notifiers.map((n) => ({ start: n.start, end: n.end })),
-        durationMs: Math.round((performance.now() - started) * 1000) / 1000
+        durationMs: Math.round(((yield* now) - started) * 1000) / 1000
       } satisfies ScenarioResult
     })
     const result = yield* Effect.exit(Effect.scoped(Effect.provide(body, stack)))
@@ -405,7 +414,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
       },
       ranges: [],
       notifiers: [],
-      durationMs: Math.round((performance.now() - started) * 1000) / 1000
+      durationMs: Math.round(((yield* now) - started) * 1000) / 1000
     } satisfies ScenarioResult
   })
 

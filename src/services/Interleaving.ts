@@ -71,6 +71,37 @@ export interface InterleavingApi {
   readonly note: (text: string) => Effect.Effect<void>
 }
 
+/**
+ * The slow-path hook of a lock (`RwLock` options, `Semaphore` waits): while
+ * waiting the fiber is `blocking` on `name`; once it has the lock it passes a
+ * yield point `name acquired`, so that a woken waiter's work is a step of its
+ * own rather than part of the step that released the lock. Uncontrolled: the
+ * wait itself.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const lockWait = (il: InterleavingApi, name: string): (wait: Effect.Effect<void>, mode?: "read" | "write") => Effect.Effect<void> => {
+  if (!il.controlled) return (wait: Effect.Effect<void>): Effect.Effect<void> => wait
+  const after = il.point(`${name} acquired`)
+  return (wait: Effect.Effect<void>, mode?: "read" | "write"): Effect.Effect<void> =>
+    Effect.andThen(il.blocking(mode === undefined ? name : `${name} (${mode})`, wait), after)
+}
+
+/**
+ * Both lock hooks of a driver-side lock (the notifier lock, the driver SVM
+ * lock): a yield point before every acquisition (`take <name>`), so that
+ * another actor can run between the work before the lock and the critical
+ * section, and {@link lockWait} on the slow path. Uncontrolled: no hooks.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const lockHooks = (il: InterleavingApi, name: string): {
+  readonly before?: Effect.Effect<void>
+  readonly slowPath?: (wait: Effect.Effect<void>, mode: "read" | "write") => Effect.Effect<void>
+} => il.controlled ? { before: il.point(`take ${name}`), slowPath: lockWait(il, name) } : {}
+
 /** The default: points cost nothing and never yield. @since 0.2.0 @category constructors */
 export const uncontrolled: InterleavingApi = {
   controlled: false,

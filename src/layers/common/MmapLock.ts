@@ -18,4 +18,4 @@ import * as RwLock from "../../domain/RwLock.ts"
 export type MmapLock = RwLock.RwLock
 
 /** A fresh, unlocked mmap lock (`mmap_init_lock`). */
-export const makeMmapLock = (): MmapLock => RwLock.makeUnsafe()
+export const makeMmapLock = (options: RwLock.RwLockOptions = {}): MmapLock => RwLock.makeUnsafe(options)

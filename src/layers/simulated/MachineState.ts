@@ -30,6 +30,7 @@ import { PageCache } from "./PageCache.ts"
 import { PageTable, type DevicePte } from "./PageTable.ts"
 import { makeSchedule, type Schedule, type ScheduleOptions } from "./Schedule.ts"
 import { Vmas } from "./Vmas.ts"
+import { Interleaving, type InterleavingApi, lockWait, uncontrolled } from "../../services/Interleaving.ts"
 import { Devmem } from "./Vram.ts"
 
 /** Options of `Simulated.layer`. */
@@ -101,7 +102,7 @@ export class MachineState {
   readonly iommu: Iommu
   readonly vmas = new Vmas()
   readonly pt = new PageTable()
-  readonly lock: MmapLock = makeMmapLock()
+  readonly lock: MmapLock
   readonly notifiers: Notifiers
   readonly schedule: Schedule
   /** Device-private entries currently in the page table. */
@@ -116,8 +117,13 @@ export class MachineState {
   /** Is THP enabled for private anonymous memory? */
   readonly thp: boolean
 
-  constructor(options: SimulatedOptions = {}) {
+  /** The run's yield-point source (`Interleaving`), read when the machine was built. */
+  readonly interleaving: InterleavingApi
+
+  constructor(options: SimulatedOptions = {}, interleaving: InterleavingApi = uncontrolled) {
     this.options = options
+    this.interleaving = interleaving
+    this.lock = makeMmapLock({ slowPath: lockWait(interleaving, "mmap lock") })
     this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
     this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0 }
     this.addInjection(options.inject ?? {})
@@ -136,7 +142,7 @@ export class MachineState {
         this.invalidations[e]++
       }
     })
-    this.schedule = makeSchedule(options.schedule)
+    this.schedule = makeSchedule(options.schedule, interleaving)
     this.thp = options.thp ?? true
   }
 
@@ -189,7 +195,7 @@ export class MachineState {
 
 /** Creates a fresh machine. */
 export const makeMachine = (options?: SimulatedOptions): Effect.Effect<MachineState> =>
-  Effect.sync(() => new MachineState(options))
+  Effect.map(Interleaving, (il) => new MachineState(options, il))
 
 /**
  * The machine's internal state, provided by `Simulated.layer` next to the

@@ -15,6 +15,7 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
+import { type InterleavingApi, uncontrolled } from "../../services/Interleaving.ts"
 
 /** The schedule option: a seed for the PRNG, and the yield probability (default 0.5). */
 export interface ScheduleOptions {
@@ -26,6 +27,8 @@ export interface ScheduleOptions {
 export interface Schedule {
   /** A possible yield point: yields the fiber if the PRNG says so. */
   readonly point: Effect.Effect<void>
+  /** The same yield point labelled `label` for the explorer's traces (build once per component). */
+  readonly at: (label: string) => Effect.Effect<void>
   /** Draws the next PRNG value in `[0, 1)` (advances the state). */
   readonly next: () => number
   /** Number of yields taken so far. */
@@ -48,9 +51,16 @@ export const mulberry32 = (seed: number): (() => number) => {
  * Builds the schedule of a machine. `undefined` options give a schedule whose
  * yield point is `Effect.void`.
  */
-export const makeSchedule = (options: ScheduleOptions | undefined): Schedule => {
+export const makeSchedule = (options: ScheduleOptions | undefined, interleaving: InterleavingApi = uncontrolled): Schedule => {
+  if (interleaving.controlled) {
+    // The explorer decides the interleaving; the seed is not used.
+    let yields = 0
+    const count = Effect.sync(() => void yields++)
+    const at = (label: string) => Effect.andThen(count, interleaving.point(label))
+    return { point: at("machine"), at, next: () => 0, yields: () => yields }
+  }
   if (options === undefined) {
-    return { point: Effect.void, next: () => 0, yields: () => 0 }
+    return { point: Effect.void, at: () => Effect.void, next: () => 0, yields: () => 0 }
   }
   const rand = mulberry32(options.seed)
   const p = options.yieldProbability ?? 0.5
@@ -62,5 +72,5 @@ export const makeSchedule = (options: ScheduleOptions | undefined): Schedule => 
     }
     return Effect.void
   })
-  return { point, next: rand, yields: () => yields }
+  return { point, at: () => point, next: rand, yields: () => yields }
 }

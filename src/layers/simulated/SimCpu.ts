@@ -72,7 +72,7 @@ const exited = (call: string) => bad(`${call}: the address space has exited`)
 
 /** Builds the `Cpu` service of machine `st`. */
 export const makeCpu = (st: MachineState): Cpu["Service"] => {
-  const point = st.schedule.point
+  const point = st.schedule.at("cpu")
   const notifiers = st.notifiers
   const lock = st.lock
 

@@ -30,7 +30,7 @@ const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-d
 
 /** Builds the `Dma` service of machine `st`. */
 export const makeDma = (st: MachineState): Dma["Service"] => {
-  const point = st.schedule.point
+  const point = st.schedule.at("dma")
 
   const mapSync = (page: PageRef, order: number, dir: DmaDirection): DeviceAddress | BadAddress => {
     if (st.inject.dmaMapFail > 0) {

@@ -134,8 +134,11 @@ export const makeGpu = (st: MachineState): Gpu["Service"] => {
       }
     })
 
+  // a yield point only under the explorer (seeded schedules keep their old draws)
+  const point = st.interleaving.controlled ? st.schedule.at("gpu.access") : Effect.void
   const access = (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) =>
     Effect.gen(function*() {
+      yield* point
       if (!isAddress(addr) || !Number.isSafeInteger(length) || length <= 0 || !isAddress(addr + length - 1)) {
         return yield* fail(addr, `bad GPU access [${addr}, +${length})`)
       }

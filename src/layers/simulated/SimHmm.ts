@@ -36,7 +36,7 @@ import { type Pte, vpnOf } from "./PageTable.ts"
 
 /** Builds the `Hmm` service of machine `st`. */
 export const makeHmm = (st: MachineState): Hmm["Service"] => {
-  const point = st.schedule.point
+  const point = st.schedule.at("hmm")
   const notifiers = st.notifiers
 
   const checkArgs = (r: HmmRange): BadAddress | undefined => {

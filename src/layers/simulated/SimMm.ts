@@ -19,7 +19,7 @@ import { toVma } from "./Vmas.ts"
 
 /** Builds the `Mm` service of machine `st`. */
 export const makeMm = (st: MachineState): Mm["Service"] => {
-  const point = st.schedule.point
+  const point = st.schedule.at("mm")
   const acquire = Effect.flatMap(point, () =>
     Effect.suspend(() => {
       if (!st.alive) return Effect.fail(new BadAddress({ reason: "mmget_not_zero: the address space has exited" }))

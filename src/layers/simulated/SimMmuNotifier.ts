@@ -22,7 +22,7 @@ import type { MachineState } from "./MachineState.ts"
 
 /** Builds the `MmuNotifier` service of machine `st`. */
 export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
-  const point = st.schedule.point
+  const point = st.schedule.at("mmu-notifier")
   const n = st.notifiers
   return MmuNotifier.of({
     insert: (start: number, length: number, cb: InvalidateCallback) =>

@@ -143,7 +143,7 @@ const spanOf = (ptes: ReadonlyArray<DevicePte>): readonly [number, number] => {
 export const makePagemaps = (st: MachineState): SimPagemaps => {
   const cached = built.get(st)
   if (cached !== undefined) return cached
-  const point = st.schedule.point
+  const point = st.schedule.at("pagemap")
   const notifiers = st.notifiers
   const lock = st.lock
   const onViolation = (v: { readonly invariant: string; readonly detail: string }) => st.recordViolation(v)

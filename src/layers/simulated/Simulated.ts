@@ -27,6 +27,7 @@ import { Hmm } from "../../services/Hmm.ts"
 import { Machine } from "../../services/Machine.ts"
 import { Mm } from "../../services/Mm.ts"
 import { MmuNotifier } from "../../services/MmuNotifier.ts"
+import { Interleaving } from "../../services/Interleaving.ts"
 import { Pagemaps } from "../../services/Pagemaps.ts"
 import { MachineState, SimState, type SimulatedOptions } from "./MachineState.ts"
 import { makeCpu } from "./SimCpu.ts"
@@ -81,7 +82,7 @@ export const contextOf = (st: MachineState): Context.Context<SimulatedServices> 
  * `vramBytes` + `devicePrivateOwner` for device memory.
  */
 export const layer = (options: SimulatedOptions = {}): Layer.Layer<SimulatedServices> =>
-  Layer.effectContext(Effect.sync(() => contextOf(new MachineState(options))))
+  Layer.effectContext(Effect.map(Interleaving, (il) => contextOf(new MachineState(options, il))))
 
 /** The simulated machine's public API. */
 export const Simulated = { layer, contextOf } as const

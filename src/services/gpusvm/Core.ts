@@ -14,6 +14,7 @@ import type { Hmm } from "../Hmm.ts"
 import type { Mm } from "../Mm.ts"
 import type { MmuNotifier } from "../MmuNotifier.ts"
 import type { DeviceMapper } from "../Pagemaps.ts"
+import type { Effect } from "effect"
 import type { RwLock } from "../../domain/RwLock.ts"
 import type { SvmState } from "./State.ts"
 
@@ -33,6 +34,12 @@ export interface Core {
    */
   readonly state: TxRef.TxRef<SvmState>
   readonly lock: RwLock
+  /**
+   * One round of a retry loop (get_pages on EBUSY / a moved sequence, evict):
+   * `Effect.yieldNow` normally; under the explorer a spin yield point, so the
+   * actor it waits for can run.
+   */
+  readonly spin: Effect.Effect<void>
   readonly api: () => GpuSvmApi
   /** Counters (plain, mutated in `Effect.sync` after the state commits). */
   readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number }

@@ -195,7 +195,7 @@ const faultRange = Effect.fnUntraced(function*(
     if (Result.isSuccess(res)) return { pfns: res.success, seq }
     if (res.failure._tag !== "Busy") return yield* res.failure
     if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
-    yield* Effect.yieldNow
+    yield* core.spin
     seq = yield* core.mmu.readBegin(handle)
   }
 })
@@ -239,7 +239,7 @@ export const getPages = (core: Core) =>
       const outcome = yield* Lock.withRead(core.lock, mapStep(core, r, n.handle, pfns, seq, ctx, dir))
       if (outcome === "done") return
       if ((yield* Clock.currentTimeMillis) > deadline || round >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
-      yield* Effect.yieldNow
+      yield* core.spin
     }
   })
 
@@ -298,7 +298,7 @@ export const evict = (core: Core) =>
         if (res.failure._tag !== "Busy") {
           return yield* new BadAddress({ reason: `eviction fault failed: ${res.failure.reason}`, addr: res.failure.addr ?? r.start })
         }
-        yield* Effect.yieldNow
+        yield* core.spin
       }
     }).pipe(Effect.ensuring(core.mm.release))
   })

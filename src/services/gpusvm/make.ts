@@ -17,6 +17,7 @@ import { MmuNotifier } from "../MmuNotifier.ts"
 import { Pagemaps } from "../Pagemaps.ts"
 import type { Core } from "./Core.ts"
 import * as Lock from "../../domain/RwLock.ts"
+import { Interleaving, lockHooks } from "../Interleaving.ts"
 import * as Pages from "./Pages.ts"
 import * as Ranges from "./Ranges.ts"
 import * as State from "./State.ts"
@@ -33,7 +34,8 @@ export const make = (
   Effect.gen(function*() {
     const decoded = yield* Config.decode(config)
     const state = yield* TxRef.make(State.empty)
-    const lock = yield* Lock.make
+    const il = yield* Interleaving
+    const lock = Lock.makeUnsafe(lockHooks(il, "notifier lock"))
     let api: GpuSvmApi | undefined
     const core: Core = {
       config: decoded,
@@ -45,6 +47,7 @@ export const make = (
       pagemaps: yield* Pagemaps,
       state,
       lock,
+      spin: il.controlled ? il.point("gpusvm retry", { spin: true }) : Effect.yieldNow,
       api: () => api!,
       counters: { notifiersCreated: 0, notifiersRemoved: 0, rangesCreated: 0, rangesRemoved: 0 }
     }

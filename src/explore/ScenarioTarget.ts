@@ -1,0 +1,201 @@
+/**
+ * Scenarios as explorer targets: a run is `ScenarioRunner.run` under the
+ * controlled scheduler; a run violates when its result is not ok (an unmet
+ * expectation or a broken invariant), or when the scheduler ends it (deadlock,
+ * livelock, uncontrolled). The terminal state is the result without its
+ * duration.
+ *
+ * Also: exact replay of one schedule as a scenario result (`gpusvm simulate
+ * FILE --schedule S`), and shrinking of the scenario's steps (delta debugging)
+ * while a failing schedule still fails.
+ *
+ * @since 0.2.0
+ */
+import { Effect, Exit, Result } from "effect"
+import type { Scenario, Step } from "../domain/Scenario.ts"
+import type { ResultViolation, ScenarioResult } from "../domain/ScenarioResult.ts"
+import * as ScheduleString from "../domain/ScheduleString.ts"
+import { asActor } from "../services/Interleaving.ts"
+import * as Runner from "../programs/ScenarioRunner.ts"
+import { describeEnd, type RunRecord } from "./Controller.ts"
+import { type CheckOptions, type CheckResult, type InvalidExploreOptions, check, runTarget, shrinkRun, type Target, type Verdict, verdictOf } from "./Explore.ts"
+import { Replay } from "./Strategies.ts"
+
+/** The kind of a failed scenario result: its first violation's invariant, else `expectation`. */
+const kindOf = (r: ScenarioResult): string => r.violations[0]?.invariant ?? "expectation"
+
+const detailOf = (r: ScenarioResult): string =>
+  r.violations[0] !== undefined
+    ? r.violations[0].detail
+    : r.failures[0] !== undefined
+    ? `${r.failures[0].step}: ${r.failures[0].detail}`
+    : "failed"
+
+/**
+ * The explorer target of a scenario on the machines `factory` builds.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const target = (scenario: Scenario, factory: Runner.MachineFactory, options: Runner.RunOptions = {}): Target<ScenarioResult> => ({
+  program: asActor(Runner.run(scenario, factory, options), "main"),
+  judge: (exit: Exit.Exit<ScenarioResult, unknown>): Verdict => {
+    if (Exit.isFailure(exit)) return { violation: { kind: "runner", detail: String(exit.cause) }, fingerprint: "runner" }
+    const r = exit.value
+    const { durationMs: _, ...state } = r
+    const fingerprint = JSON.stringify(state)
+    return r.ok ? { fingerprint } : { violation: { kind: kindOf(r), detail: detailOf(r) }, fingerprint }
+  }
+})
+
+/** A scenario result standing for a run the scheduler ended (deadlock, livelock, …). */
+const endedResult = (scenario: Scenario, rec: RunRecord, kind: string): ScenarioResult => ({
+  scenario: scenario.name,
+  ok: false,
+  violations: [{ invariant: kind, detail: describeEnd(rec.end) } satisfies ResultViolation],
+  failures: [],
+  metrics: {
+    faults: 0,
+    faultRetries: { EAGAIN: 0, EBUSY: 0, EOPNOTSUPP: 0, EFAULT: 0, EPERM: 0 },
+    rangesCreated: 0,
+    rangesRemoved: 0,
+    notifiersCreated: 0,
+    notifiersRemoved: 0,
+    invalidations: { unmap: 0, clear: 0, migrate: 0 },
+    bytesToVram: 0,
+    bytesToRam: 0,
+    evictions: 0,
+    gcRuns: 0,
+    dmaMappingsLive: 0,
+    deviceBytesLive: 0
+  },
+  ranges: [],
+  notifiers: [],
+  durationMs: rec.virtualMs
+})
+
+/**
+ * Runs `scenario` once along the schedule string `schedule` (strict replay)
+ * and returns its result, exactly as the explorer's run that printed the
+ * string produced it; a run the scheduler ended is a result whose violation
+ * names how (`deadlock`, `livelock`, `uncontrolled`, `diverged`).
+ *
+ * @since 0.2.0
+ * @category running
+ */
+export const replay = (
+  scenario: Scenario,
+  factory: Runner.MachineFactory,
+  schedule: string,
+  options: Runner.RunOptions = {}
+): Effect.Effect<{ readonly result: ScenarioResult; readonly record: RunRecord }, ScheduleString.InvalidSchedule> =>
+  Effect.suspend(() => {
+    const decoded = ScheduleString.decode(schedule)
+    if (Result.isFailure(decoded)) return Effect.fail(decoded.failure)
+    const t = target(scenario, factory, options)
+    return Effect.promise(async () => {
+      const record = await runTarget(t, new Replay(decoded.success), undefined)
+      if (record.end._tag === "Done" && Exit.isSuccess(record.end.exit)) return { result: record.end.exit.value as ScenarioResult, record }
+      const v = verdictOf(t, record)
+      return { result: endedResult(scenario, record, v?.violation?.kind ?? "runner"), record }
+    })
+  })
+
+/** The scenario with one step removed (thread `t`, step `i`); a thread left empty is dropped. */
+const without = (s: Scenario, t: number, i: number): Scenario => {
+  const threads = s.threads.map((th, k) => (k === t ? { ...th, steps: th.steps.filter((_: Step, j: number) => j !== i) } : th))
+  return { ...s, threads: threads.filter((th) => th.steps.length > 0) }
+}
+
+/**
+ * Delta-debugs a failing scenario: removes one step at a time (last first) and
+ * keeps the removal when the shrunk schedule, replayed leniently, still fails
+ * with the same kind; repeats to a fixpoint (bounded by `attempts` runs).
+ * Returns the smallest scenario found and its failing run.
+ *
+ * @since 0.2.0
+ * @category shrinking
+ */
+export const shrinkSteps = async (
+  scenario: Scenario,
+  factory: Runner.MachineFactory,
+  choices: ReadonlyArray<number>,
+  kind: string,
+  options: Runner.RunOptions = {},
+  attempts = 300
+): Promise<{ readonly scenario: Scenario; readonly record: RunRecord } | undefined> => {
+  let best: { scenario: Scenario; record: RunRecord } | undefined
+  let current = scenario
+  let currentChoices = choices
+  let tries = 0
+  let changed = true
+  while (changed && tries < attempts) {
+    changed = false
+    outer: for (let t = current.threads.length - 1; t >= 0; t--) {
+      for (let i = current.threads[t]!.steps.length - 1; i >= 0; i--) {
+        if (++tries > attempts) break outer
+        const candidate = without(current, t, i)
+        if (candidate.threads.length === 0) continue
+        const tg = target(candidate, factory, options)
+        const rec = await runTarget(tg, new Replay(currentChoices, true), undefined)
+        if (verdictOf(tg, rec)?.violation?.kind !== kind) continue
+        const shrunk = await shrinkRun(tg, rec, kind, undefined, 50)
+        current = candidate
+        currentChoices = shrunk.choices
+        best = { scenario: candidate, record: shrunk }
+        changed = true
+        break outer
+      }
+    }
+  }
+  return best
+}
+
+/** The result of exploring a scenario: the check, and the shrunk scenario if a violation was found. @since 0.2.0 @category models */
+export interface ScenarioCheck {
+  readonly check: CheckResult
+  /** The failing scenario after step shrinking (same as the input when nothing could be removed). */
+  readonly minimal: Scenario | undefined
+}
+
+/**
+ * Explores a scenario: `Explore.check` over its schedules, then (on a
+ * violation) shrinks its steps; the violation reported is that of the
+ * minimal scenario, with a schedule string that replays on it.
+ *
+ * @since 0.2.0
+ * @category checking
+ */
+export const explore = (
+  scenario: Scenario,
+  factory: Runner.MachineFactory,
+  options: CheckOptions & { readonly shrinkSteps?: boolean } = {},
+  runOptions: Runner.RunOptions = {}
+): Effect.Effect<ScenarioCheck, ScheduleString.InvalidSchedule | InvalidExploreOptions> =>
+  Effect.gen(function*() {
+    const result = yield* check(target(scenario, factory, runOptions), options)
+    const v = result.violation
+    if (v === undefined || options.shrinkSteps === false || (options.strategy ?? "dfs") === "replay") return { check: result, minimal: v === undefined ? undefined : scenario }
+    const decoded = ScheduleString.decode(v.schedule)
+    if (Result.isFailure(decoded)) return { check: result, minimal: scenario }
+    const shrunk = yield* Effect.promise(() => shrinkSteps(scenario, factory, decoded.success, v.kind, runOptions))
+    if (shrunk === undefined) return { check: result, minimal: scenario }
+    const tg = target(shrunk.scenario, factory, runOptions)
+    const verdict = verdictOf(tg, shrunk.record)?.violation ?? v
+    return {
+      check: {
+        ...result,
+        violation: {
+          ...v,
+          kind: verdict.kind,
+          detail: verdict.detail,
+          schedule: ScheduleString.encode(shrunk.record.choices),
+          preemptions: shrunk.record.preemptions,
+          steps: shrunk.record.choices.length,
+          actors: shrunk.record.actors,
+          trace: shrunk.record.trace
+        }
+      },
+      minimal: shrunk.scenario
+    }
+  })
