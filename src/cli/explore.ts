@@ -16,6 +16,8 @@ import { Argument, Command, Flag } from "effect/cli"
 import type { Scenario } from "../domain/Scenario.ts"
 import type { CheckOptions, CheckResult, Progress, Violation } from "../explore/Explore.ts"
 import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
+import { exploreParallel } from "../explore/Workers.ts"
+import { Worker } from "node:worker_threads"
 import { loadWord } from "./load.ts"
 import { simulated } from "./machines.ts"
 
@@ -30,6 +32,12 @@ const wholeNumber = (flag: string, raw: string, min: number): number | string =>
   const n = Number(raw)
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min) return `--${flag}: expected a whole number ≥ ${min}, got "${raw}"`
   return n
+}
+
+/** A worker thread running `exploreWorker` (the same extension as this module: .ts from source, .js when built). */
+const spawnWorker = (id: number): Worker => {
+  const ext = import.meta.url.endsWith(".ts") ? ".ts" : ".js"
+  return new Worker(new URL(`./exploreWorker${ext}`, import.meta.url), { workerData: id })
 }
 
 /** Draws the progress line on stderr (terminals only). */
@@ -149,7 +157,9 @@ export const explore = Command.make(
     const { scenario, source } = loaded.success
     if (!a.json) options.onProgress = progressLine
     void source
-    const run = ScenarioTarget.explore(scenario, simulated, options)
+    const run = workers > 1
+      ? exploreParallel(scenario, simulated, options, workers, spawnWorker)
+      : ScenarioTarget.explore(scenario, simulated, options)
     const outcome = yield* Effect.result(run)
     clearProgress()
     if (outcome._tag === "Failure") return yield* badInput(outcome.failure.message)

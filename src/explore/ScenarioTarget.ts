@@ -18,7 +18,7 @@ import * as ScheduleString from "../domain/ScheduleString.ts"
 import { asActor } from "../services/Interleaving.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { describeEnd, type RunRecord } from "./Controller.ts"
-import { type CheckOptions, type CheckResult, type InvalidExploreOptions, check, runTarget, shrinkRun, type Target, type Verdict, verdictOf } from "./Explore.ts"
+import { type CheckOptions, type CheckResult, type InvalidExploreOptions, check, runTarget, shrinkRun, type Target, type Verdict, verdictOf, type Violation } from "./Explore.ts"
 import { Replay } from "./Strategies.ts"
 
 /** The kind of a failed scenario result: its first violation's invariant, else `expectation`. */
@@ -154,13 +154,61 @@ export const shrinkSteps = async (
 /** The result of exploring a scenario: the check, and the shrunk scenario if a violation was found. @since 0.2.0 @category models */
 export interface ScenarioCheck {
   readonly check: CheckResult
-  /** The failing scenario after step shrinking (same as the input when nothing could be removed). */
+  /** The failing scenario after step shrinking (the input itself when nothing could be removed). */
   readonly minimal: Scenario | undefined
 }
 
+/** Options of a scenario exploration: `Explore.check`'s, plus step shrinking (default on). @since 0.2.0 @category models */
+export type ScenarioCheckOptions = CheckOptions & { readonly shrinkSteps?: boolean }
+
+/**
+ * Shrinks a failing run of `scenario` (its choices and the violation as
+ * found): first to the fewest preemptions (`Explore.shrinkRun`), then the
+ * scenario's steps (`shrinkSteps`). The violation returned carries a schedule
+ * that replays on the minimal scenario, and `found` as it was.
+ *
+ * @since 0.2.0
+ * @category shrinking
+ */
+export const shrink = (
+  scenario: Scenario,
+  factory: Runner.MachineFactory,
+  choices: ReadonlyArray<number>,
+  found: Violation,
+  options: ScenarioCheckOptions = {},
+  runOptions: Runner.RunOptions = {}
+): Effect.Effect<{ readonly violation: Violation; readonly minimal: Scenario }> =>
+  Effect.promise(async () => {
+    const tg = target(scenario, factory, runOptions)
+    const first = await runTarget(tg, new Replay(choices), options.maxSteps)
+    let rec = options.shrink === false ? first : await shrinkRun(tg, first, found.kind, options.maxSteps)
+    let minimal = scenario
+    if (options.shrinkSteps !== false) {
+      const smaller = await shrinkSteps(scenario, factory, rec.choices, found.kind, runOptions)
+      if (smaller !== undefined) {
+        minimal = smaller.scenario
+        rec = smaller.record
+      }
+    }
+    const v = verdictOf(target(minimal, factory, runOptions), rec)?.violation ?? found
+    return {
+      violation: {
+        ...found,
+        kind: v.kind,
+        detail: v.detail,
+        schedule: ScheduleString.encode(rec.choices),
+        preemptions: rec.preemptions,
+        steps: rec.choices.length,
+        actors: rec.actors,
+        trace: rec.trace
+      },
+      minimal
+    }
+  })
+
 /**
  * Explores a scenario: `Explore.check` over its schedules, then (on a
- * violation) shrinks its steps; the violation reported is that of the
+ * violation) {@link shrink}s it; the violation reported is that of the
  * minimal scenario, with a schedule string that replays on it.
  *
  * @since 0.2.0
@@ -169,33 +217,17 @@ export interface ScenarioCheck {
 export const explore = (
   scenario: Scenario,
   factory: Runner.MachineFactory,
-  options: CheckOptions & { readonly shrinkSteps?: boolean } = {},
+  options: ScenarioCheckOptions = {},
   runOptions: Runner.RunOptions = {}
 ): Effect.Effect<ScenarioCheck, ScheduleString.InvalidSchedule | InvalidExploreOptions> =>
   Effect.gen(function*() {
-    const result = yield* check(target(scenario, factory, runOptions), options)
+    const replaying = (options.strategy ?? "dfs") === "replay"
+    const result = yield* check(target(scenario, factory, runOptions), { ...options, shrink: false })
     const v = result.violation
-    if (v === undefined || options.shrinkSteps === false || (options.strategy ?? "dfs") === "replay") return { check: result, minimal: v === undefined ? undefined : scenario }
+    if (v === undefined) return { check: result, minimal: undefined }
+    if (replaying || (options.shrink === false && options.shrinkSteps === false)) return { check: result, minimal: scenario }
     const decoded = ScheduleString.decode(v.schedule)
     if (Result.isFailure(decoded)) return { check: result, minimal: scenario }
-    const shrunk = yield* Effect.promise(() => shrinkSteps(scenario, factory, decoded.success, v.kind, runOptions))
-    if (shrunk === undefined) return { check: result, minimal: scenario }
-    const tg = target(shrunk.scenario, factory, runOptions)
-    const verdict = verdictOf(tg, shrunk.record)?.violation ?? v
-    return {
-      check: {
-        ...result,
-        violation: {
-          ...v,
-          kind: verdict.kind,
-          detail: verdict.detail,
-          schedule: ScheduleString.encode(shrunk.record.choices),
-          preemptions: shrunk.record.preemptions,
-          steps: shrunk.record.choices.length,
-          actors: shrunk.record.actors,
-          trace: shrunk.record.trace
-        }
-      },
-      minimal: shrunk.scenario
-    }
+    const shrunk = yield* shrink(scenario, factory, decoded.success, v, options, runOptions)
+    return { check: { ...result, violation: shrunk.violation }, minimal: shrunk.minimal }
   })

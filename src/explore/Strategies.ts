@@ -136,7 +136,30 @@ export class Dfs implements Chooser {
     }
     node.chosen = pick
     this.stack.push(node)
+    if (this.splitAt !== undefined && this.stack.filter((n) => this.branches(n)).length >= this.splitAt && this.branches(node)) {
+      // Splitting: this prefix is a subtree for a worker; abandon the run here.
+      this.split.push({ prefix: this.stack.map((n) => n.chosen), completedBefore: this.completed })
+      return undefined
+    }
     return pick
+  }
+
+  /** Does `node` have more than one allowed candidate (a real branch point)? */
+  private branches(node: Node): boolean {
+    let n = 0
+    for (const a of node.order) if (!node.sleep.has(a) && node.preemptionsBefore + this.cost(node, a) <= this.bound) n++
+    return n > 1
+  }
+
+  /** Split mode: stop every run at its `splitAt`-th branch point and collect the prefixes (see `Workers.ts`). */
+  splitAt: number | undefined = undefined
+  /** The prefixes collected in split mode, in DFS order, each with the number of runs completed before it. */
+  readonly split: Array<{ readonly prefix: ReadonlyArray<number>; readonly completedBefore: number }> = []
+  /** Runs that reached an end (the caller counts them with `completedRun`). */
+  private completed = 0
+  /** Counts a run that ended (not pruned, not split), for split bookkeeping. */
+  completedRun(): void {
+    this.completed++
   }
 
   /** The sleep set of a new node below `parent` (Godefroid's sleep sets). */

@@ -67,17 +67,24 @@ const SLAB_PAGES = 512
  */
 export class PageStore {
   private slab: ArrayBuffer | undefined
-  private next = SLAB_PAGES
+  private slabPages = 0
+  private next = 0
   private readonly free: Array<Uint8Array> = []
   /** Slabs allocated so far. */
   slabs = 0
 
-  /** A zeroed 4 KiB buffer (`zero: false`: contents unspecified, for a caller that overwrites all of it). */
+  /**
+   * A zeroed 4 KiB buffer (`zero: false`: contents unspecified, for a caller
+   * that overwrites all of it). Slabs start at 16 pages and double up to
+   * 2 MiB, so a machine that touches a few pages (the explorer builds one per
+   * schedule) does not allocate and zero 2 MiB.
+   */
   take(zero = true): Uint8Array {
     const r = this.free.pop()
     if (r !== undefined) return zero ? r.fill(0) : r
-    if (this.next === SLAB_PAGES || this.slab === undefined) {
-      this.slab = new ArrayBuffer(SLAB_PAGES * PAGE_SIZE)
+    if (this.slab === undefined || this.next === this.slabPages) {
+      this.slabPages = Math.min(SLAB_PAGES, this.slabPages === 0 ? 16 : this.slabPages * 2)
+      this.slab = new ArrayBuffer(this.slabPages * PAGE_SIZE)
       this.slabs++
       this.next = 0
     }
