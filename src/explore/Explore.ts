@@ -222,7 +222,10 @@ export const shrinkRun = async <A>(
 }
 
 /**
- * Explores the schedules of a target (or of a plain effect). Never fails: a
+ * Explores the schedules of a target (or of a plain effect). The program runs
+ * once per schedule, from scratch: whatever it mutates must be created inside
+ * it (build state in `Effect.suspend` / `Effect.gen`, not in the closure that
+ * builds the effect), or runs see each other's leftovers. Never fails: a
  * bad option (e.g. `replay` without `schedule`, or a schedule string that does
  * not parse) is returned as `InvalidSchedule` / `InvalidExploreOptions` in the
  * error channel.

@@ -92,7 +92,8 @@ export class Dfs implements Chooser {
   }
 
   private allowed(node: Node, actor: number): boolean {
-    return !node.sleep.has(actor) && !node.done.has(actor) && node.preemptionsBefore + this.cost(node, actor) <= this.bound
+    return !node.sleep.has(actor) && !node.done.has(actor) && node.preemptionsBefore + this.cost(node, actor) <= this.bound &&
+      !(this.splitting && this.handedOff.has(node, actor))
   }
 
   readonly choose = (d: Decision): number | undefined => {
@@ -136,31 +137,39 @@ export class Dfs implements Chooser {
     }
     node.chosen = pick
     this.stack.push(node)
-    if (this.splitAt !== undefined && this.stack.filter((n) => this.branches(n)).length >= this.splitAt && this.branches(node)) {
-      // Splitting: this prefix is a subtree for a worker; abandon the run here.
-      this.split.push({ prefix: this.stack.map((n) => n.chosen), completedBefore: this.completed })
-      return undefined
+    if (this.splitting) {
+      // Split mode: every other allowed candidate here roots a subtree for a
+      // worker; this search walks on along the first candidate only.
+      const here = this.stack.map((n) => n.chosen)
+      node.order.forEach((alt, rank) => {
+        if (alt === pick || !this.allowed(node, alt)) return
+        this.split.push({ prefix: [...here.slice(0, -1), alt], depth: depth, rank })
+      })
+      for (const alt of node.order) if (alt !== pick) this.handedOff.add(node, alt)
     }
     return pick
   }
 
-  /** Does `node` have more than one allowed candidate (a real branch point)? */
-  private branches(node: Node): boolean {
-    let n = 0
-    for (const a of node.order) if (!node.sleep.has(a) && node.preemptionsBefore + this.cost(node, a) <= this.bound) n++
-    return n > 1
+  /**
+   * Split mode (see `Workers.ts`): the search runs one schedule (the
+   * left-most, "spine") and hands every sibling subtree off as a prefix in
+   * {@link split}.
+   */
+  splitting = false
+  /** Candidates handed off to workers (never explored here; not "done" for sleep sets, which follow DFS order). */
+  private readonly handedOff = {
+    marks: new WeakMap<Node, Set<number>>(),
+    add(node: Node, a: number) {
+      let set = this.marks.get(node)
+      if (set === undefined) this.marks.set(node, set = new Set())
+      set.add(a)
+    },
+    has(node: Node, a: number) {
+      return this.marks.get(node)?.has(a) === true
+    }
   }
-
-  /** Split mode: stop every run at its `splitAt`-th branch point and collect the prefixes (see `Workers.ts`). */
-  splitAt: number | undefined = undefined
-  /** The prefixes collected in split mode, in DFS order, each with the number of runs completed before it. */
-  readonly split: Array<{ readonly prefix: ReadonlyArray<number>; readonly completedBefore: number }> = []
-  /** Runs that reached an end (the caller counts them with `completedRun`). */
-  private completed = 0
-  /** Counts a run that ended (not pruned, not split), for split bookkeeping. */
-  completedRun(): void {
-    this.completed++
-  }
+  /** The prefixes split off, with their depth and rank among their siblings. */
+  readonly split: Array<{ readonly prefix: ReadonlyArray<number>; readonly depth: number; readonly rank: number }> = []
 
   /** The sleep set of a new node below `parent` (Godefroid's sleep sets). */
   private sleepFor(d: Decision, parent: Node | undefined): ReadonlySet<number> {

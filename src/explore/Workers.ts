@@ -2,11 +2,11 @@
  * A DFS split across worker threads (`gpusvm explore --workers N`), with the
  * same result whatever N.
  *
- * 1. The main thread runs the DFS in *split mode*: every run stops at its
- *    `splitAt`-th branch point and the prefix of choices up to there becomes
- *    a task (runs that end before are counted there and then). Prefixes come
- *    out in DFS order; `splitAt` grows until there are at least 4 tasks per
- *    worker (or the tree is too shallow).
+ * 1. The main thread runs the left-most schedule (the "spine") in *split
+ *    mode*: at every branch point along it, each other allowed candidate
+ *    becomes a task (the prefix of choices up to and including it). A spine
+ *    of L branch points gives about L tasks of falling size, handed out
+ *    largest first as workers free up.
  * 2. Each worker (an effect worker over `node:worker_threads`, see
  *    `@effect/platform-node` `NodeWorker`) explores the subtree below a prefix
  *    with a `Dfs` seeded with that prefix; a prefix node treats its earlier
@@ -109,38 +109,54 @@ export const runSubtree = async (task: Task, factory: Runner.MachineFactory, wor
   return { worker, index: task.index, schedules, pruned, complete, longest, fingerprints: [...fingerprints], violation: undefined }
 }
 
-interface Split {
-  readonly tasks: ReadonlyArray<{ readonly prefix: ReadonlyArray<number>; readonly completedBefore: number }>
-  /** Runs that ended in the main thread, in DFS order, each with how many prefixes came before it. */
-  readonly ended: ReadonlyArray<{ readonly before: number; readonly fingerprint: number; readonly violation?: { readonly choices: ReadonlyArray<number>; readonly kind: string; readonly detail: string } }>
-  readonly pruned: number
-  readonly longest: number
-}
+/** One item of the search in DFS order: a schedule already run in the main thread, or a subtree for a worker. */
+type Item =
+  | { readonly _tag: "Run"; readonly fingerprint: number; readonly violation?: { readonly choices: ReadonlyArray<number>; readonly kind: string; readonly detail: string } }
+  | { readonly _tag: "Pruned" }
+  | { readonly _tag: "Task"; readonly prefix: ReadonlyArray<number> }
 
-const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, splitAt: number): Promise<Split> => {
+/**
+ * Runs the left-most schedule below `prefix` in split mode: the run itself,
+ * then every sibling subtree along it, in DFS order (a deeper sibling is
+ * explored before a shallower one; siblings in candidate order).
+ */
+const expand = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, prefix: ReadonlyArray<number>): Promise<{ readonly items: Array<Item>; readonly longest: number }> => {
   const target = ScenarioTarget.target(scenario, factory)
   const bound = o.preemptions === "all" ? Infinity : (o.preemptions ?? 2)
-  const dfs = new Dfs(bound, o.reduction ?? true)
-  dfs.splitAt = splitAt
-  const ended: Array<Split["ended"][number]> = []
-  let pruned = 0
+  const dfs = new Dfs(bound, o.reduction ?? true, prefix)
+  dfs.splitting = true
+  const rec = await runOnce(target.program, dfs, o.maxSteps === undefined ? {} : { maxSteps: o.maxSteps })
+  const v = verdictOf(target, rec)
+  const first: Item = v === undefined
+    ? { _tag: "Pruned" }
+    : { _tag: "Run", fingerprint: hash(v.fingerprint), ...(v.violation === undefined ? {} : { violation: { choices: rec.choices, ...v.violation } }) }
+  const subtrees = [...dfs.split].sort((a, b) => b.depth - a.depth || a.rank - b.rank).map((t): Item => ({ _tag: "Task", prefix: t.prefix }))
+  return { items: [first, ...subtrees], longest: rec.choices.length }
+}
+
+/**
+ * The split: starting from the whole tree, expand the largest subtree (the
+ * shortest prefix) in place until there are `want` subtrees, a main-thread
+ * run finds a violation, or `maxRuns` spine runs were spent.
+ */
+const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, want: number, maxRuns: number) => {
+  let items: Array<Item> = [{ _tag: "Task", prefix: [] }]
   let longest = 0
-  for (;;) {
-    const before = dfs.split.length
-    const rec = await runOnce(target.program, dfs, o.maxSteps === undefined ? {} : { maxSteps: o.maxSteps })
-    longest = Math.max(longest, rec.choices.length)
-    if (dfs.split.length === before) {
-      const v = verdictOf(target, rec)
-      if (v === undefined) pruned++
-      else {
-        dfs.completedRun()
-        ended.push({ before, fingerprint: hash(v.fingerprint), ...(v.violation === undefined ? {} : { violation: { choices: rec.choices, ...v.violation } }) })
-        if (v.violation !== undefined) break
-      }
+  for (let runs = 0; runs < maxRuns; runs++) {
+    const tasks = items.filter((x) => x._tag === "Task").length
+    if (runs > 0 && tasks >= want) break
+    if (items.some((x) => x._tag === "Run" && x.violation !== undefined)) break
+    let at = -1
+    for (let k = 0; k < items.length; k++) {
+      const x = items[k]!
+      if (x._tag === "Task" && (at < 0 || x.prefix.length < (items[at] as { prefix: ReadonlyArray<number> }).prefix.length)) at = k
     }
-    if (!dfs.advance()) break
+    if (at < 0) break
+    const e = await expand(scenario, factory, o, (items[at] as { prefix: ReadonlyArray<number> }).prefix)
+    longest = Math.max(longest, e.longest)
+    items = [...items.slice(0, at), ...e.items, ...items.slice(at + 1)]
   }
-  return { tasks: dfs.split, ended, pruned, longest }
+  return { items, longest }
 }
 
 /**
@@ -166,52 +182,57 @@ export const exploreParallel = (
     const started = performance.now()
     const deadline = options.timeSeconds === undefined ? Number.MAX_SAFE_INTEGER : Date.now() + options.timeSeconds * 1000
     // 1. split
-    let split = yield* Effect.promise(() => collect(scenario, factory, options, 1))
-    for (let at = 2; split.tasks.length < 4 * workers && at <= 8 && split.ended.every((e) => e.violation === undefined); at++) {
-      const deeper = yield* Effect.promise(() => collect(scenario, factory, options, at))
-      if (deeper.tasks.length <= split.tasks.length) break
-      split = deeper
-    }
-    const mainViolation = split.ended.find((e) => e.violation !== undefined)
-    const limit = mainViolation === undefined ? split.tasks.length : mainViolation.before
+    const split = yield* Effect.promise(() => collect(scenario, factory, options, 8 * workers, 64))
+    const items = split.items
+    const firstMainViolation = items.findIndex((x) => x._tag === "Run" && x.violation !== undefined)
+    const horizon = firstMainViolation < 0 ? items.length : firstMainViolation
+    // tasks before the horizon, largest (shortest prefix) first
+    const order = items
+      .map((x, k) => ({ x, k }))
+      .filter((t) => t.k < horizon && t.x._tag === "Task")
+      .sort((a, b) => (a.x as { prefix: ReadonlyArray<number> }).prefix.length - (b.x as { prefix: ReadonlyArray<number> }).prefix.length || a.k - b.k)
+      .map((t) => t.k)
     // 2. run the subtrees
     const replies = new Map<number, Reply>()
-    if (limit > 0) {
+    if (order.length > 0) {
       yield* Effect.scoped(Effect.gen(function*() {
         const platform = yield* Worker.WorkerPlatform
         const inbox = yield* Queue.unbounded<Reply>()
         const live: Array<Worker.Worker<Reply, Task>> = []
-        for (let id = 0; id < Math.min(workers, limit); id++) {
+        for (let id = 0; id < Math.min(workers, order.length); id++) {
           const w = yield* platform.spawn<Reply, Task>(id)
           yield* Effect.forkScoped(w.run((reply) => Queue.offer(inbox, reply)))
           live.push(w)
         }
         let next = 0
+        let firstBad = horizon
         const task = (index: number): Task => ({
           index,
           scenario,
-          prefix: split.tasks[index]!.prefix,
+          prefix: (items[index] as { prefix: ReadonlyArray<number> }).prefix,
           preemptions: options.preemptions ?? 2,
           reduction: options.reduction ?? true,
           maxSteps: options.maxSteps,
           deadline
         })
-        for (const w of live) if (next < limit) yield* w.send(task(next++))
-        let firstBad = Infinity
-        let outstanding = live.length
+        const sendNext = (w: Worker.Worker<Reply, Task>) =>
+          Effect.suspend(() => {
+            while (next < order.length && order[next]! > firstBad) next++
+            if (next >= order.length) return Effect.succeed(false)
+            return Effect.as(w.send(task(order[next++]!)), true)
+          })
+        let outstanding = 0
+        for (const w of live) if (yield* sendNext(w)) outstanding++
         while (outstanding > 0) {
           const r = yield* Queue.take(inbox)
           outstanding--
           replies.set(r.index, r)
           if (r.violation !== undefined) firstBad = Math.min(firstBad, r.index)
-          if (next < Math.min(limit, firstBad)) {
-            yield* live[r.worker]!.send(task(next++))
-            outstanding++
-          }
+          if (yield* sendNext(live[r.worker]!)) outstanding++
           if (options.onProgress !== undefined) {
             const done = [...replies.values()].reduce((a, x) => a + x.schedules, 0)
             const el = performance.now() - started
-            options.onProgress({ schedules: done, pruned: 0, elapsedMs: el, schedulesPerSecond: done / (el / 1000), frontier: next })
+            options.onProgress({ schedules: done, pruned: 0, elapsedMs: el, schedulesPerSecond: done / (el / 1000), frontier: order.length - next })
           }
         }
       }).pipe(Effect.provide(NodeWorker.layer(spawn)), Effect.orDie))
@@ -219,19 +240,22 @@ export const exploreParallel = (
     // 3. merge in DFS order
     const states = new Set<number>()
     let schedules = 0
-    let pruned = split.pruned
+    let pruned = 0
     let longest = split.longest
     let complete = true
     let violation: { choices: ReadonlyArray<number>; kind: string; detail: string } | undefined
-    let e = 0
-    for (let i = 0; i <= split.tasks.length && violation === undefined; i++) {
-      while (e < split.ended.length && split.ended[e]!.before <= i && violation === undefined) {
-        const x = split.ended[e++]!
+    for (let i = 0; i < items.length && violation === undefined; i++) {
+      const x = items[i]!
+      if (x._tag === "Pruned") {
+        pruned++
+        continue
+      }
+      if (x._tag === "Run") {
         schedules++
         states.add(x.fingerprint)
-        if (x.violation !== undefined) violation = x.violation
+        violation = x.violation
+        continue
       }
-      if (i === split.tasks.length || violation !== undefined) break
       const r = replies.get(i)
       if (r === undefined) {
         complete = false

@@ -1,5 +1,5 @@
 /**
- * The safety property of kernel-semantics §6 under seeded interleavings: fibers
+ * The safety property of kernel-semantics §6 under explored interleavings: fibers
  * running the driver's commit protocol (find_or_insert → get_pages → under the
  * notifier lock, commit a GPU binding only if `rangePagesValid`) race CPU fibers
  * doing munmap / mprotect / madvise(DONTNEED) on the same memory.
@@ -12,6 +12,9 @@
  *   `[a, b)` committed before its callback ran survives;
  * - the machine's IOMMU model saw no frame freed while DMA-mapped and no bad
  *   unmap; after `fini` no DMA mapping is left.
+ *
+ * The interleavings are the explorer's (issue #12): 10 seeded workloads × 20
+ * PCT schedules (depth 3) each.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Option, Semaphore } from "effect"
@@ -20,9 +23,12 @@ import { Cpu } from "../../src/services/Cpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
 import { SimState } from "../../src/layers/simulated/Simulated.ts"
+import { Explore } from "../../src/explore/Explore.ts"
+import { asActor } from "../../src/services/Interleaving.ts"
 import { GPUVA_END, GPUVA_START, KiB, makeDriver, MiB, svmLayer } from "../support/harness.ts"
 
-const SCHEDULES = 200
+const WORKLOADS = 10
+const SCHEDULES_PER_WORKLOAD = 20
 const REGION = 4 * MiB
 
 const runSchedule = (seed: number) => {
@@ -94,28 +100,33 @@ const runSchedule = (seed: number) => {
         }
       }
     })
-    const fibers = yield* Effect.forEach([gpu(0), gpu(1), cpuFiber], (e) => Effect.forkChild(e))
+    const fibers = yield* Effect.forEach([asActor(gpu(0), "gpu0"), asActor(gpu(1), "gpu1"), asActor(cpuFiber, "cpu")], (e) => Effect.forkChild(e))
     yield* Effect.forEach(fibers, Fiber.join, { discard: true })
     const violations = yield* machine.violations
     for (const v of violations) failures.push(`seed ${seed}: machine violation ${v.invariant}: ${v.detail}`)
     yield* svm.fini
     if ((yield* machine.stats).dmaMappingsLive !== 0) failures.push(`seed ${seed}: DMA mappings left after fini`)
     return { failures, commits: driver.tick }
-  }).pipe(Effect.provide(svmLayer(driver, { machine: { schedule: { seed } } })))
+  }).pipe(Effect.provide(svmLayer(driver, { machine: {} })))
 }
 
-describe("GpuSvm §6 safety under seeded interleavings", () => {
-  it.effect(`§6 no stale binding or DMA mapping survives an invalidation (${SCHEDULES} schedules)`, () =>
+describe("GpuSvm §6 safety under explored interleavings", () => {
+  it.effect(`§6 no stale binding or DMA mapping survives an invalidation (${WORKLOADS} workloads × ${SCHEDULES_PER_WORKLOAD} PCT schedules)`, () =>
     Effect.gen(function*() {
-      const all: Array<string> = []
       let commits = 0
-      for (let seed = 1; seed <= SCHEDULES; seed++) {
-        const { failures, commits: c } = yield* runSchedule(seed)
-        all.push(...failures)
-        commits += c
+      let schedules = 0
+      for (let seed = 1; seed <= WORKLOADS; seed++) {
+        // Effect.suspend: every schedule gets a fresh driver record (runSchedule builds it)
+        const program = Effect.flatMap(Effect.suspend(() => runSchedule(seed)), ({ failures, commits: c }) => {
+          commits += c
+          return failures.length === 0 ? Effect.void : Effect.fail(failures.slice(0, 4).join("; "))
+        })
+        const r = yield* Explore.check(program, { strategy: "pct", depth: 3, budget: SCHEDULES_PER_WORKLOAD, seed, shrink: false })
+        assert.isUndefined(r.violation, `workload ${seed}: ${r.violation?.kind}: ${r.violation?.detail} (schedule ${r.violation?.schedule})`)
+        schedules += r.schedules
       }
-      assert.deepStrictEqual(all.slice(0, 10), [])
+      assert.strictEqual(schedules, WORKLOADS * SCHEDULES_PER_WORKLOAD)
       // the schedules really exercised the protocol
-      assert.isAbove(commits, SCHEDULES * 4)
+      assert.isAbove(commits, WORKLOADS * SCHEDULES_PER_WORKLOAD * 4)
     }), 120_000)
 })
