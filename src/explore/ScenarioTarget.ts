@@ -12,7 +12,7 @@
  * @since 0.2.0
  */
 import { Effect, Exit, Result } from "effect"
-import type { Scenario, Step } from "../domain/Scenario.ts"
+import { decodeScenario, type Scenario, type Step } from "../domain/Scenario.ts"
 import type { ResultViolation, ScenarioResult } from "../domain/ScenarioResult.ts"
 import * as ScheduleString from "../domain/ScheduleString.ts"
 import { asActor } from "../services/Interleaving.ts"
@@ -101,16 +101,31 @@ export const replay = (
     })
   })
 
-/** The scenario with one step removed (thread `t`, step `i`); a thread left empty is dropped. */
-const without = (s: Scenario, t: number, i: number): Scenario => {
+/**
+ * The scenario with one step removed (thread `t`, step `i`; a thread left
+ * empty is dropped), if it is still a valid scenario (every buffer it uses
+ * still created, barriers still shared): decoded again, as a file would be.
+ */
+const without = (s: Scenario, t: number, i: number): Scenario | undefined => {
   const threads = s.threads.map((th, k) => (k === t ? { ...th, steps: th.steps.filter((_: Step, j: number) => j !== i) } : th))
-  return { ...s, threads: threads.filter((th) => th.steps.length > 0) }
+  const exit = decodeScenario({ ...s, threads: threads.filter((th) => th.steps.length > 0) })
+  return Exit.isSuccess(exit) ? exit.value : undefined
 }
 
 /**
+ * What a failure must keep while a scenario shrinks: its kind and its detail
+ * with step paths, numbers and addresses taken out (so "byte … is 2, expected
+ * 1" stays that, and does not turn into "unknown buffer").
+ */
+const signature = (kind: string, detail: string): string =>
+  `${kind}|${detail.replace(/threads\[\d+\]\.steps\[\d+\](\.step)?|steps\[\d+\](\[\d+\])?/g, "").replace(/0x[0-9a-f]+|\d+/g, "")}`
+
+/**
  * Delta-debugs a failing scenario: removes one step at a time (last first) and
- * keeps the removal when the shrunk schedule, replayed leniently, still fails
- * with the same kind; repeats to a fixpoint (bounded by `attempts` runs).
+ * keeps the removal when the result is still a valid scenario and the shrunk
+ * schedule, replayed leniently, still fails the same way (same kind, same
+ * detail but for paths and numbers); repeats to a fixpoint (bounded by
+ * `attempts` runs).
  * Returns the smallest scenario found and its failing run.
  *
  * @since 0.2.0
@@ -120,10 +135,12 @@ export const shrinkSteps = async (
   scenario: Scenario,
   factory: Runner.MachineFactory,
   choices: ReadonlyArray<number>,
-  kind: string,
+  found: { readonly kind: string; readonly detail: string },
   options: Runner.RunOptions = {},
   attempts = 300
 ): Promise<{ readonly scenario: Scenario; readonly record: RunRecord } | undefined> => {
+  const kind = found.kind
+  const want = signature(found.kind, found.detail)
   let best: { scenario: Scenario; record: RunRecord } | undefined
   let current = scenario
   let currentChoices = choices
@@ -135,10 +152,11 @@ export const shrinkSteps = async (
       for (let i = current.threads[t]!.steps.length - 1; i >= 0; i--) {
         if (++tries > attempts) break outer
         const candidate = without(current, t, i)
-        if (candidate.threads.length === 0) continue
+        if (candidate === undefined || candidate.threads.length === 0) continue
         const tg = target(candidate, factory, options)
         const rec = await runTarget(tg, new Replay(currentChoices, true), undefined)
-        if (verdictOf(tg, rec)?.violation?.kind !== kind) continue
+        const got = verdictOf(tg, rec)?.violation
+        if (got === undefined || signature(got.kind, got.detail) !== want) continue
         const shrunk = await shrinkRun(tg, rec, kind, undefined, 50)
         current = candidate
         currentChoices = shrunk.choices
@@ -184,7 +202,7 @@ export const shrink = (
     let rec = options.shrink === false ? first : await shrinkRun(tg, first, found.kind, options.maxSteps)
     let minimal = scenario
     if (options.shrinkSteps !== false) {
-      const smaller = await shrinkSteps(scenario, factory, rec.choices, found.kind, runOptions)
+      const smaller = await shrinkSteps(scenario, factory, rec.choices, found, runOptions)
       if (smaller !== undefined) {
         minimal = smaller.scenario
         rec = smaller.record
