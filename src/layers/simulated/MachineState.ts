@@ -73,6 +73,8 @@ export interface InjectionCounters {
   vramAllocFail: number
   nonBlockable: number
   copyFail: number
+  seqRace: number
+  evictPfnAllocFail: number
 }
 
 /**
@@ -119,7 +121,7 @@ export class MachineState {
   constructor(options: SimulatedOptions = {}) {
     this.options = options
     this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
-    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0 }
+    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0, seqRace: 0, evictPfnAllocFail: 0 }
     this.addInjection(options.inject ?? {})
     const onViolation = (v: Violation) => this.recordViolation(v)
     this.frames = new Frames(onViolation)
@@ -153,6 +155,8 @@ export class MachineState {
     this.inject.vramAllocFail += n(i.vramAllocFail)
     this.inject.nonBlockable += n(i.nonBlockable)
     this.inject.copyFail += n(i.copyFail)
+    this.inject.seqRace += n(i.seqRace)
+    this.inject.evictPfnAllocFail += n(i.evictPfnAllocFail)
   }
 
   /** Current counters (`Machine.stats`). `framesLive` counts live 4 KiB base frames (a 2 MiB frame counts 512). */
