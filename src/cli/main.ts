@@ -2,8 +2,9 @@
  * The `gpusvm` command line (effect/cli), thin: parses arguments, loads
  * scenarios, picks the machine, runs the scenario runner, prints.
  *
- * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native]`:
- *   no argument runs every built-in scenario. Exit 0: all ok; 1: a scenario
+ * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native] [--kernel 6.17|7.0]`:
+ *   no argument runs every built-in scenario; `--kernel` overrides every
+ *   scenario's `svm.kernel` profile (kernel-semantics §11.16). Exit 0: all ok; 1: a scenario
  *   failed; 2: bad input (nothing run).
  * - `gpusvm scenarios`: lists the built-in scenarios.
  *
@@ -12,6 +13,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
+import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { builtins, type Loaded, loadWord } from "./load.ts"
@@ -37,9 +39,20 @@ const simulate = Command.make(
     ),
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON result object per scenario on stdout"), Flag.withDefault(false)),
     seed: Flag.String("seed").pipe(Flag.withDescription("Seed of the thread interleaving (overrides the scenario's)"), Flag.optional),
-    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated"))
+    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated")),
+    kernel: Flag.String("kernel").pipe(
+      Flag.withDescription("Kernel profile: 6.17 (the seed, bugs included) | 7.0 (upstream fixes); overrides the scenario's svm.kernel"),
+      Flag.optional
+    )
   },
-  Effect.fnUntraced(function*({ scenarios, json, seed, machine }) {
+  Effect.fnUntraced(function*({ scenarios, json, seed, machine, kernel }) {
+    let kernelValue: KernelProfile | undefined
+    if (Option.isSome(kernel)) {
+      if (!(KERNEL_PROFILES as ReadonlyArray<string>).includes(kernel.value)) {
+        return yield* badInput(`--kernel: expected one of ${KERNEL_PROFILES.join(", ")}, got "${kernel.value}"`)
+      }
+      kernelValue = kernel.value as KernelProfile
+    }
     if (!(MACHINES as ReadonlyArray<string>).includes(machine)) {
       return yield* badInput(`--machine: expected one of ${MACHINES.join(", ")}, got "${machine}"`)
     }
@@ -72,7 +85,10 @@ const simulate = Command.make(
     for (let i = 0; i < loaded.length; i++) {
       const { scenario } = loaded[i]!
       if (!json) progress(i, loaded.length, scenario.name)
-      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, seedValue === undefined ? {} : { seed: seedValue })
+      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, {
+        ...(seedValue === undefined ? {} : { seed: seedValue }),
+        ...(kernelValue === undefined ? {} : { kernel: kernelValue })
+      })
       results.push(result)
       if (json) yield* Console.log(JSON.stringify(result))
     }
