@@ -517,6 +517,8 @@ export const SvmSpec = Schema.Struct({
   checkPagesThreshold: optional(NonNegativeIntLike),
   gpuvaStart: optional(NonNegativeIntLike),
   gpuvaEnd: optional(PositiveIntLike),
+  /** The HMM retry timeout of get_pages / check_pages / evict, ms (default 1000, the kernel's `HMM_RANGE_DEFAULT_TIMEOUT`). */
+  hmmTimeoutMs: optional(NonNegativeIntLike),
   /** kernel-semantics §11.16: the kernel profile, `"6.17"` (the seed, bugs included) or `"7.0"` (default). */
   kernel: optional(Schema.Literals(GpuSvmConfig.KERNEL_PROFILES))
 })
@@ -734,7 +736,7 @@ const svmIssues = (f: ScenarioFileType): Array<PathIssue> => {
     notifierSize: svm.notifierSize ?? GpuSvmConfig.DEFAULTS.notifierSize,
     chunkSizes: svm.chunkSizes ?? GpuSvmConfig.DEFAULTS.chunkSizes,
     devicePrivateOwner: undefined,
-    hmmTimeoutMs: GpuSvmConfig.DEFAULTS.hmmTimeoutMs,
+    hmmTimeoutMs: svm.hmmTimeoutMs ?? GpuSvmConfig.DEFAULTS.hmmTimeoutMs,
     kernel: svm.kernel ?? GpuSvmConfig.DEFAULTS.kernel
   })
   if (v === undefined) return []

@@ -128,6 +128,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
       devicePrivateOwner: OWNER,
       ...(svmSpec.chunkSizes === undefined ? {} : { chunkSizes: svmSpec.chunkSizes }),
       ...(svmSpec.notifierSize === undefined ? {} : { notifierSize: svmSpec.notifierSize }),
+      ...(svmSpec.hmmTimeoutMs === undefined ? {} : { hmmTimeoutMs: svmSpec.hmmTimeoutMs }),
       ...((options.kernel ?? svmSpec.kernel) === undefined ? {} : { kernel: options.kernel ?? svmSpec.kernel })
     }
     const driverOptions = {
