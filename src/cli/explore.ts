@@ -4,7 +4,7 @@
  *
  * `gpusvm explore FILE|NAME [--strategy dfs|pct|random] [--preemptions K|all]
  * [--depth D] [--budget N] [--time SECONDS] [--seed N] [--workers N]
- * [--no-reduction] [--json]`. Exit 0: nothing found (the text says whether
+ * [--kernel 6.17|7.0] [--no-reduction] [--json]`. Exit 0: nothing found (the text says whether
  * the space was complete); 1: a violation (the minimal trace and its schedule
  * string are printed first); 2: bad input. A progress line goes to stderr on a
  * terminal.
@@ -19,6 +19,8 @@ import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
 import { exploreParallel } from "../explore/Workers.ts"
 import { Worker } from "node:worker_threads"
 import { loadWord } from "./load.ts"
+import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
+import type * as Runner from "../programs/ScenarioRunner.ts"
 import { simulated } from "./machines.ts"
 
 const setExit = (code: number) =>
@@ -119,6 +121,7 @@ export const explore = Command.make(
     time: Flag.String("time").pipe(Flag.withDescription("Wall-clock budget in seconds"), Flag.optional),
     seed: Flag.String("seed").pipe(Flag.withDescription("Seed of pct / random (default 0)"), Flag.withDefault("0")),
     workers: Flag.String("workers").pipe(Flag.withDescription("Worker threads to split the search across (default 1)"), Flag.withDefault("1")),
+    kernel: Flag.String("kernel").pipe(Flag.withDescription("Kernel profile 6.17 | 7.0 (overrides the scenario's svm.kernel)"), Flag.optional),
     noReduction: Flag.Boolean("no-reduction").pipe(Flag.withDescription("Turn the sleep-set reduction off"), Flag.withDefault(false)),
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print the result as one JSON object"), Flag.withDefault(false))
   },
@@ -152,14 +155,21 @@ export const explore = Command.make(
     const workers = wholeNumber("workers", a.workers, 1)
     if (typeof workers === "string") return yield* badInput(workers)
     if (workers > 64) return yield* badInput(`--workers: at most 64, got ${workers}`)
+    let runOptions: Runner.RunOptions = {}
+    if (Option.isSome(a.kernel)) {
+      if (!(KERNEL_PROFILES as ReadonlyArray<string>).includes(a.kernel.value)) {
+        return yield* badInput(`--kernel: expected one of ${KERNEL_PROFILES.join(", ")}, got "${a.kernel.value}"`)
+      }
+      runOptions = { kernel: a.kernel.value as KernelProfile }
+    }
     const loaded = yield* Effect.result(loadWord(a.scenario))
     if (loaded._tag === "Failure") return yield* badInput(loaded.failure.message)
     const { scenario, source } = loaded.success
     if (!a.json) options.onProgress = progressLine
     void source
     const run = workers > 1
-      ? exploreParallel(scenario, simulated, options, workers, spawnWorker)
-      : ScenarioTarget.explore(scenario, simulated, options)
+      ? exploreParallel(scenario, simulated, options, workers, spawnWorker, runOptions)
+      : ScenarioTarget.explore(scenario, simulated, options, runOptions)
     const outcome = yield* Effect.result(run)
     clearProgress()
     if (outcome._tag === "Failure") return yield* badInput(outcome.failure.message)

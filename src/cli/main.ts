@@ -2,8 +2,9 @@
  * The `gpusvm` command line (effect/cli), thin: parses arguments, loads
  * scenarios, picks the machine, runs the scenario runner, prints.
  *
- * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native]`:
- *   no argument runs every built-in scenario. Exit 0: all ok; 1: a scenario
+ * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native] [--kernel 6.17|7.0]`:
+ *   no argument runs every built-in scenario; `--kernel` overrides every
+ *   scenario's `svm.kernel` profile (kernel-semantics §11.16). Exit 0: all ok; 1: a scenario
  *   failed; 2: bad input (nothing run).
  * - `gpusvm scenarios`: lists the built-in scenarios.
  *
@@ -12,6 +13,7 @@
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
 import { Argument, CliError, Command, Flag } from "effect/cli"
+import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { builtins, type Loaded, loadWord } from "./load.ts"
@@ -43,9 +45,20 @@ const simulate = Command.make(
     schedule: Flag.String("schedule").pipe(
       Flag.withDescription("Replay an explorer schedule string exactly (simulated machine, one scenario)"),
       Flag.optional
+    ),
+    kernel: Flag.String("kernel").pipe(
+      Flag.withDescription("Kernel profile: 6.17 (the seed, bugs included) | 7.0 (upstream fixes); overrides the scenario's svm.kernel"),
+      Flag.optional
     )
   },
-  Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule }) {
+  Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel }) {
+    let kernelValue: KernelProfile | undefined
+    if (Option.isSome(kernel)) {
+      if (!(KERNEL_PROFILES as ReadonlyArray<string>).includes(kernel.value)) {
+        return yield* badInput(`--kernel: expected one of ${KERNEL_PROFILES.join(", ")}, got "${kernel.value}"`)
+      }
+      kernelValue = kernel.value as KernelProfile
+    }
     if (!(MACHINES as ReadonlyArray<string>).includes(machine)) {
       return yield* badInput(`--machine: expected one of ${MACHINES.join(", ")}, got "${machine}"`)
     }
@@ -78,7 +91,9 @@ const simulate = Command.make(
       if (machine !== "simulated") return yield* badInput("--schedule: schedules control the simulated machine only (the native machine is scheduled by the kernel)")
       if (loaded.length !== 1) return yield* badInput(`--schedule: give exactly one scenario, got ${loaded.length}`)
       if (seedValue !== undefined) return yield* badInput("--schedule and --seed exclude each other (the schedule decides every interleaving)")
-      const replayed = yield* Effect.result(ScenarioTarget.replay(loaded[0]!.scenario, simulated, schedule.value))
+      const replayed = yield* Effect.result(
+        ScenarioTarget.replay(loaded[0]!.scenario, simulated, schedule.value, kernelValue === undefined ? {} : { kernel: kernelValue })
+      )
       if (replayed._tag === "Failure") return yield* badInput(`--schedule: ${replayed.failure.message}`)
       const result = replayed.success.result
       yield* Console.log(json ? JSON.stringify(result) : summary([result]))
@@ -88,7 +103,10 @@ const simulate = Command.make(
     for (let i = 0; i < loaded.length; i++) {
       const { scenario } = loaded[i]!
       if (!json) progress(i, loaded.length, scenario.name)
-      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, seedValue === undefined ? {} : { seed: seedValue })
+      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, {
+        ...(seedValue === undefined ? {} : { seed: seedValue }),
+        ...(kernelValue === undefined ? {} : { kernel: kernelValue })
+      })
       results.push(result)
       if (json) yield* Console.log(JSON.stringify(result))
     }

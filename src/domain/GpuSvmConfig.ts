@@ -7,6 +7,11 @@
  * be strictly descending powers of two ending in 4096; the notifier size a
  * power of two of at least 4096; `mmStart` page aligned; `mmRange` a non-empty
  * page multiple; every address a safe integer with `mmStart + mmRange <= 2^53`.
+ * Chunk sizes larger than the notifier size are accepted (kernel-semantics
+ * §11.14): they never fit a notifier, so they are never chosen.
+ *
+ * `kernel` selects the kernel profile (kernel-semantics §11.16): `"7.0"` (the
+ * default) has the upstream fixes, `"6.17"` reproduces the seed, bugs included.
  *
  * @since 0.1.0
  */
@@ -30,7 +35,22 @@ export interface GpuSvmConfig {
   readonly devicePrivateOwner: string | undefined
   /** Bound on HMM `EBUSY` retries in get_pages / evict, in ms of the Effect clock (kernel: `HMM_RANGE_DEFAULT_TIMEOUT` = 1000). */
   readonly hmmTimeoutMs: number
+  /**
+   * The kernel profile (kernel-semantics §11.16). `"7.0"` (default): upstream's
+   * fixes. `"6.17"`: the seed's behaviour, bugs included — get_pages restarts
+   * (sequence moved, `EAGAIN`) without bound (here: until a fixed retry budget,
+   * then a recorded livelock), huge-PTE order not clamped to the range
+   * (CVE-2025-40336), read-only ranges mapped bidirectional, no `allowMixed`,
+   * and `range_evict` leaking its mm reference when the pfn array allocation fails.
+   */
+  readonly kernel: KernelProfile
 }
+
+/** The kernel profiles (kernel-semantics §11.16): the seed (`"6.17"`) and upstream with its fixes (`"7.0"`). */
+export const KERNEL_PROFILES = ["6.17", "7.0"] as const
+
+/** One kernel profile. */
+export type KernelProfile = (typeof KERNEL_PROFILES)[number]
 
 /** Defaults used by `decode` for omitted optional fields (kernel-like: Xe's chunk sizes, 512 MiB notifiers). */
 export const DEFAULTS = {
@@ -39,7 +59,8 @@ export const DEFAULTS = {
   mmRange: ADDRESS_LIMIT,
   notifierSize: 512 * 1024 * 1024,
   chunkSizes: [2 * 1024 * 1024, 64 * 1024, 4096] as ReadonlyArray<number>,
-  hmmTimeoutMs: 1000
+  hmmTimeoutMs: 1000,
+  kernel: "7.0" as KernelProfile
 } as const
 
 const Int = Schema.Number.check(Schema.isInt())
@@ -54,7 +75,8 @@ const FieldSchemas = {
   notifierSize: Int,
   chunkSizes: Schema.Array(Int).check(Schema.isMinLength(1)),
   devicePrivateOwner: Schema.String,
-  hmmTimeoutMs: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0))
+  hmmTimeoutMs: Schema.Number.check(Schema.isGreaterThanOrEqualTo(0)),
+  kernel: Schema.Literals(KERNEL_PROFILES)
 } as const
 
 /** The input accepted by `decode`: every field but `mmRange`-related ones optional. */
@@ -102,7 +124,8 @@ export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
     if (i > 0 && s >= c.chunkSizes[i - 1]!) return bad("chunkSizes", `must be strictly descending, chunkSizes[${i}] = ${s} after ${c.chunkSizes[i - 1]}`)
   }
   if (c.chunkSizes[c.chunkSizes.length - 1] !== PAGE_SIZE) return bad("chunkSizes", `must end in ${PAGE_SIZE}`)
-  if (c.chunkSizes[0]! > c.notifierSize) return bad("chunkSizes", `largest chunk ${c.chunkSizes[0]} exceeds notifierSize ${c.notifierSize}`)
+  // §11.14: a chunk larger than the notifier is accepted (drm_gpusvm_init does not
+  // check it); it never fits inside a notifier, so ChunkSize never chooses it.
   if (c.devicePrivateOwner !== undefined && c.devicePrivateOwner.length === 0) return bad("devicePrivateOwner", "must not be empty")
   if (!Number.isFinite(c.hmmTimeoutMs) || c.hmmTimeoutMs < 0) return bad("hmmTimeoutMs", `must be a non-negative finite number, got ${c.hmmTimeoutMs}`)
   return undefined
@@ -136,7 +159,8 @@ export const decodeExit = (input: unknown): Exit.Exit<GpuSvmConfig, InvalidConfi
     notifierSize: shaped.notifierSize ?? DEFAULTS.notifierSize,
     chunkSizes: shaped.chunkSizes ?? DEFAULTS.chunkSizes,
     devicePrivateOwner: shaped.devicePrivateOwner,
-    hmmTimeoutMs: shaped.hmmTimeoutMs ?? DEFAULTS.hmmTimeoutMs
+    hmmTimeoutMs: shaped.hmmTimeoutMs ?? DEFAULTS.hmmTimeoutMs,
+    kernel: shaped.kernel ?? DEFAULTS.kernel
   }
   const v = violation(config)
   return v === undefined ? Exit.succeed(config) : Exit.fail(v)

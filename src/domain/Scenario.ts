@@ -494,7 +494,11 @@ export const MachineSpec = Schema.Struct({
     hmmBusy: optional(NonNegativeIntLike),
     dmaMapFail: optional(NonNegativeIntLike),
     vramAllocFail: optional(NonNegativeIntLike),
-    nonBlockable: optional(NonNegativeIntLike)
+    nonBlockable: optional(NonNegativeIntLike),
+    /** kernel-semantics §11.16: the next N `mmu_interval_read_retry` checks see the sequence moved. */
+    seqRace: optional(NonNegativeIntLike),
+    /** kernel-semantics §11.16: the next N pfn-array allocations of `drm_gpusvm_range_evict` fail (ENOMEM). */
+    evictPfnAllocFail: optional(NonNegativeIntLike)
   }))
 })
 /** @category models @since 0.1.0 */
@@ -512,7 +516,11 @@ export const SvmSpec = Schema.Struct({
   notifierSize: optional(PositiveIntLike),
   checkPagesThreshold: optional(NonNegativeIntLike),
   gpuvaStart: optional(NonNegativeIntLike),
-  gpuvaEnd: optional(PositiveIntLike)
+  gpuvaEnd: optional(PositiveIntLike),
+  /** The HMM retry timeout of get_pages / check_pages / evict, ms (default 1000, the kernel's `HMM_RANGE_DEFAULT_TIMEOUT`). */
+  hmmTimeoutMs: optional(NonNegativeIntLike),
+  /** kernel-semantics §11.16: the kernel profile, `"6.17"` (the seed, bugs included) or `"7.0"` (default). */
+  kernel: optional(Schema.Literals(GpuSvmConfig.KERNEL_PROFILES))
 })
 /** @category models @since 0.1.0 */
 export type SvmSpec = typeof SvmSpec.Type
@@ -728,7 +736,8 @@ const svmIssues = (f: ScenarioFileType): Array<PathIssue> => {
     notifierSize: svm.notifierSize ?? GpuSvmConfig.DEFAULTS.notifierSize,
     chunkSizes: svm.chunkSizes ?? GpuSvmConfig.DEFAULTS.chunkSizes,
     devicePrivateOwner: undefined,
-    hmmTimeoutMs: GpuSvmConfig.DEFAULTS.hmmTimeoutMs
+    hmmTimeoutMs: svm.hmmTimeoutMs ?? GpuSvmConfig.DEFAULTS.hmmTimeoutMs,
+    kernel: svm.kernel ?? GpuSvmConfig.DEFAULTS.kernel
   })
   if (v === undefined) return []
   const key = v.field === "mmStart" ? "gpuvaStart" : v.field === "mmRange" ? "gpuvaEnd" : v.field

@@ -199,6 +199,13 @@ const MAX_DRAIN_TASKS = 5_000_000
 
 const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve))
 
+/** Node's active handles and requests by kind (timers, file and socket requests…): work the host event loop owes. */
+const hostResources = (): Array<{ readonly kind: string; readonly count: number }> => {
+  const counts = new Map<string, number>()
+  for (const k of process.getActiveResourcesInfo()) if (k !== "Immediate") counts.set(k, (counts.get(k) ?? 0) + 1)
+  return [...counts].map(([kind, count]) => ({ kind, count }))
+}
+
 /**
  * Runs `program` once under the controller, with `chooser` deciding every
  * move. Never rejects: every way a run can end is a {@link RunEnd}.
@@ -287,6 +294,7 @@ export const runOnce = async (
       })
   }
 
+  const baseline = new Map(hostResources().map((r) => [r.kind, r.count]))
   const root = Effect.runFork(
     program.pipe(Effect.provideService(Interleaving, api), Effect.provideService(Clock.Clock, clock)),
     { scheduler }
@@ -349,6 +357,14 @@ export const runOnce = async (
       await macrotask()
       if (queue.size > 0 || parked.length > 0 || root.pollUnsafe() !== undefined) {
         await finish({ _tag: "Uncontrolled", detail: "work arrived through the host event loop (a promise or a real timer inside the run)" })
+        break
+      }
+      const pending = hostResources().filter((r) => (baseline.get(r.kind) ?? 0) < r.count)
+      if (pending.length > 0) {
+        await finish({
+          _tag: "Uncontrolled",
+          detail: `the run waits on the host event loop (${pending.map((r) => r.kind).join(", ")} pending), not on another actor`
+        })
         break
       }
       const waits = actors.map((a) => ({ actor: a.name, waitsFor: a.waitsFor ?? `blocked after ${a.lastLabel}` }))

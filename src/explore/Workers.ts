@@ -43,6 +43,8 @@ export interface Task {
   readonly preemptions: number | "all"
   readonly reduction: boolean
   readonly maxSteps: number | undefined
+  /** The runner's options (kernel profile). */
+  readonly runOptions: Runner.RunOptions
   /** Epoch ms after which the worker stops (incomplete). */
   readonly deadline: number
 }
@@ -80,7 +82,7 @@ export const hash = (s: string): number => {
  * @category running
  */
 export const runSubtree = async (task: Task, factory: Runner.MachineFactory, worker: number): Promise<Reply> => {
-  const target = ScenarioTarget.target(task.scenario, factory)
+  const target = ScenarioTarget.target(task.scenario, factory, task.runOptions)
   const bound = task.preemptions === "all" ? Infinity : task.preemptions
   const dfs = new Dfs(bound, task.reduction, task.prefix)
   const fingerprints = new Set<number>()
@@ -120,8 +122,14 @@ type Item =
  * then every sibling subtree along it, in DFS order (a deeper sibling is
  * explored before a shallower one; siblings in candidate order).
  */
-const expand = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, prefix: ReadonlyArray<number>): Promise<{ readonly items: Array<Item>; readonly longest: number }> => {
-  const target = ScenarioTarget.target(scenario, factory)
+const expand = async (
+  scenario: Scenario,
+  factory: Runner.MachineFactory,
+  o: CheckOptions,
+  prefix: ReadonlyArray<number>,
+  runOptions: Runner.RunOptions
+): Promise<{ readonly items: Array<Item>; readonly longest: number }> => {
+  const target = ScenarioTarget.target(scenario, factory, runOptions)
   const bound = o.preemptions === "all" ? Infinity : (o.preemptions ?? 2)
   const dfs = new Dfs(bound, o.reduction ?? true, prefix)
   dfs.splitting = true
@@ -139,7 +147,7 @@ const expand = async (scenario: Scenario, factory: Runner.MachineFactory, o: Che
  * shortest prefix) in place until there are `want` subtrees, a main-thread
  * run finds a violation, or `maxRuns` spine runs were spent.
  */
-const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, want: number, maxRuns: number) => {
+const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, want: number, maxRuns: number, runOptions: Runner.RunOptions) => {
   let items: Array<Item> = [{ _tag: "Task", prefix: [] }]
   let longest = 0
   for (let runs = 0; runs < maxRuns; runs++) {
@@ -152,7 +160,7 @@ const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: Ch
       if (x._tag === "Task" && (at < 0 || x.prefix.length < (items[at] as { prefix: ReadonlyArray<number> }).prefix.length)) at = k
     }
     if (at < 0) break
-    const e = await expand(scenario, factory, o, (items[at] as { prefix: ReadonlyArray<number> }).prefix)
+    const e = await expand(scenario, factory, o, (items[at] as { prefix: ReadonlyArray<number> }).prefix, runOptions)
     longest = Math.max(longest, e.longest)
     items = [...items.slice(0, at), ...e.items, ...items.slice(at + 1)]
   }
@@ -173,7 +181,8 @@ export const exploreParallel = (
   factory: Runner.MachineFactory,
   options: CheckOptions,
   workers: number,
-  spawn: (id: number) => WorkerThreads.Worker
+  spawn: (id: number) => WorkerThreads.Worker,
+  runOptions: Runner.RunOptions = {}
 ): Effect.Effect<ScenarioTarget.ScenarioCheck, ScheduleString.InvalidSchedule | InvalidExploreOptions> =>
   Effect.gen(function*() {
     const problem = validate(options)
@@ -182,7 +191,7 @@ export const exploreParallel = (
     const started = performance.now()
     const deadline = options.timeSeconds === undefined ? Number.MAX_SAFE_INTEGER : Date.now() + options.timeSeconds * 1000
     // 1. split
-    const split = yield* Effect.promise(() => collect(scenario, factory, options, 8 * workers, 64))
+    const split = yield* Effect.promise(() => collect(scenario, factory, options, 8 * workers, 64, runOptions))
     const items = split.items
     const firstMainViolation = items.findIndex((x) => x._tag === "Run" && x.violation !== undefined)
     const horizon = firstMainViolation < 0 ? items.length : firstMainViolation
@@ -213,6 +222,7 @@ export const exploreParallel = (
           preemptions: options.preemptions ?? 2,
           reduction: options.reduction ?? true,
           maxSteps: options.maxSteps,
+          runOptions,
           deadline
         })
         const sendNext = (w: Worker.Worker<Reply, Task>) =>
@@ -285,10 +295,10 @@ export const exploreParallel = (
     if (violation === undefined) return { check: base, minimal: undefined }
     // 4. shrink in the main thread, as a single-threaded check does
     const schedule = ScheduleString.encode(violation.choices)
-    const replayed = yield* ScenarioTarget.explore(scenario, factory, { ...options, strategy: "replay", schedule })
+    const replayed = yield* ScenarioTarget.explore(scenario, factory, { ...options, strategy: "replay", schedule }, runOptions)
     const found = replayed.check.violation
     const decoded = ScheduleString.decode(schedule)
     if (found === undefined || Result.isFailure(decoded)) return { check: base, minimal: undefined }
-    const shrunk = yield* ScenarioTarget.shrink(scenario, factory, decoded.success, found, options)
+    const shrunk = yield* ScenarioTarget.shrink(scenario, factory, decoded.success, found, options, runOptions)
     return { check: { ...base, violation: shrunk.violation }, minimal: shrunk.minimal }
   })

@@ -21,6 +21,7 @@
 import { Clock, Deferred, Effect, Exit, Layer, Option } from "effect"
 import { asActor, Interleaving } from "../services/Interleaving.ts"
 import { hex } from "../domain/Address.ts"
+import type { KernelProfile } from "../domain/GpuSvmConfig.ts"
 import type { Injection } from "../services/Machine.ts"
 import type { Scenario, Step } from "../domain/Scenario.ts"
 import { expectedBytes, patternByte, stepPath } from "../domain/Scenario.ts"
@@ -32,7 +33,7 @@ import { Gpu } from "../services/Gpu.ts"
 import { GpuSvm } from "../services/GpuSvm.ts"
 import type { Hmm } from "../services/Hmm.ts"
 import { Machine } from "../services/Machine.ts"
-import type { Mm } from "../services/Mm.ts"
+import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
 import { Driver } from "./Driver.ts"
 import * as MigrationPolicy from "./MigrationPolicy.ts"
@@ -64,6 +65,8 @@ export interface RunOptions {
   readonly defaultVramBytes?: number
   /** Wall-clock bound on the whole run (default 60 s): past it, a `bounded-work` violation. */
   readonly timeoutMs?: number
+  /** The kernel profile (kernel-semantics §11.16); overrides the scenario's `svm.kernel` (default "7.0"). */
+  readonly kernel?: KernelProfile
 }
 
 /** The device-private owner scenarios run with. */
@@ -131,7 +134,9 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
       name: scenario.name,
       devicePrivateOwner: OWNER,
       ...(svmSpec.chunkSizes === undefined ? {} : { chunkSizes: svmSpec.chunkSizes }),
-      ...(svmSpec.notifierSize === undefined ? {} : { notifierSize: svmSpec.notifierSize })
+      ...(svmSpec.notifierSize === undefined ? {} : { notifierSize: svmSpec.notifierSize }),
+      ...(svmSpec.hmmTimeoutMs === undefined ? {} : { hmmTimeoutMs: svmSpec.hmmTimeoutMs }),
+      ...((options.kernel ?? svmSpec.kernel) === undefined ? {} : { kernel: options.kernel ?? svmSpec.kernel })
     }
     const driverOptions = {
       ...(svmSpec.gpuvaStart === undefined ? {} : { gpuvaStart: svmSpec.gpuvaStart }),
@@ -354,6 +359,14 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         violations.push({ invariant: "no-leaks", detail: `${after.notifiersLive} MMU notifiers left after exit` })
       }
       if ((yield* svm.ranges()).length > 0) violations.push({ invariant: "no-leaks", detail: "ranges left after fini" })
+      // kernel-semantics §11.16: every mmget_not_zero must have had its mmput by now (the 6.17 range_evict leak).
+      const mmRefs = yield* (yield* Mm).references
+      if (mmRefs > 0) violations.push({ invariant: "mm-ref-leak", detail: `${mmRefs} mm references (mmget_not_zero without mmput) left after teardown` })
+      // kernel-semantics §11.16: the 6.17 get_pages restart loop spent its work budget.
+      const livelocks = (yield* svm.stats).livelocks
+      if (livelocks > 0) {
+        violations.push({ invariant: "livelock", detail: `${livelocks} get_pages calls restarted without bound (kernel ${svm.config.kernel}) until the work budget was spent` })
+      }
       if (after.dmaMappingsLive > 0) violations.push({ invariant: "no-leaks", detail: `${after.dmaMappingsLive} DMA mappings left after exit` })
       for (const p of pagemaps) {
         const u = yield* p.usage

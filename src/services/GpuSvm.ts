@@ -55,6 +55,12 @@ export interface GpuSvmStats {
   readonly notifiersRemoved: number
   readonly rangesCreated: number
   readonly rangesRemoved: number
+  /**
+   * get_pages calls that spent the 6.17 profile's restart budget
+   * (`KERNEL_617_RETRY_BUDGET`, kernel-semantics §11.16): each is a livelock the
+   * seed would have spun in forever. Always 0 under "7.0".
+   */
+  readonly livelocks: number
 }
 
 /** A range argument: a (possibly stale) `Range` value or its id. The live version is always used. */
@@ -85,8 +91,11 @@ export interface GpuSvmApi {
   ) => Effect.Effect<void, BadAddress | MixedPages | PermissionDenied | Busy | OutOfMemory>
   /** `drm_gpusvm_range_unmap_pages`: drop every device address; with `ctx.inNotifier` the caller holds the write lock. */
   readonly rangeUnmapPages: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Effect.Effect<void>
-  /** `drm_gpusvm_range_evict`: fault the range with no device owner, pulling device pages back; `TimedOut` past the HMM timeout. */
-  readonly rangeEvict: (range: RangeRef) => Effect.Effect<void, BadAddress | TimedOut>
+  /**
+   * `drm_gpusvm_range_evict`: fault the range with no device owner, pulling device pages back; `TimedOut` past the HMM timeout;
+   * `OutOfMemory` when the pfn array cannot be allocated (under "6.17" without dropping the mm reference: §11.16).
+   */
+  readonly rangeEvict: (range: RangeRef) => Effect.Effect<void, BadAddress | TimedOut | OutOfMemory>
   /** `drm_gpusvm_range_remove`: unmap, remove; drop the notifier when it empties. Caller holds the driver SVM lock. */
   readonly rangeRemove: (range: RangeRef) => Effect.Effect<void>
   /** `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping`. Caller holds the notifier lock. */

@@ -28,6 +28,19 @@ export interface Injection {
    * RAM) fail mid-way; the migration then leaves every page untouched.
    */
   readonly copyFail?: number
+  /**
+   * The next N `mmu_interval_read_retry` checks (`MmuNotifier.readRetry`) report
+   * that the sequence moved, as if an invalidation had raced the caller's walk
+   * every time (kernel-semantics §11.16: what makes the 6.17 get_pages restart
+   * loop spin). Simulated machine only.
+   */
+  readonly seqRace?: number
+  /**
+   * The next N pfn-array allocations (`kvmalloc_array`) of
+   * `drm_gpusvm_range_evict` fail with ENOMEM (kernel-semantics §11.16: the
+   * 6.17 mm-reference leak). Simulated machine only (`KernelAlloc`).
+   */
+  readonly evictPfnAllocFail?: number
 }
 
 /** Machine counters. */

@@ -58,8 +58,6 @@ describe("GpuSvmConfig: rejected chunkSizes (§2)", () => {
   it.effect("ending below 4096 (…, 4096, 2048) → chunkSizes", () =>
     rejects({ ...BASE, chunkSizes: [2 * MiB, 4096, 2048] }, "chunkSizes"))
   it.effect("empty → chunkSizes", () => rejects({ ...BASE, chunkSizes: [] }, "chunkSizes"))
-  it.effect("largest chunk exceeds notifierSize → chunkSizes", () =>
-    rejects({ ...BASE, notifierSize: 1 * MiB, chunkSizes: [2 * MiB, 4096] }, "chunkSizes"))
   it.effect("wrong type: a string → chunkSizes", () => rejects({ ...BASE, chunkSizes: "2M,64K,4K" }, "chunkSizes"))
   it.effect("wrong element type: a string element → chunkSizes", () =>
     rejects({ ...BASE, chunkSizes: [2 * MiB, "4096"] }, "chunkSizes"))
@@ -142,6 +140,21 @@ describe("GpuSvmConfig: other fields and input shape", () => {
 })
 
 describe("GpuSvmConfig: accepted configs and defaults", () => {
+  it.effect("§11.14 init accepts chunk sizes larger than the notifier size (they are never chosen)", () =>
+    Effect.gen(function*() {
+      const c = yield* C.decode({ ...BASE, notifierSize: 1 * MiB, chunkSizes: [2 * MiB, 64 * KiB, 4096] })
+      assert.deepStrictEqual(c.chunkSizes, [2 * MiB, 64 * KiB, 4096])
+      assert.strictEqual(c.notifierSize, 1 * MiB)
+    }))
+
+  it.effect("§11.16 kernel profile: default \"7.0\", \"6.17\" accepted, anything else → kernel", () =>
+    Effect.gen(function*() {
+      assert.strictEqual((yield* C.decode({ ...BASE })).kernel, "7.0")
+      assert.strictEqual((yield* C.decode({ ...BASE, kernel: "6.17" })).kernel, "6.17")
+      yield* rejects({ ...BASE, kernel: "6.1" }, "kernel")
+      yield* rejects({ ...BASE, kernel: 617 }, "kernel")
+    }))
+
   it.effect("accepts a full valid config unchanged", () =>
     Effect.gen(function*() {
       const input = { ...BASE, devicePrivateOwner: "xe-owner", hmmTimeoutMs: 250 }
@@ -153,7 +166,8 @@ describe("GpuSvmConfig: accepted configs and defaults", () => {
         notifierSize: 512 * MiB,
         chunkSizes: [2 * MiB, 64 * KiB, 4096],
         devicePrivateOwner: "xe-owner",
-        hmmTimeoutMs: 250
+        hmmTimeoutMs: 250,
+        kernel: "7.0"
       })
       assert.strictEqual(C.mmEnd(c), 2 ** 47)
     }))

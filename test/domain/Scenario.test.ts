@@ -272,7 +272,10 @@ describe("Scenario: rejected files name the JSON path", () => {
     rejects(one([], { svm: { chunkSizes: ["64K", "2M", "4K"] } }), "svm.chunkSizes", "descending")
     rejects(one([], { svm: { gpuvaStart: "1M", gpuvaEnd: "1M" } }), "svm.gpuvaEnd", "above gpuvaStart")
     rejects(one([], { svm: { gpuvaStart: "3K" } }), "svm.gpuvaStart", "aligned")
-    rejects(one([], { svm: { notifierSize: "1M" } }), "svm", "chunkSizes (default)")
+    rejects(one([], { svm: { kernel: "6.1" } }), "svm.kernel", "6.17")
+  })
+  it("§11.14 svm notifierSize below the (default) largest chunk is accepted: that chunk is never chosen", () => {
+    assert.isTrue(Exit.isSuccess(S.decodeScenario(one([], { svm: { notifierSize: "1M" } }), "ok.json")))
   })
   it("reports every problem, one line each, in file order", () => {
     const e = bad({ name: "X", steps: [{ op: "mmap", as: "a", length: -1 }, { op: "foo" }] }, "many.json")

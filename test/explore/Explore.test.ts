@@ -272,7 +272,7 @@ describe("Explore: violations (issue #12)", () => {
       const program = Effect.gen(function*() {
         const il = yield* Interleaving
         yield* il.point("before")
-        yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 1)))
+        yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 200)))
       })
       const r = yield* Explore.check(program, { budget: 1, shrink: false })
       expect(r.violation?.kind).toBe("uncontrolled")

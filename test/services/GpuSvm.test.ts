@@ -363,7 +363,7 @@ describe("GpuSvm §5 the rest of the range API", () => {
       assert.strictEqual((yield* machine.stats).notifiersLive, 0)
       assert.strictEqual((yield* machine.stats).dmaMappingsLive, 0)
       assert.isTrue(Option.isNone(yield* svm.range(a.id)))
-      assert.deepStrictEqual(yield* svm.stats, { notifiersCreated: 1, notifiersRemoved: 1, rangesCreated: 2, rangesRemoved: 2 })
+      assert.deepStrictEqual(yield* svm.stats, { notifiersCreated: 1, notifiersRemoved: 1, rangesCreated: 2, rangesRemoved: 2, livelocks: 0 })
     }).pipe(Effect.provide(svmLayer(makeDriver()))))
 
   it.effect("§5 rangeSetUnmapped marks partial unmaps; hasMapping and findVmaStart", () =>

@@ -74,6 +74,8 @@ export interface InjectionCounters {
   vramAllocFail: number
   nonBlockable: number
   copyFail: number
+  seqRace: number
+  evictPfnAllocFail: number
 }
 
 /**
@@ -125,7 +127,7 @@ export class MachineState {
     this.interleaving = interleaving
     this.lock = makeMmapLock({ slowPath: lockWait(interleaving, "mmap lock") })
     this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
-    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0 }
+    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0, seqRace: 0, evictPfnAllocFail: 0 }
     this.addInjection(options.inject ?? {})
     const onViolation = (v: Violation) => this.recordViolation(v)
     this.frames = new Frames(onViolation)
@@ -159,6 +161,8 @@ export class MachineState {
     this.inject.vramAllocFail += n(i.vramAllocFail)
     this.inject.nonBlockable += n(i.nonBlockable)
     this.inject.copyFail += n(i.copyFail)
+    this.inject.seqRace += n(i.seqRace)
+    this.inject.evictPfnAllocFail += n(i.evictPfnAllocFail)
   }
 
   /** Current counters (`Machine.stats`). `framesLive` counts live 4 KiB base frames (a 2 MiB frame counts 512). */

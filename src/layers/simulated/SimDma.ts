@@ -7,6 +7,18 @@
  *   frame fail with `BadAddress` (`dma_mapping_error`); mapping a freed
  *   (poisoned) frame also records `dma-map-freed-frame`. Otherwise a fresh,
  *   size-aligned IOVA.
+ * - The caller's optional {@link DmaMapHint} (`addr`, `end`: where the page is
+ *   mapped and the end of the caller's GPU SVM range) enables two checks no
+ *   real IOMMU can make, both recorded as violations, neither refusing the
+ *   mapping (the kernel maps it; kernel-semantics §11.16):
+ *   `dma-map-past-range` — the mapping covers more pages than `[addr, end)`
+ *   holds, so the device reaches memory outside the range (the detail names
+ *   CVE-2025-40336: the 6.17 huge-PTE order that is not clamped to the range;
+ *   checked before the frame check, so it is recorded even when the run also
+ *   leaves its frame and the map fails); `readonly-mapped-bidirectional` — a
+ *   mapping the device may write (`bidirectional`, `from-device`) of a page in
+ *   a VMA without write permission, or of the shared zero page (6.17 maps
+ *   read-only ranges bidirectional; 7.0 maps them `to-device`).
  * - `unmapPage`: an address that matches no live mapping (IOVA and order), or a
  *   non-system protocol, is recorded as `dma-unmap-unknown`, never thrown.
  * - Freeing a frame while a live mapping covers it records
@@ -19,11 +31,11 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { orderPages } from "../../domain/Address.ts"
+import { hex, orderPages, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, type DmaDirection, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { BadAddress } from "../../domain/Errors.ts"
 import type { PageRef } from "../../domain/PageRef.ts"
-import { Dma } from "../../services/Dma.ts"
+import { Dma, type DmaMapHint } from "../../services/Dma.ts"
 import type { MachineState } from "./MachineState.ts"
 
 const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
@@ -32,7 +44,31 @@ const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-d
 export const makeDma = (st: MachineState): Dma["Service"] => {
   const point = st.schedule.at("dma")
 
-  const mapSync = (page: PageRef, order: number, dir: DmaDirection): DeviceAddress | BadAddress => {
+  /** The hint checks (see the module comment): violations only, never a refusal. */
+  const checkHint = (pfn: number, order: number, dir: DmaDirection, hint: DmaMapHint): void => {
+    if (typeof hint !== "object" || hint === null || !Number.isSafeInteger(hint.addr) || !Number.isSafeInteger(hint.end)) return
+    const n = orderPages(order)
+    const room = Math.floor((hint.end - hint.addr) / PAGE_SIZE)
+    if (n > room) {
+      st.recordViolation({
+        invariant: "dma-map-past-range",
+        detail: `CVE-2025-40336: dma_map_page of ${n} pages (order ${order}) from pfn ${pfn} at ${hex(hint.addr)}, ` +
+          `but the caller's range ends at ${hex(hint.end)} (${room} pages left): the device can reach ${n - room} pages outside the range`
+      })
+    }
+    if (dir !== "to-device") {
+      const vma = st.vmas.find(hint.addr)
+      if (pfn === 0 || (vma !== undefined && !vma.prot.write)) {
+        st.recordViolation({
+          invariant: "readonly-mapped-bidirectional",
+          detail: `dma_map_page ${dir} of ${pfn === 0 ? "the shared zero page" : `pfn ${pfn}`} at ${hex(hint.addr)}` +
+            `${pfn !== 0 ? ", in a VMA without write permission" : ""}: the device may write a page the CPU maps read-only`
+        })
+      }
+    }
+  }
+
+  const mapSync = (page: PageRef, order: number, dir: DmaDirection, hint: DmaMapHint | undefined): DeviceAddress | BadAddress => {
     if (st.inject.dmaMapFail > 0) {
       st.inject.dmaMapFail--
       return new BadAddress({ reason: "dma_map_page: dma_mapping_error (injected)" })
@@ -50,6 +86,7 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
       st.recordViolation({ invariant: "dma-map-freed-frame", detail: `dma_map_page of freed pfn ${pfn}` })
       return new BadAddress({ reason: `dma_map_page: pfn ${pfn} is a freed frame` })
     }
+    if (hint !== undefined) checkHint(pfn, order, dir, hint)
     const n = orderPages(order)
     if (pfn === 0) {
       if (order !== 0) return new BadAddress({ reason: "dma_map_page: the zero page is a single 4 KiB page" })
@@ -63,9 +100,9 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
     return { addr: st.iommu.map(pfn, order, dir), proto: SYSTEM_PROTO, order, dir }
   }
 
-  const mapPage = (page: PageRef, order: number, dir: DmaDirection): Effect.Effect<DeviceAddress, BadAddress> =>
+  const mapPage = (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint): Effect.Effect<DeviceAddress, BadAddress> =>
     Effect.flatMap(point, () => {
-      const r = mapSync(page, order, dir)
+      const r = mapSync(page, order, dir, hint)
       return r instanceof BadAddress ? Effect.fail(r) : Effect.succeed(r)
     })
 

@@ -8,7 +8,9 @@
  * - `readBegin` waits (transactionally, `Effect.txRetry`) while an
  *   invalidation covering the notifier is in flight.
  * - `readRetry(h, seq)` is true iff the sequence differs from `seq` (always
- *   true for a removed notifier); `setSeq` publishes `curSeq` from a callback.
+ *   true for a removed notifier) — or while a `seqRace` injection is pending,
+ *   which makes it true regardless (as if an invalidation raced the caller);
+ *   `setSeq` publishes `curSeq` from a callback.
  * - `remove` waits for in-flight invalidations of the notifier; idempotent.
  *
  * Every call is a schedule yield point. No errors.
@@ -29,7 +31,16 @@ export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
       Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb))),
     remove: (h: NotifierHandle) => Effect.flatMap(point, () => n.remove(h)),
     readBegin: (h: NotifierHandle) => Effect.flatMap(point, () => n.readBegin(h)),
-    readRetry: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => Effect.sync(() => n.moved(h, seq))),
+    readRetry: (h: NotifierHandle, seq: number) =>
+      Effect.flatMap(point, () =>
+        Effect.sync(() => {
+          // `seqRace` injection (kernel-semantics §11.16): an invalidation raced the walk.
+          if (st.inject.seqRace > 0) {
+            st.inject.seqRace--
+            return true
+          }
+          return n.moved(h, seq)
+        })),
     setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq))
   })
 }

@@ -24,6 +24,7 @@ import { Cpu } from "../../services/Cpu.ts"
 import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
 import { Dma } from "../../services/Dma.ts"
 import { Hmm } from "../../services/Hmm.ts"
+import { KernelAlloc } from "../../services/KernelAlloc.ts"
 import { Machine } from "../../services/Machine.ts"
 import { Mm } from "../../services/Mm.ts"
 import { MmuNotifier } from "../../services/MmuNotifier.ts"
@@ -33,6 +34,7 @@ import { MachineState, SimState, type SimulatedOptions } from "./MachineState.ts
 import { makeCpu } from "./SimCpu.ts"
 import { makeDma } from "./SimDma.ts"
 import { makeHmm } from "./SimHmm.ts"
+import { makeKernelAlloc } from "./SimKernelAlloc.ts"
 import { makeMachineService } from "./SimMachine.ts"
 import { makeMm } from "./SimMm.ts"
 import { makeMmuNotifier } from "./SimMmuNotifier.ts"
@@ -47,7 +49,7 @@ export { MachineState, SimState, makeMachine } from "./MachineState.ts"
 export type { PagemapOptions } from "./MachineState.ts"
 
 /** Everything `Simulated.layer` provides (plus the `Pagemaps` reference). */
-export type SimulatedServices = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | SimState | DevicePagemap | DevicePagemaps
+export type SimulatedServices = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | SimState | DevicePagemap | DevicePagemaps | KernelAlloc
 
 /**
  * The services of an existing machine state, as a `Context` (for building
@@ -61,6 +63,7 @@ export const contextOf = (st: MachineState): Context.Context<SimulatedServices> 
     Context.add(MmuNotifier, makeMmuNotifier(st)),
     Context.add(Hmm, makeHmm(st)),
     Context.add(Dma, makeDma(st)),
+    Context.add(KernelAlloc, makeKernelAlloc(st)),
     Context.add(Machine, makeMachineService(st)),
     Context.add(SimState, st),
     Context.add(DevicePagemaps, { all: pm.all }),

@@ -11,6 +11,7 @@ import type { GpuSvmConfig } from "../../domain/GpuSvmConfig.ts"
 import type { Dma } from "../Dma.ts"
 import type { GpuSvmApi, GpuSvmOps } from "../GpuSvm.ts"
 import type { Hmm } from "../Hmm.ts"
+import type { KernelAlloc } from "../KernelAlloc.ts"
 import type { Mm } from "../Mm.ts"
 import type { MmuNotifier } from "../MmuNotifier.ts"
 import type { DeviceMapper } from "../Pagemaps.ts"
@@ -27,6 +28,8 @@ export interface Core {
   readonly hmm: Hmm["Service"]
   readonly dma: Dma["Service"]
   readonly pagemaps: ReadonlyMap<string, DeviceMapper>
+  /** The kernel allocator, if the machine provides one (else allocations never fail). */
+  readonly alloc: KernelAlloc["Service"] | undefined
   /**
    * The state. Read through `.value` (the committed version: a read outside a
    * transaction needs no journal, and JS runs one fiber step at a time, so it is
@@ -42,8 +45,18 @@ export interface Core {
   readonly spin: Effect.Effect<void>
   readonly api: () => GpuSvmApi
   /** Counters (plain, mutated in `Effect.sync` after the state commits). */
-  readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number }
+  readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number; livelocks: number }
 }
 
 /** Hard cap on get_pages/evict retry rounds, in addition to the HMM timeout, so that a frozen test clock cannot make a retry loop unbounded. */
 export const MAX_RETRY_ROUNDS = 100_000
+
+/**
+ * Work budget of the 6.17 profile's get_pages restart loop (kernel-semantics
+ * §11.16). The seed restarts on a moved sequence and on `EAGAIN` with no bound
+ * at all; here the loop gives up after this many restarts, counts a livelock
+ * (`GpuSvmStats.livelocks`, which the scenario runner reports as violation
+ * `livelock`) and fails with `Busy` whose reason starts with "livelock", so a
+ * run that cannot progress ends instead of hanging.
+ */
+export const KERNEL_617_RETRY_BUDGET = 10_000

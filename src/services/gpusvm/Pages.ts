@@ -11,12 +11,20 @@
  *   clamped to what is left of its huge page and of the range.
  * - read-only ranges map with direction `to-device`.
  * - `allowMixed`: system pages plus one device pagemap are accepted, in any order.
+ * - the pfn array allocation failing in `range_evict` releases the mm reference.
+ *
+ * Under the `kernel: "6.17"` profile (kernel-semantics §11.16) every one of these
+ * fixes is off and the seed's behaviour is reproduced: the restart loop has no
+ * timeout (only `KERNEL_617_RETRY_BUDGET`, then a counted livelock), the order
+ * is `hmm_pfn_to_map_order` unclamped, every mapping is bidirectional,
+ * `ctx.allowMixed` is ignored, and `range_evict` returns `OutOfMemory` still
+ * holding its mm reference.
  *
  * @since 0.1.0
  */
 import { Clock, Effect, Result } from "effect"
 import type { DeviceAddress, DmaDirection } from "../../domain/DeviceAddress.ts"
-import { BadAddress, Busy, MixedPages, TimedOut } from "../../domain/Errors.ts"
+import { BadAddress, Busy, MixedPages, OutOfMemory, TimedOut } from "../../domain/Errors.ts"
 import * as Ctx from "../../domain/GpuSvmCtx.ts"
 import type { GpuSvmCtx } from "../../domain/GpuSvmCtx.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
@@ -25,7 +33,7 @@ import { SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import type { Range } from "../../domain/Range.ts"
 import type { RangeRef, ScanResult } from "../GpuSvm.ts"
 import type { Core } from "./Core.ts"
-import { MAX_RETRY_ROUNDS } from "./Core.ts"
+import { KERNEL_617_RETRY_BUDGET, MAX_RETRY_ROUNDS } from "./Core.ts"
 import * as Lock from "../../domain/RwLock.ts"
 import * as State from "./State.ts"
 import * as TxSync from "../../domain/TxSync.ts"
@@ -72,6 +80,13 @@ export const runOrder = (pfn: HmmPfn, i: number, npages: number): number => {
   return order
 }
 
+/**
+ * The seed's (6.17) `hmm_pfn_to_map_order(pfn)`: the huge-PTE order as HMM
+ * reports it, not clamped to the huge page's remainder nor to the range — so a
+ * 64 KiB range inside a THP maps 2 MiB (CVE-2025-40336, kernel-semantics §11.16).
+ */
+export const runOrder617 = (pfn: HmmPfn): number => pfn.order
+
 /** The outcome of the mapping step: done, or the notifier moved (restart at step 1). */
 type MapOutcome = "done" | "retry"
 
@@ -92,6 +107,9 @@ const mapStep = Effect.fnUntraced(function*(
   if (cur === undefined) return yield* new BadAddress({ reason: "range was removed", addr: ref.start })
   if (cur.flags.unmapped) return yield* new BadAddress({ reason: "range is unmapped", addr: cur.start })
   if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome
+  // §11.16: the 6.17 profile has no allow_mixed and no order clamp.
+  const legacy = core.config.kernel === "6.17"
+  const allowMixed = ctx.allowMixed && !legacy
   const npages = pfns.length
   const mapped: Array<DeviceAddress> = []
   let pagemap: string | undefined
@@ -105,9 +123,9 @@ const mapStep = Effect.fnUntraced(function*(
       failure = new BadAddress({ reason: "HMM returned a page that is not valid", addr })
       break
     }
-    const order = runOrder(pfn, i, npages)
+    const order = legacy ? runOrder617(pfn) : runOrder(pfn, i, npages)
     if (page._tag === "Device") {
-      if (!ctx.allowMixed && allocation !== page.allocation && i > 0) {
+      if (!allowMixed && allocation !== page.allocation && i > 0) {
         failure = new MixedPages({ reason: "device pages of another allocation, or after system pages", addr })
         break
       }
@@ -131,7 +149,7 @@ const mapStep = Effect.fnUntraced(function*(
       }
       mapped.push(r.success)
     } else {
-      if (pagemap !== undefined && !ctx.allowMixed) {
+      if (pagemap !== undefined && !allowMixed) {
         failure = new MixedPages({ reason: "system page after device pages", addr })
         break
       }
@@ -139,7 +157,9 @@ const mapStep = Effect.fnUntraced(function*(
         failure = new BadAddress({ reason: "system page in a devmem-only range", addr })
         break
       }
-      const r = yield* Effect.result(core.dma.mapPage(page, order, dir))
+      // The hint (where the page is mapped, where the range ends) lets the model's
+      // IOMMU see a mapping past the range or a writable mapping of a read-only page.
+      const r = yield* Effect.result(core.dma.mapPage(page, order, dir, { addr, end: cur.end }))
       if (Result.isFailure(r)) {
         failure = r.failure
         break
@@ -209,7 +229,9 @@ const faultRange = Effect.fnUntraced(function*(
 export const getPages = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>) {
     const ctx = Ctx.make(ctxIn)
-    const dir: DmaDirection = ctx.readOnly ? "to-device" : "bidirectional"
+    const legacy = core.config.kernel === "6.17"
+    // §11.16: the seed maps everything DMA_BIDIRECTIONAL; 7.0 maps read-only ranges DMA_TO_DEVICE.
+    const dir: DmaDirection = ctx.readOnly && !legacy ? "to-device" : "bidirectional"
     const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
     for (let round = 0;; round++) {
       const r = State.live(core.state.value, ref)
@@ -238,7 +260,16 @@ export const getPages = (core: Core) =>
       seq = walked.seq
       const outcome = yield* Lock.withRead(core.lock, mapStep(core, r, n.handle, pfns, seq, ctx, dir))
       if (outcome === "done") return
-      if ((yield* Clock.currentTimeMillis) > deadline || round >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
+      if (legacy) {
+        // §11.16: the seed's `goto retry` has no bound; the budget turns the spin into a counted livelock.
+        if (round >= KERNEL_617_RETRY_BUDGET) {
+          core.counters.livelocks++
+          return yield* new Busy({
+            reason: `livelock: get_pages restarted ${round + 1} times (kernel 6.17 retries without bound)`,
+            addr: r.start
+          })
+        }
+      } else if ((yield* Clock.currentTimeMillis) > deadline || round >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
       yield* core.spin
     }
   })
@@ -268,8 +299,11 @@ export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean
 /**
  * `drm_gpusvm_range_evict`: `hmm_range_fault` the range with FAULT and no
  * device-private owner, which migrates every device page back to system memory;
- * `EBUSY` retried until the timeout, then `TimedOut`. The address-space reference
- * is released on every path (the seed leaked it when the PFN allocation failed).
+ * `EBUSY` retried until the timeout, then `TimedOut`. The pfn array is
+ * allocated after `mmget_not_zero` (`KernelAlloc`, "range_evict"); its failure
+ * is `OutOfMemory`. Under "7.0" the address-space reference is released on
+ * every path; under "6.17" (kernel-semantics §11.16) the allocation failure
+ * returns without `mmput`, leaking the reference as the seed does.
  */
 export const evict = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef) {
@@ -280,6 +314,12 @@ export const evict = (core: Core) =>
     const n = State.notifierAt(core.state.value, r.notifierStart)!
     const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
     yield* core.mm.acquire
+    const allocated = core.alloc === undefined ? true : yield* core.alloc.kvmallocArray("range_evict", (r.end - r.start) / 4096)
+    if (!allocated) {
+      // §11.16: the seed returns -ENOMEM here without mmput (the mm reference leaks).
+      if (core.config.kernel !== "6.17") yield* core.mm.release
+      return yield* new OutOfMemory({ reason: "range_evict: the pfn array could not be allocated", addr: r.start })
+    }
     yield* Effect.gen(function*() {
       for (let tries = 0;; tries++) {
         const seq = yield* core.mmu.readBegin(n.handle)

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Option } from "effect"
+import { Clock, Effect, Option, Result } from "effect"
 import { alignDown, alignUp, hex, isAddress, isEnd } from "../../domain/Address.ts"
 import * as ChunkSize from "../../domain/ChunkSize.ts"
 import { BadAddress, InvalidArgument, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
@@ -25,6 +25,7 @@ import { type Range, SEQ_NEVER } from "../../domain/Range.ts"
 import * as Flags from "../../domain/RangeFlags.ts"
 import type { RangeRef } from "../GpuSvm.ts"
 import type { Core } from "./Core.ts"
+import { MAX_RETRY_ROUNDS } from "./Core.ts"
 import * as Lock from "../../domain/RwLock.ts"
 import * as Notifiers from "./Notifiers.ts"
 import { unmapDma } from "./Pages.ts"
@@ -33,12 +34,15 @@ import * as TxSync from "../../domain/TxSync.ts"
 
 /**
  * `drm_gpusvm_check_pages`: is every CPU page of `[start, end)` present? A
- * non-faulting HMM walk; any error (including `Busy`) counts as "no". Caller
- * holds the mmap read lock.
+ * non-faulting HMM walk; `EBUSY` is retried with a fresh sequence until the HMM
+ * timeout, as get_pages does (kernel-semantics §11.13); any other error, or
+ * `EBUSY` past the timeout, counts as "no". Caller holds the mmap read lock.
  */
-const checkPages = (core: Core, h: NotifierHandle, start: number, end: number): Effect.Effect<boolean> =>
-  Effect.flatMap(core.mmu.readBegin(h), (seq) =>
-    core.hmm.rangeFault({
+const checkPages = Effect.fnUntraced(function*(core: Core, h: NotifierHandle, start: number, end: number) {
+  const deadline = (yield* Clock.currentTimeMillis) + core.config.hmmTimeoutMs
+  let seq = yield* core.mmu.readBegin(h)
+  for (let tries = 0;; tries++) {
+    const res = yield* Effect.result(core.hmm.rangeFault({
       notifier: h,
       notifierSeq: seq,
       start,
@@ -46,10 +50,14 @@ const checkPages = (core: Core, h: NotifierHandle, start: number, end: number): 
       fault: false,
       write: false,
       devicePrivateOwner: core.config.devicePrivateOwner
-    }).pipe(
-      Effect.map((pfns) => pfns.every((p) => p.valid)),
-      Effect.orElseSucceed(() => false)
-    ))
+    }))
+    if (Result.isSuccess(res)) return res.success.every((p) => p.valid)
+    if (res.failure._tag !== "Busy") return false
+    if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return false
+    yield* Effect.yieldNow
+    seq = yield* core.mmu.readBegin(h)
+  }
+})
 
 /** Steps 4–8 of §3, under the mmap read lock, for notifier `n` (new when `alloc`). */
 const lookupOrCreate = Effect.fnUntraced(function*(
@@ -70,7 +78,8 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   const live = State.notifierAt(core.state.value, n.start) ?? n
   const existing = State.rangeAt(live, faultAddr)
   if (existing !== undefined) return existing
-  const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous"
+  // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
+  const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
   const window = yield* ChunkSize.selectEffect(
     {
       faultAddr,

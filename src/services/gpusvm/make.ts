@@ -1,6 +1,6 @@
 /**
  * Builds one GPU SVM instance (`drm_gpusvm_init`): decodes the config, takes the
- * machine services from the context, and assembles the `GpuSvmApi` from the
+ * machine services from the context (and the optional `KernelAlloc`), and assembles the `GpuSvmApi` from the
  * concern modules. Used by `GpuSvm.layer`.
  *
  * @since 0.1.0
@@ -12,6 +12,7 @@ import * as IT from "../../domain/IntervalTree.ts"
 import { Dma } from "../Dma.ts"
 import type { GpuSvmApi, GpuSvmOps, RangeRef } from "../GpuSvm.ts"
 import { Hmm } from "../Hmm.ts"
+import { KernelAlloc } from "../KernelAlloc.ts"
 import { Mm } from "../Mm.ts"
 import { MmuNotifier } from "../MmuNotifier.ts"
 import { Pagemaps } from "../Pagemaps.ts"
@@ -45,11 +46,12 @@ export const make = (
       hmm: yield* Hmm,
       dma: yield* Dma,
       pagemaps: yield* Pagemaps,
+      alloc: Option.getOrUndefined(yield* Effect.serviceOption(KernelAlloc)),
       state,
       lock,
       spin: il.controlled ? il.point("gpusvm retry", { spin: true }) : Effect.yieldNow,
       api: () => api!,
-      counters: { notifiersCreated: 0, notifiersRemoved: 0, rangesCreated: 0, rangesRemoved: 0 }
+      counters: { notifiersCreated: 0, notifiersRemoved: 0, rangesCreated: 0, rangesRemoved: 0, livelocks: 0 }
     }
     api = {
       config: decoded,

@@ -165,6 +165,10 @@ describe("driver flows with device memory on the native machine", () => {
 
 /** Does the scenario need something the native machine cannot express (simulated files, hugetlb)? */
 const inexpressible = (s: Scenario): string | undefined => {
+  const inject = s.machine?.inject
+  if (inject?.seqRace !== undefined || inject?.evictPfnAllocFail !== undefined) {
+    return "simulated-machine injections (seqRace, evictPfnAllocFail: kernel-semantics §11.16)"
+  }
   for (const t of s.threads) {
     for (const step of t.steps) {
       const inner = step.op === "expect-error" ? step.step : step
