@@ -12,6 +12,7 @@ type AddrErrorClass =
   | typeof E.OutOfMemory
   | typeof E.Busy
   | typeof E.TimedOut
+  | typeof E.AccessDenied
 
 // The errno table of the module header (kernel errno each error stands for).
 type AddrError = InstanceType<AddrErrorClass>
@@ -25,7 +26,9 @@ const TABLE: ReadonlyArray<readonly [AddrErrorClass, AddrError["_tag"], E.Errno]
   [E.Again, "Again", "EAGAIN"],
   [E.OutOfMemory, "OutOfMemory", "ENOMEM"],
   [E.Busy, "Busy", "EBUSY"],
-  [E.TimedOut, "TimedOut", "ETIME"]
+  [E.TimedOut, "TimedOut", "ETIME"],
+  // §11.10: devmem_only without migrate_devmem
+  [E.AccessDenied, "AccessDenied", "EACCES"]
 ]
 
 const TOP_ADDR = 2 ** 53 - 1
