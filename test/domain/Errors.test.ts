@@ -64,6 +64,17 @@ describe("Errors: errno, _tag and message", () => {
     assert.strictEqual(new E.InvalidConfig({ field: "f", reason: "r" }).errno, new E.InvalidArgument({ reason: "r" }).errno)
   })
 
+  it("§11.10 AccessDenied is EACCES (devmem_only without migrate_devmem) and renders like the others", () => {
+    const e = new E.AccessDenied({ reason: "device memory needed but the range cannot migrate", addr: 0x1000 })
+    assert.strictEqual(e._tag, "AccessDenied")
+    assert.strictEqual(e.errno, "EACCES")
+    assert.strictEqual(e.message, "EACCES: device memory needed but the range cannot migrate at 0x1000")
+    const errno: E.Errno = e.errno
+    assert.strictEqual(errno, "EACCES")
+    const asSvmError: E.SvmError = e
+    assert.strictEqual(asSvmError._tag, "AccessDenied")
+  })
+
   it("InvalidConfig carries EINVAL, _tag InvalidConfig, and names the field and reason", () => {
     const e = new E.InvalidConfig({ field: "notifierSize", reason: "must be a power of two, got 12288" })
     assert.strictEqual(e._tag, "InvalidConfig")
