@@ -67,7 +67,7 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
     const own = { start: range.start, end: range.end }
     env.st.ownMigrations.push(own)
     return yield* Effect.gen(function*() {
-      yield* env.gpu.invalidate(range.start, range.end)
+      yield* GarbageCollector.unbind(env.gpu, range)
       yield* env.svm.rangeUnmapPages(range)
       yield* target.populateMm(range.start, range.end, { timesliceMs })
       env.st.counters.migrations++
@@ -109,7 +109,7 @@ const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
     const live = yield* env.svm.range(range)
     if (Option.isNone(live)) return
     if (live.value.flags.hasDevmemPages || live.value.flags.migrateDevmem) yield* Effect.ignore(env.svm.rangeEvict(range))
-    yield* env.gpu.invalidate(range.start, range.end)
+    yield* GarbageCollector.unbind(env.gpu, range)
     yield* env.svm.rangeRemove(range)
     env.st.seen.delete(range.id)
   })

@@ -18,6 +18,13 @@ import type { DriverState } from "./DriverState.ts"
 import { gcRunsTotal } from "./Metrics.ts"
 
 /**
+ * Unbinds a range on the GPU (`xe_vm_range_unbind`): zap + flush only if it
+ * still has PTEs — after an UNMAP the callback has already zapped it (§11.12).
+ */
+export const unbind = (gpu: Gpu["Service"], r: Range): Effect.Effect<void> =>
+  Effect.flatMap(gpu.isBound(r.start, r.end), (bound) => (bound ? gpu.invalidate(r.start, r.end) : Effect.void))
+
+/**
  * Unbinds and removes one queued range (evicting first if partially unmapped).
  * The unbind + remove pair is uninterruptible, so a worker interrupted at
  * shutdown never leaves a range unbound but still in the tree.
@@ -30,7 +37,7 @@ const collectOne = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, 
     const evicted = yield* Effect.result(svm.rangeEvict(r))
     if (evicted._tag === "Success") st.counters.evictions++
   }
-  yield* Effect.uninterruptible(Effect.andThen(gpu.invalidate(r.start, r.end), svm.rangeRemove(r)))
+  yield* Effect.uninterruptible(Effect.andThen(unbind(gpu, r), svm.rangeRemove(r)))
   st.counters.rangesRemoved++
   st.seen.delete(r.id)
 })

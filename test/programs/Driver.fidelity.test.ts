@@ -8,6 +8,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Layer } from "effect"
+import { BadAddress } from "../../src/domain/Errors.ts"
 import { PROT_READ } from "../../src/domain/Prot.ts"
 import { Driver } from "../../src/programs/Driver.ts"
 import { GC_ACTOR } from "../../src/programs/DriverState.ts"
@@ -240,6 +241,29 @@ describe("§11.6 migration budget", () => {
       yield* noViolations
     }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
   })
+
+  it.effect("§11.6 a devmem-only (atomic) fault has 3 tries, spent by every round even when nothing migrates: it gives up after the third", () => {
+    // device_map always fails (EFAULT from get_pages) once the range is in VRAM.
+    const pagemaps = (m: ReadonlyMap<string, DeviceMapper>) =>
+      new Map([...m].map(([id, pm]) => [id, {
+        ...pm,
+        deviceMap: (_page, _order, _dir) => Effect.fail(new BadAddress({ reason: "injected device_map failure" }))
+      } satisfies DeviceMapper]))
+    return Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const gpu = yield* Gpu
+      const driver = yield* Driver
+      const buf = yield* cpu.mmap({ length: 2 * MiB, align: 2 * MiB })
+      const err = yield* Effect.flip(gpu.access(buf, 4, "atomic"))
+      assert.strictEqual(err.reason, "get_pages failed and no migration try is left for an atomic access")
+      assert.strictEqual(err.causeTag, "BadAddress")
+      assert.strictEqual(err.retries, 2, "rounds 0, 1, 2: one try each")
+      const c = yield* driver.counters
+      assert.strictEqual(c.migrations, 1, "later rounds find the range in VRAM already")
+      assert.strictEqual(c.faultRetries.EFAULT, 2)
+      yield* noViolations
+    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
+  })
 })
 
 describe("§11.8 check_pages_threshold", () => {
@@ -318,6 +342,11 @@ describe("§11.12 invalidation callback: early return, flush only where PTEs exi
       // the range is still there but has no PTEs left: no flush
       assert.strictEqual((yield* svm.ranges()).length, 1)
       yield* cpu.madviseDontNeed(a, 64 * KiB)
+      assert.deepStrictEqual(counting.calls, [[a, a + 64 * KiB]])
+      // nor when the collector removes it after munmap: it has nothing to unbind
+      yield* cpu.munmap(a, 64 * KiB)
+      yield* (yield* Driver).idle
+      assert.deepStrictEqual(yield* svm.ranges(), [])
       assert.deepStrictEqual(counting.calls, [[a, a + 64 * KiB]])
       yield* noViolations
     }).pipe(Effect.provide(driverLayer({ wrap: { gpu: counting.wrap } })))
