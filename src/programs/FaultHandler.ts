@@ -5,7 +5,8 @@
  * `rangeFindOrInsert` (any error: give up); a devmem-only fault on a range
  * that can never migrate: `AccessDenied` at once (§11.10); spend one migration
  * try and migrate if the policy says so (the driver unbinds the range first
- * and marks the window as its own migration); `rangeGetPages` (`MixedPages` →
+ * and marks the window as its own migration; a failure retries the fault, or
+ * gives up if it was a devmem-only fault's last try); `rangeGetPages` (`MixedPages` →
  * evict and retry; `BadAddress` / `PermissionDenied` → retry); bind under the
  * notifier lock only if `rangePagesValid`, else retry (`EAGAIN`).
  *
@@ -192,7 +193,10 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
           if (devmemOnly && migrateLeft === 0) {
             return yield* giveUp(fault, "could not migrate to device memory for an atomic access", round, last)
           }
-          // Xe falls through to get_pages (a devmem-only range then fails EFAULT and retries).
+          // Xe: "VRAM allocation failed, falling back to retrying fault" (a normal
+          // fault has no try left then, so the next round stays in system memory).
+          yield* countRetry(st.counters, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
+          continue
         }
       }
     }
