@@ -85,6 +85,42 @@ describe("§11.2 garbage-collector worker", () => {
       yield* noViolations
     }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
 
+  it.effect("§11.2 the worker takes the driver SVM lock: it waits for a fault in progress, then collects", () => {
+    // One-shot hook in gpu.isBound, which the fault handler calls (holding the
+    // driver SVM lock) when it unbinds a range before migrating it.
+    const hook: { fire: Effect.Effect<void> | undefined } = { fire: undefined }
+    const wrap = (g: Gpu["Service"]): Gpu["Service"] => ({
+      ...g,
+      isBound: (start, end) =>
+        Effect.suspend(() => {
+          const f = hook.fire
+          hook.fire = undefined
+          return Effect.andThen(f ?? Effect.void, g.isBound(start, end))
+        })
+    })
+    return Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const gpu = yield* Gpu
+      const svm = yield* GpuSvm
+      const a = yield* cpu.mmap({ length: 2 * MiB, align: 2 * MiB })
+      const b = yield* cpu.mmap({ length: 64 * KiB, align: 64 * KiB })
+      yield* gpu.access(b, 16, "read")
+      assert.strictEqual((yield* svm.ranges(b, b + 64 * KiB)).length, 1)
+      let duringFault = -1
+      hook.fire = Effect.gen(function*() {
+        const unmapper = yield* Effect.forkDetach(cpu.munmap(b, 64 * KiB))
+        yield* Fiber.join(unmapper)
+        for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+        duringFault = (yield* svm.ranges(b, b + 64 * KiB)).length
+      }).pipe(Effect.orDie)
+      yield* gpu.access(a, 16, "write", pattern(1, 16))
+      assert.strictEqual(duringFault, 1, "the worker must not collect while the fault handler holds the lock")
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow
+      assert.deepStrictEqual(yield* svm.ranges(b, b + 64 * KiB), [], "collected once the lock is free, without another fault")
+      yield* noViolations
+    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { gpu: wrap } })))
+  })
+
   it.effect("§11.2 the worker is the GC actor, an ordinary fiber interrupted when the driver's scope closes", () =>
     Effect.gen(function*() {
       assert.strictEqual(GC_ACTOR, "gc-worker")
