@@ -31,6 +31,7 @@ export type { NotifierHandle } from "./domain/NotifierHandle.ts"
 
 // Errors
 export {
+  AccessDenied,
   Again,
   BadAddress,
   Busy,

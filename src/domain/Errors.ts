@@ -13,6 +13,7 @@
  * | `OutOfMemory` | ENOMEM | allocation failed |
  * | `Busy` | EBUSY | the notifier sequence moved / HMM retries timed out |
  * | `TimedOut` | ETIME | eviction retries timed out |
+ * | `AccessDenied` | EACCES | a devmem-only (atomic) fault on memory that can never migrate (kernel-semantics §11.10) |
  * | `InvalidConfig` | EINVAL | a malformed `GpuSvmConfig` field |
  *
  * @since 0.1.0
@@ -21,7 +22,7 @@ import { Effect, Schema } from "effect"
 import { hex } from "./Address.ts"
 
 /** The errno names the errors carry. */
-export type Errno = "EINVAL" | "ENOENT" | "EPERM" | "EFAULT" | "EOPNOTSUPP" | "EAGAIN" | "ENOMEM" | "EBUSY" | "ETIME"
+export type Errno = "EINVAL" | "ENOENT" | "EPERM" | "EFAULT" | "EOPNOTSUPP" | "EAGAIN" | "ENOMEM" | "EBUSY" | "ETIME" | "EACCES"
 
 const errnoField = <E extends Errno>(errno: E) =>
   Schema.Literal(errno).pipe(Schema.withConstructorDefault(Effect.succeed(errno)))
@@ -99,6 +100,18 @@ export class TimedOut extends Schema.TaggedError<TimedOut>()("TimedOut", fields(
   }
 }
 
+/**
+ * EACCES: the access needs device memory (`ctx.devmem_only`, an atomic fault) but
+ * the range can never migrate there (`!migrate_devmem`: a file, shmem or hugetlb
+ * mapping). Xe's `__xe_svm_handle_pagefault` returns it at once, without trying
+ * (kernel-semantics §11.10).
+ */
+export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", fields("EACCES")) {
+  override get message(): string {
+    return render(this.errno, this.reason, this.addr)
+  }
+}
+
 /** EINVAL for configuration: `field` names the offending `GpuSvmConfig` field, `reason` says why. */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
   errno: errnoField("EINVAL"),
@@ -121,6 +134,7 @@ export type SvmError =
   | OutOfMemory
   | Busy
   | TimedOut
+  | AccessDenied
   | InvalidConfig
   | GpuFaultError
 

@@ -2,20 +2,22 @@
  * `Driver`: the driver components wired together over `GpuSvm` and the `Gpu`
  * (design.md §7): the invalidation callback is the GpuSvm's `ops.invalidate`,
  * the fault handler is registered with the GPU (so `gpu.access(...)` just
- * works), the garbage collector runs at the start of every fault, and prefetch
- * migrates ahead of use. `Driver.layer(config, options)` provides `GpuSvm` and
+ * works), the garbage collector runs at the start of every fault and in its
+ * own worker fiber (the GC actor, kernel-semantics §11.2), woken by the
+ * invalidation callback after every UNMAP, and prefetch migrates ahead of use.
+ * `Driver.layer(config, options)` provides `GpuSvm` and
  * `Driver` from `Mm | MmuNotifier | Hmm | Dma | Gpu | MigrationPolicy` (and the
  * machine's `DevicePagemaps`, if any).
  *
  * @since 0.1.0
  */
-import { Context, Effect, Layer, Option } from "effect"
+import { Context, Effect, type Fiber, Layer, Option } from "effect"
 import type { GpuFaultError, InvalidConfig } from "../domain/Errors.ts"
 import * as Config from "../domain/GpuSvmConfig.ts"
 import { DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { Dma } from "../services/Dma.ts"
 import { Gpu, type GpuPageFault } from "../services/Gpu.ts"
-import { GpuSvm } from "../services/GpuSvm.ts"
+import { GpuSvm, type GpuSvmApi } from "../services/GpuSvm.ts"
 import type { Hmm } from "../services/Hmm.ts"
 import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
@@ -32,8 +34,19 @@ import * as Prefetch from "./Prefetch.ts"
 export interface DriverApi {
   /** Handles one GPU page fault (what the GPU calls on a missing PTE). */
   readonly handleFault: (fault: GpuPageFault) => Effect.Effect<void, GpuFaultError>
-  /** Runs the garbage collector now, under the driver SVM lock. */
+  /** Runs the garbage collector now, under the driver SVM lock (tests; the worker does it on its own). */
   readonly collectGarbage: Effect.Effect<void>
+  /**
+   * Completes once nothing is queued for the garbage collector and no
+   * collection is running (§11.2): the way to wait for the worker. It never
+   * collects itself (`collectGarbage` does).
+   */
+  readonly idle: Effect.Effect<void>
+  /**
+   * The collector worker fiber, the driver's GC actor (`GC_ACTOR`, §11.2):
+   * forked in the layer's scope, interrupted when it closes.
+   */
+  readonly gcWorker: Fiber.Fiber<never>
   /** Migrates and binds `[start, end)` ahead of use. */
   readonly prefetch: (start: number, end: number, o: Prefetch.PrefetchOptions) => Effect.Effect<void, GpuFaultError>
   /** A snapshot of the driver's counters. */
@@ -45,8 +58,12 @@ export interface DriverApi {
 /** The driver service. */
 export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver") {
   /**
-   * Builds GpuSvm (with the driver's invalidation callback) and the driver, and
-   * registers the fault handler with the GPU. `InvalidConfig` for a bad config.
+   * Builds GpuSvm (with the driver's invalidation callback) and the driver,
+   * registers the fault handler with the GPU and forks the collector worker in
+   * the layer's scope (interrupted when it closes). The `GpuSvm` provided has a
+   * `fini` that takes the driver SVM lock first, as Xe tears down under the VM
+   * lock after flushing the collector, so it never races a collection.
+   * `InvalidConfig` for a bad config.
    */
   static readonly layer = (
     config: unknown,
@@ -69,16 +86,25 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
           const env: FaultEnv = { st, svm, gpu, mm, policy }
           const handleFault = FaultHandler.handle(env)
           yield* gpu.setFaultHandler(handleFault)
+          // §11.2: the GC actor, an ordinary fiber in the layer's scope.
+          const gcWorker = yield* Effect.forkScoped(GarbageCollector.worker(st, svm, gpu))
           return {
             handleFault,
             collectGarbage: st.svmLock.withPermits(1)(GarbageCollector.run(st, svm, gpu)),
+            idle: st.gcIdle.await,
+            gcWorker,
             prefetch: Prefetch.run(env, pagemaps[0]),
             counters: Effect.sync(() => structuredClone(st.counters)),
             options: st.options
           }
         })
       )
-      return driver.pipe(Layer.provideMerge(GpuSvm.layer(config, Invalidation.callback(st, gpu))))
+      const core = GpuSvm.layer(config, Invalidation.callback(st, gpu))
+      const locked = Layer.effect(
+        GpuSvm,
+        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.svmLock.withPermits(1)(svm.fini) }))
+      ).pipe(Layer.provide(core))
+      return driver.pipe(Layer.provideMerge(locked))
     }))
 }
 

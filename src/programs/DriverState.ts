@@ -1,12 +1,12 @@
 /**
  * The driver's own state, shared by its components (fault handler, garbage
- * collector, invalidation callback, prefetch): the driver SVM lock, the garbage
- * collector's queue, the windows the driver is migrating itself, counters and
- * options.
+ * collector and its worker, invalidation callback, prefetch): the driver SVM
+ * lock, the garbage collector's queue and signals, the windows the driver is
+ * migrating itself, counters and options.
  *
  * @since 0.1.0
  */
-import { Effect, Semaphore } from "effect"
+import { Effect, Latch, Semaphore } from "effect"
 import type { Range } from "../domain/Range.ts"
 import { type DriverCounters, makeCounters } from "./Metrics.ts"
 
@@ -17,7 +17,11 @@ export interface DriverOptions {
   readonly gpuvaEnd?: number
   /** Fault-loop rounds before giving up with `GpuFaultError` (default 8). */
   readonly maxRetries?: number
-  /** `ctx.check_pages_threshold` for ranges created by faults (default 64 KiB, like Xe). */
+  /**
+   * `ctx.check_pages_threshold` for ranges created by faults. Default as Xe
+   * (kernel-semantics §11.8): 64 KiB when device memory is possible (the
+   * migration policy's `devmemPossible`), else 0. An explicit value overrides both.
+   */
   readonly checkPagesThreshold?: number
   /**
    * Base migration timeslice in ms (pages stay in device memory at least this long
@@ -26,8 +30,44 @@ export interface DriverOptions {
    * scenarios want no wall-clock waits; set it to model Xe's anti-ping-pong delay.
    */
   readonly timesliceMs?: number
-  /** Migration attempts of a devmem-only (atomic) fault (default 3, like Xe). */
+  /**
+   * Migration attempts of a devmem-only (atomic) fault (default 3, like Xe; a
+   * normal fault has 1). Every attempt counts, successful or not (§11.6).
+   */
   readonly migrateTries?: number
+  /**
+   * Whether the GPU mirror is read-only where the CPU mapping is
+   * (kernel-semantics §11.3). Default `false`, as Xe with a writable mirror VMA:
+   * `ctx.read_only` is false for every fault, so any GPU fault — reads included —
+   * in a CPU VMA without write permission fails with `GpuFaultError` whose cause
+   * is `PermissionDenied` (EPERM from `find_or_insert`, §3.4).
+   *
+   * `true` (a named deviation): a GPU *read* fault in a CPU VMA without write
+   * permission is faulted read-only (`ctx.read_only`) and mapped `to-device`, as
+   * if the mirror were bound with `DRM_XE_VM_BIND_FLAG_READONLY` exactly over the
+   * read-only CPU VMAs; a write or atomic fault there is `PermissionDenied`, as
+   * Xe refuses a write in a read-only GPU VMA. Faults in writable CPU VMAs are as
+   * with the default. (Xe's flag makes a whole mirror VMA read-only; a per-CPU-VMA
+   * choice is what lets one mirror follow mprotect both ways.)
+   */
+  readonly readOnlyMirror?: boolean
+  /**
+   * What the fault handler does with a range whose VMA was split by mprotect
+   * after the range was created (kernel-semantics §11.4): `find_or_insert` keeps
+   * returning the range and `get_pages` keeps failing on the part it may not
+   * fault.
+   * - `"retry"` (default, as Xe): retry like any `EPERM`/`EFAULT`, bounded by
+   *   `maxRetries`, then `GpuFaultError` with reason
+   *   `livelock: range spans a VMA split by mprotect` — the model shows the
+   *   kernel's livelock instead of hiding it.
+   * - `"recreate"` (a named deviation): drop the range as the collector would
+   *   (evict, unbind, remove) so the next round creates one inside the VMA as it
+   *   is now.
+   *
+   * A munmap split is not this case: UNMAP marks the range unmapped and queues
+   * it for the collector, which removes it.
+   */
+  readonly onSplitVma?: "retry" | "recreate"
 }
 
 /** Resolved options. */
@@ -35,9 +75,12 @@ export interface ResolvedOptions {
   readonly gpuvaStart: number
   readonly gpuvaEnd: number
   readonly maxRetries: number
-  readonly checkPagesThreshold: number
+  /** An explicit threshold, or undefined for Xe's rule (§11.8, see `checkPagesThresholdFor`). */
+  readonly checkPagesThreshold: number | undefined
   readonly timesliceMs: number
   readonly migrateTries: number
+  readonly readOnlyMirror: boolean
+  readonly onSplitVma: "retry" | "recreate"
 }
 
 /** Applies the defaults. */
@@ -45,10 +88,27 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   gpuvaStart: o.gpuvaStart ?? 0,
   gpuvaEnd: o.gpuvaEnd ?? 2 ** 47,
   maxRetries: o.maxRetries ?? 8,
-  checkPagesThreshold: o.checkPagesThreshold ?? 64 * 1024,
+  checkPagesThreshold: o.checkPagesThreshold,
   timesliceMs: o.timesliceMs ?? 0,
-  migrateTries: o.migrateTries ?? 3
+  migrateTries: o.migrateTries ?? 3,
+  readOnlyMirror: o.readOnlyMirror ?? false,
+  onSplitVma: o.onSplitVma ?? "retry"
 })
+
+/**
+ * The `ctx.check_pages_threshold` of a fault: the explicit option, else Xe's
+ * `devmem_possible ? SZ_64K : 0` (kernel-semantics §11.8).
+ */
+export const checkPagesThresholdFor = (o: ResolvedOptions, devmemPossible: boolean): number =>
+  o.checkPagesThreshold ?? (devmemPossible ? 64 * 1024 : 0)
+
+/**
+ * Name of the driver's garbage-collector actor (kernel-semantics §11.2): the
+ * worker fiber `Driver.layer` forks in its scope, which the invalidation
+ * callback wakes after every UNMAP (Xe's `garbage_collector.work` on its
+ * workqueue). Schedule explorers and traces name that fiber by this constant.
+ */
+export const GC_ACTOR = "gc-worker"
 
 /** A window the driver is migrating to device memory itself (its MIGRATE events are skipped). */
 export interface OwnMigration {
@@ -63,6 +123,15 @@ export interface DriverState {
   readonly svmLock: Semaphore.Semaphore
   /** Ranges queued by UNMAP invalidations for the garbage collector. */
   readonly gcQueue: Array<Range>
+  /**
+   * Wakes the collector worker (§11.2): opened by the invalidation callback when
+   * it queues a range (`queue_work`), closed by the worker before it takes a batch.
+   */
+  readonly gcKick: Latch.Latch
+  /** Open while nothing is queued for the collector and no collection runs (`Driver.idle`). */
+  readonly gcIdle: Latch.Latch
+  /** Collections running now (0 or 1: they hold the driver SVM lock). */
+  gcRunning: number
   /** Windows being migrated by the driver right now. */
   readonly ownMigrations: Array<OwnMigration>
   /** Counters. */
@@ -75,12 +144,26 @@ export interface DriverState {
 
 /** A fresh driver state. */
 export const make = (options: DriverOptions | undefined, owner: string | undefined): Effect.Effect<DriverState> =>
-  Effect.map(Semaphore.make(1), (svmLock) => ({
+  Effect.sync(() => ({
     options: resolve(options),
-    svmLock,
+    svmLock: Semaphore.makeUnsafe(1),
     gcQueue: [],
+    gcKick: Latch.makeUnsafe(false),
+    gcIdle: Latch.makeUnsafe(true),
+    gcRunning: 0,
     ownMigrations: [],
     counters: makeCounters(),
     seen: new Set(),
     owner
   }))
+
+/**
+ * Queues `range` for the collector and wakes the worker (Xe's
+ * `xe_svm_garbage_collector_add_range` + `queue_work`). Synchronous: called
+ * from the invalidation callback, under the notifier lock.
+ */
+export const queueForGc = (st: DriverState, range: Range): void => {
+  st.gcQueue.push(range)
+  st.gcIdle.closeUnsafe()
+  st.gcKick.openUnsafe()
+}

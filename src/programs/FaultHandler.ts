@@ -1,30 +1,42 @@
 /**
  * `FaultHandler`: the GPU page-fault handler of the seed's example 1
- * (kernel-semantics §10.1), as Xe structures it. Under the driver SVM lock,
- * loop: run the garbage collector; `rangeFindOrInsert`; migrate if the policy
- * says so (the driver unbinds the range first and marks the window as its own
- * migration); `rangeGetPages` (`MixedPages` → evict and retry; `BadAddress` /
- * `PermissionDenied` → retry, first dropping the range if an mprotect or munmap
- * split its VMA since it was created); bind under the notifier lock only if
- * `rangePagesValid`, else retry (`EAGAIN`).
+ * (kernel-semantics §10.1), as Xe's `__xe_svm_handle_pagefault` structures
+ * it. Under the driver SVM lock, loop: run the garbage collector;
+ * `rangeFindOrInsert` (any error: give up); a devmem-only fault on a range
+ * that can never migrate: `AccessDenied` at once (§11.10); spend one migration
+ * try and migrate if the policy says so (the driver unbinds the range first
+ * and marks the window as its own migration; a failure retries the fault, or
+ * gives up if it was a devmem-only fault's last try); `rangeGetPages` (`MixedPages` →
+ * evict and retry; `BadAddress` / `PermissionDenied` → retry); bind under the
+ * notifier lock only if `rangePagesValid`, else retry (`EAGAIN`).
  *
  * Bounded: at most `maxRetries` rounds, then `GpuFaultError` carrying the last
- * cause. An atomic fault the policy wants in device memory runs with
- * `devmemOnly`, up to `migrateTries` migration attempts with the timeslice
- * doubling per retry (Xe). The range is faulted read-only only when its VMA is
- * read-only; a write or atomic fault on a read-only VMA is a `GpuFaultError`
- * with cause `PermissionDenied`.
+ * cause. Migration tries (§11.6): 1 for a normal fault, `migrateTries` (3) for
+ * a devmem-only (atomic) one, each round spending one whether it migrates or
+ * not, so a retry after `EAGAIN` does not migrate again; a devmem-only fault
+ * whose tries are spent gives up on the next get_pages failure. The timeslice
+ * doubles per retry of a devmem-only fault.
+ *
+ * Read-only (§11.3): with the default writable mirror every fault is made
+ * with `ctx.read_only` false, so a fault in a CPU VMA without write
+ * permission is a `GpuFaultError` with cause `PermissionDenied` (from
+ * find_or_insert); with `readOnlyMirror` reads there are faulted read-only
+ * and writes refused up front.
+ *
+ * A range whose VMA mprotect split (§11.4) is retried until `maxRetries`, then
+ * given up with reason `SPLIT_VMA_LIVELOCK`; `onSplitVma: "recreate"` drops it
+ * so the next round creates one inside the VMA as it is now.
  *
  * @since 0.1.0
  */
 import { Effect, Option, Result } from "effect"
-import { GpuFaultError } from "../domain/Errors.ts"
+import { AccessDenied, GpuFaultError } from "../domain/Errors.ts"
 import type { Range } from "../domain/Range.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { Mm } from "../services/Mm.ts"
-import type { DriverState } from "./DriverState.ts"
+import { checkPagesThresholdFor, type DriverState } from "./DriverState.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import { countFault, countRetry } from "./Metrics.ts"
 import type { MigrationPolicyApi } from "./MigrationPolicy.ts"
@@ -38,7 +50,7 @@ export interface FaultEnv {
   readonly policy: MigrationPolicyApi
 }
 
-const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: { readonly _tag: string; readonly message: string }) =>
+const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: LastError) =>
   new GpuFaultError({
     reason,
     addr: fault.addr,
@@ -56,7 +68,7 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
     const own = { start: range.start, end: range.end }
     env.st.ownMigrations.push(own)
     return yield* Effect.gen(function*() {
-      yield* env.gpu.invalidate(range.start, range.end)
+      yield* GarbageCollector.unbind(env.gpu, range)
       yield* env.svm.rangeUnmapPages(range)
       yield* target.populateMm(range.start, range.end, { timesliceMs })
       env.st.counters.migrations++
@@ -79,9 +91,18 @@ export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean): Effec
     return true
   }))
 
-/** Does `range` still lie inside one VMA? */
-const fitsOneVma = (env: FaultEnv, range: Range): Effect.Effect<boolean> =>
-  Effect.map(env.mm.vmaLookup(range.start), (v) => Option.isSome(v) && v.value.start <= range.start && range.end <= v.value.end)
+/**
+ * Was `range`'s VMA split by mprotect since the range was created
+ * (kernel-semantics §11.4)? The range is still live and not unmapped (a munmap
+ * split marks it unmapped and the collector removes it), but no longer lies
+ * inside one VMA.
+ */
+const splitByMprotect = Effect.fnUntraced(function*(env: FaultEnv, range: Range) {
+  const live = yield* env.svm.range(range)
+  if (Option.isNone(live) || live.value.flags.unmapped) return false
+  const v = yield* env.mm.vmaLookup(range.start)
+  return !(Option.isSome(v) && v.value.start <= range.start && range.end <= v.value.end)
+})
 
 /** Drops a stale range as the garbage collector would: evict what is in device memory, unbind, remove. */
 const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
@@ -89,55 +110,93 @@ const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
     const live = yield* env.svm.range(range)
     if (Option.isNone(live)) return
     if (live.value.flags.hasDevmemPages || live.value.flags.migrateDevmem) yield* Effect.ignore(env.svm.rangeEvict(range))
-    yield* env.gpu.invalidate(range.start, range.end)
+    yield* GarbageCollector.unbind(env.gpu, range)
     yield* env.svm.rangeRemove(range)
     env.st.seen.delete(range.id)
   })
 
-/** The fault loop, under the driver SVM lock. */
+/** The §11.4 give-up reason of a fault that kept failing on a range whose VMA mprotect split. */
+export const SPLIT_VMA_LIVELOCK = "livelock: range spans a VMA split by mprotect"
+
+type LastError = { readonly _tag: string; readonly message: string }
+
+const findFailed = (e: LastError): string =>
+  e._tag === "PermissionDenied"
+    ? "GPU fault in a CPU mapping without write permission (writable mirror)"
+    : "no GPU SVM range for the address"
+
+const doubled = (ms: number): number => (ms === 0 ? 1 : ms * 2)
+
+/**
+ * The fault loop, under the driver SVM lock; `__xe_svm_handle_pagefault` step
+ * by step.
+ */
 const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
   const { st, svm, policy } = env
   const o = st.options
-  const vma = yield* env.mm.vmaLookup(fault.addr)
-  if (Option.isNone(vma)) return yield* giveUp(fault, "no VMA at the fault address", 0, { _tag: "VmaNotFound", message: "ENOENT" })
-  const readOnly = !vma.value.prot.write
-  if (readOnly && (fault.write || fault.atomic)) {
-    return yield* giveUp(fault, "GPU write to a read-only mapping", 0, { _tag: "PermissionDenied", message: "EPERM" })
+  // §11.3: `ctx.read_only` is the GPU mirror's, not the CPU VMA's. With the
+  // default writable mirror it is false and find_or_insert refuses (EPERM) any
+  // fault in a CPU VMA without write permission; `readOnlyMirror` faults reads
+  // there read-only and refuses writes up front, as Xe refuses a write in a
+  // read-only GPU VMA.
+  let readOnly = false
+  if (o.readOnlyMirror) {
+    const vma = yield* env.mm.vmaLookup(fault.addr)
+    if (Option.isSome(vma) && !vma.value.prot.write) {
+      if (fault.write || fault.atomic) {
+        return yield* giveUp(fault, "GPU write to a read-only mirror", 0, { _tag: "PermissionDenied", message: "EPERM" })
+      }
+      readOnly = true
+    }
   }
   const devmemOnly = fault.atomic && policy.atomicNeedsVram
+  // §11.8: Xe's `devmem_possible ? SZ_64K : 0`, unless the user set one.
+  const checkPagesThreshold = checkPagesThresholdFor(o, policy.devmemPossible)
   let timeslice = o.timesliceMs
+  // §11.6: Xe's migrate_try_count, spent by every round that reaches the
+  // migration check, whether it migrates, fails or finds nothing to do.
   let migrateLeft = devmemOnly ? o.migrateTries : 1
-  let last: { readonly _tag: string; readonly message: string } | undefined
+  let last: LastError | undefined
+  let split = false
   for (let round = 0; round <= o.maxRetries; round++) {
     yield* GarbageCollector.run(st, svm, env.gpu)
     const ctx = {
       readOnly,
       devmemPossible: policy.devmemPossible,
       devmemOnly,
-      checkPagesThreshold: o.checkPagesThreshold,
+      checkPagesThreshold,
       timesliceMs: timeslice
     }
     const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, o.gpuvaStart, o.gpuvaEnd, ctx))
-    if (Result.isFailure(found)) return yield* giveUp(fault, "no GPU SVM range for the address", round, found.failure)
+    if (Result.isFailure(found)) return yield* giveUp(fault, findFailed(found.failure), round, found.failure)
     const range = found.success
     if (!st.seen.has(range.id)) {
       st.seen.add(range.id)
       st.counters.rangesCreated++
     }
-    if (migrateLeft > 0) {
+    // §11.10: an access that needs device memory on a range that can never
+    // migrate (file, shmem, hugetlb) is EACCES at once, without trying.
+    if (devmemOnly && !range.flags.migrateDevmem) {
+      const denied = new AccessDenied({ reason: "device memory needed (devmem_only) but the range cannot migrate", addr: fault.addr })
+      return yield* giveUp(fault, "atomic access needs device memory the range can never use", round, denied)
+    }
+    // §11.6: `--migrate_try_count >= 0 && needs_migrate_to_vram(...)`.
+    migrateLeft--
+    if (migrateLeft >= 0) {
       const target = yield* policy.target(svm, range, fault)
       if (target !== undefined) {
         const migrated = yield* Effect.result(migrateRange(env, target, range, timeslice))
+        if (devmemOnly) timeslice = doubled(timeslice)
         if (Result.isFailure(migrated)) {
-          migrateLeft--
           st.counters.migrationFailures++
           last = migrated.failure
-          if (devmemOnly) {
-            if (migrateLeft === 0) return yield* giveUp(fault, "could not migrate to device memory for an atomic access", round, last)
-            timeslice = timeslice === 0 ? 1 : timeslice * 2
-            yield* countRetry(st.counters, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
-            continue
+          if (devmemOnly && migrateLeft === 0) {
+            return yield* giveUp(fault, "could not migrate to device memory for an atomic access", round, last)
           }
+          // Xe: "VRAM allocation failed, falling back to retrying fault" (a normal
+          // fault has no try left then, so the next round stays in system memory).
+          yield* countRetry(st.counters, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
+          continue
         }
       }
     }
@@ -145,20 +204,23 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     if (Result.isFailure(got)) {
       const e = got.failure
       last = e
-      if (e._tag === "MixedPages") {
-        yield* countRetry(st.counters, "EOPNOTSUPP")
-        yield* svm.rangeEvict(range).pipe(Effect.ignore)
-        continue
-      }
-      if (e._tag === "BadAddress" || e._tag === "PermissionDenied") {
-        yield* countRetry(st.counters, e._tag === "BadAddress" ? "EFAULT" : "EPERM")
-        // A range that no longer lies inside one VMA (an mprotect or munmap split
-        // its VMA after it was created) can never be faulted as a whole again: drop
-        // it, so that the next round creates a range inside the VMA as it is now.
-        if (!(yield* fitsOneVma(env, range))) yield* dropRange(env, range)
-        if (devmemOnly) {
-          timeslice = timeslice === 0 ? 1 : timeslice * 2
-          migrateLeft = Math.max(migrateLeft, 1)
+      if (e._tag === "MixedPages" || e._tag === "BadAddress" || e._tag === "PermissionDenied") {
+        // "Corner where CPU mappings have changed": retry, unless a devmem-only
+        // fault has no migration try left.
+        if (devmemOnly) timeslice = doubled(timeslice)
+        if (devmemOnly && migrateLeft <= 0) {
+          return yield* giveUp(fault, "get_pages failed and no migration try is left for an atomic access", round, e)
+        }
+        yield* countRetry(st.counters, e._tag === "MixedPages" ? "EOPNOTSUPP" : e._tag === "BadAddress" ? "EFAULT" : "EPERM")
+        split = false
+        if (e._tag === "MixedPages") {
+          yield* svm.rangeEvict(range).pipe(Effect.ignore)
+        } else if (yield* splitByMprotect(env, range)) {
+          // §11.4: find_or_insert will keep returning this range and get_pages
+          // keep failing on the part the CPU VMA no longer allows. Xe retries
+          // (a livelock, bounded here); `recreate` drops it instead.
+          if (o.onSplitVma === "recreate") yield* dropRange(env, range)
+          else split = true
         }
         continue
       }
@@ -166,9 +228,11 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     }
     if (yield* bindRange(env, range, readOnly)) return
     last = { _tag: "Again", message: "EAGAIN: pages invalidated before the bind" }
+    split = false
+    if (devmemOnly) timeslice = doubled(timeslice)
     yield* countRetry(st.counters, "EAGAIN")
   }
-  return yield* giveUp(fault, "no progress", o.maxRetries, last)
+  return yield* giveUp(fault, split ? SPLIT_VMA_LIVELOCK : "no progress", o.maxRetries, last)
 })
 
 /**

@@ -1,37 +1,84 @@
 /**
- * `GarbageCollector.run`: the seed's example 2 (kernel-semantics §10.2). For
+ * `GarbageCollector`: the seed's example 2 (kernel-semantics §10.2). For
  * each range queued by an UNMAP invalidation: if partially unmapped, evict
- * what remains in device memory; unbind it on the GPU; `rangeRemove`. Caller
- * holds the driver SVM lock.
+ * what remains in device memory; unbind it on the GPU; `rangeRemove`.
+ *
+ * It runs in two places, both under the driver SVM lock: at the start of every
+ * fault round (example 1), and in the collector worker (§11.2, Xe's
+ * `garbage_collector.work`), which the invalidation callback wakes after an
+ * UNMAP so that unmapped ranges go away without a later GPU fault.
  *
  * @since 0.1.0
  */
 import { Effect, Metric, Option } from "effect"
+import type { Range } from "../domain/Range.ts"
 import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
 import { gcRunsTotal } from "./Metrics.ts"
 
-/** Runs the collector once over everything queued so far. Errors of eviction are tolerated (the range is removed anyway). */
+/**
+ * Unbinds a range on the GPU (`xe_vm_range_unbind`): zap + flush only if it
+ * still has PTEs — after an UNMAP the callback has already zapped it (§11.12).
+ */
+export const unbind = (gpu: Gpu["Service"], r: Range): Effect.Effect<void> =>
+  Effect.flatMap(gpu.isBound(r.start, r.end), (bound) => (bound ? gpu.invalidate(r.start, r.end) : Effect.void))
+
+/**
+ * Unbinds and removes one queued range (evicting first if partially unmapped).
+ * The unbind + remove pair is uninterruptible, so a worker interrupted at
+ * shutdown never leaves a range unbound but still in the tree.
+ */
+const collectOne = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"], queued: Range) {
+  const live = yield* svm.range(queued)
+  if (Option.isNone(live)) return
+  const r = live.value
+  if (r.flags.partialUnmap) {
+    const evicted = yield* Effect.result(svm.rangeEvict(r))
+    if (evicted._tag === "Success") st.counters.evictions++
+  }
+  yield* Effect.uninterruptible(Effect.andThen(unbind(gpu, r), svm.rangeRemove(r)))
+  st.counters.rangesRemoved++
+  st.seen.delete(r.id)
+})
+
+const batch = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"], ranges: ReadonlyArray<Range>) {
+  st.counters.gcRuns++
+  yield* Metric.update(gcRunsTotal, 1)
+  for (const queued of ranges) yield* collectOne(st, svm, gpu, queued)
+})
+
+/** Marks the collector idle again if nothing is queued and no collection runs. */
+const settle = (st: DriverState) =>
+  Effect.sync(() => {
+    st.gcRunning--
+    if (st.gcRunning === 0 && st.gcQueue.length === 0) st.gcIdle.openUnsafe()
+  })
+
+/**
+ * Runs the collector once over everything queued so far. Caller holds the
+ * driver SVM lock. Errors of eviction are tolerated (the range is removed
+ * anyway).
+ */
 export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effect.Effect<void> =>
   Effect.suspend(() => {
     if (st.gcQueue.length === 0) return Effect.void
-    const batch = st.gcQueue.splice(0, st.gcQueue.length)
-    return Effect.gen(function*() {
-      st.counters.gcRuns++
-      yield* Metric.update(gcRunsTotal, 1)
-      for (const queued of batch) {
-        const live = yield* svm.range(queued)
-        if (Option.isNone(live)) continue
-        const r = live.value
-        if (r.flags.partialUnmap) {
-          const evicted = yield* Effect.result(svm.rangeEvict(r))
-          if (evicted._tag === "Success") st.counters.evictions++
-        }
-        yield* gpu.invalidate(r.start, r.end)
-        yield* svm.rangeRemove(r)
-        st.counters.rangesRemoved++
-        st.seen.delete(r.id)
-      }
-    })
+    const ranges = st.gcQueue.splice(0, st.gcQueue.length)
+    st.gcRunning++
+    return Effect.ensuring(batch(st, svm, gpu, ranges), settle(st))
   })
+
+/**
+ * The collector worker (kernel-semantics §11.2), the driver's GC actor
+ * (`GC_ACTOR`): forever, wait for the invalidation callback's kick (no polling,
+ * no clock), re-arm it, then collect under the driver SVM lock as the fault
+ * handler does. `Driver.layer` forks it in its scope, so it is interrupted when
+ * the layer's scope closes; it never fails.
+ */
+export const worker = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effect.Effect<never> => {
+  const once = Effect.andThen(
+    st.gcKick.await,
+    Effect.andThen(st.gcKick.close, st.svmLock.withPermits(1)(run(st, svm, gpu)))
+  )
+  return Effect.forever(once)
+}

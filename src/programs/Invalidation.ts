@@ -1,9 +1,17 @@
 /**
  * `Invalidation.callback`: the driver's `ops.invalidate` (the seed's example 3,
- * kernel-semantics §10.3). Runs with the notifier lock held for writing:
- * zap the GPU page-table entries of the MMU range (one TLB flush), unmap the
- * pages of every overlapping range (`rangeUnmapPages` with `inNotifier`), and
- * for UNMAP events mark them unmapped and queue them for the garbage collector.
+ * kernel-semantics §10.3), shaped like Xe's `xe_svm_invalidate`. Runs with the
+ * notifier lock held for writing:
+ * - clip the MMU range to the notifier; if no range of the notifier overlaps
+ *   it, return at once: no GPU zap, no TLB flush (§11.12);
+ * - zap the GPU page-table entries of every overlapping range that still has
+ *   PTEs (`xe_svm_range_notifier_event_begin`: not already unmapped, bound),
+ *   widened to the range's boundaries, with one TLB flush over them all; none
+ *   with PTEs: no flush at all (§11.12);
+ * - unmap the pages of every overlapping range (`rangeUnmapPages` with
+ *   `inNotifier`), and for UNMAP events mark it unmapped, queue it for the
+ *   garbage collector and wake the collector worker (§11.2).
+ *
  * A MIGRATE event whose owner is our own device, inside a window the driver is
  * migrating itself, is skipped (we caused it, and unbound the range first).
  *
@@ -13,14 +21,34 @@ import { Effect } from "effect"
 import * as IT from "../domain/IntervalTree.ts"
 import type { MmuRange } from "../domain/MmuRange.ts"
 import type { Notifier } from "../domain/Notifier.ts"
+import type { Range } from "../domain/Range.ts"
 import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi, GpuSvmOps } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
+import { queueForGc } from "./DriverState.ts"
 import { countInvalidation } from "./Metrics.ts"
 
 const causedByUs = (st: DriverState, r: MmuRange): boolean =>
   r.event === "migrate" && r.owner !== undefined && r.owner === st.owner &&
   st.ownMigrations.some((m) => m.start <= r.start && r.end <= m.end)
+
+/**
+ * Zaps the GPU PTEs of the ranges in `hit` that still have any, with one flush
+ * over the adjusted window `[start, end)` widened to their boundaries; no call
+ * at all when none has PTEs (kernel-semantics §11.12).
+ */
+const zap = Effect.fnUntraced(function*(gpu: Gpu["Service"], hit: ReadonlyArray<Range>, start: number, end: number) {
+  let zapStart = start
+  let zapEnd = end
+  let any = false
+  for (const r of hit) {
+    if (r.flags.unmapped || !(yield* gpu.isBound(r.start, r.end))) continue
+    any = true
+    zapStart = Math.min(zapStart, r.start)
+    zapEnd = Math.max(zapEnd, r.end)
+  }
+  if (any) yield* gpu.invalidate(zapStart, zapEnd)
+})
 
 /** The `ops.invalidate` of a driver over `gpu`. */
 export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
@@ -31,22 +59,16 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
       const start = Math.max(mmuRange.start, notifier.start)
       const end = Math.min(mmuRange.end, notifier.end)
       if (start >= end) return
-      // Widen the zap to the whole of every overlapping range (Xe's "adjust
-      // invalidation to range boundaries"): their DMA mappings all go below, so
-      // no GPU PTE may keep pointing at any of them.
       const hit = Array.from(IT.overlapping(notifier.ranges, start, end - 1), (e) => e.value)
-      let zapStart = start
-      let zapEnd = end
-      for (const r of hit) {
-        zapStart = Math.min(zapStart, r.start)
-        zapEnd = Math.max(zapEnd, r.end)
-      }
-      yield* gpu.invalidate(zapStart, zapEnd)
+      // §11.12: no range overlaps the event: nothing to zap, nothing to flush.
+      if (hit.length === 0) return
+      yield* zap(gpu, hit, start, end)
       for (const range of hit) {
         yield* svm.rangeUnmapPages(range, { inNotifier: true })
         if (mmuRange.event !== "unmap") continue
         yield* svm.rangeSetUnmapped(range, mmuRange)
-        st.gcQueue.push(range)
+        // §11.2: queue_work — the collector worker removes it soon, no GPU fault needed.
+        queueForGc(st, range)
       }
     })
 })

@@ -38,7 +38,8 @@ export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
         addr = alignUp(addr + 1, 4096)
         continue
       }
-      const readOnly = !vma.value.prot.write
+      // §11.3: read-only only through a read-only mirror, as in the fault handler.
+      const readOnly = st.options.readOnlyMirror && !vma.value.prot.write
       const ctx = { readOnly, devmemPossible: pagemap !== undefined, checkPagesThreshold: 0 }
       const found = yield* Effect.result(svm.rangeFindOrInsert(addr, st.options.gpuvaStart, st.options.gpuvaEnd, ctx))
       if (Result.isFailure(found)) {

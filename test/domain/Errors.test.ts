@@ -12,6 +12,7 @@ type AddrErrorClass =
   | typeof E.OutOfMemory
   | typeof E.Busy
   | typeof E.TimedOut
+  | typeof E.AccessDenied
 
 // The errno table of the module header (kernel errno each error stands for).
 type AddrError = InstanceType<AddrErrorClass>
@@ -25,7 +26,9 @@ const TABLE: ReadonlyArray<readonly [AddrErrorClass, AddrError["_tag"], E.Errno]
   [E.Again, "Again", "EAGAIN"],
   [E.OutOfMemory, "OutOfMemory", "ENOMEM"],
   [E.Busy, "Busy", "EBUSY"],
-  [E.TimedOut, "TimedOut", "ETIME"]
+  [E.TimedOut, "TimedOut", "ETIME"],
+  // §11.10: devmem_only without migrate_devmem
+  [E.AccessDenied, "AccessDenied", "EACCES"]
 ]
 
 const TOP_ADDR = 2 ** 53 - 1
@@ -59,6 +62,17 @@ describe("Errors: errno, _tag and message", () => {
     const errnos = TABLE.map(([Cls]) => new Cls({ reason: "x" }).errno)
     assert.strictEqual(new Set(errnos).size, TABLE.length)
     assert.strictEqual(new E.InvalidConfig({ field: "f", reason: "r" }).errno, new E.InvalidArgument({ reason: "r" }).errno)
+  })
+
+  it("§11.10 AccessDenied is EACCES (devmem_only without migrate_devmem) and renders like the others", () => {
+    const e = new E.AccessDenied({ reason: "device memory needed but the range cannot migrate", addr: 0x1000 })
+    assert.strictEqual(e._tag, "AccessDenied")
+    assert.strictEqual(e.errno, "EACCES")
+    assert.strictEqual(e.message, "EACCES: device memory needed but the range cannot migrate at 0x1000")
+    const errno: E.Errno = e.errno
+    assert.strictEqual(errno, "EACCES")
+    const asSvmError: E.SvmError = e
+    assert.strictEqual(asSvmError._tag, "AccessDenied")
   })
 
   it("InvalidConfig carries EINVAL, _tag InvalidConfig, and names the field and reason", () => {

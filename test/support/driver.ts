@@ -9,11 +9,34 @@ import * as SimGpu from "../../src/layers/simulated/SimGpu.ts"
 import { Driver } from "../../src/programs/Driver.ts"
 import type { DriverOptions } from "../../src/programs/DriverState.ts"
 import * as MigrationPolicy from "../../src/programs/MigrationPolicy.ts"
+import { Gpu } from "../../src/services/Gpu.ts"
+import { type DeviceMapper, Pagemaps } from "../../src/services/Pagemaps.ts"
 
 /** Machine + GPU (+ whatever else the simulated layer grows: device memory). */
 export const machineLayer = (options: SimulatedOptions = {}) => {
   const sim = Simulated.layer(options)
   return Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)))
+}
+
+/**
+ * Wrappers of machine services as the driver (and the test) see them: a test
+ * counts or perturbs calls through them. The machine itself keeps the originals.
+ */
+export interface Wrappers {
+  /** Wraps the GPU (the driver and the test both get the wrapped one). */
+  readonly gpu?: (gpu: Gpu["Service"]) => Gpu["Service"]
+  /** Wraps the pagemap registry GPU SVM maps device pages through. */
+  readonly pagemaps?: (m: ReadonlyMap<string, DeviceMapper>) => ReadonlyMap<string, DeviceMapper>
+}
+
+const wrapped = <ROut, E, RIn>(base: Layer.Layer<ROut, E, RIn>, w: Wrappers) => {
+  const gpu = w.gpu
+  const pagemaps = w.pagemaps
+  const overrides = Layer.mergeAll(
+    gpu === undefined ? Layer.empty : Layer.effect(Gpu, Effect.map(Gpu, gpu)),
+    pagemaps === undefined ? Layer.empty : Layer.effect(Pagemaps, Effect.map(Pagemaps, pagemaps))
+  )
+  return Layer.provideMerge(overrides, base)
 }
 
 /** The whole stack for a test. */
@@ -22,10 +45,12 @@ export const driverLayer = (o: {
   readonly policy?: "never" | "always" | "xe"
   readonly config?: Record<string, unknown>
   readonly driver?: DriverOptions
+  readonly wrap?: Wrappers
 } = {}) =>
   Driver.layer({ name: "test", devicePrivateOwner: "test-gpu", ...o.config }, o.driver).pipe(
     Layer.provideMerge(Layer.unwrap(Effect.sync(() => {
       const machine = machineLayer(o.machine ?? {})
-      return Layer.mergeAll(machine, MigrationPolicy.fromName(o.policy ?? "never").pipe(Layer.provide(machine)))
+      const base = Layer.mergeAll(machine, MigrationPolicy.fromName(o.policy ?? "never").pipe(Layer.provide(machine)))
+      return o.wrap === undefined ? base : wrapped(base, o.wrap)
     })))
   )
