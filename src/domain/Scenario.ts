@@ -520,7 +520,11 @@ export const SvmSpec = Schema.Struct({
   /** The HMM retry timeout of get_pages / check_pages / evict, ms (default 1000, the kernel's `HMM_RANGE_DEFAULT_TIMEOUT`). */
   hmmTimeoutMs: optional(NonNegativeIntLike),
   /** kernel-semantics §11.16: the kernel profile, `"6.17"` (the seed, bugs included) or `"7.0"` (default). */
-  kernel: optional(Schema.Literals(GpuSvmConfig.KERNEL_PROFILES))
+  kernel: optional(Schema.Literals(GpuSvmConfig.KERNEL_PROFILES)),
+  /** kernel-semantics §11.3: a read-only GPU mirror (default false, Xe's writable mirror). */
+  readOnlyMirror: optional(Schema.Boolean),
+  /** kernel-semantics §11.4: `"retry"` (default, Xe's bounded livelock) or `"recreate"` (drop and re-create the range). */
+  onSplitVma: optional(Schema.Literals(["retry", "recreate"]))
 })
 /** @category models @since 0.1.0 */
 export type SvmSpec = typeof SvmSpec.Type

@@ -141,7 +141,9 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
     const driverOptions = {
       ...(svmSpec.gpuvaStart === undefined ? {} : { gpuvaStart: svmSpec.gpuvaStart }),
       ...(svmSpec.gpuvaEnd === undefined ? {} : { gpuvaEnd: svmSpec.gpuvaEnd }),
-      ...(svmSpec.checkPagesThreshold === undefined ? {} : { checkPagesThreshold: svmSpec.checkPagesThreshold })
+      ...(svmSpec.checkPagesThreshold === undefined ? {} : { checkPagesThreshold: svmSpec.checkPagesThreshold }),
+      ...(svmSpec.readOnlyMirror === undefined ? {} : { readOnlyMirror: svmSpec.readOnlyMirror }),
+      ...(svmSpec.onSplitVma === undefined ? {} : { onSplitVma: svmSpec.onSplitVma })
     }
     const machine = factory(spec)
     const stack = Driver.layer(config, driverOptions).pipe(
