@@ -11,7 +11,8 @@
  * `notifier: "uffd"` munmap, madvise and mremap raise nothing themselves: the
  * uffd events (REMOVE before the zap, UNMAP / REMAP after) raise the
  * invalidations, before the command's reply is delivered. mprotect and exit
- * have no uffd event and are always raised by the Cpu. A store that breaks
+ * have no uffd event and are always raised by the Cpu; exit raises RELEASE
+ * then UNMAP over the whole space, like `exit_mmap` (§11.1). A store that breaks
  * COW on present, not exclusive pages raises CLEAR over them first (uffd
  * never reports `wp_page_copy`).
  *
@@ -335,10 +336,16 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     }))
   })
 
+  /**
+   * `exit(2)` → `exit_mmap` (kernel-semantics §11.1): RELEASE over the whole
+   * space, then UNMAP over the whole space, inside which the helper exits
+   * (`NativeState.exitMmap`). A helper that died on its own gets the same
+   * two events from the machine's death watcher (`Native.ts`).
+   */
   const exit = Effect.suspend(() =>
     lock.withWrite(Effect.suspend(() => {
       if (!st.alive) return Effect.void
-      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", st.expecting(0, ADDRESS_LIMIT, Effect.gen(function*() {
+      return st.exitMmap(Effect.gen(function*() {
         st.exiting = true
         yield* Effect.ignore(st.helper.request("exit", [0]))
         yield* Effect.promise(() => st.helper.kill("SIGKILL", 5_000))
@@ -346,7 +353,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
         st.touchMaps()
         st.allocs.clear()
         st.workload = []
-      })))
+      }))
     })))
 
   return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })

