@@ -11,10 +11,17 @@ import { ADDRESS_LIMIT } from "../../../src/domain/Address.ts"
 import type { MmuRange } from "../../../src/domain/MmuRange.ts"
 import type { NotifierHandle } from "../../../src/domain/NotifierHandle.ts"
 import { PROT_READ, PROT_RW } from "../../../src/domain/Prot.ts"
+import { SimState } from "../../../src/layers/simulated/MachineState.ts"
+import { Driver } from "../../../src/programs/Driver.ts"
+import { Cpu } from "../../../src/services/Cpu.ts"
+import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
+import { Gpu } from "../../../src/services/Gpu.ts"
 import type { MmuNotifier } from "../../../src/services/MmuNotifier.ts"
+import { driverLayer } from "../../support/driver.ts"
 import { MiB, onMachine, pattern, services } from "./support.ts"
 
 const P = 4096
+const KiB = 1024
 
 /** Inserts a notifier whose callback logs every range and publishes `curSeq` (as a well-behaved subscriber does). */
 const logging = (mn: MmuNotifier["Service"], start: number, length: number, log: Array<MmuRange>, name?: string, names?: Array<string>) => {
@@ -95,4 +102,91 @@ describe("issue13.8 the notifier sequence is the callback's job (mmu_interval_se
       assert.isTrue(yield* mn.readRetry(cell.h, t0))
       assert.deepStrictEqual(yield* machine.violations, [])
     })))
+})
+
+/** hmm_range_fault retried while `Busy` (re-reading the sequence), as drm_gpusvm's callers do; returns the final exit. */
+const faultUntilSettled = (
+  s: Effect.Success<typeof services>,
+  h: NotifierHandle,
+  start: number,
+  end: number,
+  write: boolean
+) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 10; i++) {
+      const seq = yield* s.mn.readBegin(h)
+      const r = yield* Effect.exit(s.hmm.rangeFault({ notifier: h, notifierSeq: seq, start, end, fault: true, write }))
+      if (Exit.isFailure(r) && String(r.cause).includes("Busy")) continue
+      return r
+    }
+    return assert.fail("rangeFault stayed Busy")
+  })
+
+describe("§11.5 hmm_range_fault walks in address order", () => {
+  it.effect("§11.5 a device-private head and a hole tail: rangeFault fails BadAddress, the head is back in RAM and its device memory released", () =>
+    onMachine(Effect.gen(function*() {
+      const s = yield* services
+      const { cpu, mn, st } = s
+      const pm = yield* DevicePagemap
+      const a = yield* cpu.mmap({ length: 128 * KiB, align: 128 * KiB })
+      yield* cpu.write(a, pattern(128 * KiB, 17))
+      yield* pm.populateMm(a, a + 128 * KiB)
+      yield* cpu.munmap(a + 64 * KiB, 64 * KiB) // the tail's device pages go with it (the block stays: the head still uses it)
+      assert.isAbove((yield* pm.usage).usedBytes, 0)
+      const h = yield* logging(mn, a, 128 * KiB, [])
+      const r = yield* faultUntilSettled(s, h, a, a + 128 * KiB, false)
+      assert.isTrue(Exit.isFailure(r))
+      if (Exit.isFailure(r)) assert.include(String(r.cause), "BadAddress")
+      for (let v = a / P; v < (a + 64 * KiB) / P; v++) assert.strictEqual(st.pt.get(v)?.kind, "system")
+      const u = yield* pm.usage
+      assert.strictEqual(u.usedBytes, 0)
+      assert.strictEqual(u.allocations, 0)
+      assert.deepStrictEqual(yield* cpu.read(a, 64 * KiB), pattern(128 * KiB, 17).subarray(0, 64 * KiB))
+    }), { vramBytes: 4 * MiB, thp: false }))
+
+  it.effect("§11.5 pages below a hole are faulted in (COW broken for write), pages above it are untouched", () =>
+    onMachine(Effect.gen(function*() {
+      const s = yield* services
+      const { cpu, mn, st } = s
+      const a = yield* cpu.mmap({ length: 16 * P })
+      yield* cpu.munmap(a + 8 * P, 2 * P)
+      yield* cpu.read(a, 1) // page 0: the shared zero page, read-only
+      const h = yield* logging(mn, a, 16 * P, [])
+      const r = yield* faultUntilSettled(s, h, a, a + 16 * P, true)
+      assert.isTrue(Exit.isFailure(r))
+      if (Exit.isFailure(r)) assert.include(String(r.cause), "BadAddress")
+      for (let i = 0; i < 8; i++) {
+        const pte = st.pt.get(a / P + i)
+        assert.strictEqual(pte?.kind, "system", `page ${i}`)
+        assert.isTrue(pte?.writable, `page ${i} writable`)
+        if (pte?.kind === "system") assert.notStrictEqual(pte.pfn, 0, `page ${i} is not the zero page`)
+      }
+      for (let i = 10; i < 16; i++) assert.isUndefined(st.pt.get(a / P + i), `page ${i}`)
+    }), { thp: false }))
+})
+
+describe("§11.5 range_evict after a partial munmap (driver level)", () => {
+  it.effect("§11.5 atomic fault moves 2 MiB to VRAM, munmap of the upper half, GC: the lower half's bytes are in RAM, VRAM used is 0", () =>
+    Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const gpu = yield* Gpu
+      const driver = yield* Driver
+      const pm = yield* DevicePagemap
+      const st = yield* SimState
+      const buf = yield* cpu.mmap({ length: 2 * MiB, align: 2 * MiB })
+      const bytes = pattern(2 * MiB, 29)
+      yield* cpu.write(buf, bytes)
+      yield* gpu.access(buf + 64, 4, "atomic")
+      assert.strictEqual((yield* pm.usage).usedBytes, 2 * MiB)
+      yield* cpu.munmap(buf + MiB, MiB)
+      yield* driver.collectGarbage
+      for (let v = buf / P; v < (buf + MiB) / P; v++) assert.strictEqual(st.pt.get(v)?.kind, "system", `page ${v - buf / P}`)
+      const u = yield* pm.usage
+      assert.strictEqual(u.usedBytes, 0)
+      assert.strictEqual(u.allocations, 0)
+      const expect = bytes.slice(0, MiB)
+      const atomic = new DataView(expect.buffer).getUint32(64, true) + 1
+      new DataView(expect.buffer).setUint32(64, atomic, true)
+      assert.deepStrictEqual(yield* cpu.read(buf, MiB), expect)
+    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } }))))
 })
