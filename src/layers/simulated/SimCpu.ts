@@ -6,7 +6,8 @@
  * Every call is a schedule yield point. Arguments are validated completely
  * before anything changes; every rejection is a typed error whose `reason`
  * names the argument, and leaves the machine unchanged. Mapping changes take
- * the mmap lock for writing and run inside an MMU invalidation (UNMAP for
+ * the mmap lock for writing (`madvise(MADV_DONTNEED)` for reading, as in
+ * the kernel, §11.9) and run inside an MMU invalidation (UNMAP for
  * munmap / mremap's old range / MAP_FIXED replacement, PROTECTION_VMA for
  * mprotect, CLEAR for madvise, RELEASE then UNMAP for exit): the callbacks of every
  * overlapping notifier return before the pages change (kernel-semantics §7).
@@ -195,7 +196,9 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     const err = checkWindow("madvise", addr, length)
     if (err !== undefined) return yield* err
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
+    // madvise(MADV_DONTNEED) holds the mmap lock for reading (kernel-semantics §11.9): it runs
+    // concurrently with faults and populate; the zap itself is one synchronous step.
+    yield* lock.withRead(Effect.gen(function*() {
       if (!st.alive) return yield* exited("madvise")
       const huge = checkHugeEdges(st, "madvise", addr, end)
       if (huge !== undefined) return yield* huge

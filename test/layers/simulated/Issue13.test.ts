@@ -190,3 +190,92 @@ describe("§11.5 range_evict after a partial munmap (driver level)", () => {
       assert.deepStrictEqual(yield* cpu.read(buf, MiB), expect)
     }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } }))))
 })
+
+describe("§11.9 lock modes: populate_mm and MADV_DONTNEED hold the mmap lock for reading", () => {
+  it.live("§11.9 madviseDontNeed and populateMm run while another fiber holds the mmap read lock; munmap waits for it", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mm } = yield* services
+      const pm = yield* DevicePagemap
+      const a = yield* cpu.mmap({ length: 64 * KiB })
+      yield* cpu.write(a, pattern(64 * KiB, 3))
+      const held = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const reader = yield* Effect.forkChild(mm.withReadLock(Effect.andThen(Deferred.succeed(held, undefined), Deferred.await(gate))))
+      yield* Deferred.await(held)
+      const dn = yield* Effect.timeout(cpu.madviseDontNeed(a, 16 * KiB), "1 second").pipe(Effect.exit)
+      assert.isTrue(Exit.isSuccess(dn), "DONTNEED must not wait for the reader")
+      const pop = yield* Effect.timeout(pm.populateMm(a, a + 64 * KiB), "1 second").pipe(Effect.exit)
+      assert.isTrue(Exit.isSuccess(pop), "populate must not wait for the reader")
+      const un = yield* Effect.forkChild(cpu.munmap(a, 64 * KiB))
+      yield* Effect.sleep("20 millis")
+      assert.isUndefined(un.pollUnsafe(), "munmap keeps the write lock: it waits for the reader")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(reader)
+      yield* Fiber.join(un)
+    }), { vramBytes: 4 * MiB }))
+
+  it.live("§11.9 populate racing a DONTNEED of part of the window: migrate_vma collects fewer pages, populate fails Busy, the data stays coherent", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn, machine } = yield* services
+      const pm = yield* DevicePagemap
+      const a = yield* cpu.mmap({ length: 64 * KiB })
+      const bytes = pattern(64 * KiB, 11)
+      yield* cpu.write(a, bytes)
+      const entered = yield* Deferred.make<void>()
+      const gate = yield* Deferred.make<void>()
+      const cell: { h?: NotifierHandle } = {}
+      cell.h = yield* mn.insert(a, 64 * KiB, (r, cur) =>
+        Effect.andThen(
+          mn.setSeq(cell.h!, cur),
+          r.event === "clear" ? Effect.as(Effect.andThen(Deferred.succeed(entered, undefined), Deferred.await(gate)), true) : Effect.succeed(true)
+        ))
+      // the DONTNEED's CLEAR is in flight (its callback is running) over [16 KiB, 48 KiB) of the window
+      const dn = yield* Effect.forkChild(cpu.madviseDontNeed(a + 16 * KiB, 32 * KiB))
+      yield* Deferred.await(entered)
+      const pop = yield* Effect.timeout(pm.populateMm(a, a + 64 * KiB), "2 seconds").pipe(Effect.flip)
+      assert.strictEqual(pop._tag, "Busy")
+      if (pop._tag === "Busy") assert.include(pop.reason, "fewer pages")
+      assert.strictEqual((yield* pm.usage).usedBytes, 0, "the allocation went back")
+      yield* Deferred.succeed(gate, undefined)
+      yield* Fiber.join(dn)
+      const expect = bytes.slice()
+      expect.fill(0, 16 * KiB, 48 * KiB)
+      assert.deepStrictEqual(yield* cpu.read(a, 64 * KiB), expect)
+      assert.deepStrictEqual(yield* machine.violations, [])
+    }), { vramBytes: 4 * MiB, thp: false }))
+
+  it.effect("§11.9 seeded: populate racing DONTNEED on the same window ends coherent for every seed; both Busy and success occur", () =>
+    Effect.gen(function*() {
+      const outcomes = new Set<string>()
+      for (let seed = 1; seed <= 60; seed++) {
+        const outcome = yield* onMachine(Effect.gen(function*() {
+          const { cpu, mn, machine } = yield* services
+          const pm = yield* DevicePagemap
+          const a = yield* cpu.mmap({ length: 64 * KiB })
+          const bytes = pattern(64 * KiB, seed)
+          yield* cpu.write(a, bytes)
+          const cell: { h?: NotifierHandle } = {}
+          cell.h = yield* mn.insert(a, 64 * KiB, (_r, cur) =>
+            Effect.andThen(
+              Effect.andThen(mn.readRetry(cell.h!, cur), mn.readRetry(cell.h!, cur)),
+              Effect.as(mn.setSeq(cell.h!, cur), true)
+            ))
+          const [pop] = yield* Effect.all([
+            Effect.exit(pm.populateMm(a, a + 64 * KiB)),
+            cpu.madviseDontNeed(a + 16 * KiB, 32 * KiB)
+          ], { concurrency: 2 })
+          const expect = bytes.slice()
+          expect.fill(0, 16 * KiB, 48 * KiB)
+          assert.deepStrictEqual(yield* cpu.read(a, 64 * KiB), expect, `seed ${seed}`)
+          assert.deepStrictEqual(yield* machine.violations, [], `seed ${seed}`)
+          yield* cpu.munmap(a, 64 * KiB)
+          assert.strictEqual((yield* pm.usage).usedBytes, 0, `seed ${seed}: no device memory left`)
+          if (Exit.isSuccess(pop)) return "ok"
+          assert.include(String(pop.cause), "Busy", `seed ${seed}`)
+          return "busy"
+        }), { vramBytes: 4 * MiB, thp: false, schedule: { seed } })
+        outcomes.add(outcome)
+      }
+      assert.deepStrictEqual([...outcomes].sort(), ["busy", "ok"])
+    }))
+})
