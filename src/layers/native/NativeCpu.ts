@@ -115,8 +115,9 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     if (length % minAlign !== 0) return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
     if (o.addr !== undefined) {
       if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
-      if (o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
-      if (o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
+      // Only MAP_FIXED insists on an aligned, fitting addr; a hint is rounded down and may be ignored (§11.15).
+      if (o.fixed === true && o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
+      if (o.fixed === true && o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
     }
     if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
     const align = Math.max(o.align ?? PAGE_SIZE, minAlign)
@@ -134,8 +135,10 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
         reply = ext === undefined ? yield* cmd : yield* raised(ext[0], ext[1], "unmap", true, cmd)
       } else {
         const vmas = st.vmas()
-        const hint = o.addr !== undefined && o.addr % align === 0 && o.addr + length <= MMAP_LIMIT && isFree(vmas, o.addr, o.addr + length)
-          ? o.addr
+        // §11.15: a hint is rounded down to a page (x86-64 `addr &= PAGE_MASK`) and ignored when it does not fit
+        const h = o.addr === undefined ? undefined : alignDown(o.addr, minAlign)
+        const hint = h !== undefined && h % align === 0 && h + length <= MMAP_LIMIT && isFree(vmas, h, h + length)
+          ? h
           : findGap(vmas, length, align)
         if (hint === undefined) return yield* new OutOfMemory({ reason: `mmap: no free window of ${length} bytes` })
         start = hint
@@ -213,7 +216,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       yield* settleDevice(addr, addr + oldLength, false)
       const vma = st.vmas().find((v) => v.start <= addr && addr < v.end)
       if (vma === undefined || addr + oldLength > vma.end) return yield* bad("mremap: [addr, addr + oldLength) is not inside one VMA", addr)
-      if (dontUnmap && (vma.shared || vma.kind !== "anonymous")) return yield* bad("mremap: dontUnmap needs a private anonymous VMA", addr)
+      // §11.15: MREMAP_DONTUNMAP on shared mappings is the kernel's to accept (5.13+), not refused here.
       if (newAddr !== undefined) {
         const ext = mappedExtent(st, newAddr, newAddr + newLength)
         if (ext !== undefined) yield* settleDevice(ext[0], ext[1], true)

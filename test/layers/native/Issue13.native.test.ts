@@ -92,4 +92,20 @@ describe("native machine: issue #13", () => {
       const v = yield* (yield* Machine).violations
       assert.deepStrictEqual(v.map((x) => x.invariant), ["notifier-seq-not-set"])
     }).pipe(Effect.provide(machineLayer())), T)
+
+  it.live.skipIf(skip)(`§11.15 native: a hint is rounded down to a page, an unfit hint is ignored; MREMAP_DONTUNMAP works on a shared mapping (${NEEDS})`, () =>
+    Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const hint = 0x3_0000_0000
+      assert.strictEqual(yield* cpu.mmap({ length: 64 * KiB, addr: hint + 77 }), hint)
+      const b = yield* cpu.mmap({ length: 64 * KiB, addr: hint + 4096 + 1 })
+      assert.notStrictEqual(b, hint + 4096)
+      const s = yield* cpu.mmap({ length: 64 * KiB, shared: true })
+      const bytes = Uint8Array.from({ length: 64 * KiB }, (_, i) => (i * 13 + 5) % 251)
+      yield* cpu.write(s, bytes)
+      const to = yield* cpu.mremap(s, 64 * KiB, 64 * KiB, { dontUnmap: true })
+      assert.notStrictEqual(to, s)
+      assert.deepStrictEqual(yield* cpu.read(to, 64 * KiB), bytes)
+      assert.deepStrictEqual(yield* cpu.read(s, 64 * KiB), bytes, "shared: the old range still maps the same object")
+    }).pipe(Effect.provide(machineLayer())), T)
 })

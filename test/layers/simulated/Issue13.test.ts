@@ -279,3 +279,75 @@ describe("§11.9 lock modes: populate_mm and MADV_DONTNEED hold the mmap lock fo
       assert.deepStrictEqual([...outcomes].sort(), ["busy", "ok"])
     }))
 })
+
+describe("§11.11 mprotect events", () => {
+  it.effect("§11.11 mprotect with unchanged flags raises no event; a change raises PROTECTION_VMA per changed VMA over its populated part", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn, st } = yield* services
+      const a = yield* cpu.mmap({ length: 8 * MiB, align: 8 * MiB })
+      yield* cpu.mprotect(a + 2 * MiB, 2 * MiB, PROT_READ) // VMAs: [0, 2) rw, [2, 4) r, [4, 8) rw (MiB)
+      yield* cpu.write(a + MiB + P, Uint8Array.of(1))
+      yield* cpu.write(a + 5 * MiB, Uint8Array.of(2))
+      const log: Array<MmuRange> = []
+      yield* logging(mn, a, 8 * MiB, log)
+      yield* cpu.mprotect(a, 2 * MiB, PROT_RW) // same flags
+      yield* cpu.mprotect(a + 2 * MiB, 2 * MiB, PROT_READ) // same flags
+      yield* cpu.mprotect(a + 4 * MiB, 4 * MiB, PROT_RW) // same flags
+      assert.deepStrictEqual(log, [], "unchanged flags: no event at all")
+      yield* cpu.mprotect(a + 2 * MiB, 2 * MiB, PROT_RW) // changed, but nothing populated there
+      assert.deepStrictEqual(log, [], "a changed VMA without present pages raises nothing")
+      yield* cpu.mprotect(a + 2 * MiB, 2 * MiB, PROT_READ)
+      // now [0, 2) rw, [2, 4) r, [4, 8) rw; to read-only: VMAs 1 and 3 change, each over its populated part
+      yield* cpu.mprotect(a, 8 * MiB, PROT_READ)
+      assert.deepStrictEqual(log.map((r) => [r.event, (r.start - a) / MiB, (r.end - a) / MiB]), [
+        ["protection-vma", 0, 2],
+        ["protection-vma", 4, 8]
+      ])
+      assert.isFalse(st.pt.get((a + 5 * MiB) / P)?.writable)
+      assert.deepStrictEqual((yield* (yield* services).mm.vmas).filter((v) => v.start >= a && v.end <= a + 8 * MiB).length, 1)
+    }), { thp: false }))
+
+  it.effect("§11.11 the event starts at the first populated PMD of the changed part", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mn } = yield* services
+      const a = yield* cpu.mmap({ length: 8 * MiB, align: 8 * MiB })
+      yield* cpu.write(a + 5 * MiB + 3 * P, Uint8Array.of(1))
+      const log: Array<MmuRange> = []
+      yield* logging(mn, a, 8 * MiB, log)
+      yield* cpu.mprotect(a + P, 8 * MiB - 2 * P, PROT_READ)
+      assert.deepStrictEqual(log.map((r) => [r.start - a, r.end - a]), [[4 * MiB, 8 * MiB - P]])
+    }), { thp: false }))
+})
+
+describe("§11.15 mmap hints and MREMAP_DONTUNMAP", () => {
+  it.effect("§11.15 a non-fixed hint is rounded down to a page; one that does not fit is ignored, not an error", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu } = yield* services
+      const hint = 0x2_0000_0000
+      assert.strictEqual(yield* cpu.mmap({ length: 4 * P, addr: hint + 123 }), hint)
+      // taken: the window overlaps the first mapping → ignored, placed elsewhere
+      const b = yield* cpu.mmap({ length: 4 * P, addr: hint + P + 5 })
+      assert.isTrue(b >= hint + 4 * P || b + 4 * P <= hint)
+      // past the top of user space → ignored
+      const c = yield* cpu.mmap({ length: 4 * P, addr: 2 ** 53 - P })
+      assert.isBelow(c, 2 ** 47)
+      // MAP_FIXED still insists
+      assert.strictEqual((yield* Effect.flip(cpu.mmap({ length: P, addr: hint + 1, fixed: true })))._tag, "InvalidArgument")
+    })))
+
+  it.effect("§11.15 MREMAP_DONTUNMAP on a shared mapping: the pages move and the old range stays mapped to the same object", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, mm, mn } = yield* services
+      const a = yield* cpu.mmap({ length: 16 * P, shared: true })
+      const bytes = pattern(16 * P, 41)
+      yield* cpu.write(a, bytes)
+      const log: Array<MmuRange> = []
+      yield* logging(mn, a, 16 * P, log)
+      const to = yield* cpu.mremap(a, 16 * P, 16 * P, { dontUnmap: true })
+      assert.notStrictEqual(to, a)
+      assert.deepStrictEqual(yield* cpu.read(to, 16 * P), bytes)
+      assert.deepStrictEqual(yield* cpu.read(a, 16 * P), bytes, "shared: the old range refaults the same pages")
+      assert.isTrue((yield* mm.vmas).some((v) => v.start <= a && a + 16 * P <= v.end), "the old range is still mapped")
+      assert.deepStrictEqual(log.map((r) => r.event), ["unmap"])
+    })))
+})
