@@ -32,9 +32,10 @@ import { Effect } from "effect"
 import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp, isAddress, isPowerOfTwo, overlaps } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import { PROT_RW } from "../../domain/Prot.ts"
+import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
+import type { Reply } from "./Helper.ts"
 import { isExclusive, isPresent } from "./Proc.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
 import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
@@ -43,6 +44,9 @@ import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuA
 export const MMAP_BASE = 2 ** 32
 /** Highest end of a placed mapping (well below the helper's own mappings near 2^47). */
 export const MMAP_LIMIT = 2 ** 46
+
+/** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
+const PUD_SIZE = 2 ** 30
 
 const protBits = (p: Prot): number => (p.read ? 1 : 0) | (p.write ? 2 : 0) | (p.exec ? 4 : 0)
 
@@ -183,12 +187,61 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       if (ext === undefined || checkAccessCover(st, addr, end) !== undefined) {
         return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
       }
-      yield* settleDevice(addr, end, false)
-      const r = yield* raised(addr, end, "protection-vma", true, st.requestArg("mprotect", "mprotect", [addr, length, protBits(prot)]))
+      // §11.11: VMAs whose protection does not change are left alone (no event, device pages stay); the
+      // changed parts raise PROTECTION_VMA over their populated part (per PUD, from the first populated PMD).
+      const parts = changedParts(addr, end, prot)
+      for (const [s, e] of parts) yield* settleDevice(s, e, false)
+      const events = parts.length === 0 ? [] : yield* Effect.sync(() => protectionRanges(parts))
+      let cmd: Effect.Effect<Reply, InvalidArgument> = st.requestArg("mprotect", "mprotect", [addr, length, protBits(prot)])
+      for (let i = events.length - 1; i >= 0; i--) cmd = raised(events[i]![0], events[i]![1], "protection-vma", true, cmd)
+      const r = yield* cmd
       st.touchMaps()
       if (r.ok !== 1) return yield* bad(`mprotect: ${errnoText(r)}`, addr)
     }))
   })
+
+  /** The parts of `[addr, end)` whose VMA protection differs from `prot` (merged where adjacent). */
+  const changedParts = (addr: number, end: number, prot: Prot): Array<readonly [number, number]> => {
+    const out: Array<[number, number]> = []
+    for (const v of st.intersecting(addr, end)) {
+      if (protEquals(v.prot, prot)) continue
+      const s = Math.max(addr, v.start)
+      const e = Math.min(end, v.end)
+      const last = out[out.length - 1]
+      if (last !== undefined && last[1] === s) last[1] = e
+      else out.push([s, e])
+    }
+    return out
+  }
+
+  /**
+   * PROTECTION_VMA ranges of `change_protection` over `parts` (§11.11): per PUD (1 GiB) span of a part
+   * with a present or swapped page (pagemap), from the 2 MiB PMD of its first such page to the span's end.
+   * A pagemap read failure counts the whole span as populated (an extra event is safe, a missing one not).
+   */
+  const protectionRanges = (parts: ReadonlyArray<readonly [number, number]>): Array<readonly [number, number]> => {
+    const out: Array<readonly [number, number]> = []
+    for (const [s, e] of parts) {
+      for (let pud = alignDown(s, PUD_SIZE); pud < e; pud += PUD_SIZE) {
+        const ps = Math.max(s, pud)
+        const pe = Math.min(e, pud + PUD_SIZE)
+        let first = -1
+        try {
+          const w = st.proc.pagemapRaw(ps, pe)
+          for (let i = 0; i < w.length; i += 2) {
+            if ((w[i + 1]! & 0xc0000000) !== 0) {
+              first = ps + (i / 2) * PAGE_SIZE
+              break
+            }
+          }
+        } catch {
+          first = ps
+        }
+        if (first >= 0) out.push([Math.max(ps, alignDown(first, HUGE_PAGE_SIZE)), pe])
+      }
+    }
+    return out
+  }
 
   const madviseDontNeed = Effect.fnUntraced(function*(addr: number, length: number) {
     const err = checkWindow("madvise", addr, length)

@@ -47,7 +47,7 @@ import {
 } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import * as Prot_ from "../../domain/Prot.ts"
+import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
 import type { VmaKind } from "../../domain/Vma.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
@@ -96,7 +96,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     if (typeof o !== "object" || o === null) return yield* bad("mmap: options must be an object")
     const kind = o.kind ?? "anonymous"
     if (!KINDS.includes(kind)) return yield* bad("mmap: kind must be anonymous, file, hugetlb or special")
-    const prot = o.prot ?? Prot_.PROT_RW
+    const prot = o.prot ?? PROT_RW
     if (!isProt(prot)) return yield* bad("mmap: prot must be { read, write, exec } booleans")
     const minAlign = kindAlign(kind)
     const length = o.length
@@ -190,7 +190,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
       // present, the model keeps no empty page tables), write-protecting the entries inside each.
       const p = { read: prot.read, write: prot.write, exec: prot.exec }
       const events = protectionRanges(addr, end, p)
-      const parts = st.vmas.intersecting(addr, end).filter((v) => !Prot_.equals(v.prot, p))
+      const parts = st.vmas.intersecting(addr, end).filter((v) => !protEquals(v.prot, p))
         .map((v) => [Math.max(addr, v.start), Math.min(end, v.end)] as const)
       if (parts.length === 0) return
       yield* Effect.sync(() => {
@@ -223,7 +223,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
   const protectionRanges = (addr: number, end: number, p: Prot): Array<readonly [number, number]> => {
     const out: Array<readonly [number, number]> = []
     for (const v of st.vmas.intersecting(addr, end)) {
-      if (Prot_.equals(v.prot, p)) continue
+      if (protEquals(v.prot, p)) continue
       const s = Math.max(addr, v.start)
       const e = Math.min(end, v.end)
       for (let pud = alignDown(s, PUD_SIZE); pud < e; pud += PUD_SIZE) {

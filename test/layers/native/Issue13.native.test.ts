@@ -8,6 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { ADDRESS_LIMIT } from "../../../src/domain/Address.ts"
+import { PROT_READ, PROT_RW } from "../../../src/domain/Prot.ts"
 import type { MmuRange } from "../../../src/domain/MmuRange.ts"
 import { NativeMachine } from "../../../src/layers/native/Native.ts"
 import { Cpu } from "../../../src/services/Cpu.ts"
@@ -107,5 +108,24 @@ describe("native machine: issue #13", () => {
       assert.notStrictEqual(to, s)
       assert.deepStrictEqual(yield* cpu.read(to, 64 * KiB), bytes)
       assert.deepStrictEqual(yield* cpu.read(s, 64 * KiB), bytes, "shared: the old range still maps the same object")
+    }).pipe(Effect.provide(machineLayer())), T)
+
+  it.live.skipIf(skip)(`§11.11 native mprotect: unchanged flags raise nothing; a change raises PROTECTION_VMA per changed VMA over its populated part (${NEEDS})`, () =>
+    Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const mmu = yield* MmuNotifier
+      const a = yield* cpu.mmap({ length: 4 * MiB, align: 4 * MiB })
+      yield* cpu.write(a + MiB + 4096, Uint8Array.of(1))
+      const log: Array<string> = []
+      const cell: { h?: NotifierHandle } = {}
+      cell.h = yield* mmu.insert(a, 4 * MiB, (r, cur) =>
+        Effect.andThen(mmu.setSeq(cell.h!, cur), Effect.sync(() => (log.push(`${r.event} ${(r.start - a) / MiB} ${(r.end - a) / MiB}`), true))))
+      yield* cpu.mprotect(a, 4 * MiB, PROT_RW) // unchanged
+      assert.deepStrictEqual(log, [])
+      yield* cpu.mprotect(a + 2 * MiB, 2 * MiB, PROT_READ) // changed, nothing populated there
+      assert.deepStrictEqual(log, [])
+      yield* cpu.mprotect(a, 4 * MiB, PROT_READ) // only [0, 2) changes
+      assert.deepStrictEqual(log, ["protection-vma 0 2"])
+      assert.deepStrictEqual(yield* (yield* Machine).violations, [])
     }).pipe(Effect.provide(machineLayer())), T)
 })
