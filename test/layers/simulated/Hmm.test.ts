@@ -189,7 +189,10 @@ describe("simulated hmm_range_fault (kernel-semantics §8)", () => {
     const pte = st.pt.get(addr / P)
     if (pte?.kind === "system") return st.readFrame(pte.pfn, addr % P, 1)![0]!
     const v = st.vmas.find(addr)!
-    return v.kind === "file" ? fileByte(v.fileSeed!, v.pgoff + (addr - v.start)) : 0
+    if (v.kind === "file") return fileByte(v.fileSeed!, v.pgoff + (addr - v.start))
+    // a shared anonymous page zapped by DONTNEED still lives in its shmem object
+    const page = v.shared ? st.cache.objects.get(v.object)?.pages.get(Math.floor((v.pgoff + (addr - v.start)) / P)) : undefined
+    return page === undefined ? 0 : st.readFrame(page.head, addr % P, 1)![0]!
   }
 
   const Op = Schema.Int.check(Schema.isBetween({ minimum: 0, maximum: 10_000 }))
