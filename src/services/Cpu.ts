@@ -3,7 +3,8 @@
  * system calls and memory accesses of the CPU side. Simulated: applied directly
  * to the machine state; native: commands to the helper process.
  *
- * Every call that changes mappings takes the mmap lock for writing and raises
+ * Every call that changes mappings takes the mmap lock for writing
+ * (`madvise(MADV_DONTNEED)`: for reading, §11.9) and raises
  * the MMU notifier events of kernel-semantics §7 on every overlapping notifier
  * *before* the pages change, waiting for the callbacks.
  *
@@ -18,7 +19,11 @@ import type { VmaKind } from "../domain/Vma.ts"
 export interface MmapOptions {
   /** Bytes to map; a positive multiple of 4096. */
   readonly length: number
-  /** Requested address (a hint unless `fixed`). */
+  /**
+   * Requested address. With `fixed`: exact (page aligned, else `InvalidArgument`). Otherwise a hint,
+   * rounded down to a page (2 MiB for hugetlb) and ignored, not an error, when the window there is not
+   * free or does not fit (kernel-semantics §11.15).
+   */
   readonly addr?: number
   /** `MAP_FIXED`: map exactly at `addr`, replacing whatever was there (an unmap event first). */
   readonly fixed?: boolean
@@ -40,7 +45,11 @@ export interface MmapOptions {
 export interface MremapOptions {
   /** `MREMAP_FIXED`: move to exactly this address. */
   readonly newAddr?: number
-  /** `MREMAP_DONTUNMAP`: move the pages, leave the old range mapped (and empty). */
+  /**
+   * `MREMAP_DONTUNMAP`: move the pages, leave the old range mapped (and empty; a shared or file
+   * mapping refaults it from its object). Allowed on any mapping but `special` ones (Linux 5.13+,
+   * kernel-semantics §11.15); needs `newLength == oldLength`.
+   */
   readonly dontUnmap?: boolean
 }
 
@@ -50,9 +59,17 @@ export class Cpu extends Context.Service<Cpu, {
   readonly mmap: (o: MmapOptions) => Effect.Effect<number, InvalidArgument | OutOfMemory>
   /** `munmap(2)`: unmaps `[addr, addr + length)` (holes are fine). Raises UNMAP first. */
   readonly munmap: (addr: number, length: number) => Effect.Effect<void, InvalidArgument>
-  /** `mprotect(2)`: the whole window must be mapped (`VmaNotFound` otherwise). Raises PROTECTION_VMA first. */
+  /**
+   * `mprotect(2)`: the whole window must be mapped (`VmaNotFound` otherwise). VMAs whose protection
+   * does not change are skipped (no event at all if none changes); each changed VMA raises
+   * PROTECTION_VMA over its populated part (per PUD, from the first populated PMD) before its entries
+   * change (kernel-semantics §11.11).
+   */
   readonly mprotect: (addr: number, length: number, prot: Prot) => Effect.Effect<void, InvalidArgument | VmaNotFound>
-  /** `madvise(MADV_DONTNEED)`: drops the pages (they read as zero after). Raises CLEAR first. */
+  /**
+   * `madvise(MADV_DONTNEED)`: drops the pages (they read as zero after). Raises CLEAR first. Holds the
+   * mmap lock for reading (kernel-semantics §11.9): it may race faults and `populate_mm`.
+   */
   readonly madviseDontNeed: (addr: number, length: number) => Effect.Effect<void, InvalidArgument>
   /** `mremap(2)` with `MREMAP_MAYMOVE`: move, grow or shrink; returns the new address. Raises UNMAP on the old range. */
   readonly mremap: (addr: number, oldLength: number, newLength: number, o?: MremapOptions) => Effect.Effect<number, InvalidArgument>
@@ -60,6 +77,9 @@ export class Cpu extends Context.Service<Cpu, {
   readonly read: (addr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
   /** A CPU store: faults pages in for writing (breaking COW). */
   readonly write: (addr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress | PermissionDenied>
-  /** `exit(2)`: the address space goes away (RELEASE on every notifier); `Mm.acquire` fails after. */
+  /**
+   * `exit(2)` → `exit_mmap`: every notifier gets RELEASE over the whole space, then UNMAP over the whole
+   * space, and the address space goes away (kernel-semantics §11.1); `Mm.acquire` fails after.
+   */
   readonly exit: Effect.Effect<void>
 }>()("gpusvm/Cpu") {}

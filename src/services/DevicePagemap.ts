@@ -60,8 +60,9 @@ export interface DevicePagemapApi {
    * `drm_pagemap_populate_mm` / `drm_pagemap_migrate_to_devmem`: allocate device
    * memory for `[start, end)`, copy the present system pages in, install
    * device-private CPU entries; raises a MIGRATE invalidation (owner = this
-   * pagemap's owner) before the change. Takes the mmap lock itself (the
-   * simulated machine takes it for writing, like its other CPU-side changes).
+   * pagemap's owner) before the change. Takes the mmap lock itself (for
+   * reading in the simulated machine, as the kernel does, kernel-semantics
+   * §11.9: a racing change of the window makes it fail `Busy`).
    * Pages already in this pagemap stay; device pages of other pagemaps are
    * migrated (back to RAM first). Under pressure, least recently used
    * allocations are evicted first (each with its own MIGRATE invalidation).

@@ -30,7 +30,9 @@ export class Hmm extends Context.Service<Hmm, {
   /**
    * `hmm_range_fault(range)`: one entry per 4 KiB page. Caller holds the mmap
    * read lock. Errors: no VMA / PROT_NONE → `BadAddress`; write on a read-only
-   * VMA → `PermissionDenied`; notifier moved → `Busy`.
+   * VMA → `PermissionDenied`; notifier moved → `Busy`. The walk goes in address
+   * order: what it did below the first error (pages faulted in, COW broken,
+   * device pages migrated back to RAM) stands (kernel-semantics §11.5).
    */
   readonly rangeFault: (r: HmmRange) => Effect.Effect<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied>
 }>()("gpusvm/Hmm") {}

@@ -7,7 +7,10 @@
  */
 import { Context, type Effect } from "effect"
 
-/** One invariant breach the machine observed (e.g. `dma-unmap-unknown`, `frame-freed-while-mapped`). */
+/**
+ * One invariant breach the machine observed (e.g. `dma-unmap-unknown`, `frame-freed-while-mapped`,
+ * `notifier-seq-not-set`: a blockable notifier callback returned true without `setSeq`, issue #13 item 8).
+ */
 export interface Violation {
   readonly invariant: string
   readonly detail: string

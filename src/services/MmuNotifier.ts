@@ -12,7 +12,11 @@ import type { NotifierHandle } from "../domain/NotifierHandle.ts"
 /**
  * The callback (`mmu_interval_notifier_ops.invalidate`): receives the range and
  * the new sequence number (`cur_seq`); returns `false` to refuse a non-blockable
- * event (the machine then retries it blockably).
+ * event (the machine then retries it blockably). Publishing `cur_seq` with
+ * `setSeq` is the callback's job, as in Linux: the machine never moves the
+ * sequence itself, so a callback that forgets leaves `readRetry` false. Beyond
+ * Linux, a blockable callback that returns `true` without calling `setSeq`
+ * records the violation `notifier-seq-not-set` (issue #13 item 8).
  */
 export type InvalidateCallback = (range: MmuRange, curSeq: number) => Effect.Effect<boolean>
 
@@ -28,6 +32,6 @@ export class MmuNotifier extends Context.Service<MmuNotifier, {
   readonly readBegin: (h: NotifierHandle) => Effect.Effect<number>
   /** `mmu_interval_read_retry`: has the sequence moved since `seq` (an invalidation started)? */
   readonly readRetry: (h: NotifierHandle, seq: number) => Effect.Effect<boolean>
-  /** `mmu_interval_set_seq`: called by the callback under the driver's lock to publish `cur_seq`. */
+  /** `mmu_interval_set_seq`: called by the callback under the driver's lock to publish `cur_seq` (the only way the sequence moves). */
   readonly setSeq: (h: NotifierHandle, seq: number) => Effect.Effect<void>
 }>()("gpusvm/MmuNotifier") {}

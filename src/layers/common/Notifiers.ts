@@ -17,9 +17,12 @@
  *    it; the first offer is non-blockable if a `nonBlockable` injection is
  *    pending, and a refusal (`false`) is retried blockably with a fresh
  *    `curSeq` (a refusal of a blockable offer is recorded as a violation);
- * 3. if a callback did not publish `curSeq` through `setSeq`, the machine sets
- *    the sequence itself as soon as the callback returns (robustness: a reader
- *    holding the old sequence always sees `readRetry` true afterwards);
+ * 3. the sequence moves only when the callback publishes it through `setSeq`
+ *    (`mmu_interval_set_seq` is the subscriber's job, as in Linux: a callback
+ *    that forgets leaves `readRetry` false and lets stale pages be mapped).
+ *    Beyond Linux, a blockable callback that returns `true` without having
+ *    called `setSeq` for its notifier records the violation
+ *    `notifier-seq-not-set` (issue #13 item 8);
  * 4. returns to the caller, which changes the pages;
  * 5. ends: counts itself out of every notifier it counted in (including ones
  *    inserted while it was active, which start counted in, like the kernel's
@@ -55,6 +58,8 @@ export interface NotifierRec {
   readonly removed: TxRef.TxRef<boolean>
   /** `read_begin`, prebuilt. */
   readonly readBegin: Effect.Effect<number>
+  /** Number of `setSeq` calls on this notifier so far (the `notifier-seq-not-set` check compares it around a callback). */
+  setSeqCalls: number
 }
 
 /** One invalidation in flight. */
@@ -127,7 +132,7 @@ export class Notifiers {
       Effect.flatMap(TxRef.get(invalidating), (n) => (n > 0 ? Effect.txRetry : TxRef.get(seq)))
     )
     const readBegin = Effect.suspend(() => (invalidating.value > 0 ? waitBegin : Effect.succeed(seq.value)))
-    const rec: NotifierRec = { handle, callback, seq, invalidating, removed, readBegin }
+    const rec: NotifierRec = { handle, callback, seq, invalidating, removed, readBegin, setSeqCalls: 0 }
     for (const a of recActive) a.participants.add(rec)
     this.byId.set(handle.id, rec)
     return handle
@@ -158,10 +163,19 @@ export class Notifiers {
     return rec === undefined || rec.seq.value !== seq
   }
 
-  /** `mmu_interval_set_seq`. No-op for unknown handles. */
+  /**
+   * `mmu_interval_set_seq`: publishes `seq` (the callback's `curSeq`) as the
+   * notifier's sequence. The only way the sequence of a notifier moves during
+   * an invalidation (kernel-semantics §7; issue #13 item 8). No-op for
+   * unknown handles.
+   */
   setSeq(h: NotifierHandle, seq: number): Effect.Effect<void> {
-    const rec = this.byId.get(h.id)
-    return rec === undefined ? Effect.void : TxSync.update(rec.seq, () => seq)
+    return Effect.suspend(() => {
+      const rec = this.byId.get(h.id)
+      if (rec === undefined) return Effect.void
+      rec.setSeqCalls++
+      return TxSync.update(rec.seq, () => seq)
+    })
   }
 
   /** Number of registered notifiers. */
@@ -224,7 +238,12 @@ export class Notifiers {
     })
   }
 
-  /** Calls one notifier's callback (retrying a refusal blockably) and makes sure its sequence moved. */
+  /**
+   * Calls one notifier's callback (retrying a refusal blockably). The
+   * sequence is the callback's to move (`mmu_interval_set_seq`); a blockable
+   * callback that returns `true` without calling `setSeq` records
+   * `notifier-seq-not-set` (issue #13 item 8; Linux has no such check).
+   */
   private offer(
     rec: NotifierRec,
     start: number,
@@ -234,7 +253,7 @@ export class Notifiers {
     blockable: boolean
   ): Effect.Effect<void> {
     return Effect.suspend(() => {
-      const before = rec.seq.value
+      const calls = rec.setSeqCalls
       const curSeq = this.freshSeq()
       const range: MmuRange = owner === undefined
         ? { start, end, event, blockable }
@@ -250,7 +269,13 @@ export class Notifiers {
             return this.offer(rec, start, end, event, owner, true)
           }
         }
-        return rec.seq.value === before ? TxRef.set(rec.seq, curSeq) : Effect.void
+        if (ok && blockable && rec.setSeqCalls === calls) {
+          this.env.onViolation({
+            invariant: "notifier-seq-not-set",
+            detail: `notifier ${rec.handle.id}: the callback returned true for a blockable ${event} of [${start}, ${end}) without calling setSeq (mmu_interval_set_seq)`
+          })
+        }
+        return Effect.void
       })
     })
   }

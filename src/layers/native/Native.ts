@@ -120,6 +120,16 @@ export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, 
     }, options.inject)
     const pm = makePagemap(st)
     yield* Effect.forkScoped(eventLoop(st, pm, helper.inbox))
+    // A helper that dies on its own (killed, crashed) went through exit_mmap in the kernel: its notifiers get
+    // RELEASE then UNMAP over the whole space (§11.1), once the mmap lock is free. Interrupted with the scope
+    // (closing the layer kills the helper after this fiber is gone: no events at teardown).
+    yield* Effect.forkScoped(Effect.callback<void>((resume) => helper.whenDead(() => resume(Effect.void))).pipe(
+      Effect.andThen(st.lock.withWrite(st.exitMmap(Effect.sync(() => {
+        st.touchMaps()
+        st.allocs.clear()
+        st.workload = []
+      }))))
+    ))
     const all = vramBytes > 0 ? [pm] : []
     return Context.make(Cpu, makeCpu(st)).pipe(
       Context.add(Mm, makeMm(st)),

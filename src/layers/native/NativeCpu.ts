@@ -11,7 +11,8 @@
  * `notifier: "uffd"` munmap, madvise and mremap raise nothing themselves: the
  * uffd events (REMOVE before the zap, UNMAP / REMAP after) raise the
  * invalidations, before the command's reply is delivered. mprotect and exit
- * have no uffd event and are always raised by the Cpu. A store that breaks
+ * have no uffd event and are always raised by the Cpu; exit raises RELEASE
+ * then UNMAP over the whole space, like `exit_mmap` (§11.1). A store that breaks
  * COW on present, not exclusive pages raises CLEAR over them first (uffd
  * never reports `wp_page_copy`).
  *
@@ -31,9 +32,10 @@ import { Effect } from "effect"
 import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp, isAddress, isPowerOfTwo, overlaps } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import { PROT_RW } from "../../domain/Prot.ts"
+import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
+import type { Reply } from "./Helper.ts"
 import { isExclusive, isPresent } from "./Proc.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
 import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
@@ -42,6 +44,9 @@ import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuA
 export const MMAP_BASE = 2 ** 32
 /** Highest end of a placed mapping (well below the helper's own mappings near 2^47). */
 export const MMAP_LIMIT = 2 ** 46
+
+/** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
+const PUD_SIZE = 2 ** 30
 
 const protBits = (p: Prot): number => (p.read ? 1 : 0) | (p.write ? 2 : 0) | (p.exec ? 4 : 0)
 
@@ -114,8 +119,9 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     if (length % minAlign !== 0) return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
     if (o.addr !== undefined) {
       if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
-      if (o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
-      if (o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
+      // Only MAP_FIXED insists on an aligned, fitting addr; a hint is rounded down and may be ignored (§11.15).
+      if (o.fixed === true && o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
+      if (o.fixed === true && o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
     }
     if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
     const align = Math.max(o.align ?? PAGE_SIZE, minAlign)
@@ -133,8 +139,10 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
         reply = ext === undefined ? yield* cmd : yield* raised(ext[0], ext[1], "unmap", true, cmd)
       } else {
         const vmas = st.vmas()
-        const hint = o.addr !== undefined && o.addr % align === 0 && o.addr + length <= MMAP_LIMIT && isFree(vmas, o.addr, o.addr + length)
-          ? o.addr
+        // §11.15: a hint is rounded down to a page (x86-64 `addr &= PAGE_MASK`) and ignored when it does not fit
+        const h = o.addr === undefined ? undefined : alignDown(o.addr, minAlign)
+        const hint = h !== undefined && h % align === 0 && h + length <= MMAP_LIMIT && isFree(vmas, h, h + length)
+          ? h
           : findGap(vmas, length, align)
         if (hint === undefined) return yield* new OutOfMemory({ reason: `mmap: no free window of ${length} bytes` })
         start = hint
@@ -179,12 +187,61 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       if (ext === undefined || checkAccessCover(st, addr, end) !== undefined) {
         return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
       }
-      yield* settleDevice(addr, end, false)
-      const r = yield* raised(addr, end, "protection-vma", true, st.requestArg("mprotect", "mprotect", [addr, length, protBits(prot)]))
+      // §11.11: VMAs whose protection does not change are left alone (no event, device pages stay); the
+      // changed parts raise PROTECTION_VMA over their populated part (per PUD, from the first populated PMD).
+      const parts = changedParts(addr, end, prot)
+      for (const [s, e] of parts) yield* settleDevice(s, e, false)
+      const events = parts.length === 0 ? [] : yield* Effect.sync(() => protectionRanges(parts))
+      let cmd: Effect.Effect<Reply, InvalidArgument> = st.requestArg("mprotect", "mprotect", [addr, length, protBits(prot)])
+      for (let i = events.length - 1; i >= 0; i--) cmd = raised(events[i]![0], events[i]![1], "protection-vma", true, cmd)
+      const r = yield* cmd
       st.touchMaps()
       if (r.ok !== 1) return yield* bad(`mprotect: ${errnoText(r)}`, addr)
     }))
   })
+
+  /** The parts of `[addr, end)` whose VMA protection differs from `prot` (merged where adjacent). */
+  const changedParts = (addr: number, end: number, prot: Prot): Array<readonly [number, number]> => {
+    const out: Array<[number, number]> = []
+    for (const v of st.intersecting(addr, end)) {
+      if (protEquals(v.prot, prot)) continue
+      const s = Math.max(addr, v.start)
+      const e = Math.min(end, v.end)
+      const last = out[out.length - 1]
+      if (last !== undefined && last[1] === s) last[1] = e
+      else out.push([s, e])
+    }
+    return out
+  }
+
+  /**
+   * PROTECTION_VMA ranges of `change_protection` over `parts` (§11.11): per PUD (1 GiB) span of a part
+   * with a present or swapped page (pagemap), from the 2 MiB PMD of its first such page to the span's end.
+   * A pagemap read failure counts the whole span as populated (an extra event is safe, a missing one not).
+   */
+  const protectionRanges = (parts: ReadonlyArray<readonly [number, number]>): Array<readonly [number, number]> => {
+    const out: Array<readonly [number, number]> = []
+    for (const [s, e] of parts) {
+      for (let pud = alignDown(s, PUD_SIZE); pud < e; pud += PUD_SIZE) {
+        const ps = Math.max(s, pud)
+        const pe = Math.min(e, pud + PUD_SIZE)
+        let first = -1
+        try {
+          const w = st.proc.pagemapRaw(ps, pe)
+          for (let i = 0; i < w.length; i += 2) {
+            if ((w[i + 1]! & 0xc0000000) !== 0) {
+              first = ps + (i / 2) * PAGE_SIZE
+              break
+            }
+          }
+        } catch {
+          first = ps
+        }
+        if (first >= 0) out.push([Math.max(ps, alignDown(first, HUGE_PAGE_SIZE)), pe])
+      }
+    }
+    return out
+  }
 
   const madviseDontNeed = Effect.fnUntraced(function*(addr: number, length: number) {
     const err = checkWindow("madvise", addr, length)
@@ -212,7 +269,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       yield* settleDevice(addr, addr + oldLength, false)
       const vma = st.vmas().find((v) => v.start <= addr && addr < v.end)
       if (vma === undefined || addr + oldLength > vma.end) return yield* bad("mremap: [addr, addr + oldLength) is not inside one VMA", addr)
-      if (dontUnmap && (vma.shared || vma.kind !== "anonymous")) return yield* bad("mremap: dontUnmap needs a private anonymous VMA", addr)
+      // §11.15: MREMAP_DONTUNMAP on shared mappings is the kernel's to accept (5.13+), not refused here.
       if (newAddr !== undefined) {
         const ext = mappedExtent(st, newAddr, newAddr + newLength)
         if (ext !== undefined) yield* settleDevice(ext[0], ext[1], true)
@@ -335,10 +392,16 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     }))
   })
 
+  /**
+   * `exit(2)` → `exit_mmap` (kernel-semantics §11.1): RELEASE over the whole
+   * space, then UNMAP over the whole space, inside which the helper exits
+   * (`NativeState.exitMmap`). A helper that died on its own gets the same
+   * two events from the machine's death watcher (`Native.ts`).
+   */
   const exit = Effect.suspend(() =>
     lock.withWrite(Effect.suspend(() => {
       if (!st.alive) return Effect.void
-      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", st.expecting(0, ADDRESS_LIMIT, Effect.gen(function*() {
+      return st.exitMmap(Effect.gen(function*() {
         st.exiting = true
         yield* Effect.ignore(st.helper.request("exit", [0]))
         yield* Effect.promise(() => st.helper.kill("SIGKILL", 5_000))
@@ -346,7 +409,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
         st.touchMaps()
         st.allocs.clear()
         st.workload = []
-      })))
+      }))
     })))
 
   return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })

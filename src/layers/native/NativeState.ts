@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, Semaphore } from "effect"
-import { PAGE_SIZE, overlaps } from "../../domain/Address.ts"
+import { ADDRESS_LIMIT, PAGE_SIZE, overlaps } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument } from "../../domain/Errors.ts"
 import type { MmuEvent } from "../../domain/MmuRange.ts"
 import type { Vma } from "../../domain/Vma.ts"
@@ -78,6 +78,8 @@ export class NativeState {
   alive = true
   /** Set while `exit` runs: the helper's death is then expected. */
   exiting = false
+  /** Set once `exitMmap` delivered (or started delivering) RELEASE and UNMAP: never twice. */
+  torn = false
   /** Regions the workload mapped through `Cpu` (sorted, disjoint `[start, end)`). */
   workload: Array<readonly [number, number]> = []
   /** Windows of changes Node raised itself and is carrying out now. */
@@ -196,6 +198,25 @@ export class NativeState {
       const w = { start, end }
       this.expects.add(w)
       return Effect.ensuring(e, Effect.sync(() => this.expects.delete(w)))
+    })
+  }
+
+  /**
+   * `exit_mmap`'s notifier events (kernel-semantics §11.1), once per machine:
+   * RELEASE over the whole space (`mmu_notifier_release` → `mn_itree_release`,
+   * `[0, ULONG_MAX)`; here `[0, ADDRESS_LIMIT)`), then UNMAP over the whole
+   * space (`unmap_vmas`), with `change` (the process going away) inside the
+   * UNMAP invalidation. Used by `Cpu.exit` and when the helper dies on its
+   * own. The caller holds the mmap write lock. A second call is a no-op.
+   */
+  exitMmap<E>(change: Effect.Effect<void, E>): Effect.Effect<void, E> {
+    return Effect.suspend(() => {
+      if (this.torn) return Effect.void
+      this.torn = true
+      return Effect.andThen(
+        this.notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.void),
+        this.notifiers.invalidate(0, ADDRESS_LIMIT, "unmap", this.expecting(0, ADDRESS_LIMIT, change))
+      )
     })
   }
 

@@ -6,15 +6,17 @@
  * Every call is a schedule yield point. Arguments are validated completely
  * before anything changes; every rejection is a typed error whose `reason`
  * names the argument, and leaves the machine unchanged. Mapping changes take
- * the mmap lock for writing and run inside an MMU invalidation (UNMAP for
+ * the mmap lock for writing (`madvise(MADV_DONTNEED)` for reading, as in
+ * the kernel, §11.9) and run inside an MMU invalidation (UNMAP for
  * munmap / mremap's old range / MAP_FIXED replacement, PROTECTION_VMA for
- * mprotect, CLEAR for madvise, RELEASE for exit): the callbacks of every
+ * mprotect, CLEAR for madvise, RELEASE then UNMAP for exit): the callbacks of every
  * overlapping notifier return before the pages change (kernel-semantics §7).
  * Loads and stores take the mmap lock for reading; a store that breaks COW on
  * present pages raises CLEAR over those pages first (`wp_page_copy`).
  *
- * Placement: without `fixed`, a free `addr` hint (aligned to `align`, below
- * 2^47) is taken as is; otherwise the lowest free window at or above 4 GiB
+ * Placement: without `fixed`, an `addr` hint is rounded down to a page (2 MiB
+ * for hugetlb) and taken if the window there is free, aligned to `align` and
+ * below 2^47; otherwise it is ignored (§11.15) and the lowest free window at or above 4 GiB
  * aligned to `align` (2 MiB at least for hugetlb). `mremap` grows in place
  * when the old range ends its VMA and the space after it is free, else moves
  * to the lowest free window. `munmap` / `madvise` of holes are fine (no event
@@ -45,7 +47,7 @@ import {
 } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import { PROT_RW } from "../../domain/Prot.ts"
+import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
 import type { VmaKind } from "../../domain/Vma.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
@@ -69,6 +71,9 @@ const checkHugeEdges = (st: MachineState, call: string, start: number, end: numb
 }
 
 const exited = (call: string) => bad(`${call}: the address space has exited`)
+
+/** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
+const PUD_SIZE = 2 ** 30
 
 /** Builds the `Cpu` service of machine `st`. */
 export const makeCpu = (st: MachineState): Cpu["Service"] => {
@@ -101,10 +106,11 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }
     if (o.addr !== undefined) {
       if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
-      if (o.addr % minAlign !== 0) {
+      // Only MAP_FIXED insists on an aligned, fitting addr; a hint is rounded down and may be ignored (§11.15).
+      if (o.fixed === true && o.addr % minAlign !== 0) {
         return yield* bad(kind === "hugetlb" ? "mmap: addr of a hugetlb mapping must be 2 MiB aligned" : "mmap: addr is not page aligned", o.addr)
       }
-      if (o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
+      if (o.fixed === true && o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
     }
     if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
     const align = o.align ?? PAGE_SIZE
@@ -118,9 +124,12 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
         start = o.addr
         yield* unmapWithEvent(start, start + length)
       } else {
-        const hint = o.addr !== undefined && st.vmas.isFree(o.addr, o.addr + length) && o.addr + length <= MMAP_LIMIT &&
-            o.addr % align === 0
-          ? o.addr
+        // kernel-semantics §11.15: the hint is rounded down to a page (x86-64 arch_get_unmapped_area:
+        // `addr &= PAGE_MASK`; 2 MiB for hugetlb) and taken only if the window there is free and fits;
+        // otherwise it is ignored (not an error) and the usual placement applies.
+        const h = o.addr === undefined ? undefined : alignDown(o.addr, minAlign)
+        const hint = h !== undefined && h + length <= MMAP_LIMIT && h % align === 0 && st.vmas.isFree(h, h + length)
+          ? h
           : undefined
         const found = hint ?? st.vmas.findGap(length, Math.max(align, minAlign), undefined)
         if (found === undefined) return yield* new OutOfMemory({ reason: `mmap: no free window of ${length} bytes` })
@@ -174,28 +183,70 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
       }
       const huge = checkHugeEdges(st, "mprotect", addr, end)
       if (huge !== undefined) return yield* huge
-      yield* notifiers.invalidate(addr, end, "protection-vma", Effect.sync(() => {
-        st.pt.splitAt(addr)
-        st.pt.splitAt(end)
-        st.vmas.carve(addr, end)
-        const p = { read: prot.read, write: prot.write, exec: prot.exec }
-        for (const v of st.vmas.intersecting(addr, end)) v.prot = p
-        if (!prot.write) {
-          st.pt.forEachIn(vpnOf(addr), vpnOf(end), (_vpn, pte) => {
-            pte.writable = false
-          })
+      // kernel-semantics §11.11: a VMA whose flags do not change is skipped (mprotect_fixup: newflags ==
+      // oldflags), so an mprotect that changes nothing raises no event at all. A changed VMA gets its new
+      // flags, then PROTECTION_VMA over its populated part, per PUD (change_pud_range → change_pmd_range:
+      // from the first populated PMD to the end of the PUD's span inside the VMA; "populated" = some entry
+      // present, the model keeps no empty page tables), write-protecting the entries inside each.
+      const p = { read: prot.read, write: prot.write, exec: prot.exec }
+      const events = protectionRanges(addr, end, p)
+      const parts = st.vmas.intersecting(addr, end).filter((v) => !protEquals(v.prot, p))
+        .map((v) => [Math.max(addr, v.start), Math.min(end, v.end)] as const)
+      if (parts.length === 0) return
+      yield* Effect.sync(() => {
+        for (const [s, e] of parts) {
+          st.pt.splitAt(s) // __split_vma splits a huge mapping straddling the new VMA edges
+          st.pt.splitAt(e)
+          st.vmas.carve(s, e)
+          for (const v of st.vmas.intersecting(s, e)) v.prot = p
         }
         st.vmas.mergeAround(addr, end)
-      }))
+      })
+      yield* Effect.forEach(events, ([s, e]) =>
+        notifiers.invalidate(s, e, "protection-vma", Effect.sync(() => {
+          if (prot.write) return
+          st.pt.splitAt(s)
+          st.pt.splitAt(e)
+          st.pt.forEachIn(vpnOf(s), vpnOf(e), (_vpn, pte) => {
+            pte.writable = false
+          })
+        })), { discard: true })
     }))
   })
+
+  /**
+   * The PROTECTION_VMA invalidations `change_protection` raises for an
+   * mprotect of `[addr, end)` to `p` (§11.11): per VMA part whose flags
+   * change, per 1 GiB PUD span of it, `[max(part start, first populated PMD),
+   * part end)` when any entry of the span is present.
+   */
+  const protectionRanges = (addr: number, end: number, p: Prot): Array<readonly [number, number]> => {
+    const out: Array<readonly [number, number]> = []
+    for (const v of st.vmas.intersecting(addr, end)) {
+      if (protEquals(v.prot, p)) continue
+      const s = Math.max(addr, v.start)
+      const e = Math.min(end, v.end)
+      for (let pud = alignDown(s, PUD_SIZE); pud < e; pud += PUD_SIZE) {
+        const ps = Math.max(s, pud)
+        const pe = Math.min(e, pud + PUD_SIZE)
+        let first = -1
+        st.pt.forEachIn(vpnOf(ps), vpnOf(pe), (vpn) => {
+          if (first < 0) first = vpn
+        })
+        if (first >= 0) out.push([Math.max(ps, alignDown(first * PAGE_SIZE, HUGE_PAGE_SIZE)), pe])
+      }
+    }
+    return out
+  }
 
   const madviseDontNeed = Effect.fnUntraced(function*(addr: number, length: number) {
     yield* point
     const err = checkWindow("madvise", addr, length)
     if (err !== undefined) return yield* err
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
+    // madvise(MADV_DONTNEED) holds the mmap lock for reading (kernel-semantics §11.9): it runs
+    // concurrently with faults and populate; the zap itself is one synchronous step.
+    yield* lock.withRead(Effect.gen(function*() {
       if (!st.alive) return yield* exited("madvise")
       const huge = checkHugeEdges(st, "madvise", addr, end)
       if (huge !== undefined) return yield* huge
@@ -252,8 +303,10 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
           return yield* bad("mremap: addr, lengths and newAddr of a hugetlb VMA must be 2 MiB multiples", addr)
         }
       }
-      if (dontUnmap && (vma.shared || vma.kind !== "anonymous")) {
-        return yield* bad("mremap: dontUnmap needs a private anonymous VMA", addr)
+      // kernel-semantics §11.15: since 5.13 MREMAP_DONTUNMAP works on any mapping but VM_DONTEXPAND / VM_PFNMAP
+      // ones (here: `special`); the old range stays mapped (shared and file mappings refault from their object).
+      if (dontUnmap && vma.kind === "special") {
+        return yield* bad("mremap: dontUnmap is not allowed on a VM_PFNMAP (special) VMA", addr)
       }
       if (newAddr === undefined && !dontUnmap) {
         if (newLength === oldLength) return addr
@@ -393,16 +446,27 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }))
   })
 
+  /**
+   * `exit(2)` → `exit_mmap` (kernel-semantics §11.1): first
+   * `mmu_notifier_release` (interval notifiers get RELEASE over
+   * `[0, ULONG_MAX)`, here `[0, ADDRESS_LIMIT)`; the pages are still there),
+   * then `unmap_vmas` (UNMAP over the whole space) inside which every page and
+   * VMA goes away. The process is gone (`alive` false, `mm_users` 0) before
+   * the RELEASE, so nothing can fault pages back in between the two events.
+   */
   const exit = Effect.gen(function*() {
     yield* point
     yield* lock.withWrite(Effect.suspend(() => {
       if (!st.alive) return Effect.void
-      return notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.sync(() => {
-        for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
-        st.vmas.list.length = 0
-        st.cache.releaseAll()
-        st.alive = false
-      }))
+      st.alive = false // mm_users is already 0 when exit_mmap runs: Mm.acquire fails from here on
+      return Effect.andThen(
+        notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.void),
+        notifiers.invalidate(0, ADDRESS_LIMIT, "unmap", Effect.sync(() => {
+          for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
+          st.vmas.list.length = 0
+          st.cache.releaseAll()
+        }))
+      )
     }))
   })
 

@@ -3,9 +3,14 @@
  *
  * In order: a schedule yield point; a pending `hmmBusy` injection → `Busy`;
  * exited address space or malformed window → `BadAddress` (the reason names
- * the argument); notifier already moved → `Busy`. With `fault`: every page
- * must lie in a readable, non-`special` VMA (`BadAddress` otherwise) and, with
- * `write`, a writable one (`PermissionDenied`); device-private pages not owned
+ * the argument); notifier already moved → `Busy`. With `fault` the walk goes
+ * in address order (kernel-semantics §11.5): every page must lie in a
+ * readable, non-`special` VMA (`BadAddress` otherwise) and, with `write`, a
+ * writable one (`PermissionDenied`); the first page that does not ends the
+ * walk with that error, but everything done to the pages below it stands
+ * (faulted in, COW broken, migrated back to RAM; a `Busy` from a moved
+ * sequence takes precedence, as the kernel's restarted walk returns `EBUSY`
+ * before it reaches the error). Device-private pages not owned
  * by `devicePrivateOwner` (and, with `write`, read-only ones it owns) migrate
  * back through the `cpuTouchedDevicePage` hook (`SimPagemap.ts`; a MIGRATE
  * invalidation, so the call then ends in `Busy` and the retry sees system
@@ -89,17 +94,29 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     if (argErr !== undefined) return yield* argErr
     if (!st.alive) return yield* new BadAddress({ reason: "hmm_range_fault: the address space has exited", addr: r.start })
     if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved before the walk")
-    if (r.fault) {
-      const err = checkHmmFault(st, r.start, r.end, r.write)
-      if (err !== undefined) return yield* err
-      if (st.devicePtes > 0) yield* migrateForeign(r)
+    if (!r.fault) {
+      const out = hmmWalk(st, r.start, r.end, false, false, r.devicePrivateOwner)
+      if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+      return out
+    }
+    // kernel-semantics §11.5: the walk goes in address order and what it did before an error stands. The
+    // first error (hole, PROT_NONE / VM_PFNMAP VMA, write to a read-only VMA) ends the walk at `stop`; every
+    // page below it is processed first (device pages migrated back, COW broken, pages faulted in) and stays so.
+    const err = checkHmmFault(st, r.start, r.end, r.write)
+    const stop = err === undefined ? r.end : Math.max(r.start, err.addr ?? r.start)
+    if (stop > r.start) {
+      const head: HmmRange = stop === r.end ? r : { ...r, end: stop }
+      if (st.devicePtes > 0) yield* migrateForeign(head)
       if (r.write) {
-        const cow = cowExtent(st, r.start, r.end)
+        const cow = cowExtent(st, r.start, stop)
         if (cow !== undefined) yield* notifiers.invalidate(cow[0], cow[1], "clear", Effect.void)
       }
     }
-    const out = hmmWalk(st, r.start, r.end, r.fault, r.fault && r.write, r.devicePrivateOwner)
+    const out = stop > r.start ? hmmWalk(st, r.start, stop, true, r.write, r.devicePrivateOwner) : []
+    // A migration or COW break above moved the caller's sequence: EBUSY first (the kernel's walk restarts
+    // and `mmu_interval_check_retry` ends it), as hmm_range_fault does before reaching the error.
     if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+    if (err !== undefined) return yield* err
     return out
   })
 

@@ -6,16 +6,24 @@
  * - `populateMm(start, end, { timesliceMs })` — `drm_pagemap_populate_mm` →
  *   the driver's `populate_mm` (allocate a `drm_pagemap_devmem`) →
  *   `drm_pagemap_migrate_to_devmem` (`migrate_vma_setup` / `_pages` /
- *   `_finalize`). Under the mmap lock **for writing** (like every CPU-side
- *   change of this machine: munmap, madvise): validate; allocate device
- *   memory first (evicting LRU allocations under pressure); migrate device
- *   pages of other pagemaps in the window back to RAM (their own MIGRATE
- *   event); then one MIGRATE invalidation of `[start, end)` with this
- *   pagemap's owner, raised *before* the change; then, in one synchronous
- *   step, copy every present page holding data into device memory (untouched
- *   and zero pages are not copied: they read as zeros), install the
- *   device-private entries and drop the system frames. Pages already in this
- *   pagemap are left where they are.
+ *   `_finalize`). Under the mmap lock **for reading**, as
+ *   `drm_pagemap_populate_mm` takes it (kernel-semantics §11.9; so populate
+ *   runs concurrently with faults, `madvise(MADV_DONTNEED)` and other
+ *   populates): validate; allocate device memory first (evicting LRU
+ *   allocations under pressure); migrate device pages of other pagemaps in
+ *   the window back to RAM (their own MIGRATE event); then one MIGRATE
+ *   invalidation of `[start, end)` with this pagemap's owner, raised *before*
+ *   the change; then, in one synchronous step, collect the window
+ *   (`migrate_vma_collect`) and, if every page was collected, copy every
+ *   present page holding data into device memory (untouched and zero pages
+ *   are not copied: they read as zeros), install the device-private entries
+ *   and drop the system frames. Pages already in this pagemap are left where
+ *   they are. A page another invalidation is changing at that moment (a
+ *   racing DONTNEED's CLEAR, a migration, a COW break: pages the kernel finds
+ *   locked or with extra references) is not collected, nor is a page another
+ *   populate took meanwhile; fewer pages collected than asked
+ *   (`migrate.cpages != npages`) fails `Busy` (`-EBUSY`) with nothing
+ *   migrated and the allocation released.
  * - `migrate_to_ram` (`drm_pagemap_migrate_to_ram` /
  *   `__drm_pagemap_migrate_to_ram`): the `cpuTouchedDevicePage` hook, run by
  *   `Cpu.read`/`write` and by a faulting `hmm_range_fault` that does not own
@@ -52,10 +60,13 @@
  * exited address space → `BadAddress`; no device memory (zero-size pagemap),
  * window larger than the device memory, `vramAllocFail` injection, or not
  * enough memory even after evicting every other allocation → `OutOfMemory`
- * (nothing changed: nothing was evicted); copy failure → `Busy`.
+ * (nothing changed: nothing was evicted); copy failure or fewer pages
+ * collected than asked → `Busy`.
  *
- * Hazards: `populateMm` and `evictAll` take the mmap write lock: calling them
- * from a notifier callback or while holding `Mm.withReadLock` deadlocks. A CPU
+ * Hazards: `populateMm` takes the mmap read lock and `evictAll` the write
+ * lock: calling them from a notifier callback deadlocks, and calling
+ * `populateMm` while holding `Mm.withReadLock` nests the read lock (a
+ * deadlock if a writer queues in between, as with the kernel's rwsem). A CPU
  * touch of a page whose timeslice has not expired sleeps holding the mmap read
  * lock (writers wait behind it).
  *
@@ -267,24 +278,47 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
   })
 
   /**
-   * `migrate_vma_pages` + `copy_to_devmem` + `migrate_vma_finalize` of
-   * `[start, end)` into allocation `a` (synchronous; inside the MIGRATE
-   * invalidation, mmap write lock held). False on an injected copy failure
-   * (the allocation is released, nothing changed).
+   * Is part of `[start, end)` being changed by an invalidation in flight other
+   * than populate's own MIGRATE of exactly that window (a racing DONTNEED's
+   * CLEAR, a migration, a COW break)? `migrate_vma_collect` cannot collect
+   * such pages (locked, or holding extra references), kernel-semantics §11.9.
    */
-  const commitToVram = (vram: Vram, a: DevAllocation, writable: boolean, start: number, end: number): boolean => {
-    st.pt.splitAt(start)
-    st.pt.splitAt(end)
+  const windowBusy = (start: number, end: number): boolean => {
+    for (const inv of notifiers.active) {
+      if (inv.event === "migrate" && inv.start === start && inv.end === end) continue
+      if (inv.start < end && start < inv.end) return true
+    }
+    return false
+  }
+
+  /**
+   * `migrate_vma_setup` (collect) + `migrate_vma_pages` + `copy_to_devmem` +
+   * `migrate_vma_finalize` of `[start, end)` into allocation `a`
+   * (synchronous; inside the MIGRATE invalidation, mmap read lock held).
+   * `"busy"`: fewer pages collected than the allocation was made for (a page
+   * in flux, or taken by another populate meanwhile: `cpages != npages`);
+   * `"copy-failed"`: an injected copy failure. Either way the allocation is
+   * released and nothing changed.
+   */
+  const commitToVram = (
+    vram: Vram,
+    a: DevAllocation,
+    writable: boolean,
+    start: number,
+    end: number
+  ): "ok" | "busy" | "copy-failed" => {
     const vpns: Array<number> = []
     for (let v = vpnOf(start); v < vpnOf(end); v++) {
       const pte = st.pt.get(v)
       if (pte !== undefined && pte.kind === "device" && pte.pagemap === vram.id) continue
       vpns.push(v)
     }
-    if (vpns.length !== a.pfns.length) {
+    if (vpns.length !== a.pfns.length || windowBusy(start, end)) {
       vram.release(a)
-      return false
+      return "busy"
     }
+    st.pt.splitAt(start)
+    st.pt.splitAt(end)
     const fail = takeCopyFail()
     const stopAt = fail ? Math.floor(vpns.length / 2) : vpns.length
     const bufs: Array<Uint8Array | undefined> = new Array(vpns.length)
@@ -298,7 +332,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
     if (fail) {
       for (const b of bufs) if (b !== undefined) vram.store.give(b)
       vram.release(a)
-      return false
+      return "copy-failed"
     }
     // Entry orders: a block's order (at most 9, a PMD) where its pages map an aligned, contiguous virtual run.
     const orders: Array<number> = new Array(vpns.length).fill(0)
@@ -340,7 +374,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
     }
     vram.traffic.bytesToVram += copied * PAGE_SIZE
     vram.traffic.pagesToVram += vpns.length
-    return true
+    return "ok"
   }
 
   const makeOne = (vram: Vram): DevicePagemapApi => {
@@ -348,7 +382,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
       addr === undefined ? new BadAddress({ reason: `populate_mm: ${reason}` }) : new BadAddress({ reason: `populate_mm: ${reason}`, addr })
     const oom = (reason: string, addr: number) => new OutOfMemory({ reason: `populate_mm: ${reason}`, addr })
 
-    /** The part of `populateMm` under the mmap write lock. */
+    /** The part of `populateMm` under the mmap read lock (§11.9). */
     const populateLocked = Effect.fnUntraced(function*(start: number, end: number, expiresAt: number) {
       if (!st.alive) return yield* bad("the address space has exited", start)
       const vma = st.vmas.find(start)
@@ -385,8 +419,9 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
         return yield* oom("device memory allocation failed (injected)", start)
       }
       if (vram.freeBytes < bytes) {
-        // Memory pressure: evict least recently used allocations (not those with pages in the window).
-        const candidates = vram.lru().filter((a) => !ours.has(a))
+        // Memory pressure: evict least recently used allocations (not those with pages in the window, nor
+        // those of a populate still in flight: no page installed yet, under the read lock they can exist).
+        const candidates = vram.lru().filter((a) => !ours.has(a) && a.livePages > 0)
         let reclaimable = vram.freeBytes
         for (const a of candidates) for (const b of a.blocks) reclaimable += b.size
         if (reclaimable < bytes) return yield* oom(`only ${reclaimable} bytes could be freed, ${bytes} needed`, start)
@@ -420,14 +455,22 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
           return yield* new Busy({ reason: `populate_mm: migrating pages of pagemap "${other.id}" back failed`, addr: start })
         }
       }
-      const ok = yield* notifiers.invalidate(
+      const done = yield* notifiers.invalidate(
         start,
         end,
         "migrate",
         Effect.sync(() => commitToVram(vram, a, writable, start, end)),
         vram.owner
       )
-      if (!ok) return yield* new Busy({ reason: "populate_mm: copy to device memory failed; nothing migrated", addr: start })
+      if (done === "copy-failed") {
+        return yield* new Busy({ reason: "populate_mm: copy to device memory failed; nothing migrated", addr: start })
+      }
+      if (done === "busy") {
+        return yield* new Busy({
+          reason: "populate_mm: migrate_vma collected fewer pages than asked (a racing change of the window); nothing migrated",
+          addr: start
+        })
+      }
     })
 
     const populateMm = Effect.fnUntraced(function*(start: number, end: number, o?: PopulateOptions) {
@@ -442,7 +485,8 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
       }
       if (vram.buddy === undefined) return yield* oom(`pagemap "${vram.id}" has no device memory`, start)
       const now = yield* Clock.currentTimeMillis
-      return yield* lock.withWrite(populateLocked(start, end, now + ts))
+      // drm_pagemap_populate_mm holds the mmap lock for reading (kernel-semantics §11.9).
+      return yield* lock.withRead(populateLocked(start, end, now + ts))
     })
 
     const evictAll = Effect.flatMap(point, () =>

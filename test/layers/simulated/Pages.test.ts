@@ -168,7 +168,7 @@ describe("simulated pages and frames (kernel-semantics §8 fault-in, COW)", () =
       assert.deepStrictEqual([...(yield* cpu.read(t2 + P, 1))], [8])
     })))
 
-  it.effect("§7 exit: RELEASE, all frames freed, VMAs gone, acquire fails, ops are typed errors", () =>
+  it.effect("§7 §11.1 exit: RELEASE then UNMAP, all frames freed, VMAs gone, acquire fails, ops are typed errors", () =>
     onMachine(Effect.gen(function*() {
       const { cpu, mm, mn, machine } = yield* services
       const a = yield* cpu.mmap({ length: 4 * MiB })
@@ -181,7 +181,7 @@ describe("simulated pages and frames (kernel-semantics §8 fault-in, COW)", () =
       assert.strictEqual(yield* mm.references, 1)
       yield* mm.release
       yield* cpu.exit
-      assert.deepStrictEqual(events, ["release"])
+      assert.deepStrictEqual(events, ["release", "unmap"])
       const s = yield* machine.stats
       assert.strictEqual(s.framesLive, 0)
       assert.strictEqual(s.bytesHeld, 0)
@@ -190,6 +190,6 @@ describe("simulated pages and frames (kernel-semantics §8 fault-in, COW)", () =
       assert.strictEqual((yield* Effect.flip(cpu.read(a, 1)))._tag, "BadAddress")
       assert.strictEqual((yield* Effect.flip(cpu.mmap({ length: P })))._tag, "InvalidArgument")
       yield* cpu.exit // idempotent
-      assert.deepStrictEqual(events, ["release"])
+      assert.deepStrictEqual(events, ["release", "unmap"])
     })))
 })
