@@ -98,6 +98,22 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
     config: "explore-fault-vs-munmap"
   },
   {
+    name: "callback-forgets-set-seq",
+    bug: "the GPU SVM notifier callback never calls mmu_interval_set_seq, so read_retry cannot see the invalidation",
+    file: "src/services/gpusvm/Notifiers.ts",
+    find: `      yield* core.mmu.setSeq(h, curSeq)\n`,
+    replace: ``,
+    config: "explore-fault-vs-dontneed"
+  },
+  {
+    name: "bind-without-notifier-lock",
+    bug: "the fault handler checks pages-valid and binds without holding the notifier lock, so an invalidation can run in between",
+    file: "src/programs/FaultHandler.ts",
+    find: "env.svm.withNotifierLock(",
+    replace: "((e) => e)(",
+    config: "explore-fault-vs-dontneed"
+  },
+  {
     name: "fault-handler-skips-gc",
     bug: "the fault handler binds a range the collector should have removed (the GC pass at the start of the fault loop is skipped)",
     file: "src/programs/FaultHandler.ts",

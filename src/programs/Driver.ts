@@ -21,8 +21,9 @@ import { GpuSvm, type GpuSvmApi } from "../services/GpuSvm.ts"
 import type { Hmm } from "../services/Hmm.ts"
 import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
+import { asActor } from "../services/Interleaving.ts"
 import * as DriverState from "./DriverState.ts"
-import type { DriverOptions } from "./DriverState.ts"
+import { type DriverOptions, GC_ACTOR } from "./DriverState.ts"
 import * as FaultHandler from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Invalidation from "./Invalidation.ts"
@@ -87,10 +88,11 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
           const handleFault = FaultHandler.handle(env)
           yield* gpu.setFaultHandler(handleFault)
           // §11.2: the GC actor, an ordinary fiber in the layer's scope.
-          const gcWorker = yield* Effect.forkScoped(GarbageCollector.worker(st, svm, gpu))
+          // the GC worker is its own actor for the explorer (§11.2, GC_ACTOR)
+          const gcWorker = yield* Effect.forkScoped(asActor(GarbageCollector.worker(st, svm, gpu), GC_ACTOR))
           return {
             handleFault,
-            collectGarbage: st.svmLock.withPermits(1)(GarbageCollector.run(st, svm, gpu)),
+            collectGarbage: st.withSvmLock(GarbageCollector.run(st, svm, gpu)),
             idle: st.gcIdle.await,
             gcWorker,
             prefetch: Prefetch.run(env, pagemaps[0]),
@@ -102,7 +104,7 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
       const core = GpuSvm.layer(config, Invalidation.callback(st, gpu))
       const locked = Layer.effect(
         GpuSvm,
-        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.svmLock.withPermits(1)(svm.fini) }))
+        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.withSvmLock(svm.fini) }))
       ).pipe(Layer.provide(core))
       return driver.pipe(Layer.provideMerge(locked))
     }))

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import { Interleaving, lockHooks } from "../services/Interleaving.ts"
 import { Effect, Latch, Semaphore } from "effect"
 import type { Range } from "../domain/Range.ts"
 import { type DriverCounters, makeCounters } from "./Metrics.ts"
@@ -121,6 +122,12 @@ export interface DriverState {
   readonly options: ResolvedOptions
   /** The driver SVM lock (`driver_svm_lock`): serialises find_or_insert / remove (fault handler, GC, prefetch). */
   readonly svmLock: Semaphore.Semaphore
+  /**
+   * `e` under the driver SVM lock. Under the explorer: a yield point before
+   * taking it (`take svm lock`) and the wait recorded for deadlock reports
+   * (`Interleaving.lockHooks`); otherwise `svmLock.withPermits(1)`.
+   */
+  readonly withSvmLock: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Ranges queued by UNMAP invalidations for the garbage collector. */
   readonly gcQueue: Array<Range>
   /**
@@ -144,9 +151,17 @@ export interface DriverState {
 
 /** A fresh driver state. */
 export const make = (options: DriverOptions | undefined, owner: string | undefined): Effect.Effect<DriverState> =>
-  Effect.sync(() => ({
+  Effect.map(Interleaving, (il) => {
+    const svmLock = Semaphore.makeUnsafe(1)
+    const hooks = lockHooks(il, "svm lock")
+    const take = hooks.slowPath === undefined ? svmLock.take(1) : il.blocking("svm lock", svmLock.take(1))
+    const locked = <A, E, R>(e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+      Effect.uninterruptibleMask((restore) => Effect.andThen(restore(take), Effect.ensuring(restore(e), svmLock.release(1))))
+    const before = hooks.before
+    return {
     options: resolve(options),
-    svmLock: Semaphore.makeUnsafe(1),
+    svmLock,
+    withSvmLock: before === undefined ? svmLock.withPermits(1) : <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.andThen(before, locked(e)),
     gcQueue: [],
     gcKick: Latch.makeUnsafe(false),
     gcIdle: Latch.makeUnsafe(true),
@@ -155,7 +170,8 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
     counters: makeCounters(),
     seen: new Set(),
     owner
-  }))
+  }
+  })
 
 /**
  * Queues `range` for the collector and wakes the worker (Xe's

@@ -240,4 +240,4 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
  * access). Takes the driver SVM lock. Errors: `GpuFaultError` (bounded).
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
-  Effect.andThen(countFault(env.st.counters), env.st.svmLock.withPermits(1)(loop(env, fault)))
+  Effect.andThen(countFault(env.st.counters), env.st.withSvmLock(loop(env, fault)))

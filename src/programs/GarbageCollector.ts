@@ -78,7 +78,7 @@ export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effec
 export const worker = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effect.Effect<never> => {
   const once = Effect.andThen(
     st.gcKick.await,
-    Effect.andThen(st.gcKick.close, st.svmLock.withPermits(1)(run(st, svm, gpu)))
+    Effect.andThen(st.gcKick.close, st.withSvmLock(run(st, svm, gpu)))
   )
   return Effect.forever(once)
 }

@@ -25,7 +25,7 @@ export interface PrefetchOptions {
 /** Runs one prefetch of `[start, end)`; `pagemap` is the target for `vram` (none: stays in RAM). */
 export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
 (start: number, end: number, o: PrefetchOptions): Effect.Effect<void, GpuFaultError> =>
-  env.st.svmLock.withPermits(1)(Effect.gen(function*() {
+  env.st.withSvmLock(Effect.gen(function*() {
     const { svm, st } = env
     yield* GarbageCollector.run(st, svm, env.gpu)
     let addr = start

@@ -79,6 +79,13 @@ export interface NotifierEnv {
   readonly onViolation: (v: Violation) => void
   /** Counts one invalidation of `event`. */
   readonly countEvent: (event: MmuEvent) => void
+  /**
+   * Runs after every callback returned and before the pages change (the end
+   * of `mmu_notifier_invalidate_range_start`): the explorer's yield point
+   * there, so that a reader can run between the callbacks and the change, as
+   * on a real machine. Default none.
+   */
+  readonly afterCallbacks?: Effect.Effect<void>
 }
 
 /** The notifier registry of one address space. */
@@ -232,8 +239,10 @@ export class Notifiers {
           discard: true
         })
       })
+      const after = this.env.afterCallbacks
+      const body = after === undefined ? change : Effect.andThen(after, change)
       return Effect.uninterruptibleMask((restore) =>
-        Effect.flatMap(begin, () => Effect.ensuring(Effect.flatMap(restore(offerAll), () => restore(change)), finish))
+        Effect.flatMap(begin, () => Effect.ensuring(Effect.flatMap(restore(offerAll), () => restore(body)), finish))
       )
     })
   }

@@ -142,7 +142,8 @@ export class MachineState {
       onViolation,
       countEvent: (e) => {
         this.invalidations[e]++
-      }
+      },
+      ...(interleaving.controlled ? { afterCallbacks: interleaving.point("mmu notifiers returned") } : {})
     })
     this.schedule = makeSchedule(options.schedule, interleaving)
     this.thp = options.thp ?? true

@@ -51,8 +51,14 @@ export const makeGpu = (st: MachineState): Gpu["Service"] => {
   const ptes = new GpuPageTable()
   const stats = { faults: 0, tlbFlushes: 0, accesses: 0 }
   let handler: FaultHandler | undefined
-  const bind = (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) =>
-    Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true))
+  // Under the explorer a bind is a step of its own (the GPU page-table update), so
+  // that whatever the driver checked before it can be invalidated in between
+  // unless the driver holds the notifier lock across both.
+  const bindPoint = st.interleaving.controlled ? st.schedule.at("gpu.bind") : undefined
+  const bind = (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) => {
+    const write = Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true))
+    return bindPoint === undefined ? write : Effect.andThen(bindPoint, write)
+  }
 
   const invalidate = (start: number, end: number) =>
     Effect.sync(() => {
