@@ -79,3 +79,12 @@ export { Driver } from "./programs/Driver.ts"
 export type { DriverApi } from "./programs/Driver.ts"
 export type { DriverOptions } from "./programs/DriverState.ts"
 export * as MigrationPolicy from "./programs/MigrationPolicy.ts"
+
+// The explorer (docs/explorer.md)
+export { ActorName, asActor, Interleaving, lockHooks, lockWait, uncontrolled } from "./services/Interleaving.ts"
+export type { Footprint, InterleavingApi, PointOptions } from "./services/Interleaving.ts"
+export { check, Explore, InvalidExploreOptions } from "./explore/Explore.ts"
+export type { CheckOptions, CheckResult, Progress, StrategyName, Target, Verdict, Violation as ExploreViolation } from "./explore/Explore.ts"
+export type { Chooser, Decision, Enabled, RunEnd, RunRecord, TraceStep } from "./explore/Controller.ts"
+export * as ScenarioExplorer from "./explore/ScenarioTarget.ts"
+export * as ScheduleString from "./domain/ScheduleString.ts"

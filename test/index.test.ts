@@ -11,6 +11,14 @@ describe("public API (issue: export from src/index.ts)", () => {
     assert.isFunction(Gpusvm.Simulated.layer)
     assert.isFunction(Gpusvm.GpuSvm.layer)
   })
+  it("exports the explorer (issue #12): Explore.check, the Interleaving reference, asActor, scenario exploration, schedule strings", () => {
+    assert.isFunction(Gpusvm.Explore.check)
+    assert.isFunction(Gpusvm.asActor)
+    assert.isDefined(Gpusvm.Interleaving)
+    assert.isFunction(Gpusvm.ScenarioExplorer.explore)
+    assert.isFunction(Gpusvm.ScenarioExplorer.replay)
+    assert.strictEqual(Gpusvm.ScheduleString.encode([0, 0, 1]), "s1:0*2.1")
+  })
   it("VERSION equals package.json's version", () => {
     const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string }
     assert.strictEqual(Gpusvm.VERSION, pkg.version)

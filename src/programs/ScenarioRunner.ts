@@ -300,10 +300,12 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         }
       }
 
-      const threadStart = il.point("thread start")
+      // No yield point of its own at a thread's start: a thread runs, when forked,
+      // up to its first service call (whose yield point the explorer controls) or
+      // its first barrier; a point here would only add schedules that differ in
+      // when a thread reached a barrier nobody else had reached yet.
       const thread = (steps: ReadonlyArray<Step>, t: number) =>
         Effect.gen(function*() {
-          yield* threadStart
           for (let i = 0; i < steps.length; i++) {
             const where = stepPath(scenario, t, i)
             if (il.controlled) yield* il.note(`${where} ${steps[i]!.op}`)
