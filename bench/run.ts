@@ -48,7 +48,8 @@ const more: Array<readonly [group: string, path: string, fn: string]> = [
   ["gpusvm core", "./core.ts", "benchCore"],
   ["driver (fault path, invalidation, concurrency, Effect overhead)", "./driver.ts", "benchDriver"],
   ["migration", "./migration.ts", "benchMigration"],
-  ["native machine", "./native.ts", "benchNative"]
+  ["native machine", "./native.ts", "benchNative"],
+  ["explorer", "./explore.ts", "benchExplore"]
 ]
 for (const [group, path, fn] of more) {
   modules.push({

@@ -61,15 +61,15 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
     name: "invalidate-keeps-ptes",
     bug: "the invalidation callback unmaps DMA pages but never zaps the GPU page table",
     file: "src/programs/Invalidation.ts",
-    find: `      yield* gpu.invalidate(zapStart, zapEnd)\n`,
-    replace: ``,
+    find: `  if (any) yield* gpu.invalidate(zapStart, zapEnd)\n`,
+    replace: `  if (any && (false as boolean)) yield* gpu.invalidate(zapStart, zapEnd)\n`,
     config: "explore-fault-vs-dontneed"
   },
   {
     name: "invalidate-zaps-event-window",
     bug: "the invalidation callback zaps only the event's window while unmapping the DMA pages of whole ranges",
     file: "src/programs/Invalidation.ts",
-    find: `        zapStart = Math.min(zapStart, r.start)\n        zapEnd = Math.max(zapEnd, r.end)\n`,
+    find: `    zapStart = Math.min(zapStart, r.start)\n    zapEnd = Math.max(zapEnd, r.end)\n`,
     replace: ``,
     config: "explore-fault-vs-munmap"
   },

@@ -72,7 +72,18 @@ export const formatTrace = (v: Violation): Array<string> => {
     const notes = t.slice(i, j).flatMap((s) => s.notes)
     const span = j - i === 1 ? `step ${first.step}` : `steps ${first.step}-${t[j - 1]!.step}`
     const mark = first.preemption ? " (preemption)" : ""
-    lines.push(`  ${span.padEnd(13)} ${first.actor.padEnd(10)} from ${first.at}${mark}${notes.length > 0 ? `: ${notes.join("; ")}` : ""}`)
+    // the yield points the actor passed, run-length folded (the first is where it was resumed)
+    const points: Array<string> = []
+    for (let k = i; k < j; k++) {
+      const at = t[k]!.at
+      const last = points[points.length - 1]
+      const m = last === undefined ? null : /^(.*?)(?: ×(\d+))?$/.exec(last)
+      if (m !== null && m[1] === at) points[points.length - 1] = `${at} ×${Number(m[2] ?? 1) + 1}`
+      else points.push(at)
+    }
+    const shown = points.length > 10 ? [...points.slice(0, 10), `… ${points.length - 10} more`] : points
+    lines.push(`  ${span.padEnd(13)} ${first.actor.padEnd(10)}${mark} at ${shown.join(", ")}`)
+    if (notes.length > 0) lines.push(`  ${"".padEnd(13)} ${"".padEnd(10)}   began: ${notes.join("; ")}`)
     i = j
   }
   return lines

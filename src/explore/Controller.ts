@@ -271,7 +271,10 @@ export const runOnce = async (
       }),
     note: (text) =>
       Effect.sync(() => {
-        if (tracing && !free) notes.push(text)
+        if (!tracing || free) return
+        // a note made by another actor during this step (one it woke) says whose it is
+        const a = actorOf(Fiber.getCurrent())
+        notes.push(a === undefined || a === current ? text : `(${a.name}) ${text}`)
       })
   }
 

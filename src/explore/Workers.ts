@@ -43,6 +43,8 @@ export interface Task {
   readonly preemptions: number | "all"
   readonly reduction: boolean
   readonly maxSteps: number | undefined
+  /** Most schedules to run below this prefix (`--budget` applies per subtree with workers). */
+  readonly budget: number | undefined
   /** The runner's options (kernel profile). */
   readonly runOptions: Runner.RunOptions
   /** Epoch ms after which the worker stops (incomplete). */
@@ -91,7 +93,7 @@ export const runSubtree = async (task: Task, factory: Runner.MachineFactory, wor
   let longest = 0
   let complete = false
   for (;;) {
-    if (Date.now() > task.deadline) break
+    if (Date.now() > task.deadline || (task.budget !== undefined && schedules + pruned >= task.budget)) break
     const rec = await runOnce(target.program, dfs, task.maxSteps === undefined ? {} : { maxSteps: task.maxSteps })
     longest = Math.max(longest, rec.choices.length)
     const v = verdictOf(target, rec)
@@ -222,6 +224,7 @@ export const exploreParallel = (
           preemptions: options.preemptions ?? 2,
           reduction: options.reduction ?? true,
           maxSteps: options.maxSteps,
+          budget: options.budget,
           runOptions,
           deadline
         })

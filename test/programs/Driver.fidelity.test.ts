@@ -14,6 +14,7 @@ import { Driver } from "../../src/programs/Driver.ts"
 import { GC_ACTOR } from "../../src/programs/DriverState.ts"
 import { SPLIT_VMA_LIVELOCK } from "../../src/programs/FaultHandler.ts"
 import { Cpu } from "../../src/services/Cpu.ts"
+import { DevicePagemaps } from "../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
@@ -82,6 +83,35 @@ describe("§11.2 garbage-collector worker", () => {
       assert.strictEqual(c.faults, 1)
       // the head keeps its bytes
       assert.deepStrictEqual(yield* cpu.read(buf, MiB), pattern(2, MiB))
+      yield* noViolations
+    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
+
+  it.effect("§11.1 after exit and one collector pass: no range, no notifier, no DMA mapping, no device bytes (no fini)", () =>
+    Effect.gen(function*() {
+      const cpu = yield* Cpu
+      const gpu = yield* Gpu
+      const svm = yield* GpuSvm
+      const driver = yield* Driver
+      const machine = yield* Machine
+      const a = yield* cpu.mmap({ length: 2 * MiB, align: 2 * MiB })
+      const b = yield* cpu.mmap({ length: 64 * 1024 })
+      yield* gpu.access(a, 2 * MiB, "write", pattern(3, 2 * MiB)) // migrates to VRAM (xe policy)
+      yield* gpu.access(b, 4096, "read")
+      assert.isAbove((yield* svm.ranges()).length, 1)
+      yield* cpu.exit
+      yield* driver.idle
+      yield* driver.collectGarbage
+      assert.deepStrictEqual(yield* svm.ranges(), [])
+      assert.deepStrictEqual(yield* svm.notifiers, [])
+      const stats = yield* machine.stats
+      assert.strictEqual(stats.dmaMappingsLive, 0)
+      assert.strictEqual(stats.notifiersLive, 0)
+      assert.isAbove(stats.invalidations.release, 0)
+      assert.isAbove(stats.invalidations.unmap, 0)
+      let used = 0
+      for (const p of (yield* DevicePagemaps).all) used += (yield* p.usage).usedBytes
+      assert.strictEqual(used, 0)
+      assert.isAbove((yield* driver.counters).gcRuns, 0)
       yield* noViolations
     }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
 
