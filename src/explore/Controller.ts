@@ -122,6 +122,8 @@ export interface RunOptions {
   readonly maxSteps?: number
   /** Record the trace (default true; strategies that only count may turn it off). */
   readonly trace?: boolean
+  /** Keep JavaScript stack traces during the run (default false: `Error.stackTraceLimit` is 0 while it runs). */
+  readonly stackTraces?: boolean
 }
 
 interface ActorState {
@@ -217,6 +219,23 @@ export const runOnce = async (
   program: Effect.Effect<unknown, unknown>,
   chooser: Chooser,
   options: RunOptions = {}
+): Promise<RunRecord> => {
+  // JavaScript stack traces are off while a controlled run executes: the model's
+  // typed errors are created by the thousand in retry paths and their stacks are
+  // never shown (violations carry messages); capturing them costs a fifth of a run.
+  const stackTraceLimit = Error.stackTraceLimit
+  Error.stackTraceLimit = options.stackTraces === true ? stackTraceLimit : 0
+  try {
+    return await runControlled(program, chooser, options)
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+}
+
+const runControlled = async (
+  program: Effect.Effect<unknown, unknown>,
+  chooser: Chooser,
+  options: RunOptions
 ): Promise<RunRecord> => {
   const maxSteps = options.maxSteps ?? 200_000
   const tracing = options.trace ?? true

@@ -161,8 +161,18 @@ export const verdictOf = <A>(target: Target<A>, rec: RunRecord): Verdict | undef
 export const runTarget = <A>(target: Target<A>, chooser: Chooser, maxSteps: number | undefined): Promise<RunRecord> =>
   runOnce(target.program, chooser, maxSteps === undefined ? {} : { maxSteps })
 
-/** A failing run turned into a reported violation. */
-const violationOf = (rec: RunRecord, v: { readonly kind: string; readonly detail: string }, found: RunRecord): Violation => ({
+/**
+ * A failing run turned into a reported violation: `rec` is the run shown (after
+ * shrinking), `found` the schedule as first found.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const violationOf = (
+  rec: RunRecord,
+  v: { readonly kind: string; readonly detail: string },
+  found: Violation["found"]
+): Violation => ({
   kind: v.kind,
   detail: v.detail,
   schedule: ScheduleString.encode(rec.choices),
@@ -170,7 +180,27 @@ const violationOf = (rec: RunRecord, v: { readonly kind: string; readonly detail
   steps: rec.choices.length,
   actors: rec.actors,
   trace: rec.trace,
-  found: { schedule: ScheduleString.encode(found.choices), preemptions: found.preemptions, steps: found.choices.length }
+  found
+})
+
+/** How a run was first found, for {@link Violation.found}. */
+const foundOf = (rec: RunRecord): Violation["found"] => ({
+  schedule: ScheduleString.encode(rec.choices),
+  preemptions: rec.preemptions,
+  steps: rec.choices.length
+})
+
+/**
+ * The result record of a search that ran `schedules` runs in `timeMs`
+ * (times rounded to 0.1).
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const resultOf = (r: Omit<CheckResult, "timeMs" | "schedulesPerSecond">, timeMs: number): CheckResult => ({
+  ...r,
+  timeMs: Math.round(timeMs * 10) / 10,
+  schedulesPerSecond: timeMs > 0 ? Math.round((r.schedules / (timeMs / 1000)) * 10) / 10 : 0
 })
 
 /**
@@ -328,10 +358,9 @@ const explore = async <A>(target: Target<A>, o: CheckOptions, replay: ReadonlyAr
       ? await shrinkRun(target, failing.rec, failing.kind, o.maxSteps)
       : failing.rec
     const v = verdictOf(target, shrunk)?.violation ?? failing
-    violation = violationOf(shrunk, v, failing.rec)
+    violation = violationOf(shrunk, v, foundOf(failing.rec))
   }
-  const timeMs = performance.now() - started
-  return {
+  return resultOf({
     strategy,
     preemptionBound: strategy === "dfs" ? (o.preemptions ?? 2) : undefined,
     depth: strategy === "pct" ? (o.depth ?? 3) : undefined,
@@ -340,10 +369,8 @@ const explore = async <A>(target: Target<A>, o: CheckOptions, replay: ReadonlyAr
     complete: complete && failing === undefined,
     terminalStates: states.size,
     longestRun: longest,
-    timeMs: Math.round(timeMs * 10) / 10,
-    schedulesPerSecond: timeMs > 0 ? Math.round((schedules / (timeMs / 1000)) * 10) / 10 : 0,
     violation
-  }
+  }, performance.now() - started)
 }
 
 /** The explorer's public API. @since 0.2.0 @category api */

@@ -18,7 +18,7 @@ import * as ScheduleString from "../domain/ScheduleString.ts"
 import { asActor } from "../services/Interleaving.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { describeEnd, type RunRecord } from "./Controller.ts"
-import { type CheckOptions, type CheckResult, type InvalidExploreOptions, check, runTarget, shrinkRun, type Target, type Verdict, verdictOf, type Violation } from "./Explore.ts"
+import { type CheckOptions, type CheckResult, type InvalidExploreOptions, check, runTarget, shrinkRun, type Target, type Verdict, verdictOf, type Violation, violationOf } from "./Explore.ts"
 import { Replay } from "./Strategies.ts"
 
 /** The kind of a failed scenario result: its first violation's invariant, else `expectation`. */
@@ -49,30 +49,8 @@ export const target = (scenario: Scenario, factory: Runner.MachineFactory, optio
 })
 
 /** A scenario result standing for a run the scheduler ended (deadlock, livelock, …). */
-const endedResult = (scenario: Scenario, rec: RunRecord, kind: string): ScenarioResult => ({
-  scenario: scenario.name,
-  ok: false,
-  violations: [{ invariant: kind, detail: describeEnd(rec.end) } satisfies ResultViolation],
-  failures: [],
-  metrics: {
-    faults: 0,
-    faultRetries: { EAGAIN: 0, EBUSY: 0, EOPNOTSUPP: 0, EFAULT: 0, EPERM: 0 },
-    rangesCreated: 0,
-    rangesRemoved: 0,
-    notifiersCreated: 0,
-    notifiersRemoved: 0,
-    invalidations: { unmap: 0, clear: 0, migrate: 0 },
-    bytesToVram: 0,
-    bytesToRam: 0,
-    evictions: 0,
-    gcRuns: 0,
-    dmaMappingsLive: 0,
-    deviceBytesLive: 0
-  },
-  ranges: [],
-  notifiers: [],
-  durationMs: rec.virtualMs
-})
+const endedResult = (scenario: Scenario, rec: RunRecord, kind: string): ScenarioResult =>
+  Runner.incompleteResult(scenario.name, [{ invariant: kind, detail: describeEnd(rec.end) } satisfies ResultViolation], [], rec.virtualMs)
 
 /**
  * Runs `scenario` once along the schedule string `schedule` (strict replay)
@@ -209,19 +187,7 @@ export const shrink = (
       }
     }
     const v = verdictOf(target(minimal, factory, runOptions), rec)?.violation ?? found
-    return {
-      violation: {
-        ...found,
-        kind: v.kind,
-        detail: v.detail,
-        schedule: ScheduleString.encode(rec.choices),
-        preemptions: rec.preemptions,
-        steps: rec.choices.length,
-        actors: rec.actors,
-        trace: rec.trace
-      },
-      minimal
-    }
+    return { violation: violationOf(rec, v, found.found), minimal }
   })
 
 /**

@@ -17,6 +17,7 @@
  * @since 0.2.0
  */
 import { independent } from "../domain/Footprint.ts"
+import { mulberry32 } from "../domain/Prng.ts"
 import { type Chooser, type Decision, type Enabled, isPreemption } from "./Controller.ts"
 
 /**
@@ -207,17 +208,8 @@ export class Dfs implements Chooser {
   }
 }
 
-/** mulberry32: a small 32-bit PRNG drawing values in [0, 1). The bit operations act on PRNG state only. */
-export const prng = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** The strategies' PRNG: mulberry32 (`src/domain/Prng.ts`). */
+export const prng = mulberry32
 
 /**
  * Seeded random walk: each run draws from its own stream (`seed`, run index).

@@ -31,7 +31,7 @@ import type { Scenario } from "../domain/Scenario.ts"
 import * as ScheduleString from "../domain/ScheduleString.ts"
 import type * as Runner from "../programs/ScenarioRunner.ts"
 import { runOnce } from "./Controller.ts"
-import { type CheckOptions, type CheckResult, InvalidExploreOptions, validate, verdictOf } from "./Explore.ts"
+import { type CheckOptions, type CheckResult, InvalidExploreOptions, resultOf, validate, verdictOf } from "./Explore.ts"
 import * as ScenarioTarget from "./ScenarioTarget.ts"
 import { Dfs } from "./Strategies.ts"
 
@@ -281,8 +281,7 @@ export const exploreParallel = (
       if (!r.complete && r.violation === undefined) complete = false
       if (r.violation !== undefined) violation = r.violation
     }
-    const timeMs = performance.now() - started
-    const base: CheckResult = {
+    const base: CheckResult = resultOf({
       strategy: "dfs",
       preemptionBound: options.preemptions ?? 2,
       depth: undefined,
@@ -291,10 +290,8 @@ export const exploreParallel = (
       complete: complete && violation === undefined,
       terminalStates: states.size,
       longestRun: longest,
-      timeMs: Math.round(timeMs * 10) / 10,
-      schedulesPerSecond: timeMs > 0 ? Math.round((schedules / (timeMs / 1000)) * 10) / 10 : 0,
       violation: undefined
-    }
+    }, performance.now() - started)
     if (violation === undefined) return { check: base, minimal: undefined }
     // 4. shrink in the main thread, as a single-threaded check does
     const schedule = ScheduleString.encode(violation.choices)

@@ -409,30 +409,47 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
     })
     const result = yield* Effect.exit(Effect.scoped(Effect.provide(body, stack)))
     if (Exit.isSuccess(result)) return result.value
-    return {
-      scenario: scenario.name,
-      ok: false,
-      violations: [{ invariant: "runner", detail: `the run could not complete: ${String(result.cause)}` }],
+    return incompleteResult(
+      scenario.name,
+      [{ invariant: "runner", detail: `the run could not complete: ${String(result.cause)}` }],
       failures,
-      metrics: {
-        faults: 0,
-        faultRetries: { EAGAIN: 0, EBUSY: 0, EOPNOTSUPP: 0, EFAULT: 0, EPERM: 0 },
-        rangesCreated: 0,
-        rangesRemoved: 0,
-        notifiersCreated: 0,
-        notifiersRemoved: 0,
-        invalidations: { unmap: 0, clear: 0, migrate: 0 },
-        bytesToVram: 0,
-        bytesToRam: 0,
-        evictions: 0,
-        gcRuns: 0,
-        dmaMappingsLive: 0,
-        deviceBytesLive: 0
-      },
-      ranges: [],
-      notifiers: [],
-      durationMs: Math.round(((yield* now) - started) * 1000) / 1000
-    } satisfies ScenarioResult
+      Math.round(((yield* now) - started) * 1000) / 1000
+    )
   })
+
+/**
+ * The result of a run that did not get to its snapshot (the machine could not
+ * be built, the explorer ended it): not ok, the given violations and failures,
+ * zero metrics, no ranges.
+ */
+export const incompleteResult = (
+  name: string,
+  violations: ReadonlyArray<ResultViolation>,
+  failures: ReadonlyArray<ResultFailure>,
+  durationMs: number
+): ScenarioResult => ({
+  scenario: name,
+  ok: false,
+  violations: [...violations],
+  failures: [...failures],
+  metrics: {
+    faults: 0,
+    faultRetries: { EAGAIN: 0, EBUSY: 0, EOPNOTSUPP: 0, EFAULT: 0, EPERM: 0 },
+    rangesCreated: 0,
+    rangesRemoved: 0,
+    notifiersCreated: 0,
+    notifiersRemoved: 0,
+    invalidations: { unmap: 0, clear: 0, migrate: 0 },
+    bytesToVram: 0,
+    bytesToRam: 0,
+    evictions: 0,
+    gcRuns: 0,
+    dmaMappingsLive: 0,
+    deviceBytesLive: 0
+  },
+  ranges: [],
+  notifiers: [],
+  durationMs
+})
 
 const unknownBuffer = (name: string) => ({ _tag: "UnknownBuffer", message: `unknown buffer "${name}"` })

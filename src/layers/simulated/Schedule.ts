@@ -35,17 +35,9 @@ export interface Schedule {
   readonly yields: () => number
 }
 
-/** mulberry32: a tiny 32-bit PRNG; returns a function drawing values in `[0, 1)`. */
-export const mulberry32 = (seed: number): (() => number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** mulberry32 (`src/domain/Prng.ts`), re-exported where the seeded schedule has always offered it. */
+export { mulberry32 } from "../../domain/Prng.ts"
+import { mulberry32 } from "../../domain/Prng.ts"
 
 /**
  * Builds the schedule of a machine. `undefined` options give a schedule whose
