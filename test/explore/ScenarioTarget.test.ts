@@ -99,6 +99,24 @@ describe("Explore on scenarios (issue #12)", () => {
       expect(replayed.result.violations[0]?.invariant).toBe("deadlock")
     }), 60_000)
 
+  it.effect("§11.16 the explorer finds each kernel 6.17 bug on its kernel617-* scenario, and nothing under the default 7.0", () =>
+    Effect.gen(function*() {
+      const cases = [
+        ["kernel617-unbounded-retry", "livelock"],
+        ["kernel617-cve-2025-40336", "dma-map-past-range"],
+        ["kernel617-evict-mmref-leak", "mm-ref-leak"],
+        ["kernel617-readonly-bidirectional", "readonly-mapped-bidirectional"]
+      ] as const
+      for (const [name, kind] of cases) {
+        const s = yield* builtin(name)
+        const bad = yield* ScenarioTarget.explore(s, simulated, { preemptions: 0, shrinkSteps: false }, { kernel: "6.17" })
+        expect({ name, kind: bad.check.violation?.kind }).toEqual({ name, kind })
+        const good = yield* ScenarioTarget.explore(s, simulated, { preemptions: 0 })
+        expect({ name, violation: good.check.violation?.detail }).toEqual({ name, violation: undefined })
+        expect(good.check.complete).toBe(true)
+      }
+    }), 120_000)
+
   it.effect("a schedule string that does not parse is a typed error", () =>
     Effect.gen(function*() {
       const s = decode(racyFile)
