@@ -22,7 +22,10 @@
  * A move is the work of the chosen actor from its point to its next one; a
  * fiber it wakes (a lock waiter) runs in the same move, and such a move is
  * treated as touching everything for reduction. Time is virtual: the
- * controller provides its own `Clock` whose `sleep` registers a timer.
+ * controller provides its own `Clock` whose `sleep` registers a timer; time
+ * moves when every actor is idle (to the next timer) and by {@link SPIN_MS}
+ * at every spin point (a retry round takes time, so a timeout on the clock
+ * ends a retry loop under the explorer as it would on a real machine).
  *
  * Actors are numbered in the order they first park; a choice is a
  * *preemption* when the previous actor was still enabled (and did not park at
@@ -196,6 +199,9 @@ class ControlledScheduler implements Scheduler.Scheduler {
   }
 }
 
+/** Virtual time one round of a retry loop (a spin point) takes, ms. */
+export const SPIN_MS = 0.1
+
 /** Tasks one drain may run before the run is declared a spin outside any yield point. */
 const MAX_DRAIN_TASKS = 5_000_000
 
@@ -275,6 +281,8 @@ const runControlled = async (
         const a = actorOf(Fiber.getCurrent())
         if (a === undefined) return resume(Effect.void)
         if (current !== undefined && a !== current) othersMoved = true
+        // a retry round takes time: timeouts measured on the clock expire under the explorer too
+        if (pointOptions?.spin === true) now += SPIN_MS
         a.lastLabel = label
         parked.push({ actor: a, label, options: pointOptions, resume: () => resume(Effect.void) })
       }),
