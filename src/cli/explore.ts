@@ -175,9 +175,8 @@ export const explore = Command.make(
     }
     const loaded = yield* Effect.result(loadWord(a.scenario))
     if (loaded._tag === "Failure") return yield* badInput(loaded.failure.message)
-    const { scenario, source } = loaded.success
+    const { scenario } = loaded.success
     if (!a.json) options.onProgress = progressLine
-    void source
     const run = workers > 1
       ? exploreParallel(scenario, simulated, options, workers, spawnWorker, runOptions)
       : ScenarioTarget.explore(scenario, simulated, options, runOptions)

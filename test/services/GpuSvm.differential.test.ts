@@ -14,19 +14,11 @@ import { Cpu } from "../../src/services/Cpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Hmm } from "../../src/services/Hmm.ts"
 import { MmuNotifier } from "../../src/services/MmuNotifier.ts"
+import { mulberry32 } from "../../src/domain/Prng.ts"
 import { KiB, makeDriver, MiB, svmLayer } from "../support/harness.ts"
 
 /** mulberry32 (32-bit state; never used on addresses). */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const prng = mulberry32
 
 interface ModelVma {
   readonly start: number
