@@ -8,7 +8,7 @@
  * survives (or its mutation site is gone from the source: mutants are exact
  * text replacements and must keep up with the code).
  *
- * `npm run mutants -- --only NAME` runs one; `--trace NAME` also prints that
+ * `npm run mutants -- --only NAME[,NAME…]` runs some; `--trace NAME` also prints that
  * mutant's minimal trace (the README's counterexample comes from here).
  *
  * Not part of `npm test` (about a minute per mutant at worst).
@@ -124,7 +124,7 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
 ]
 
 const args = process.argv.slice(2)
-const only = args.includes("--only") ? args[args.indexOf("--only") + 1] : undefined
+const onlyList = args.includes("--only") ? args[args.indexOf("--only") + 1]!.split(",") : undefined
 const traceOf = args.includes("--trace") ? args[args.indexOf("--trace") + 1] : undefined
 const seconds = args.includes("--time") ? Number(args[args.indexOf("--time") + 1]) : 60
 
@@ -149,7 +149,7 @@ interface Row {
 }
 
 const rows: Array<Row> = []
-for (const m of MUTANTS.filter((x) => only === undefined || x.name === only)) {
+for (const m of MUTANTS.filter((x) => onlyList === undefined || onlyList.includes(x.name))) {
   const dir = mkdtempSync(join(tmpdir(), `gpusvm-mutant-${m.name}-`))
   try {
     for (const d of ["src", "scenarios"]) cpSync(join(ROOT, d), join(dir, d), { recursive: true })
