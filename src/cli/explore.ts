@@ -104,13 +104,15 @@ export const formatResult = (name: string, source: string, r: CheckResult, minim
     lines.push(`minimal trace: ${v.steps} steps, ${v.preemptions} preemption${v.preemptions === 1 ? "" : "s"}, actors ${v.actors.join(", ")}`)
     lines.push(...formatTrace(v))
     lines.push(`schedule: ${v.schedule}`)
-    if (minimal !== undefined && minimal !== original) {
+    const shrunkSteps = minimal !== undefined && minimal !== original
+    if (shrunkSteps) {
       const removed = original.threads.reduce((a, t) => a + t.steps.length, 0) - minimal.threads.reduce((a, t) => a + t.steps.length, 0)
-      lines.push(`the schedule replays on the minimal scenario (${removed} step${removed === 1 ? "" : "s"} removed; printed with --json)`)
+      lines.push(`this schedule replays on the minimal scenario (${removed} step${removed === 1 ? "" : "s"} removed; --json prints it as minimalScenario)`)
     } else {
       lines.push(`replay: gpusvm simulate ${source} --schedule ${v.schedule}`)
     }
     lines.push(`first found: ${v.found.steps} steps, ${v.found.preemptions} preemptions, schedule ${v.found.schedule}`)
+    if (shrunkSteps) lines.push(`replay the first-found run: gpusvm simulate ${source} --schedule ${v.found.schedule}`)
   }
   lines.push(
     `${name}: ${r.strategy}${bound}: ${r.schedules} schedules, ${r.pruned} pruned, ${r.terminalStates} terminal state${r.terminalStates === 1 ? "" : "s"}, ` +

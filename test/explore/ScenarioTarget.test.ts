@@ -139,13 +139,17 @@ describe.concurrent("gpusvm explore (spawned, issue #12)", { timeout: 240_000 },
       const file = t.write("racy.json", { ...racyFile, threads: racyFile.threads.map((th) => ({ steps: th.steps.filter((x) => x.op !== "barrier") })) })
       const r = await gpusvm(["explore", file, "--json"], 120_000)
       assert.strictEqual(r.status, 1, show(r))
-      const out = JSON.parse(r.stdout) as { violation: { schedule: string; kind: string } }
+      const out = JSON.parse(r.stdout) as { violation: { schedule: string; kind: string; found: { schedule: string } } }
       expect(out.violation.kind).toBe("expectation")
       expect(out.violation.schedule).toMatch(/^s1:/)
       const human = await gpusvm(["explore", file], 120_000)
       assert.strictEqual(human.status, 1, show(human))
       expect(human.stdout.split("\n")[0]).toMatch(/^VIOLATION in racy-read: expectation/)
       expect(human.stdout).toContain("schedule: s1:")
+      expect(human.stdout).toMatch(/replay( the first-found run)?: gpusvm simulate /)
+      // the first-found schedule replays the failure on the file as given
+      const found = await gpusvm(["simulate", file, "--schedule", out.violation.found.schedule, "--json"])
+      assert.strictEqual(found.status, 1, show(found))
       const a = await gpusvm(["simulate", file, "--schedule", out.violation.schedule, "--json"])
       const b = await gpusvm(["simulate", file, "--schedule", out.violation.schedule, "--json"])
       assert.strictEqual(a.status, 1, show(a))
