@@ -92,11 +92,15 @@ const without = (s: Scenario, t: number, i: number): Scenario | undefined => {
 
 /**
  * What a failure must keep while a scenario shrinks: its kind and its detail
- * with step paths, numbers and addresses taken out (so "byte … is 2, expected
- * 1" stays that, and does not turn into "unknown buffer").
+ * with step paths and addresses taken out. An unmet expectation keeps its
+ * numbers ("byte at offset 16384 is 1, expected 17" must not become "… is 0 …"
+ * or "unknown buffer"); an invariant violation drops them too (frame numbers
+ * and counts move when steps go).
  */
-const signature = (kind: string, detail: string): string =>
-  `${kind}|${detail.replace(/threads\[\d+\]\.steps\[\d+\](\.step)?|steps\[\d+\](\[\d+\])?/g, "").replace(/0x[0-9a-f]+|\d+/g, "")}`
+const signature = (kind: string, detail: string): string => {
+  const noPaths = detail.replace(/threads\[\d+\]\.steps\[\d+\](\.step)?|steps\[\d+\](\[\d+\])?/g, "").replace(/0x[0-9a-f]+/g, "")
+  return `${kind}|${kind === "expectation" ? noPaths : noPaths.replace(/\d+/g, "")}`
+}
 
 /**
  * Delta-debugs a failing scenario: removes one step at a time (last first) and

@@ -48,7 +48,7 @@ const decode = (file: unknown): Scenario => {
 }
 
 describe("Explore on scenarios (issue #12)", () => {
-  for (const name of ["explore-fault-vs-munmap", "explore-fault-vs-dontneed", "explore-fault-vs-cpu-touch-devmem", "explore-fault-vs-evict"]) {
+  for (const name of ["explore-fault-vs-munmap", "explore-fault-vs-dontneed", "explore-fault-vs-cpu-touch-devmem", "explore-fault-vs-evict", "explore-prefetch-vs-dontneed"]) {
     it.effect(`built-in ${name}: complete at K = 1 with no violation`, () =>
       Effect.gen(function*() {
         const s = yield* builtin(name)
