@@ -81,7 +81,7 @@ interface Buffer {
 interface Barrier {
   readonly parties: number
   arrived: number
-  gate: Deferred.Deferred<void>
+  gate: Deferred.Deferred<void, BarrierDeadlock>
 }
 
 const describeError = (e: unknown): { readonly tag: string; readonly text: string; readonly causeTag?: string } => {
@@ -166,7 +166,23 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
         for (const n of names) usages.set(n, (usages.get(n) ?? 0) + 1)
       }
       const barriers = new Map<string, Barrier>()
-      for (const [name, parties] of usages) barriers.set(name, { parties, arrived: 0, gate: yield* Deferred.make<void>() })
+      for (const [name, parties] of usages) barriers.set(name, { parties, arrived: 0, gate: yield* Deferred.make<void, BarrierDeadlock>() })
+      // Deadlock detection (design.md §8, bounded work): threads block only at
+      // barriers, so when every thread still running waits at one, none can ever
+      // arrive. The waits are failed with BarrierDeadlock and reported at once
+      // (violation `deadlock`), instead of waiting for the timeout.
+      let running = scenario.threads.length
+      const waitingAt = new Map<string, string>()
+      let deadlocked = false
+      const checkDeadlock = Effect.suspend(() => {
+        if (deadlocked || waitingAt.size === 0 || waitingAt.size < running) return Effect.void
+        deadlocked = true
+        violations.push({
+          invariant: "deadlock",
+          detail: `every running thread waits at a barrier no other thread can reach: ${[...waitingAt].map(([w, n]) => `${w} at barrier ${n}`).join("; ")}`
+        })
+        return Effect.forEach(barriers.values(), (b) => Deferred.fail(b.gate, new BarrierDeadlock()), { discard: true })
+      })
 
       const window = (buf: string, offset: number | undefined, length: number | undefined) => {
         const b = buffers.get(buf)
@@ -268,11 +284,19 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
           case "barrier": {
             const b = barriers.get(step.name)!
             return Effect.suspend(() => {
+              if (deadlocked) return Effect.void
               const gate = b.gate
               b.arrived++
-              if (b.arrived < b.parties) return il.blocking(`barrier ${step.name} at ${where}`, Deferred.await(gate))
+              if (b.arrived < b.parties) {
+                waitingAt.set(where, step.name)
+                const wait = Effect.ensuring(Deferred.await(gate), Effect.sync(() => waitingAt.delete(where)))
+                return Effect.andThen(checkDeadlock, il.blocking(`barrier ${step.name} at ${where}`, wait))
+              }
               b.arrived = 0
-              return Effect.flatMap(Deferred.make<void>(), (next) => {
+              // its waiters are released now, not when they next run: the deadlock
+              // check must not count them as waiting any longer
+              for (const [w, n] of waitingAt) if (n === step.name) waitingAt.delete(w)
+              return Effect.flatMap(Deferred.make<void, BarrierDeadlock>(), (next) => {
                 b.gate = next
                 return Deferred.succeed(gate, undefined)
               })
@@ -305,6 +329,8 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
       // its first barrier; a point here would only add schedules that differ in
       // when a thread reached a barrier nobody else had reached yet.
       const thread = (steps: ReadonlyArray<Step>, t: number) =>
+        Effect.ensuring(threadSteps(steps, t), Effect.andThen(Effect.sync(() => running--), checkDeadlock))
+      const threadSteps = (steps: ReadonlyArray<Step>, t: number) =>
         Effect.gen(function*() {
           for (let i = 0; i < steps.length; i++) {
             const where = stepPath(scenario, t, i)
@@ -453,3 +479,9 @@ export const incompleteResult = (
 })
 
 const unknownBuffer = (name: string) => ({ _tag: "UnknownBuffer", message: `unknown buffer "${name}"` })
+
+/** The error a barrier wait ends with when the runner found the threads deadlocked. */
+class BarrierDeadlock {
+  readonly _tag = "BarrierDeadlock"
+  readonly message = "deadlock: no other thread can reach this barrier"
+}
