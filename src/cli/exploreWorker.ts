@@ -19,7 +19,7 @@ const id = typeof workerData === "number" ? workerData : 0
 const main = Effect.gen(function*() {
   const platform = yield* WorkerRunner.WorkerRunnerPlatform
   const runner = yield* platform.start<Reply, Task>()
-  yield* runner.run((port, task) => Effect.flatMap(Effect.promise(() => runSubtree(task, simulated, id)), (reply) => runner.send(port, reply)))
+  yield* runner.run((port, task) => Effect.flatMap(Effect.promise((signal) => runSubtree(task, simulated, id, signal)), (reply) => runner.send(port, reply)))
 }).pipe(Effect.provide(NodeWorkerRunner.layer))
 
 NodeRuntime.runMain(main)

@@ -277,7 +277,8 @@ export const check = <A>(
       if (Result.isFailure(decoded)) return Effect.fail(decoded.failure)
       replay = decoded.success
     }
-    return Effect.promise(() => explore(t, options, replay))
+    // interruptible: an interrupted check (Ctrl-C on the CLI) stops after the run in progress
+    return Effect.promise((signal) => explore(t, options, replay, signal))
   })
 
 /** Bad options of a check (a negative budget, replay without a schedule, …). @since 0.2.0 @category errors */
@@ -305,7 +306,12 @@ export const validate = (o: CheckOptions): string | undefined => {
   return undefined
 }
 
-const explore = async <A>(target: Target<A>, o: CheckOptions, replay: ReadonlyArray<number> | undefined): Promise<CheckResult> => {
+const explore = async <A>(
+  target: Target<A>,
+  o: CheckOptions,
+  replay: ReadonlyArray<number> | undefined,
+  signal?: AbortSignal
+): Promise<CheckResult> => {
   const strategy = o.strategy ?? "dfs"
   const started = performance.now()
   const deadline = o.timeSeconds === undefined ? Infinity : started + o.timeSeconds * 1000
@@ -318,10 +324,11 @@ const explore = async <A>(target: Target<A>, o: CheckOptions, replay: ReadonlyAr
   let longest = 0
   let complete = false
   let lastProgress = started
+  let lastTurn = started
   let failing: { readonly rec: RunRecord; readonly kind: string; readonly detail: string } | undefined
 
   for (let run = 0; ; run++) {
-    if (schedules + pruned >= budget || performance.now() > deadline) break
+    if (schedules + pruned >= budget || performance.now() > deadline || signal?.aborted === true) break
     const chooser: Chooser = dfs ?? (strategy === "random"
       ? new Random(o.seed ?? 0, run)
       : strategy === "pct"
@@ -345,6 +352,11 @@ const explore = async <A>(target: Target<A>, o: CheckOptions, replay: ReadonlyAr
     }
     if (strategy === "replay") break
     const now = performance.now()
+    // a turn of the host event loop now and then: signals (Ctrl-C), progress output and timers get through
+    if (now - lastTurn >= 100) {
+      lastTurn = now
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    }
     if (o.onProgress !== undefined && now - lastProgress >= 250) {
       lastProgress = now
       const el = now - started

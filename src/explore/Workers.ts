@@ -83,7 +83,7 @@ export const hash = (s: string): number => {
  * @since 0.2.0
  * @category running
  */
-export const runSubtree = async (task: Task, factory: Runner.MachineFactory, worker: number): Promise<Reply> => {
+export const runSubtree = async (task: Task, factory: Runner.MachineFactory, worker: number, signal?: AbortSignal): Promise<Reply> => {
   const target = ScenarioTarget.target(task.scenario, factory, task.runOptions)
   const bound = task.preemptions === "all" ? Infinity : task.preemptions
   const dfs = new Dfs(bound, task.reduction, task.prefix)
@@ -92,8 +92,9 @@ export const runSubtree = async (task: Task, factory: Runner.MachineFactory, wor
   let pruned = 0
   let longest = 0
   let complete = false
+  let lastTurn = Date.now()
   for (;;) {
-    if (Date.now() > task.deadline || (task.budget !== undefined && schedules + pruned >= task.budget)) break
+    if (Date.now() > task.deadline || (task.budget !== undefined && schedules + pruned >= task.budget) || signal?.aborted === true) break
     const rec = await runOnce(target.program, dfs, task.maxSteps === undefined ? {} : { maxSteps: task.maxSteps })
     longest = Math.max(longest, rec.choices.length)
     const v = verdictOf(target, rec)
@@ -108,6 +109,11 @@ export const runSubtree = async (task: Task, factory: Runner.MachineFactory, wor
     if (!dfs.advance()) {
       complete = true
       break
+    }
+    // a turn of the event loop now and then, so a close request from the main thread gets through
+    if (Date.now() - lastTurn >= 100) {
+      lastTurn = Date.now()
+      await new Promise<void>((resolve) => setImmediate(resolve))
     }
   }
   return { worker, index: task.index, schedules, pruned, complete, longest, fingerprints: [...fingerprints], violation: undefined }

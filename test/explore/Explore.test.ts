@@ -299,6 +299,15 @@ describe("Explore: violations (issue #12)", () => {
       expect(r.terminalStates).toBe(1) // the 10 s sleeper always wakes first
     }))
 
+  it.live("an interrupted check stops after the run in progress (Ctrl-C on the CLI)", () =>
+    Effect.gen(function*() {
+      const started = Date.now()
+      // 2 actors × 12 steps unbounded: 2 704 156 schedules, far more than the half second allowed
+      const r = yield* Effect.timeoutOption(Explore.check(toy([12, 12], false), { preemptions: "all", reduction: false }), "500 millis")
+      expect(r._tag).toBe("None")
+      expect(Date.now() - started).toBeLessThan(5_000)
+    }))
+
   it.effect("bad options are typed errors", () =>
     Effect.gen(function*() {
       const e1 = yield* Effect.flip(Explore.check(Effect.void, { strategy: "replay" }))
