@@ -18,6 +18,8 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
+import { formatTrace } from "../src/cli/explore.ts"
+import type { Violation } from "../src/explore/Explore.ts"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..")
 
@@ -146,6 +148,7 @@ interface Row {
   readonly seconds: number
   readonly steps: number | undefined
   readonly preemptions: number | undefined
+  readonly violation: Violation | undefined
 }
 
 const rows: Array<Row> = []
@@ -157,7 +160,7 @@ for (const m of MUTANTS.filter((x) => onlyList === undefined || onlyList.include
     symlinkSync(join(ROOT, "node_modules"), join(dir, "node_modules"))
     const problem = apply(dir, m)
     if (problem !== undefined) {
-      rows.push({ name: m.name, config: m.config, found: false, detail: problem, schedules: undefined, seconds: 0, steps: undefined, preemptions: undefined })
+      rows.push({ name: m.name, config: m.config, found: false, detail: problem, schedules: undefined, seconds: 0, steps: undefined, preemptions: undefined, violation: undefined })
       continue
     }
     const started = performance.now()
@@ -168,7 +171,7 @@ for (const m of MUTANTS.filter((x) => onlyList === undefined || onlyList.include
       maxBuffer: 64 * 1024 * 1024
     })
     const took = (performance.now() - started) / 1000
-    let parsed: { schedules?: number; violation?: { kind: string; detail: string; steps: number; preemptions: number; schedule: string } } = {}
+    let parsed: { schedules?: number; violation?: Violation } = {}
     try {
       parsed = JSON.parse(run.stdout.trim().split("\n").pop() ?? "{}")
     } catch {
@@ -183,7 +186,8 @@ for (const m of MUTANTS.filter((x) => onlyList === undefined || onlyList.include
       schedules: parsed.schedules,
       seconds: Math.round(took * 10) / 10,
       steps: v?.steps,
-      preemptions: v?.preemptions
+      preemptions: v?.preemptions,
+      violation: v
     })
     if (traceOf === m.name) {
       const human = spawnSync(process.execPath, [join(dir, "src/cli/main.ts"), "explore", m.config, "--time", String(seconds)], { cwd: dir, encoding: "utf8" })
@@ -201,6 +205,13 @@ for (const r of rows) {
   console.log(
     `| ${r.name} | ${m.bug} | ${r.config} | ${r.found ? "yes" : "**no**"} | ${r.schedules ?? "-"} | ${r.seconds} | ${r.steps === undefined ? "-" : `${r.steps} steps, ${r.preemptions} preemptions`} | ${r.detail.replaceAll("|", "\\|")} |`
   )
+}
+// every mutant's minimal counterexample
+for (const r of rows) {
+  if (r.violation === undefined) continue
+  console.log(`\n${r.name} on ${r.config}: ${r.violation.kind}: ${r.violation.detail}`)
+  for (const line of formatTrace(r.violation)) console.log(line)
+  console.log(`  schedule ${r.violation.schedule}`)
 }
 const survived = rows.filter((r) => !r.found)
 console.log(`\n${rows.length - survived.length} of ${rows.length} mutants found`)
