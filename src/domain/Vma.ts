@@ -29,8 +29,12 @@ export const Vma = Schema.Struct({
 /** A VMA: `vm_start`, `vm_end` (exclusive), protection, kind, `VM_SHARED`, and an optional name. */
 export type Vma = typeof Vma.Type
 
-/** `vma_is_anonymous(vma) && !is_vm_hugetlb_page(vma)`: may this VMA's pages migrate to device memory? */
-export const canMigrateToDevmem = (vma: Vma): boolean => vma.kind === "anonymous"
+/**
+ * `vma_is_anonymous(vma) && !is_vm_hugetlb_page(vma)`: may this VMA's pages
+ * migrate to device memory? MAP_SHARED|MAP_ANONYMOUS is shmem, not anonymous
+ * (kernel-semantics §11.7), so a shared VMA never migrates.
+ */
+export const canMigrateToDevmem = (vma: Vma): boolean => vma.kind === "anonymous" && !vma.shared
 
 /** Does the VMA contain `addr`? */
 export const contains = (vma: Vma, addr: number): boolean => vma.start <= addr && addr < vma.end
