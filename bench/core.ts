@@ -14,7 +14,7 @@ import { pathToFileURL } from "node:url"
 import { Simulated } from "../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
-import * as Lock from "../src/domain/RwLock.ts"
+import * as Lock from "../src/internal/RwLock.ts"
 import { median, type Row, row } from "./stats.ts"
 
 const MiB = 1024 * 1024

@@ -86,7 +86,7 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
   {
     name: "read-begin-ignores-inflight",
     bug: "mmu_interval_read_begin does not wait for an invalidation in flight (returns the old sequence at once)",
-    file: "src/layers/common/Notifiers.ts",
+    file: "src/layers/common/IntervalNotifiers.ts",
     find: "const readBegin = Effect.suspend(() => (invalidating.value > 0 ? waitBegin : Effect.succeed(seq.value)))",
     replace: "const readBegin = Effect.suspend(() => (invalidating.value < 0 ? waitBegin : Effect.succeed(seq.value)))",
     config: "explore-fault-vs-dontneed"

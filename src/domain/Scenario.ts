@@ -487,7 +487,7 @@ export const STEP_OPS: ReadonlyArray<StepOp> = [
  * @category schemas
  * @since 0.1.0
  */
-export const MachineSpec = Schema.Struct({
+export const MachineBlock = Schema.Struct({
   vramBytes: optional(NonNegativeIntLike),
   schedule: optional(Schema.Struct({ seed: optional(NonNegativeIntLike) })),
   inject: optional(Schema.Struct({
@@ -502,7 +502,7 @@ export const MachineSpec = Schema.Struct({
   }))
 })
 /** @category models @since 0.1.0 */
-export type MachineSpec = typeof MachineSpec.Type
+export type MachineBlock = typeof MachineBlock.Type
 
 /**
  * Schema of the `svm` block (the `drm_gpusvm_init` arguments); omitted fields
@@ -566,7 +566,7 @@ const ScenarioName = Schema.String.check(
 const commonFields = {
   name: ScenarioName,
   description: optional(Schema.String),
-  machine: optional(MachineSpec),
+  machine: optional(MachineBlock),
   svm: optional(SvmSpec)
 }
 

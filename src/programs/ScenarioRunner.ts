@@ -43,7 +43,7 @@ import * as Prot from "../domain/Prot.ts"
 export type ScenarioMachine = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | Gpu | DevicePagemaps
 
 /** The machine settings a factory receives (from the scenario, with the CLI's `--seed` applied). */
-export interface MachineSpec {
+export interface MachineRequest {
   /** VRAM per pagemap (0 = no device memory). */
   readonly vramBytes: number
   /** Seed of the thread interleaving, if any. */
@@ -55,7 +55,7 @@ export interface MachineSpec {
 }
 
 /** Builds a fresh machine for one scenario run. */
-export type MachineFactory = (spec: MachineSpec) => Layer.Layer<ScenarioMachine>
+export type MachineFactory = (spec: MachineRequest) => Layer.Layer<ScenarioMachine>
 
 /** Options of a run. */
 export interface RunOptions {
@@ -124,7 +124,7 @@ export const run = (scenario: Scenario, factory: MachineFactory, options: RunOpt
     const failures: Array<ResultFailure> = []
     const violations: Array<ResultViolation> = []
     const svmSpec = scenario.svm ?? {}
-    const spec: MachineSpec = {
+    const spec: MachineRequest = {
       vramBytes: scenario.machine?.vramBytes ?? options.defaultVramBytes ?? 256 * 1024 * 1024,
       seed: options.seed ?? scenario.machine?.schedule?.seed,
       inject: scenario.machine?.inject ?? {},

@@ -1,6 +1,6 @@
 /**
  * The mmap lock (`mm->mmap_lock`, an rw_semaphore) of an address space, shared
- * by the simulated and native machines: a `RwLock` (src/domain/RwLock.ts).
+ * by the simulated and native machines: a `RwLock` (src/internal/RwLock.ts).
  *
  * - Readers (`mmap_read_lock`) wait while a writer holds the lock **or is
  *   queued**, so writers never starve.
@@ -12,7 +12,7 @@
  *
  * @since 0.1.0
  */
-import * as RwLock from "../../domain/RwLock.ts"
+import * as RwLock from "../../internal/RwLock.ts"
 
 /** The mmap lock: a read/write lock with writer preference. */
 export type MmapLock = RwLock.RwLock

@@ -18,7 +18,7 @@ import type { Injection, MachineStats, Violation } from "../../services/Machine.
 import type { HelperFailed } from "./Errors.ts"
 import type { Helper, Reply } from "./Helper.ts"
 import { type MmapLock, makeMmapLock } from "../common/MmapLock.ts"
-import { Notifiers } from "../common/Notifiers.ts"
+import { IntervalNotifiers } from "../common/IntervalNotifiers.ts"
 import { type ProcFiles, maybeHugetlb, toVma } from "./Proc.ts"
 
 /** How invalidations of CPU-side changes are raised. */
@@ -67,7 +67,7 @@ export class NativeState {
   readonly proc: ProcFiles
   readonly config: NativeConfig
   readonly lock: MmapLock = makeMmapLock()
-  readonly notifiers: Notifiers
+  readonly notifiers: IntervalNotifiers
   readonly violations: Array<Violation> = []
   readonly inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
   readonly invalidations: Record<string, number> = {}
@@ -108,7 +108,7 @@ export class NativeState {
     this.helper = helper
     this.proc = proc
     this.config = config
-    this.notifiers = new Notifiers({
+    this.notifiers = new IntervalNotifiers({
       takeNonBlockable: () => {
         if (this.inject.nonBlockable <= 0) return false
         this.inject.nonBlockable--

@@ -13,7 +13,7 @@
  * Locking: the structures are plain mutable JS objects changed only inside
  * single synchronous steps; the mmap lock orders CPU changes (writers) against
  * faults and walks (readers); notifier sequences and invalidation counts are
- * `TxRef`s (see `Notifiers.ts`).
+ * `TxRef`s (see `IntervalNotifiers.ts`).
  *
  * @since 0.1.0
  */
@@ -25,10 +25,10 @@ import type { Injection, MachineStats, Violation } from "../../services/Machine.
 import { Frames } from "./Frames.ts"
 import { Iommu, type IommuMapping } from "./Iommu.ts"
 import { makeMmapLock, type MmapLock } from "../common/MmapLock.ts"
-import { Notifiers } from "../common/Notifiers.ts"
+import { IntervalNotifiers } from "../common/IntervalNotifiers.ts"
 import { PageCache } from "./PageCache.ts"
 import { PageTable, type DevicePte } from "./PageTable.ts"
-import { makeSchedule, type Schedule, type ScheduleOptions } from "./Schedule.ts"
+import { makeYieldSchedule, type YieldSchedule, type ScheduleOptions } from "./SeededYields.ts"
 import { Vmas } from "./Vmas.ts"
 import { Interleaving, type InterleavingApi, lockWait, uncontrolled } from "../../services/Interleaving.ts"
 import { Devmem } from "./Vram.ts"
@@ -105,8 +105,8 @@ export class MachineState {
   readonly vmas = new Vmas()
   readonly pt = new PageTable()
   readonly lock: MmapLock
-  readonly notifiers: Notifiers
-  readonly schedule: Schedule
+  readonly notifiers: IntervalNotifiers
+  readonly schedule: YieldSchedule
   /** Device-private entries currently in the page table. */
   devicePtes = 0
   /** Device memory of the configured pagemaps (`Vram.ts`), by id. */
@@ -133,7 +133,7 @@ export class MachineState {
     this.frames = new Frames(onViolation)
     this.cache = new PageCache(this.frames)
     this.iommu = new Iommu(this.frames, options.iovaBase ?? 0x1000_0000)
-    this.notifiers = new Notifiers({
+    this.notifiers = new IntervalNotifiers({
       takeNonBlockable: () => {
         if (this.inject.nonBlockable <= 0) return false
         this.inject.nonBlockable--
@@ -145,7 +145,7 @@ export class MachineState {
       },
       ...(interleaving.controlled ? { afterCallbacks: interleaving.point("mmu notifiers returned") } : {})
     })
-    this.schedule = makeSchedule(options.schedule, interleaving)
+    this.schedule = makeYieldSchedule(options.schedule, interleaving)
     this.thp = options.thp ?? true
   }
 

@@ -35,7 +35,7 @@ import { ADDRESS_LIMIT, PAGE_SIZE, isAddress } from "../../domain/Address.ts"
 import { BadAddress, Busy, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
-import { checkHmmFault, cowExtent, hmmWalk } from "./Fault.ts"
+import { checkHmmFault, cowExtent, hmmWalk } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 

@@ -1,6 +1,6 @@
 /**
  * The simulated `MmuNotifier` service over the machine's notifier registry
- * (see `Notifiers.ts` for the invalidation protocol and sequence semantics).
+ * (see `IntervalNotifiers.ts` for the invalidation protocol and sequence semantics).
  *
  * - `insert` never waits (it does not take the mmap lock); a notifier inserted
  *   while an overlapping invalidation is in flight starts "being invalidated"

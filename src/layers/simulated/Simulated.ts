@@ -12,10 +12,10 @@
  * files and shmem objects (`PageCache.ts`); a page table with 2 MiB THP /
  * hugetlb mappings and room for device-private entries (`PageTable.ts`);
  * faults and COW (`Fault.ts`); the mmap read/write lock (`../common/MmapLock.ts`); MMU
- * interval notifiers raised before every CPU-side change (`../common/Notifiers.ts`);
+ * interval notifiers raised before every CPU-side change (`../common/IntervalNotifiers.ts`);
  * `hmm_range_fault` (`SimHmm.ts`); an IOMMU behind the DMA API (`Iommu.ts`,
  * `SimDma.ts`); device memory with migration (`Vram.ts`, `SimPagemap.ts`);
- * seeded yield points (`Schedule.ts`) and fault injection.
+ * seeded yield points (`SeededYields.ts`) and fault injection.
  *
  * @since 0.1.0
  */

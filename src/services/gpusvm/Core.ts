@@ -16,7 +16,7 @@ import type { Mm } from "../Mm.ts"
 import type { MmuNotifier } from "../MmuNotifier.ts"
 import type { DeviceMapper } from "../Pagemaps.ts"
 import type { Effect } from "effect"
-import type { RwLock } from "../../domain/RwLock.ts"
+import type { RwLock } from "../../internal/RwLock.ts"
 import type { SvmState } from "./State.ts"
 
 /** One GPU SVM instance's internals. `api` is bound once the service is built (callbacks receive it, as C's receive `gpusvm`). */

@@ -11,7 +11,7 @@ import type { MmuRange } from "../../domain/MmuRange.ts"
 import type { Notifier } from "../../domain/Notifier.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import type { Core } from "./Core.ts"
-import * as Lock from "../../domain/RwLock.ts"
+import * as Lock from "../../internal/RwLock.ts"
 import * as State from "./State.ts"
 
 /**

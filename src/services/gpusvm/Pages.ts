@@ -34,9 +34,9 @@ import type { Range } from "../../domain/Range.ts"
 import type { RangeRef, ScanResult } from "../GpuSvm.ts"
 import type { Core } from "./Core.ts"
 import { KERNEL_617_RETRY_BUDGET, MAX_RETRY_ROUNDS } from "./Core.ts"
-import * as Lock from "../../domain/RwLock.ts"
+import * as Lock from "../../internal/RwLock.ts"
 import * as State from "./State.ts"
-import * as TxSync from "../../domain/TxSync.ts"
+import * as TxSync from "../../internal/TxSync.ts"
 
 /** A range value without its device addresses and pagemap (`exactOptionalPropertyTypes`-safe removal). */
 const withoutDma = (r: Range): Range => {

@@ -26,11 +26,11 @@ import * as Flags from "../../domain/RangeFlags.ts"
 import type { RangeRef } from "../GpuSvm.ts"
 import type { Core } from "./Core.ts"
 import { MAX_RETRY_ROUNDS } from "./Core.ts"
-import * as Lock from "../../domain/RwLock.ts"
+import * as Lock from "../../internal/RwLock.ts"
 import * as Notifiers from "./Notifiers.ts"
 import { unmapDma } from "./Pages.ts"
 import * as State from "./State.ts"
-import * as TxSync from "../../domain/TxSync.ts"
+import * as TxSync from "../../internal/TxSync.ts"
 
 /**
  * `drm_gpusvm_check_pages`: is every CPU page of `[start, end)` present? A

@@ -1,7 +1,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { PROT_READ, PROT_RW } from "../../../src/domain/Prot.ts"
-import { mulberry32 } from "../../../src/layers/simulated/Schedule.ts"
+import { mulberry32 } from "../../../src/layers/simulated/SeededYields.ts"
 import { onMachine, services } from "./support.ts"
 
 const P = 4096

@@ -3,7 +3,7 @@
  * interleavings.
  *
  * With `schedule: { seed }` every service call of the simulated machine passes
- * through {@link Schedule.point}, which yields the running fiber
+ * through {@link YieldSchedule.point}, which yields the running fiber
  * (`Effect.yieldNow`) about half of the time, decided by a mulberry32 PRNG on a
  * 32-bit state. The Effect scheduler is FIFO and deterministic, so two
  * concurrent fibers interleave identically for the same seed and (in general)
@@ -24,7 +24,7 @@ export interface ScheduleOptions {
 }
 
 /** A seeded yield-point source (one per machine). */
-export interface Schedule {
+export interface YieldSchedule {
   /** A possible yield point: yields the fiber if the PRNG says so. */
   readonly point: Effect.Effect<void>
   /** The same yield point labelled `label` for the explorer's traces (build once per component). */
@@ -43,7 +43,7 @@ import { mulberry32 } from "../../domain/Prng.ts"
  * Builds the schedule of a machine. `undefined` options give a schedule whose
  * yield point is `Effect.void`.
  */
-export const makeSchedule = (options: ScheduleOptions | undefined, interleaving: InterleavingApi = uncontrolled): Schedule => {
+export const makeYieldSchedule = (options: ScheduleOptions | undefined, interleaving: InterleavingApi = uncontrolled): YieldSchedule => {
   if (interleaving.controlled) {
     // The explorer decides the interleaving; the seed is not used.
     let yields = 0

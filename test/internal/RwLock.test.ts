@@ -5,7 +5,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import * as Lock from "../../src/domain/RwLock.ts"
+import * as Lock from "../../src/internal/RwLock.ts"
 
 describe("RwLock (the notifier lock and mmap lock) §6", () => {
   it.effect("§6 readers share; a writer waits for them and excludes new readers while it waits", () =>

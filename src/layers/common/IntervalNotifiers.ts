@@ -39,7 +39,7 @@
  * @since 0.1.0
  */
 import { Effect, TxRef } from "effect"
-import * as TxSync from "../../domain/TxSync.ts"
+import * as TxSync from "../../internal/TxSync.ts"
 import { overlaps } from "../../domain/Address.ts"
 import type { MmuEvent, MmuRange } from "../../domain/MmuRange.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
@@ -89,7 +89,7 @@ export interface NotifierEnv {
 }
 
 /** The notifier registry of one address space. */
-export class Notifiers {
+export class IntervalNotifiers {
   /** Live notifiers by id. */
   readonly byId = new Map<number, NotifierRec>()
   /** Invalidations in flight. */
