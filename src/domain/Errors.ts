@@ -139,20 +139,68 @@ export type SvmError =
   | GpuFaultError
 
 /**
+ * The errors a GPU fault can end on: every errno-carrying error the fault path
+ * (HMM, DMA, the GPU SVM core, device memory) returns. `GpuFaultError.cause`
+ * is one of these, decoded and encoded like any other field (as `SqlError`'s
+ * `reason` is a union of its causes).
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export const GpuFaultCause = Schema.Union([
+  InvalidArgument,
+  VmaNotFound,
+  PermissionDenied,
+  BadAddress,
+  MixedPages,
+  Again,
+  OutOfMemory,
+  Busy,
+  TimedOut,
+  AccessDenied
+])
+
+/**
+ * The type of {@link GpuFaultCause}.
+ *
+ * @category errors
+ * @since 0.2.0
+ */
+export type GpuFaultCause = typeof GpuFaultCause.Type
+
+/**
  * A GPU access that could not be satisfied: the fault handler gave up (bounded
- * retries) or the address is not mirrorable. `cause` carries the last typed error
- * (its `_tag` and message), `retries` how many fault rounds were tried.
+ * retries) or the address is not mirrorable. `cause` is the last typed error
+ * of the fault path (absent when the GPU itself refused, e.g. a bad access
+ * shape), `retries` how many fault rounds were tried. Build it with
+ * {@link GpuFaultError.of}, the one constructor the GPUs, the fault handler and
+ * prefetch share.
+ *
+ * @category errors
+ * @since 0.1.0
  */
 export class GpuFaultError extends Schema.TaggedError<GpuFaultError>()("GpuFaultError", {
   errno: errnoField("EFAULT"),
   reason: Schema.String,
   addr: Schema.Number,
-  cause: Schema.optionalKey(Schema.String),
-  causeTag: Schema.optionalKey(Schema.String),
+  cause: Schema.optionalKey(GpuFaultCause),
   retries: Schema.Number
 }) {
+  /**
+   * The GPU fault error at `addr`: `reason` says what gave up, `cause` is the
+   * last typed error (if any), `retries` the fault rounds tried (default 0).
+   */
+  static of(addr: number, reason: string, cause?: GpuFaultCause, retries = 0): GpuFaultError {
+    return new GpuFaultError(cause === undefined ? { reason, addr, retries } : { reason, addr, retries, cause })
+  }
+
+  /** The `_tag` of the last typed cause, if any (what `expect-error` matches besides `GpuFaultError`). */
+  get causeTag(): GpuFaultCause["_tag"] | undefined {
+    return this.cause?._tag
+  }
+
   override get message(): string {
-    const why = this.causeTag === undefined ? "" : ` (last error ${this.causeTag}: ${this.cause ?? ""})`
+    const why = this.cause === undefined ? "" : ` (last error ${this.cause._tag}: ${this.cause.message})`
     const tries = this.retries > 0 ? ` (after ${this.retries} retries)` : ""
     return `GPU fault at ${hex(this.addr)}: ${this.reason}${tries}${why}`
   }

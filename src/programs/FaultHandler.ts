@@ -30,7 +30,7 @@
  * @since 0.1.0
  */
 import { Effect, Option, Result } from "effect"
-import { AccessDenied, GpuFaultError } from "../domain/Errors.ts"
+import { AccessDenied, Again, GpuFaultError, type GpuFaultCause, PermissionDenied } from "../domain/Errors.ts"
 import type { Range } from "../domain/Range.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
@@ -50,13 +50,8 @@ export interface FaultEnv {
   readonly policy: MigrationPolicyApi
 }
 
-const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: LastError) =>
-  new GpuFaultError({
-    reason,
-    addr: fault.addr,
-    retries,
-    ...(last === undefined ? {} : { cause: last.message, causeTag: last._tag })
-  })
+const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: GpuFaultCause) =>
+  GpuFaultError.of(fault.addr, reason, last, retries)
 
 /**
  * Migrates `range` into `target` as the driver's own migration: unbind it on the
@@ -118,9 +113,7 @@ const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
 /** The §11.4 give-up reason of a fault that kept failing on a range whose VMA mprotect split. */
 export const SPLIT_VMA_LIVELOCK = "livelock: range spans a VMA split by mprotect"
 
-type LastError = { readonly _tag: string; readonly message: string }
-
-const findFailed = (e: LastError): string =>
+const findFailed = (e: GpuFaultCause): string =>
   e._tag === "PermissionDenied"
     ? "GPU fault in a CPU mapping without write permission (writable mirror)"
     : "no GPU SVM range for the address"
@@ -144,7 +137,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     const vma = yield* env.mm.vmaLookup(fault.addr)
     if (Option.isSome(vma) && !vma.value.prot.write) {
       if (fault.write || fault.atomic) {
-        return yield* giveUp(fault, "GPU write to a read-only mirror", 0, { _tag: "PermissionDenied", message: "EPERM" })
+        return yield* giveUp(fault, "GPU write to a read-only mirror", 0, new PermissionDenied({ reason: "GPU write to a read-only mirror", addr: fault.addr }))
       }
       readOnly = true
     }
@@ -156,7 +149,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
   // §11.6: Xe's migrate_try_count, spent by every round that reaches the
   // migration check, whether it migrates, fails or finds nothing to do.
   let migrateLeft = devmemOnly ? o.migrateTries : 1
-  let last: LastError | undefined
+  let last: GpuFaultCause | undefined
   let split = false
   for (let round = 0; round <= o.maxRetries; round++) {
     yield* GarbageCollector.run(st, svm, env.gpu)
@@ -227,7 +220,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       return yield* giveUp(fault, "get_pages failed", round, e)
     }
     if (yield* bindRange(env, range, readOnly)) return
-    last = { _tag: "Again", message: "EAGAIN: pages invalidated before the bind" }
+    last = new Again({ reason: "pages invalidated before the bind", addr: fault.addr })
     split = false
     if (devmemOnly) timeslice = doubled(timeslice)
     yield* countRetry(st.counters, "EAGAIN")

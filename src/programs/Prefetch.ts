@@ -43,7 +43,7 @@ export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
       const ctx = { readOnly, devmemPossible: pagemap !== undefined, checkPagesThreshold: 0 }
       const found = yield* Effect.result(svm.rangeFindOrInsert(addr, st.options.gpuvaStart, st.options.gpuvaEnd, ctx))
       if (Result.isFailure(found)) {
-        return yield* new GpuFaultError({ reason: "prefetch: no GPU SVM range", addr, retries: 0, cause: found.failure.message, causeTag: found.failure._tag })
+        return yield* GpuFaultError.of(addr, "prefetch: no GPU SVM range", found.failure)
       }
       const range = found.success
       if (o.to === "vram" && pagemap !== undefined && range.flags.migrateDevmem) {

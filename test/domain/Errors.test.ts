@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Schema } from "effect"
 import * as E from "../../src/domain/Errors.ts"
 
 type AddrErrorClass =
@@ -135,4 +135,22 @@ describe("Errors: in Effect", () => {
       }).pipe(Effect.catchTag("InvalidConfig", (e) => Effect.succeed(e.field)))
       assert.strictEqual(field, "chunkSizes")
     }))
+
+  it("GpuFaultError keeps its last cause typed: every fault-path error round-trips through the schema", () => {
+    for (const [Cls, tag, errno] of TABLE) {
+      const cause = new Cls({ reason: "why", addr: 0x2000 })
+      const err = E.GpuFaultError.of(0x1000, "gave up", cause, 3)
+      assert.strictEqual(err.causeTag, tag)
+      assert.include(err.message, `last error ${tag}: ${errno}: why at 0x2000`)
+      const encoded = Schema.encodeUnknownSync(E.GpuFaultError)(err)
+      const back = Schema.decodeUnknownSync(E.GpuFaultError)(encoded)
+      assert.instanceOf(back.cause, Cls)
+      assert.strictEqual(back.cause?.errno, errno)
+      assert.strictEqual(back.retries, 3)
+    }
+    const bare = E.GpuFaultError.of(0x1000, "no handler")
+    assert.strictEqual(bare.cause, undefined)
+    assert.strictEqual(bare.causeTag, undefined)
+    assert.notInclude(bare.message, "last error")
+  })
 })

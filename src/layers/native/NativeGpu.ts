@@ -34,13 +34,7 @@ export const MAX_FAULTS_PER_PAGE = 4
 /** Times a page's PTE may be zapped between its fault and its access before the access gives up. */
 export const RETRY_ROUNDS = 16
 
-const fail = (addr: number, reason: string, cause?: { readonly _tag: string; readonly message: string }) =>
-  new GpuFaultError({
-    reason,
-    addr,
-    retries: 0,
-    ...(cause === undefined ? {} : { cause: cause.message, causeTag: cause._tag })
-  })
+const fail = GpuFaultError.of
 
 /** Builds the GPU of machine `st`; `pagemaps` are the device memories it can reach directly. */
 export const makeGpu = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>): Gpu["Service"] => {

@@ -38,13 +38,7 @@ interface Failure {
 
 const mine = (detail: string): Failure => ({ detail, recorded: false })
 
-const fail = (addr: number, reason: string, cause?: { readonly _tag: string; readonly message: string }) =>
-  new GpuFaultError({
-    reason,
-    addr,
-    retries: 0,
-    ...(cause === undefined ? {} : { cause: cause.message, causeTag: cause._tag })
-  })
+const fail = GpuFaultError.of
 
 /** Builds the GPU of machine `st`; it reaches the machine's device memories (`st.devmem`) directly. */
 export const makeGpu = (st: MachineState): Gpu["Service"] => {
