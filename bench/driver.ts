@@ -10,13 +10,10 @@
  *
  * Run directly: `node bench/driver.ts`.
  */
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber } from "effect"
 import { pathToFileURL } from "node:url"
 import * as IT from "../src/domain/IntervalTree.ts"
-import { Simulated } from "../src/layers/simulated/Simulated.ts"
-import * as SimGpu from "../src/layers/simulated/SimGpu.ts"
-import { Driver } from "../src/programs/Driver.ts"
-import * as MigrationPolicy from "../src/programs/MigrationPolicy.ts"
+import { Driver } from "../src/stacks/Driver.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { Gpu } from "../src/services/Gpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
@@ -26,13 +23,13 @@ const KiB = 1024
 const MiB = 1024 * KiB
 const GiB = 1024 * MiB
 
-const stack = (chunkSizes: ReadonlyArray<number>, policy: "never" | "always", vramBytes: number) => {
-  const sim = Simulated.layer({ vramBytes, devicePrivateOwner: "bench" })
-  const machine = Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)))
-  return Driver.layer({ name: "bench", chunkSizes, devicePrivateOwner: "bench" }, { checkPagesThreshold: 0 }).pipe(
-    Layer.provideMerge(Layer.mergeAll(machine, MigrationPolicy.fromName(policy).pipe(Layer.provide(machine))))
-  )
-}
+const stack = (chunkSizes: ReadonlyArray<number>, policy: "never" | "always", vramBytes: number) =>
+  Driver.simulated({
+    machine: { vramBytes, devicePrivateOwner: "bench" },
+    config: { name: "bench", chunkSizes },
+    policy,
+    driver: { checkPagesThreshold: 0 }
+  })
 
 /** First GPU touch of every chunk of a `bytes` buffer: µs per fault. */
 const storm = (chunk: number, bytes: number, policy: "never" | "always") =>

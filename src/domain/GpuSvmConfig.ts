@@ -79,8 +79,37 @@ const FieldSchemas = {
   kernel: Schema.Literals(KERNEL_PROFILES)
 } as const
 
-/** The input accepted by `decode`: every field but `mmRange`-related ones optional. */
-export type GpuSvmConfigInput = { readonly [K in keyof typeof FieldSchemas]?: unknown }
+/**
+ * The input accepted by `decode` and by the `GpuSvm.layer` / `Driver.layer`
+ * constructors: every field optional (omitted ones come from `DEFAULTS`), typed
+ * so an editor completes them. `decode` still checks every value at run time
+ * (a JSON scenario or a JavaScript caller may pass anything) and rejects a key
+ * that is not a field (e.g. the typo `chunkSize`) with `InvalidConfig` naming it.
+ *
+ * @category config
+ * @since 0.1.0
+ */
+export interface GpuSvmConfigInput {
+  /** `gpusvm->name`. */
+  readonly name?: string
+  /** `mm_start` (page-aligned). */
+  readonly mmStart?: number
+  /** `mm_range` (a page multiple; `mmStart + mmRange ≤ 2^53`). */
+  readonly mmRange?: number
+  /** `notifier_size`: a power of two ≥ 4096. */
+  readonly notifierSize?: number
+  /** `chunk_sizes`: powers of two, strictly descending, ending in 4096. */
+  readonly chunkSizes?: ReadonlyArray<number>
+  /** `device_private_page_owner`. */
+  readonly devicePrivateOwner?: string
+  /** HMM EBUSY retry bound in ms. */
+  readonly hmmTimeoutMs?: number
+  /** The kernel profile (§11.16). */
+  readonly kernel?: KernelProfile
+}
+
+/** The field names of `GpuSvmConfigInput`, in declaration order (`decode` rejects every other key). */
+export const FIELDS: ReadonlyArray<keyof GpuSvmConfigInput> = Object.keys(FieldSchemas) as Array<keyof GpuSvmConfigInput>
 
 type Shaped = { -readonly [K in keyof typeof FieldSchemas]?: (typeof FieldSchemas)[K]["Type"] }
 
@@ -138,16 +167,22 @@ export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
  * Errors: `InvalidConfig { field, reason }` for the first malformed field (shape
  * errors first, then the rules of kernel-semantics §2).
  */
-export const decode = (input: unknown): Effect.Effect<GpuSvmConfig, InvalidConfig> =>
+export const decode = (input: GpuSvmConfigInput | unknown): Effect.Effect<GpuSvmConfig, InvalidConfig> =>
   Effect.suspend(() => {
     const exit = decodeExit(input)
     return Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.failCause(exit.cause)
   })
 
 /** Synchronous form of `decode`, returning an `Exit`. */
-export const decodeExit = (input: unknown): Exit.Exit<GpuSvmConfig, InvalidConfig> => {
+export const decodeExit = (input: GpuSvmConfigInput | unknown): Exit.Exit<GpuSvmConfig, InvalidConfig> => {
+  if (isDecoded(input)) return Exit.succeed(input)
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return Exit.fail(new InvalidConfig({ field: "<root>", reason: "expected an object" }))
+  }
+  for (const key of Object.keys(input)) {
+    if (!(FIELDS as ReadonlyArray<string>).includes(key)) {
+      return Exit.fail(new InvalidConfig({ field: key, reason: `unknown field (the fields are ${FIELDS.join(", ")})` }))
+    }
   }
   const shaped = shape(input as Record<string, unknown>)
   if (shaped instanceof InvalidConfig) return Exit.fail(shaped)
@@ -163,8 +198,23 @@ export const decodeExit = (input: unknown): Exit.Exit<GpuSvmConfig, InvalidConfi
     kernel: shaped.kernel ?? DEFAULTS.kernel
   }
   const v = violation(config)
-  return v === undefined ? Exit.succeed(config) : Exit.fail(v)
+  if (v !== undefined) return Exit.fail(v)
+  decodedConfigs.add(config)
+  return Exit.succeed(config)
 }
+
+const decodedConfigs = new WeakSet<object>()
+
+/**
+ * Whether `input` is a config `decode` produced (so decoding it again returns
+ * it as it is: `Driver.layer` decodes once and hands the result to
+ * `GpuSvm.layer`).
+ *
+ * @category config
+ * @since 0.2.0
+ */
+export const isDecoded = (input: unknown): input is GpuSvmConfig =>
+  typeof input === "object" && input !== null && decodedConfigs.has(input)
 
 /** The exclusive end of the covered space: `mmStart + mmRange`. */
 export const mmEnd = (c: GpuSvmConfig): number => c.mmStart + c.mmRange

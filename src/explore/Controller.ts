@@ -37,6 +37,7 @@
  * @since 0.2.0
  */
 import { Cause, Clock, Duration, Effect, Exit, Fiber, Scheduler } from "effect"
+import { createHook } from "node:async_hooks"
 import type { Footprint } from "../domain/Footprint.ts"
 import { ActorName, Interleaving, type InterleavingApi, type PointOptions } from "../services/Interleaving.ts"
 
@@ -207,6 +208,28 @@ const MAX_DRAIN_TASKS = 5_000_000
 
 const macrotask = () => new Promise<void>((resolve) => setImmediate(resolve))
 
+/**
+ * Host resources (timers, file and socket requests, …) the run itself created
+ * and that are still alive, by async id: an `async_hooks` hook records every
+ * non-promise resource initialised while the run's own code executes (the
+ * controller sets `owner.draining` around it, so a timer of the test runner or
+ * of anything else in the process is never counted) and forgets it when it is
+ * destroyed. This is exact where the counts of `hostResources` are not (another
+ * timer of the process expiring meanwhile hides a new one from the counts).
+ */
+const runResources = { draining: false, live: new Map<number, string>() }
+/** Kinds that are not work the host owes the run: promises, microtasks, ticks, immediates, userland resources (`effect/Fiber`). */
+const isHostWork = (type: string): boolean =>
+  type !== "PROMISE" && type !== "Microtask" && type !== "TickObject" && type !== "Immediate" && !type.includes("/")
+const resourceHook = createHook({
+  init(asyncId, type) {
+    if (runResources.draining && isHostWork(type)) runResources.live.set(asyncId, type)
+  },
+  destroy(asyncId) {
+    runResources.live.delete(asyncId)
+  }
+})
+
 /** Node's active handles and requests by kind (timers, file and socket requests…): work the host event loop owes. */
 const hostResources = (): Array<{ readonly kind: string; readonly count: number }> => {
   const counts = new Map<string, number>()
@@ -235,6 +258,9 @@ export const runOnce = async (
     return await runControlled(program, chooser, options)
   } finally {
     Error.stackTraceLimit = stackTraceLimit
+    resourceHook.disable()
+    runResources.draining = false
+    runResources.live.clear()
   }
 }
 
@@ -325,17 +351,26 @@ const runControlled = async (
   }
 
   const baseline = new Map(hostResources().map((r) => [r.kind, r.count]))
+  runResources.live.clear()
+  resourceHook.enable()
+  runResources.draining = true
   const root = Effect.runFork(
     program.pipe(Effect.provideService(Interleaving, api), Effect.provideService(Clock.Clock, clock)),
     { scheduler }
   )
+  runResources.draining = false
 
   const drain = (): boolean => {
     let n = 0
-    while (queue.runOne()) {
-      if (++n > MAX_DRAIN_TASKS) return false
+    runResources.draining = true
+    try {
+      while (queue.runOne()) {
+        if (++n > MAX_DRAIN_TASKS) return false
+      }
+      return true
+    } finally {
+      runResources.draining = false
     }
-    return true
   }
 
   const choices: Array<number> = []
@@ -389,11 +424,12 @@ const runControlled = async (
         await finish({ _tag: "Uncontrolled", detail: "work arrived through the host event loop (a promise or a real timer inside the run)" })
         break
       }
-      const pending = hostResources().filter((r) => (baseline.get(r.kind) ?? 0) < r.count)
+      const counted = hostResources().filter((r) => (baseline.get(r.kind) ?? 0) < r.count).map((r) => r.kind)
+      const pending = [...new Set([...counted, ...runResources.live.values()])]
       if (pending.length > 0) {
         await finish({
           _tag: "Uncontrolled",
-          detail: `the run waits on the host event loop (${pending.map((r) => r.kind).join(", ")} pending), not on another actor`
+          detail: `the run waits on the host event loop (${pending.join(", ")} pending), not on another actor`
         })
         break
       }

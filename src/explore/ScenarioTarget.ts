@@ -37,7 +37,7 @@ const detailOf = (r: ScenarioResult): string =>
  * @since 0.2.0
  * @category constructors
  */
-export const target = (scenario: Scenario, factory: Runner.MachineFactory, options: Runner.RunOptions = {}): Target<ScenarioResult> => ({
+export const target = (scenario: Scenario, factory: Runner.StackFactory, options: Runner.RunOptions = {}): Target<ScenarioResult> => ({
   program: asActor(Runner.run(scenario, factory, options), "main"),
   judge: (exit: Exit.Exit<ScenarioResult, unknown>): Verdict => {
     if (Exit.isFailure(exit)) return { violation: { kind: "runner", detail: String(exit.cause) }, fingerprint: "runner" }
@@ -63,7 +63,7 @@ const endedResult = (scenario: Scenario, rec: RunRecord, kind: string): Scenario
  */
 export const replay = (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   schedule: string,
   options: Runner.RunOptions = {}
 ): Effect.Effect<{ readonly result: ScenarioResult; readonly record: RunRecord }, ScheduleString.InvalidSchedule> =>
@@ -115,7 +115,7 @@ const signature = (kind: string, detail: string): string => {
  */
 export const shrinkSteps = async (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   choices: ReadonlyArray<number>,
   found: { readonly kind: string; readonly detail: string },
   options: Runner.RunOptions = {},
@@ -172,7 +172,7 @@ export type ScenarioCheckOptions = CheckOptions & { readonly shrinkSteps?: boole
  */
 export const shrink = (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   choices: ReadonlyArray<number>,
   found: Violation,
   options: ScenarioCheckOptions = {},
@@ -204,7 +204,7 @@ export const shrink = (
  */
 export const explore = (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   options: ScenarioCheckOptions = {},
   runOptions: Runner.RunOptions = {}
 ): Effect.Effect<ScenarioCheck, ScheduleString.InvalidSchedule | InvalidExploreOptions> =>

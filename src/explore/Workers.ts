@@ -83,7 +83,7 @@ export const hash = (s: string): number => {
  * @since 0.2.0
  * @category running
  */
-export const runSubtree = async (task: Task, factory: Runner.MachineFactory, worker: number, signal?: AbortSignal): Promise<Reply> => {
+export const runSubtree = async (task: Task, factory: Runner.StackFactory, worker: number, signal?: AbortSignal): Promise<Reply> => {
   const target = ScenarioTarget.target(task.scenario, factory, task.runOptions)
   const bound = task.preemptions === "all" ? Infinity : task.preemptions
   const dfs = new Dfs(bound, task.reduction, task.prefix)
@@ -132,7 +132,7 @@ type Item =
  */
 const expand = async (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   o: CheckOptions,
   prefix: ReadonlyArray<number>,
   runOptions: Runner.RunOptions
@@ -155,7 +155,7 @@ const expand = async (
  * shortest prefix) in place until there are `want` subtrees, a main-thread
  * run finds a violation, or `maxRuns` spine runs were spent.
  */
-const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: CheckOptions, want: number, maxRuns: number, runOptions: Runner.RunOptions) => {
+const collect = async (scenario: Scenario, factory: Runner.StackFactory, o: CheckOptions, want: number, maxRuns: number, runOptions: Runner.RunOptions) => {
   let items: Array<Item> = [{ _tag: "Task", prefix: [] }]
   let longest = 0
   for (let runs = 0; runs < maxRuns; runs++) {
@@ -186,7 +186,7 @@ const collect = async (scenario: Scenario, factory: Runner.MachineFactory, o: Ch
  */
 export const exploreParallel = (
   scenario: Scenario,
-  factory: Runner.MachineFactory,
+  factory: Runner.StackFactory,
   options: CheckOptions,
   workers: number,
   spawn: (id: number) => WorkerThreads.Worker,

@@ -5,9 +5,11 @@
  * works), the garbage collector runs at the start of every fault and in its
  * own worker fiber (the GC actor, kernel-semantics §11.2), woken by the
  * invalidation callback after every UNMAP, and prefetch migrates ahead of use.
- * `Driver.layer(config, options)` provides `GpuSvm` and
- * `Driver` from `Mm | MmuNotifier | Hmm | Dma | Gpu | MigrationPolicy` (and the
- * machine's `DevicePagemaps`, if any).
+ * `Driver.layer(config, { policy, ...options })` provides `GpuSvm` and
+ * `Driver` from `Mm | MmuNotifier | Hmm | Dma | Gpu` (and the machine's
+ * `DevicePagemaps`, if any); it builds its own `MigrationPolicy` (default
+ * `"xe"`). The whole stack over a machine in one call is `Driver.simulated` /
+ * `Driver.native` (`src/stacks/Driver.ts`, the composition root).
  *
  * @since 0.1.0
  */
@@ -28,7 +30,7 @@ import * as FaultHandler from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Invalidation from "./Invalidation.ts"
 import type { DriverCounters } from "./Metrics.ts"
-import { MigrationPolicy } from "./MigrationPolicy.ts"
+import { layerOf, MigrationPolicy, type PolicyChoice } from "./MigrationPolicy.ts"
 import * as Prefetch from "./Prefetch.ts"
 
 /** The driver's interface. */
@@ -56,24 +58,54 @@ export interface DriverApi {
   readonly options: DriverState.ResolvedOptions
 }
 
-/** The driver service. */
+/**
+ * Options of `Driver.layer`: the driver's own options and the migration
+ * policy (a built-in name or a layer providing `MigrationPolicy`; default
+ * `"xe"`, as Xe).
+ *
+ * @category options
+ * @since 0.2.0
+ */
+export interface DriverLayerOptions<E = never, R = never> extends DriverOptions {
+  /** The migration policy (default `"xe"`). */
+  readonly policy?: PolicyChoice<E, R>
+}
+
+/**
+ * The machine services `Driver.layer` needs: the kernel interfaces GPU SVM
+ * uses and the GPU it registers its fault handler with.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type DriverRequirements = Mm | MmuNotifier | Hmm | Dma | Gpu
+
+/**
+ * The driver service.
+ *
+ * @category services
+ * @since 0.1.0
+ */
 export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver") {
   /**
-   * Builds GpuSvm (with the driver's invalidation callback) and the driver,
-   * registers the fault handler with the GPU and forks the collector worker in
-   * the layer's scope (interrupted when it closes). The `GpuSvm` provided has a
-   * `fini` that takes the driver SVM lock first, as Xe tears down under the VM
-   * lock after flushing the collector, so it never races a collection.
-   * `InvalidConfig` for a bad config.
+   * Builds GpuSvm (with the driver's invalidation callback), the migration
+   * policy and the driver, registers the fault handler with the GPU and forks
+   * the collector worker in the layer's scope (interrupted when it closes). The
+   * `GpuSvm` provided has a `fini` that takes the driver SVM lock first, as Xe
+   * tears down under the VM lock after flushing the collector, so it never
+   * races a collection. The config is decoded once, here.
+   * Errors: `InvalidConfig` for a bad config field or an unknown key; whatever
+   * a user's policy layer fails with.
    */
-  static readonly layer = (
-    config: unknown,
-    options?: DriverOptions
-  ): Layer.Layer<GpuSvm | Driver, InvalidConfig, Mm | MmuNotifier | Hmm | Dma | Gpu | MigrationPolicy> =>
-    Layer.unwrap(Effect.gen(function*() {
+  static readonly layer = <E = never, R = never>(
+    config: Config.GpuSvmConfigInput,
+    options: DriverLayerOptions<E, R> = {}
+  ): Layer.Layer<GpuSvm | Driver, InvalidConfig | E, DriverRequirements | R> => {
+    const { policy = "xe", ...driverOptions } = options
+    return Layer.unwrap(Effect.gen(function*() {
       const decoded = yield* Config.decode(config)
       const gpu = yield* Gpu
-      const st = yield* DriverState.make(options, decoded.devicePrivateOwner)
+      const st = yield* DriverState.make(driverOptions, decoded.devicePrivateOwner)
       const driver = Layer.effect(
         Driver,
         Effect.gen(function*() {
@@ -100,14 +132,15 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             options: st.options
           }
         })
-      )
-      const core = GpuSvm.layer(config, Invalidation.callback(st, gpu))
+      ).pipe(Layer.provide(layerOf(policy)))
+      const core = GpuSvm.layer(decoded, Invalidation.callback(st, gpu))
       const locked = Layer.effect(
         GpuSvm,
         Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.withSvmLock(svm.fini) }))
       ).pipe(Layer.provide(core))
       return driver.pipe(Layer.provideMerge(locked))
     }))
+  }
 }
 
 type FaultEnv = FaultHandler.FaultEnv

@@ -37,8 +37,13 @@ export interface MigrationPolicyApi {
 /** The migration policy service. */
 export class MigrationPolicy extends Context.Service<MigrationPolicy, MigrationPolicyApi>()("gpusvm/MigrationPolicy") {}
 
-/** Never migrate. */
-export const never: Layer.Layer<MigrationPolicy> = Layer.succeed(MigrationPolicy, {
+/**
+ * `never`: system memory only.
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerNever: Layer.Layer<MigrationPolicy> = Layer.succeed(MigrationPolicy, {
   name: "never",
   devmemPossible: false,
   atomicNeedsVram: false,
@@ -63,12 +68,55 @@ const make = (name: "always" | "xe", minBytes: number) =>
     })
   )
 
-/** Migrate every migratable range not already in device memory. */
-export const always: Layer.Layer<MigrationPolicy> = make("always", 0)
+/**
+ * `always`: migrate every migratable range not already in device memory (the
+ * machine's first pagemap, read from `DevicePagemaps` if present).
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerAlways: Layer.Layer<MigrationPolicy> = make("always", 0)
 
-/** Xe-like: ranges of at least 64 KiB; atomics need device memory. */
-export const xe: Layer.Layer<MigrationPolicy> = make("xe", 64 * 1024)
+/**
+ * `xe`: like `xe_svm_range_needs_migrate_to_vram`: ranges of at least 64 KiB;
+ * atomics need device memory.
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerXe: Layer.Layer<MigrationPolicy> = make("xe", 64 * 1024)
 
-/** The layer for a policy name (scenario files' `policy.migrate`). */
-export const fromName = (name: "never" | "always" | "xe"): Layer.Layer<MigrationPolicy> =>
-  name === "never" ? never : name === "always" ? always : xe
+/**
+ * The names of the built-in policies (scenario files' `policy.migrate`).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type PolicyName = "never" | "always" | "xe"
+
+/**
+ * The layer of a built-in policy by name.
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerFromName = (name: PolicyName): Layer.Layer<MigrationPolicy> =>
+  name === "never" ? layerNever : name === "always" ? layerAlways : layerXe
+
+/**
+ * A policy as the one-call stacks take it: a built-in name or any layer
+ * providing `MigrationPolicy` (a user's own policy).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type PolicyChoice<E = never, R = never> = PolicyName | Layer.Layer<MigrationPolicy, E, R>
+
+/**
+ * The layer of a `PolicyChoice` (a name through `layerFromName`, a layer as it is).
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerOf = <E = never, R = never>(choice: PolicyChoice<E, R>): Layer.Layer<MigrationPolicy, E, R> =>
+  typeof choice === "string" ? layerFromName(choice) : choice

@@ -24,7 +24,7 @@ import type {
   TimedOut,
   VmaNotFound
 } from "../domain/Errors.ts"
-import type { GpuSvmConfig } from "../domain/GpuSvmConfig.ts"
+import type { GpuSvmConfig, GpuSvmConfigInput } from "../domain/GpuSvmConfig.ts"
 import type { GpuSvmCtx } from "../domain/GpuSvmCtx.ts"
 import type { MmuRange } from "../domain/MmuRange.ts"
 import type { Notifier } from "../domain/Notifier.ts"
@@ -127,12 +127,13 @@ export interface GpuSvmApi {
 /** The GPU SVM service key. */
 export class GpuSvm extends Context.Service<GpuSvm, GpuSvmApi>()("gpusvm/GpuSvm") {
   /**
-   * `drm_gpusvm_init` as a layer: decodes `config` (a `GpuSvmConfigInput`-shaped
-   * object; `InvalidConfig` names the bad field) and builds the core over the
-   * machine's services. `drm_gpusvm_fini` runs when the layer's scope closes.
+   * `drm_gpusvm_init` as a layer: decodes `config` (a `GpuSvmConfigInput`;
+   * `InvalidConfig` names the bad field, or an unknown key) and builds the core
+   * over the machine's services. `drm_gpusvm_fini` runs when the layer's scope
+   * closes. An already decoded `GpuSvmConfig` is used as it is.
    */
   static readonly layer = (
-    config: unknown,
+    config: GpuSvmConfigInput | GpuSvmConfig,
     ops: GpuSvmOps
   ): Layer.Layer<GpuSvm, InvalidConfig, Mm | MmuNotifier | Hmm | Dma> =>
     Layer.effect(

@@ -69,3 +69,25 @@ export class Machine extends Context.Service<Machine, {
   /** Current counters. */
   readonly stats: Effect.Effect<MachineStats>
 }>()("gpusvm/Machine") {}
+
+/**
+ * The services every machine layer provides (`Simulated.layer`,
+ * `Native.layer`): the kernel interfaces GPU SVM uses (`Mm`, `MmuNotifier`,
+ * `Hmm`, `Dma`), the CPU side a program drives (`Cpu`), the machine view
+ * (`Machine`), the GPU and its device memory (`DevicePagemap(s)`). What a
+ * scenario, a driver and a test need of a machine; a machine may provide more
+ * (the simulated `KernelAlloc`, the native `NativeMachine`).
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export type MachineServices =
+  | import("./Cpu.ts").Cpu
+  | import("./Mm.ts").Mm
+  | import("./MmuNotifier.ts").MmuNotifier
+  | import("./Hmm.ts").Hmm
+  | import("./Dma.ts").Dma
+  | Machine
+  | import("./Gpu.ts").Gpu
+  | import("./DevicePagemap.ts").DevicePagemap
+  | import("./DevicePagemap.ts").DevicePagemaps

@@ -138,7 +138,7 @@ const runBuiltin = (name: string, seed = 1) =>
 const pagemapCount = Effect.gen(function*() {
   return (yield* DevicePagemaps).all.length
 }).pipe(
-  Effect.provide(simulated({ vramBytes: 64 * MiB, seed: undefined, inject: {}, devicePrivateOwner: ScenarioRunner.OWNER })),
+  Effect.provide(simulated({ vramBytes: 64 * MiB, seed: undefined, inject: {}, devicePrivateOwner: ScenarioRunner.OWNER, config: {}, driver: {}, policy: "xe" })),
   Effect.scoped
 )
 

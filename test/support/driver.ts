@@ -4,19 +4,15 @@
  */
 import { Effect, Layer } from "effect"
 import type { SimulatedOptions } from "../../src/layers/simulated/Simulated.ts"
-import { Simulated } from "../../src/layers/simulated/Simulated.ts"
-import * as SimGpu from "../../src/layers/simulated/SimGpu.ts"
+import { layerWithState } from "../../src/layers/simulated/Simulated.ts"
 import { Driver } from "../../src/programs/Driver.ts"
 import type { DriverOptions } from "../../src/programs/DriverState.ts"
-import * as MigrationPolicy from "../../src/programs/MigrationPolicy.ts"
+import type { GpuSvmConfigInput } from "../../src/domain/GpuSvmConfig.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
 import { type DeviceMapper, Pagemaps } from "../../src/services/Pagemaps.ts"
 
 /** Machine + GPU (+ whatever else the simulated layer grows: device memory). */
-export const machineLayer = (options: SimulatedOptions = {}) => {
-  const sim = Simulated.layer(options)
-  return Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)))
-}
+export const machineLayer = (options: SimulatedOptions = {}) => layerWithState(options)
 
 /**
  * Wrappers of machine services as the driver (and the test) see them: a test
@@ -43,14 +39,11 @@ const wrapped = <ROut, E, RIn>(base: Layer.Layer<ROut, E, RIn>, w: Wrappers) => 
 export const driverLayer = (o: {
   readonly machine?: SimulatedOptions
   readonly policy?: "never" | "always" | "xe"
-  readonly config?: Record<string, unknown>
+  readonly config?: GpuSvmConfigInput
   readonly driver?: DriverOptions
   readonly wrap?: Wrappers
-} = {}) =>
-  Driver.layer({ name: "test", devicePrivateOwner: "test-gpu", ...o.config }, o.driver).pipe(
-    Layer.provideMerge(Layer.unwrap(Effect.sync(() => {
-      const machine = machineLayer(o.machine ?? {})
-      const base = Layer.mergeAll(machine, MigrationPolicy.fromName(o.policy ?? "never").pipe(Layer.provide(machine)))
-      return o.wrap === undefined ? base : wrapped(base, o.wrap)
-    })))
-  )
+} = {}) => {
+  const machine = layerWithState({ devicePrivateOwner: "test-gpu", ...o.machine })
+  const driver = Driver.layer({ name: "test", devicePrivateOwner: "test-gpu", ...o.config }, { ...o.driver, policy: o.policy ?? "never" })
+  return driver.pipe(Layer.provideMerge(o.wrap === undefined ? machine : wrapped(machine, o.wrap)))
+}

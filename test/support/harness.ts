@@ -6,11 +6,12 @@
  * that the callback zaps.
  */
 import { Effect, Layer } from "effect"
+import type { GpuSvmConfigInput } from "../../src/domain/GpuSvmConfig.ts"
 import type { MmuRange } from "../../src/domain/MmuRange.ts"
 import * as IT from "../../src/domain/IntervalTree.ts"
 import type { Range } from "../../src/domain/Range.ts"
 import type { SimulatedOptions } from "../../src/layers/simulated/Simulated.ts"
-import { Simulated } from "../../src/layers/simulated/Simulated.ts"
+import { layerWithState } from "../../src/layers/simulated/Simulated.ts"
 import { GpuSvm, type GpuSvmApi, type GpuSvmOps } from "../../src/services/GpuSvm.ts"
 
 /** What the driver callback saw. */
@@ -69,8 +70,9 @@ export const svmLayer = (
   driver: Driver,
   options?: { readonly config?: Record<string, unknown>; readonly machine?: SimulatedOptions }
 ) =>
-  GpuSvm.layer({ ...defaultConfig, ...options?.config }, driverOps(driver)).pipe(
-    Layer.provideMerge(Simulated.layer(options?.machine ?? {}))
+  // a test may pass a deliberately malformed config (decode checks it at run time)
+  GpuSvm.layer({ ...defaultConfig, ...options?.config } as GpuSvmConfigInput, driverOps(driver)).pipe(
+    Layer.provideMerge(layerWithState(options?.machine ?? {}))
   )
 
 /** The GPU VA window covering all of user space. */

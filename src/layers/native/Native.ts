@@ -24,7 +24,7 @@ import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
 import { Dma } from "../../services/Dma.ts"
 import { Gpu } from "../../services/Gpu.ts"
 import { Hmm } from "../../services/Hmm.ts"
-import { Machine, type Injection } from "../../services/Machine.ts"
+import { Machine, type Injection, type MachineServices } from "../../services/Machine.ts"
 import { Mm } from "../../services/Mm.ts"
 import { MmuNotifier } from "../../services/MmuNotifier.ts"
 import { Pagemaps } from "../../services/Pagemaps.ts"
@@ -39,7 +39,7 @@ import { NativeMachine, makeMachineService, makeNativeMachine } from "./NativeMa
 import { makeMm } from "./NativeMm.ts"
 import { makeMmuNotifier } from "./NativeMmuNotifier.ts"
 import { makePagemap } from "./NativePagemap.ts"
-import { NativeState, NativeStateKey, type NotifierSource } from "./NativeState.ts"
+import { NativeState, type NotifierSource } from "./NativeState.ts"
 import { ProcFiles } from "./Proc.ts"
 import { type Capabilities, probe, require } from "./Probe.ts"
 
@@ -73,18 +73,7 @@ export interface NativeOptions {
 }
 
 /** Everything `Native.layer` provides (plus the `Pagemaps` reference). */
-export type NativeServices =
-  | Cpu
-  | Mm
-  | MmuNotifier
-  | Hmm
-  | Dma
-  | Machine
-  | Gpu
-  | DevicePagemaps
-  | DevicePagemap
-  | NativeMachine
-  | NativeStateKey
+export type NativeServices = MachineServices | NativeMachine
 
 const checkCaps = (c: Capabilities, requirePfns: boolean): NativeError | undefined => {
   if (!c.linux) return new NotLinux({ reason: c.details.linux ?? "not Linux" })
@@ -141,8 +130,7 @@ export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, 
       Context.add(DevicePagemaps, { all }),
       Context.add(DevicePagemap, pm),
       Context.add(Pagemaps, new Map(all.map((p) => [p.id, p] as const))),
-      Context.add(NativeMachine, makeNativeMachine(st)),
-      Context.add(NativeStateKey, st)
+      Context.add(NativeMachine, makeNativeMachine(st))
     )
   }))
 

@@ -1,8 +1,7 @@
 /**
  * The simulated machine: one `Simulated.layer(options)` provides `Cpu`, `Mm`,
- * `MmuNotifier`, `Hmm`, `Dma`, `Machine`, `DevicePagemap(s)` and `Pagemaps`
- * — plus the internal `SimState` —
- * from one shared machine state, so a test swaps the whole machine in one
+ * `MmuNotifier`, `Hmm`, `Dma`, `Machine`, `KernelAlloc`, the simulated `Gpu`,
+ * `DevicePagemap(s)` and `Pagemaps` from one shared machine state, so a test swaps the whole machine in one
  * line. Each build of the layer is a fresh machine (fresh address space, fresh
  * memory, fresh IOMMU).
  *
@@ -21,17 +20,19 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { Cpu } from "../../services/Cpu.ts"
+import { Gpu } from "../../services/Gpu.ts"
 import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
 import { Dma } from "../../services/Dma.ts"
 import { Hmm } from "../../services/Hmm.ts"
 import { KernelAlloc } from "../../services/KernelAlloc.ts"
-import { Machine } from "../../services/Machine.ts"
+import { Machine, type MachineServices } from "../../services/Machine.ts"
 import { Mm } from "../../services/Mm.ts"
 import { MmuNotifier } from "../../services/MmuNotifier.ts"
 import { Interleaving } from "../../services/Interleaving.ts"
 import { Pagemaps } from "../../services/Pagemaps.ts"
 import { MachineState, SimState, type SimulatedOptions } from "./MachineState.ts"
 import { makeCpu } from "./SimCpu.ts"
+import { makeGpu } from "./SimGpu.ts"
 import { makeDma } from "./SimDma.ts"
 import { makeHmm } from "./SimHmm.ts"
 import { makeKernelAlloc } from "./SimKernelAlloc.ts"
@@ -48,17 +49,24 @@ export { MachineState, SimState, makeMachine } from "./MachineState.ts"
 /** Options of one configured pagemap. */
 export type { PagemapOptions } from "./MachineState.ts"
 
-/** Everything `Simulated.layer` provides (plus the `Pagemaps` reference). */
-export type SimulatedServices = Cpu | Mm | MmuNotifier | Hmm | Dma | Machine | SimState | DevicePagemap | DevicePagemaps | KernelAlloc
+/**
+ * Everything `Simulated.layer` provides (plus the `Pagemaps` reference): the
+ * kernel interfaces, the GPU and its device memory.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type SimulatedServices = MachineServices | KernelAlloc
 
 /**
  * The services of an existing machine state, as a `Context` (for building
  * bigger machines in this folder). Builds the machine's pagemaps on first use
  * (later calls for the same state share them).
  */
-export const contextOf = (st: MachineState): Context.Context<SimulatedServices> => {
+export const contextOf = (st: MachineState): Context.Context<SimulatedServices | SimState> => {
   const pm = makePagemaps(st)
   return Context.make(Cpu, makeCpu(st)).pipe(
+    Context.add(Gpu, makeGpu(st)),
     Context.add(Mm, makeMm(st)),
     Context.add(MmuNotifier, makeMmuNotifier(st)),
     Context.add(Hmm, makeHmm(st)),
@@ -74,18 +82,36 @@ export const contextOf = (st: MachineState): Context.Context<SimulatedServices> 
 
 /**
  * `Simulated.layer(options)`: a fresh simulated machine providing every
- * kernel-interface service from one shared state (plus `SimState`), its
- * device memory: `DevicePagemaps` (every configured pagemap, possibly none),
- * `DevicePagemap` (the first one; with none configured, an empty pagemap
- * `"none"` of 0 bytes whose `populateMm` fails with `OutOfMemory` — chosen so
- * `DevicePagemap` is always present and its type stays simple) and the
- * `Pagemaps` registry the GPU SVM core resolves device pages through.
+ * kernel-interface service from one shared state, its GPU (the fault handler is
+ * registered by `Driver.layer`), its device memory: `DevicePagemaps` (every
+ * configured pagemap, possibly none), `DevicePagemap` (the first one; with none
+ * configured, an empty pagemap `"none"` of 0 bytes whose `populateMm` fails
+ * with `OutOfMemory` — chosen so `DevicePagemap` is always present and its type
+ * stays simple) and the `Pagemaps` registry the GPU SVM core resolves device
+ * pages through.
  * Options: `schedule: { seed }` for reproducible interleavings, `inject` for
  * initial fault injections, `thp` (default true), `iovaBase`, `pagemaps` /
  * `vramBytes` + `devicePrivateOwner` for device memory.
+ *
+ * @category layers
+ * @since 0.1.0
  */
-export const layer = (options: SimulatedOptions = {}): Layer.Layer<SimulatedServices> =>
+export const layer = (options: SimulatedOptions = {}): Layer.Layer<SimulatedServices> => layerWithState(options)
+
+/**
+ * `Simulated.layer` plus the machine's internal state `SimState`, for white-box
+ * tests and benchmarks inside this repository (not exported by the package).
+ *
+ * @category layers
+ * @since 0.2.0
+ */
+export const layerWithState = (options: SimulatedOptions = {}): Layer.Layer<SimulatedServices | SimState> =>
   Layer.effectContext(Effect.map(Interleaving, (il) => contextOf(new MachineState(options, il))))
 
-/** The simulated machine's public API. */
-export const Simulated = { layer, contextOf } as const
+/**
+ * The simulated machine's public API.
+ *
+ * @category layers
+ * @since 0.1.0
+ */
+export const Simulated = { layer } as const

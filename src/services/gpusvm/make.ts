@@ -26,10 +26,11 @@ import * as State from "./State.ts"
 /**
  * `drm_gpusvm_init`: a new GPU SVM instance over the context's `Mm`,
  * `MmuNotifier`, `Hmm`, `Dma` (and the registered `Pagemaps`).
+ * `config` is decoded here unless it already is (`GpuSvmConfig.isDecoded`).
  * Errors: `InvalidConfig` naming the bad field (kernel-semantics §2).
  */
 export const make = (
-  config: unknown,
+  config: Config.GpuSvmConfigInput | Config.GpuSvmConfig,
   ops: GpuSvmOps
 ): Effect.Effect<GpuSvmApi, InvalidConfig, Mm | MmuNotifier | Hmm | Dma> =>
   Effect.gen(function*() {

@@ -6,9 +6,9 @@
 import { Layer } from "effect"
 import { Native, type NativeOptions } from "../../../src/layers/native/Native.ts"
 import { Effect } from "effect"
-import { Driver } from "../../../src/programs/Driver.ts"
+import type { GpuSvmConfigInput } from "../../../src/domain/GpuSvmConfig.ts"
 import type { DriverOptions } from "../../../src/programs/DriverState.ts"
-import * as MigrationPolicy from "../../../src/programs/MigrationPolicy.ts"
+import { Driver } from "../../../src/stacks/Driver.ts"
 
 /** The host's capabilities (probed once per test file). */
 export const caps = await Effect.runPromise(Native.probe)
@@ -27,13 +27,12 @@ export const machineLayer = (o: NativeOptions = {}) => Layer.orDie(Native.layer(
 export const driverLayer = (o: {
   readonly machine?: NativeOptions
   readonly policy?: "never" | "always" | "xe"
-  readonly config?: Record<string, unknown>
+  readonly config?: GpuSvmConfigInput
   readonly driver?: DriverOptions
 } = {}) =>
-  Driver.layer({ name: "test", devicePrivateOwner: "test-gpu", ...o.config }, o.driver).pipe(
-    Layer.provideMerge(Layer.unwrap(Effect.sync(() => {
-      // one machine object: the policy (which reads the machine's pagemaps) is built over the same, memoised, machine
-      const machine = machineLayer({ devicePrivateOwner: "test-gpu", ...o.machine })
-      return Layer.mergeAll(machine, MigrationPolicy.fromName(o.policy ?? "never").pipe(Layer.provide(machine)))
-    })))
-  )
+  Layer.orDie(Driver.native({
+    machine: { devicePrivateOwner: "test-gpu", ...o.machine },
+    config: { name: "test", devicePrivateOwner: "test-gpu", ...o.config },
+    policy: o.policy ?? "never",
+    ...(o.driver === undefined ? {} : { driver: o.driver })
+  }))

@@ -8,10 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Layer, Option } from "effect"
 import type { Range } from "../../../src/domain/Range.ts"
-import { Simulated } from "../../../src/layers/simulated/Simulated.ts"
-import * as SimGpu from "../../../src/layers/simulated/SimGpu.ts"
-import { Driver } from "../../../src/programs/Driver.ts"
-import * as MigrationPolicy from "../../../src/programs/MigrationPolicy.ts"
+import { Driver } from "../../../src/stacks/Driver.ts"
 import { Cpu } from "../../../src/services/Cpu.ts"
 import { DevicePagemap, DevicePagemaps } from "../../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../../src/services/Gpu.ts"
@@ -203,11 +200,13 @@ describe("GpuSvm over simulated device memory (kernel-semantics §4, §5, §9)",
 })
 
 describe("the driver and the simulated GPU over device memory (kernel-semantics §9, §10)", () => {
-  const stack = () => {
-    const sim = Simulated.layer({ vramBytes: 32 * MiB, devicePrivateOwner: OWNER })
-    const machine = Layer.mergeAll(sim, SimGpu.layer.pipe(Layer.provide(sim)), MigrationPolicy.always.pipe(Layer.provide(sim)))
-    return Driver.layer({ name: "test", devicePrivateOwner: OWNER }, { timesliceMs: 0 }).pipe(Layer.provideMerge(machine))
-  }
+  const stack = () =>
+    Driver.simulated({
+      machine: { vramBytes: 32 * MiB, devicePrivateOwner: OWNER },
+      config: { name: "test", devicePrivateOwner: OWNER },
+      policy: "always",
+      driver: { timesliceMs: 0 }
+    })
 
   it.effect("§10 GPU faults migrate to VRAM, GPU writes and atomics land in VRAM, the CPU reads them back byte-exact", () =>
     Effect.gen(function*() {

@@ -10,7 +10,7 @@ import type { HmmPfn } from "../../../src/domain/HmmPfn.ts"
 import type { MmuRange } from "../../../src/domain/MmuRange.ts"
 import type { NotifierHandle } from "../../../src/domain/NotifierHandle.ts"
 import type { DevicePage } from "../../../src/domain/PageRef.ts"
-import type { SimulatedOptions, SimulatedServices } from "../../../src/layers/simulated/Simulated.ts"
+import type { SimState, SimulatedOptions, SimulatedServices } from "../../../src/layers/simulated/Simulated.ts"
 import { mulberry32 } from "../../../src/layers/simulated/SeededYields.ts"
 import { DevicePagemap, DevicePagemaps } from "../../../src/services/DevicePagemap.ts"
 import { runOrder } from "../../../src/services/gpusvm/Pages.ts"
@@ -24,7 +24,7 @@ const all = Effect.gen(function*() {
   return { ...(yield* services), pm: yield* DevicePagemap, pms: (yield* DevicePagemaps).all }
 })
 
-const onVram = <A, E>(e: Effect.Effect<A, E, SimulatedServices>, o: SimulatedOptions = { vramBytes: 16 * MiB }) =>
+const onVram = <A, E>(e: Effect.Effect<A, E, SimulatedServices | SimState>, o: SimulatedOptions = { vramBytes: 16 * MiB }) =>
   onMachine(e, o)
 
 /** Kinds of the page-table entries of `[start, end)` ("none" | "system" | "device"). */

@@ -9,7 +9,7 @@ import { Hmm } from "../../../src/services/Hmm.ts"
 import { Machine } from "../../../src/services/Machine.ts"
 import { Mm } from "../../../src/services/Mm.ts"
 import { MmuNotifier } from "../../../src/services/MmuNotifier.ts"
-import { SimState, Simulated, type SimulatedOptions, type SimulatedServices } from "../../../src/layers/simulated/Simulated.ts"
+import { layerWithState, SimState, type SimulatedOptions, type SimulatedServices } from "../../../src/layers/simulated/Simulated.ts"
 
 export const MiB = 1024 * 1024
 export const GiB = 1024 * MiB
@@ -29,9 +29,9 @@ export const services = Effect.gen(function*() {
 
 /** Runs `e` on a fresh machine. */
 export const onMachine = <A, E>(
-  e: Effect.Effect<A, E, SimulatedServices>,
+  e: Effect.Effect<A, E, SimulatedServices | SimState>,
   options: SimulatedOptions = {}
-): Effect.Effect<A, E> => Effect.provide(e, Layer.fresh(Simulated.layer(options)))
+): Effect.Effect<A, E> => Effect.provide(e, Layer.fresh(layerWithState(options)))
 
 /** A pattern buffer. */
 export const pattern = (n: number, seed: number): Uint8Array => {
