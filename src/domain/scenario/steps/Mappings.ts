@@ -14,6 +14,13 @@ const optional = Schema.optionalKey
 /** Mapping protection names of `mmap` / `mprotect`. */
 const Prot = Schema.Literals(["rw", "r", "rwx", "none"])
 
+/** The part of a buffer a step changes: all of it, or `length` bytes (a page multiple) from `offset`. */
+const partFields = {
+  buf: BufferName,
+  offset: optional(NonNegativeIntLike),
+  length: optional(PageLength)
+}
+
 /**
  * `mmap`: a new mapping named `as` (malloc is an anonymous mmap).
  *
@@ -38,12 +45,7 @@ export const MmapStep = Schema.Struct({
  * @category schemas
  * @since 0.1.0
  */
-export const MunmapStep = Schema.Struct({
-  op: Schema.Literal("munmap"),
-  buf: BufferName,
-  offset: optional(NonNegativeIntLike),
-  length: optional(PageLength)
-})
+export const MunmapStep = Schema.Struct({ op: Schema.Literal("munmap"), ...partFields })
 
 /**
  * `mprotect`: change the protection of all or part of a buffer.
@@ -51,13 +53,7 @@ export const MunmapStep = Schema.Struct({
  * @category schemas
  * @since 0.1.0
  */
-export const MprotectStep = Schema.Struct({
-  op: Schema.Literal("mprotect"),
-  buf: BufferName,
-  offset: optional(NonNegativeIntLike),
-  length: optional(PageLength),
-  prot: Prot
-})
+export const MprotectStep = Schema.Struct({ op: Schema.Literal("mprotect"), ...partFields, prot: Prot })
 
 /**
  * `madvise-dontneed`: drop pages; they read as zero after.
@@ -65,12 +61,7 @@ export const MprotectStep = Schema.Struct({
  * @category schemas
  * @since 0.1.0
  */
-export const MadviseDontneedStep = Schema.Struct({
-  op: Schema.Literal("madvise-dontneed"),
-  buf: BufferName,
-  offset: optional(NonNegativeIntLike),
-  length: optional(PageLength)
-})
+export const MadviseDontneedStep = Schema.Struct({ op: Schema.Literal("madvise-dontneed"), ...partFields })
 
 /**
  * `mremap`: move/resize a buffer; `as` names the new buffer (else `buf` keeps its name).
