@@ -1,0 +1,132 @@
+/**
+ * The blocks of a scenario file (`scenarios.md`) besides its steps — `machine`,
+ * `svm`, `policy`, the threads — and the shape of a file as written (`steps`
+ * or `threads`, `policy` optional), before the cross-step checks and the
+ * normalisation of `Codec.ts`.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import * as GpuSvmConfig from "../GpuSvmConfig.ts"
+import { NonNegativeIntLike, PositiveIntLike } from "./Numbers.ts"
+import { Step } from "./Step.ts"
+
+const optional = Schema.optionalKey
+
+/**
+ * Schema of the `machine` block: VRAM per pagemap (0 = no device memory), the
+ * seed of the thread interleaving, and fault-injection counts.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const MachineBlock = Schema.Struct({
+  vramBytes: optional(NonNegativeIntLike),
+  schedule: optional(Schema.Struct({ seed: optional(NonNegativeIntLike) })),
+  inject: optional(Schema.Struct({
+    hmmBusy: optional(NonNegativeIntLike),
+    dmaMapFail: optional(NonNegativeIntLike),
+    vramAllocFail: optional(NonNegativeIntLike),
+    nonBlockable: optional(NonNegativeIntLike),
+    /** kernel-semantics §11.16: the next N `mmu_interval_read_retry` checks see the sequence moved. */
+    seqRace: optional(NonNegativeIntLike),
+    /** kernel-semantics §11.16: the next N pfn-array allocations of `drm_gpusvm_range_evict` fail (ENOMEM). */
+    evictPfnAllocFail: optional(NonNegativeIntLike)
+  }))
+})
+/** @category models @since 0.1.0 */
+export type MachineBlock = typeof MachineBlock.Type
+
+/**
+ * Schema of the `svm` block (the `drm_gpusvm_init` arguments); omitted fields
+ * take kernel-like defaults. Also checked against the `GpuSvmConfig` rules.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const SvmSpec = Schema.Struct({
+  chunkSizes: optional(Schema.Array(PositiveIntLike)),
+  notifierSize: optional(PositiveIntLike),
+  checkPagesThreshold: optional(NonNegativeIntLike),
+  gpuvaStart: optional(NonNegativeIntLike),
+  gpuvaEnd: optional(PositiveIntLike),
+  /** The HMM retry timeout of get_pages / check_pages / evict, ms (default 1000, the kernel's `HMM_RANGE_DEFAULT_TIMEOUT`). */
+  hmmTimeoutMs: optional(NonNegativeIntLike),
+  /** kernel-semantics §11.16: the kernel profile, `"6.17"` (the seed, bugs included) or `"7.0"` (default). */
+  kernel: optional(Schema.Literals(GpuSvmConfig.KERNEL_PROFILES)),
+  /** kernel-semantics §11.3: a read-only GPU mirror (default false, Xe's writable mirror). */
+  readOnlyMirror: optional(Schema.Boolean),
+  /** kernel-semantics §11.4: `"retry"` (default, Xe's bounded livelock) or `"recreate"` (drop and re-create the range). */
+  onSplitVma: optional(Schema.Literals(["retry", "recreate"]))
+})
+/** @category models @since 0.1.0 */
+export type SvmSpec = typeof SvmSpec.Type
+
+/**
+ * The migration policies: never to VRAM, always, or Xe-like (the default).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const MigratePolicy = Schema.Literals(["never", "always", "xe"])
+/** @category models @since 0.1.0 */
+export type MigratePolicy = typeof MigratePolicy.Type
+
+/**
+ * The policy used when a file gives none.
+ *
+ * @category constructors
+ * @since 0.1.0
+ */
+export const DEFAULT_MIGRATE_POLICY: MigratePolicy = "xe"
+
+/**
+ * Schema of one thread: its steps, run in order.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ScenarioThread = Schema.Struct({ steps: Schema.Array(Step) })
+/** @category models @since 0.1.0 */
+export type ScenarioThread = typeof ScenarioThread.Type
+
+const ScenarioName = Schema.String.check(
+  Schema.makeFilter((s: string) =>
+    /^[a-z0-9-]+$/.test(s) || `expected a name of lowercase letters, digits and "-" ([a-z0-9-]+), got ${JSON.stringify(s)}`
+  )
+)
+
+/**
+ * The fields every form of a scenario has: `name`, `description`, `machine`, `svm`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const commonFields = {
+  name: ScenarioName,
+  description: optional(Schema.String),
+  machine: optional(MachineBlock),
+  svm: optional(SvmSpec)
+}
+
+/**
+ * The shape of a file as written: `steps` or `threads`, `policy` optional.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ScenarioFileShape = Schema.Struct({
+  ...commonFields,
+  policy: optional(Schema.Struct({ migrate: optional(MigratePolicy) })),
+  steps: optional(Schema.Array(Step)),
+  threads: optional(
+    Schema.Array(ScenarioThread).check(Schema.makeFilter((ts) => ts.length > 0 || "expected at least one thread"))
+  )
+})
+/**
+ * A file decoded to its shape, before the cross-step checks and the normal form.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type ScenarioFileType = typeof ScenarioFileShape.Type

@@ -1,0 +1,197 @@
+/**
+ * The checks of a scenario file that need no machine and look across steps
+ * (`scenarios.md`), run after the shape decoded: exactly one of `steps` /
+ * `threads`; every `buf` names a buffer some `mmap` / `mremap` creates with
+ * `as` (earlier in the same thread, or in any other thread), buffer names not
+ * created by two threads, offsets and lengths inside buffers of statically
+ * known length, hugetlb lengths and atomic offsets aligned; and the `svm`
+ * block against the `GpuSvmConfig` rules (kernel-semantics §2). Each returns
+ * its problems with their paths from the file root.
+ *
+ * @since 0.1.0
+ */
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE } from "../Address.ts"
+import * as GpuSvmConfig from "../GpuSvmConfig.ts"
+import type { ScenarioFileType } from "./Blocks.ts"
+import type { PathIssue } from "./Issues.ts"
+import { formatHex } from "./Numbers.ts"
+import type { NestedStep, Step } from "./Step.ts"
+
+/**
+ * A file gives exactly one of `steps` (one thread) and `threads`.
+ *
+ * @category checks
+ * @since 0.1.0
+ */
+export const exactlyOneOfStepsThreads = (f: ScenarioFileType): true | PathIssue => {
+  if (f.steps !== undefined && f.threads !== undefined) {
+    return { path: ["threads"], issue: `give either "steps" (one thread) or "threads", not both` }
+  }
+  if (f.steps === undefined && f.threads === undefined) {
+    return { path: ["steps"], issue: `missing key: give "steps" (one thread) or "threads"` }
+  }
+  return true
+}
+
+/** The threads of a file with the path of each thread's `steps`. */
+const threadsOf = (f: ScenarioFileType): ReadonlyArray<{ readonly steps: ReadonlyArray<Step>; readonly at: ReadonlyArray<PropertyKey> }> =>
+  f.threads !== undefined
+    ? f.threads.map((t, i) => ({ steps: t.steps, at: ["threads", i, "steps"] }))
+    : [{ steps: f.steps ?? [], at: ["steps"] }]
+
+/** The buffer a step reads or changes, if any. */
+const bufOf = (s: Step | NestedStep): string | undefined => ("buf" in s ? s.buf : undefined)
+
+/**
+ * The buffer-reference and bounds checks: every `buf` names a buffer created
+ * by `as`, and offsets/lengths stay inside buffers of statically known length.
+ *
+ * @category checks
+ * @since 0.1.0
+ */
+export const bufferIssues = (f: ScenarioFileType): Array<PathIssue> => {
+  const threads = threadsOf(f)
+  // Every size a name is given anywhere (mmap, mremap as, mremap resize), and which threads create it.
+  const sizes = new Map<string, Set<number>>()
+  const creators = new Map<string, Set<number>>()
+  const note = (name: string, size: number, thread: number | undefined) => {
+    let set = sizes.get(name)
+    if (set === undefined) sizes.set(name, set = new Set())
+    set.add(size)
+    if (thread !== undefined) {
+      let cs = creators.get(name)
+      if (cs === undefined) creators.set(name, cs = new Set())
+      cs.add(thread)
+    }
+  }
+  threads.forEach(({ steps }, t) => {
+    for (const s of steps) {
+      if (s.op === "mmap") note(s.as, s.length, t)
+      else if (s.op === "mremap") note(s.as ?? s.buf, s.newLength, s.as === undefined ? undefined : t)
+    }
+  })
+
+  const issues: Array<PathIssue> = []
+  const reported = new Set<string>()
+  threads.forEach(({ steps, at }, t) => {
+    const known = new Map<string, number>() // created earlier in this thread: its current length
+    const createdLaterHere = (name: string, from: number) =>
+      steps.some((s, j) => j >= from && (s.op === "mmap" ? s.as === name : s.op === "mremap" && s.as === name))
+
+    /** Checks one reference; returns the buffer's static length when known. */
+    const resolve = (name: string, path: ReadonlyArray<PropertyKey>, index: number): number | undefined => {
+      const local = known.get(name)
+      if (local !== undefined) return local
+      const others = [...(creators.get(name) ?? [])].filter((c) => c !== t)
+      if (others.length > 0) {
+        const all = sizes.get(name)!
+        return all.size === 1 ? [...all][0] : undefined
+      }
+      if (!reported.has(name)) {
+        reported.add(name)
+        issues.push({
+          path,
+          issue: createdLaterHere(name, index)
+            ? `buffer ${JSON.stringify(name)} is used before the step that creates it`
+            : `unknown buffer ${JSON.stringify(name)}: no mmap or mremap creates it with "as"`
+        })
+      }
+      return undefined
+    }
+
+    const bounds = (s: Step | NestedStep, size: number, path: ReadonlyArray<PropertyKey>) => {
+      if (!("buf" in s)) return
+      const name = JSON.stringify(s.buf)
+      const offset = "offset" in s && s.offset !== undefined ? s.offset : 0
+      if (offset >= size) {
+        issues.push({
+          path: [...path, "offset"],
+          issue: `offset past the buffer ${name}: offset ${formatHex(offset)}, buffer length ${formatHex(size)}`
+        })
+        return
+      }
+      if (s.op === "gpu-atomic-inc" && offset + 4 > size) {
+        issues.push({
+          path: [...path, "offset"],
+          issue: `offset past the buffer ${name}: a 4-byte atomic at ${formatHex(offset)} ends past the buffer length ${formatHex(size)}`
+        })
+        return
+      }
+      if ("length" in s && s.length !== undefined && offset + s.length > size) {
+        issues.push({
+          path: [...path, "length"],
+          issue: `length past the buffer ${name}: offset ${formatHex(offset)} + length ${formatHex(s.length)} > buffer length ${formatHex(size)}`
+        })
+      }
+    }
+
+    steps.forEach((s, i) => {
+      const path = [...at, i]
+      if (s.op === "mmap" && s.kind === "hugetlb" && s.length % HUGE_PAGE_SIZE !== 0) {
+        issues.push({ path: [...path, "length"], issue: `a hugetlb mapping's length must be a multiple of 2 MiB, got ${formatHex(s.length)}` })
+      }
+      if (s.op === "gpu-atomic-inc" && s.offset % 4 !== 0) {
+        issues.push({ path: [...path, "offset"], issue: `a 32-bit atomic needs a 4-byte aligned offset, got ${formatHex(s.offset)}` })
+      }
+      if ((s.op === "mmap" || (s.op === "mremap" && s.as !== undefined)) && !known.has(s.op === "mmap" ? s.as : s.as!)) {
+        const name = s.op === "mmap" ? s.as : s.as!
+        const first = [...(creators.get(name) ?? [])].sort((a, b) => a - b)[0]
+        if (first !== undefined && first < t && !reported.has(`created:${name}`)) {
+          reported.add(`created:${name}`)
+          issues.push({
+            path: [...path, "as"],
+            issue: `buffer ${JSON.stringify(name)} is also created by ${threads.length > 1 ? `threads[${first}]` : "another thread"}: buffer names are shared by all threads, give each thread's buffers their own names`
+          })
+        }
+      }
+      if (s.op === "expect-error") {
+        // The inner step is expected to fail: its buffer must exist, but it may
+        // deliberately reach past the end, and an `as` in it creates nothing.
+        const inner = bufOf(s.step)
+        if (inner !== undefined) resolve(inner, [...path, "step", "buf"], i)
+        return
+      }
+      const name = bufOf(s)
+      if (name !== undefined) {
+        const size = resolve(name, [...path, "buf"], i)
+        if (size !== undefined) bounds(s, size, path)
+      }
+      if (s.op === "mmap") known.set(s.as, s.length)
+      else if (s.op === "mremap") known.set(s.as ?? s.buf, s.newLength)
+    })
+  })
+  return issues
+}
+
+/**
+ * The `svm` block against the `GpuSvmConfig` rules of kernel-semantics §2.
+ *
+ * @category checks
+ * @since 0.1.0
+ */
+export const svmIssues = (f: ScenarioFileType): Array<PathIssue> => {
+  const svm = f.svm
+  if (svm === undefined) return []
+  if (svm.gpuvaEnd !== undefined && svm.gpuvaEnd <= (svm.gpuvaStart ?? 0)) {
+    return [{ path: ["svm", "gpuvaEnd"], issue: `expected an end above gpuvaStart ${formatHex(svm.gpuvaStart ?? 0)}, got ${formatHex(svm.gpuvaEnd)}` }]
+  }
+  const start = svm.gpuvaStart ?? GpuSvmConfig.DEFAULTS.mmStart
+  const end = svm.gpuvaEnd ?? ADDRESS_LIMIT
+  const v = GpuSvmConfig.violation({
+    name: "scenario",
+    mmStart: start,
+    mmRange: end - start,
+    notifierSize: svm.notifierSize ?? GpuSvmConfig.DEFAULTS.notifierSize,
+    chunkSizes: svm.chunkSizes ?? GpuSvmConfig.DEFAULTS.chunkSizes,
+    devicePrivateOwner: undefined,
+    hmmTimeoutMs: svm.hmmTimeoutMs ?? GpuSvmConfig.DEFAULTS.hmmTimeoutMs,
+    kernel: svm.kernel ?? GpuSvmConfig.DEFAULTS.kernel
+  })
+  if (v === undefined) return []
+  const key = v.field === "mmStart" ? "gpuvaStart" : v.field === "mmRange" ? "gpuvaEnd" : v.field
+  const given = (svm as Record<string, unknown>)[key] !== undefined
+  return [{
+    path: given ? ["svm", key] : ["svm"],
+    issue: given ? v.reason : `${key} (default): ${v.reason}`
+  }]
+}

@@ -1,0 +1,124 @@
+/**
+ * The scenario codec (`scenarios.md`): a file as written (`Blocks.ts`), checked
+ * across steps (`Checks.ts`), normalised (a top-level `steps` becomes
+ * `threads: [{ steps }]`, `policy.migrate` defaults to `"xe"`), and the pure
+ * decoders whose errors name the JSON path (`Issues.ts`).
+ *
+ * @since 0.1.0
+ */
+import { Effect, Exit, Schema, SchemaTransformation } from "effect"
+import type { SchemaAST } from "effect"
+import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
+import { bufferIssues, exactlyOneOfStepsThreads, svmIssues } from "./Checks.ts"
+import { ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+
+const ScenarioFile = ScenarioFileShape.check(
+  Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
+  Schema.makeFilter((f: ScenarioFileType) => {
+    const issues = [...svmIssues(f), ...bufferIssues(f)]
+    return issues.length === 0 ? true : issues
+  })
+)
+
+/**
+ * Schema of a decoded scenario (the normal form: always `threads`, always a
+ * `policy`). Decoding it directly accepts only the normal form; files go
+ * through {@link Scenario}.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ScenarioNormal = Schema.Struct({
+  ...commonFields,
+  policy: Schema.Struct({ migrate: MigratePolicy }),
+  threads: Schema.Array(ScenarioThread)
+})
+
+/**
+ * The codec from a scenario file (`Encoded`, as written in JSON) to a decoded
+ * `Scenario` (`Type`, normal form). Strict about unknown keys only with
+ * {@link PARSE_OPTIONS}: decode through {@link decodeScenario}.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Scenario = ScenarioFile.pipe(
+  Schema.decodeTo(
+    Schema.toType(ScenarioNormal),
+    SchemaTransformation.transform({
+      decode: (f: ScenarioFileType): typeof ScenarioNormal.Type => {
+        const { steps, threads, policy, ...rest } = f
+        return {
+          ...rest,
+          policy: { migrate: policy?.migrate ?? DEFAULT_MIGRATE_POLICY },
+          threads: threads ?? [{ steps: steps ?? [] }]
+        }
+      },
+      encode: (s: typeof ScenarioNormal.Type): ScenarioFileType => s
+    })
+  )
+)
+
+/**
+ * A decoded scenario: one or more threads of steps, plus the machine, svm and
+ * policy settings.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Scenario = typeof Scenario.Type
+
+/**
+ * The parse options the decoder uses: all errors, unknown keys rejected, inputs
+ * reported in messages.
+ *
+ * @category parsing
+ * @since 0.1.0
+ */
+export const PARSE_OPTIONS: SchemaAST.ParseOptions = { errors: "all", onExcessProperty: "error", reportInput: true }
+
+const decodeRaw = Schema.decodeUnknownExit(Scenario)
+
+/**
+ * Decodes a parsed JSON value into a `Scenario` (pure, synchronous). Fails with
+ * a `ScenarioDecodeError` listing every problem with its JSON path; `file`
+ * prefixes each message line.
+ *
+ * @category parsing
+ * @since 0.1.0
+ */
+export const decodeScenario = (json: unknown, file?: string): Exit.Exit<Scenario, ScenarioDecodeError> => {
+  const exit = decodeRaw(json, PARSE_OPTIONS)
+  if (Exit.isSuccess(exit)) return Exit.succeed(exit.value)
+  const error = exit.cause.reasons.find((r) => r._tag === "Fail")
+  return error === undefined
+    ? Exit.failCause(exit.cause as never)
+    : Exit.fail(toDecodeError(error.error.issue, file))
+}
+
+/**
+ * `decodeScenario` as an Effect.
+ *
+ * @category parsing
+ * @since 0.1.0
+ */
+export const decodeScenarioEffect = (json: unknown, file?: string): Effect.Effect<Scenario, ScenarioDecodeError> =>
+  Effect.suspend(() => decodeScenario(json, file))
+
+/**
+ * Parses JSON text, then decodes it. Text that is not JSON fails with path
+ * `<root>` and the parser's message.
+ *
+ * @category parsing
+ * @since 0.1.0
+ */
+export const decodeScenarioText = (text: string, file?: string): Exit.Exit<Scenario, ScenarioDecodeError> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (e) {
+    const reason = `invalid JSON: ${e instanceof Error ? e.message : String(e)}`
+    return Exit.fail(new ScenarioDecodeError({ ...(file === undefined ? {} : { file }), path: "<root>", reason, issues: [{ path: "<root>", reason }] }))
+  }
+  return decodeScenario(json, file)
+}

@@ -1,0 +1,114 @@
+/**
+ * The step union of a scenario (`scenarios.md`): every op's Schema (from the
+ * families in `steps/`), `expect-error` that nests any other step, the decoded
+ * step types, and the list of op names.
+ *
+ * @since 0.1.0
+ */
+import { Schema } from "effect"
+import { accessSteps } from "./steps/Access.ts"
+import { controlSteps } from "./steps/Control.ts"
+import { NonEmpty } from "./steps/Fields.ts"
+import { gpuSteps } from "./steps/Gpu.ts"
+import { mappingSteps } from "./steps/Mappings.ts"
+
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps] as const
+
+/**
+ * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const NestedStep = Schema.Union(NESTABLE).annotate({ expected: "a step object with a known op" })
+
+/**
+ * `expect-error`: run `step` and require the typed error `tag` (e.g. `"BadAddress"`).
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const ExpectErrorStep = Schema.Struct({
+  op: Schema.Literal("expect-error"),
+  step: NestedStep,
+  tag: NonEmpty("error tag")
+})
+
+/**
+ * Schema of one step: a union tagged by `op`.
+ *
+ * @category schemas
+ * @since 0.1.0
+ */
+export const Step = Schema.Union([...NESTABLE, ExpectErrorStep]).annotate({ expected: "a step object with a known op" })
+
+/**
+ * One decoded step (a union tagged by `op`).
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type Step = typeof Step.Type
+/**
+ * A step allowed inside `expect-error`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type NestedStep = typeof NestedStep.Type
+/**
+ * The name of an op.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StepOp = Step["op"]
+/**
+ * The step of one op: `StepOf<"mmap">`.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export type StepOf<Op extends StepOp> = Extract<Step, { readonly op: Op }>
+
+/** @category models @since 0.1.0 */
+export type MmapStep = StepOf<"mmap">
+/** @category models @since 0.1.0 */
+export type MunmapStep = StepOf<"munmap">
+/** @category models @since 0.1.0 */
+export type MprotectStep = StepOf<"mprotect">
+/** @category models @since 0.1.0 */
+export type MadviseDontneedStep = StepOf<"madvise-dontneed">
+/** @category models @since 0.1.0 */
+export type MremapStep = StepOf<"mremap">
+/** @category models @since 0.1.0 */
+export type WriteStep = StepOf<"cpu-write" | "gpu-write">
+/** @category models @since 0.1.0 */
+export type ReadStep = StepOf<"cpu-read" | "gpu-read">
+/** @category models @since 0.1.0 */
+export type GpuAtomicIncStep = StepOf<"gpu-atomic-inc">
+/** @category models @since 0.1.0 */
+export type GpuFaultStep = StepOf<"gpu-fault">
+/** @category models @since 0.1.0 */
+export type PrefetchStep = StepOf<"prefetch">
+/** @category models @since 0.1.0 */
+export type ExpectErrorStep = StepOf<"expect-error">
+/** @category models @since 0.1.0 */
+export type ExpectRangesStep = StepOf<"expect-ranges">
+/** @category models @since 0.1.0 */
+export type BarrierStep = StepOf<"barrier">
+/** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */
+export type ProtName = MprotectStep["prot"]
+/** Mapping kinds of `mmap`. @category models @since 0.1.0 */
+export type MappingKind = NonNullable<MmapStep["kind"]>
+
+/**
+ * Every op name, in the order of scenarios.md.
+ *
+ * @category models
+ * @since 0.1.0
+ */
+export const STEP_OPS: ReadonlyArray<StepOp> = [
+  ...NESTABLE.map((s) => s.fields.op.literal),
+  "expect-error"
+]
