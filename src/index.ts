@@ -17,6 +17,7 @@ export * as Buddy from "./domain/Buddy.ts"
 export * as ChunkSize from "./domain/ChunkSize.ts"
 export * as DeviceAddress from "./domain/DeviceAddress.ts"
 export * as GpuSvmConfig from "./domain/GpuSvmConfig.ts"
+export type { GpuSvmConfigInput } from "./domain/GpuSvmConfig.ts"
 export * as GpuSvmCtx from "./domain/GpuSvmCtx.ts"
 export * as HmmPfn from "./domain/HmmPfn.ts"
 export * as IntervalTree from "./domain/IntervalTree.ts"
@@ -35,6 +36,7 @@ export {
   Again,
   BadAddress,
   Busy,
+  GpuFaultCause,
   GpuFaultError,
   InvalidArgument,
   InvalidConfig,
@@ -59,7 +61,7 @@ export type { GpuSvmApi, GpuSvmOps, RangeRef, ScanResult } from "./services/GpuS
 export { Hmm } from "./services/Hmm.ts"
 export type { HmmRange } from "./services/Hmm.ts"
 export { Machine } from "./services/Machine.ts"
-export type { Injection, MachineStats, Violation } from "./services/Machine.ts"
+export type { Injection, MachineServices, MachineStats, Violation } from "./services/Machine.ts"
 export { Mm } from "./services/Mm.ts"
 export { MmuNotifier } from "./services/MmuNotifier.ts"
 export type { InvalidateCallback } from "./services/MmuNotifier.ts"
@@ -68,15 +70,15 @@ export type { DeviceMapper } from "./services/Pagemaps.ts"
 
 // Machines
 export { Simulated } from "./layers/simulated/Simulated.ts"
-export type { SimulatedOptions } from "./layers/simulated/Simulated.ts"
-export * as SimGpu from "./layers/simulated/SimGpu.ts"
+export type { SimulatedOptions, SimulatedServices } from "./layers/simulated/Simulated.ts"
 export { Native } from "./layers/native/Native.ts"
-export type { NativeOptions } from "./layers/native/Native.ts"
+export type { NativeOptions, NativeServices } from "./layers/native/Native.ts"
 export type { PagemapOptions } from "./layers/simulated/MachineState.ts"
 
-// Driver programs
-export { Driver } from "./programs/Driver.ts"
-export type { DriverApi } from "./programs/Driver.ts"
+// Driver programs and the one-call stacks (Driver.simulated / Driver.native)
+export { Driver } from "./stacks/Driver.ts"
+export type { NativeStack, SimulatedStack, StackOptions } from "./stacks/Driver.ts"
+export type { DriverApi, DriverLayerOptions, DriverRequirements } from "./programs/Driver.ts"
 export type { DriverOptions } from "./programs/DriverState.ts"
 export * as MigrationPolicy from "./programs/MigrationPolicy.ts"
 
