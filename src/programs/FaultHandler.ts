@@ -39,6 +39,7 @@ import type { Mm } from "../services/Mm.ts"
 import { checkPagesThresholdFor, type DriverState } from "./DriverState.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 import type { MigrationPolicyApi } from "./MigrationPolicy.ts"
 
 /** What a fault handler needs. */
@@ -65,7 +66,7 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
     return yield* Effect.gen(function*() {
       yield* GarbageCollector.unbind(env.gpu, range, env.st.metrics)
       yield* env.svm.rangeUnmapPages(range)
-      yield* target.populateMm(range.start, range.end, { timesliceMs })
+      yield* Spans.migrate("to_vram", range.start, range.end, target.populateMm(range.start, range.end, { timesliceMs }))
       Metrics.add(env.st.metrics, Metrics.migrationsTotal)
       Metrics.add(env.st.metrics, Metrics.bytesToVramTotal, range.end - range.start)
     }).pipe(Effect.ensuring(Effect.sync(() => {
@@ -234,4 +235,4 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
  * access). Takes the driver SVM lock. Errors: `GpuFaultError` (bounded).
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
-  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(loop(env, fault)))
+  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, loop(env, fault))))

@@ -16,6 +16,7 @@ import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 
 /**
  * Unbinds a range on the GPU (`xe_vm_range_unbind`): zap + flush only if it
@@ -72,7 +73,7 @@ export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effec
     if (st.gcQueue.length === 0) return Effect.void
     const ranges = st.gcQueue.splice(0, st.gcQueue.length)
     st.gcRunning++
-    return Effect.ensuring(batch(st, svm, gpu, ranges), settle(st))
+    return Effect.ensuring(Spans.gc(ranges.length, batch(st, svm, gpu, ranges)), settle(st))
   })
 
 /**

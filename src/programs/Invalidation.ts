@@ -27,6 +27,7 @@ import type { GpuSvmApi, GpuSvmOps } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
 import { queueForGc } from "./DriverState.ts"
 import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 
 const causedByUs = (st: DriverState, r: MmuRange): boolean =>
   r.event === "migrate" && r.owner !== undefined && r.owner === st.owner &&
@@ -55,7 +56,7 @@ const zap = Effect.fnUntraced(function*(st: DriverState, gpu: Gpu["Service"], hi
 /** The `ops.invalidate` of a driver over `gpu`. */
 export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
   invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) =>
-    Effect.gen(function*() {
+    Spans.invalidate(notifier, mmuRange, Effect.gen(function*() {
       Metrics.countInvalidation(st.metrics, mmuRange.event)
       if (causedByUs(st, mmuRange)) return
       const start = Math.max(mmuRange.start, notifier.start)
@@ -72,5 +73,5 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
         // §11.2: queue_work — the collector worker removes it soon, no GPU fault needed.
         queueForGc(st, range)
       }
-    })
+    }))
 })
