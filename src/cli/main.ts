@@ -2,9 +2,10 @@
  * The `gpusvm` command line (effect/cli), thin: parses arguments, loads
  * scenarios, picks the machine, runs the scenario runner, prints.
  *
- * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native] [--kernel 6.17|7.0]`:
- *   no argument runs every built-in scenario; `--kernel` overrides every
- *   scenario's `svm.kernel` profile (kernel-semantics §11.16). Exit 0: all ok; 1: a scenario
+ * - `gpusvm simulate [FILE|NAME …] [--json] [--seed N] [--machine simulated|native] [--kernel 6.17|7.0]
+ *   [--otlp URL] [--trace FILE]`: no argument runs every built-in scenario; `--kernel` overrides every
+ *   scenario's `svm.kernel` profile (kernel-semantics §11.16); `--otlp` / `--trace` export the
+ *   trace as OTLP JSON (`trace.ts`). Exit 0: all ok; 1: a scenario
  *   failed; 2: bad input (nothing run).
  * - `gpusvm scenarios`: lists the built-in scenarios.
  *
@@ -21,6 +22,7 @@ import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
 import { explore } from "./explore.ts"
+import * as Trace from "./trace.ts"
 import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
 
 const setExit = (code: number) =>
@@ -49,9 +51,22 @@ const simulate = Command.make(
     kernel: Flag.String("kernel").pipe(
       Flag.withDescription("Kernel profile: 6.17 (the seed, bugs included) | 7.0 (upstream fixes); overrides the scenario's svm.kernel"),
       Flag.optional
-    )
+    ),
+    otlp: Flag.String("otlp").pipe(Flag.withDescription("Export the trace over OTLP/HTTP JSON to this URL (e.g. http://localhost:4318/v1/traces)"), Flag.optional),
+    trace: Flag.String("trace").pipe(Flag.withDescription("Write the trace as OTLP JSON to this file"), Flag.optional)
   },
-  Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel }) {
+  (flags) => Trace.traced(flags, run(flags)).pipe(Effect.catchTag("TraceFlagError", (e) => badInput(e.message)))
+).pipe(Command.withDescription("Run scenarios on a simulated (or native) machine and check every invariant"))
+
+/** The body of `gpusvm simulate`. */
+const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel }: {
+    readonly scenarios: ReadonlyArray<string>
+    readonly json: boolean
+    readonly seed: Option.Option<string>
+    readonly machine: string
+    readonly schedule: Option.Option<string>
+    readonly kernel: Option.Option<string>
+  }) {
     let kernelValue: KernelProfile | undefined
     if (Option.isSome(kernel)) {
       if (!(KERNEL_PROFILES as ReadonlyArray<string>).includes(kernel.value)) {
@@ -116,7 +131,6 @@ const simulate = Command.make(
     }
     yield* setExit(results.every((r) => r.ok) ? 0 : 1)
   })
-).pipe(Command.withDescription("Run scenarios on a simulated (or native) machine and check every invariant"))
 
 /** `gpusvm scenarios`. */
 const scenarios = Command.make(

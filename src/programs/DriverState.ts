@@ -2,14 +2,14 @@
  * The driver's own state, shared by its components (fault handler, garbage
  * collector and its worker, invalidation callback, prefetch): the driver SVM
  * lock, the garbage collector's queue and signals, the windows the driver is
- * migrating itself, counters and options.
+ * migrating itself, its metrics and options.
  *
  * @since 0.1.0
  */
 import { Interleaving, lockHooks } from "../services/Interleaving.ts"
-import { Effect, Latch, Semaphore } from "effect"
+import { Effect, Latch, type Metric, Semaphore } from "effect"
 import type { Range } from "../domain/Range.ts"
-import { type DriverCounters, makeCounters } from "./Metrics.ts"
+import * as Metrics from "./Metrics.ts"
 
 /** Driver options (all optional; Xe-like defaults). */
 export interface DriverOptions {
@@ -69,6 +69,13 @@ export interface DriverOptions {
    * it for the collector, which removes it.
    */
   readonly onSplitVma?: "retry" | "recreate"
+  /**
+   * The `Metric.MetricRegistry` the driver counts into (design.md §7). Default:
+   * a fresh registry per driver instance, so two drivers (or two scenario runs)
+   * never mix numbers. Pass one to share it with a metrics exporter (provide the
+   * same map as `Metric.MetricRegistry` to e.g. `OtlpMetrics.layer`).
+   */
+  readonly metricRegistry?: Metric.MetricRegistry
 }
 
 /** Resolved options. */
@@ -141,8 +148,10 @@ export interface DriverState {
   gcRunning: number
   /** Windows being migrated by the driver right now. */
   readonly ownMigrations: Array<OwnMigration>
-  /** Counters. */
-  readonly counters: DriverCounters
+  /** The driver's metrics (design.md §7): the only store of its counters. */
+  readonly metrics: Metrics.DriverMetrics
+  /** A fresh `DriverCounters` snapshot read from `metrics` (a getter; mutating it changes nothing). */
+  readonly counters: Metrics.DriverCounters
   /** Ids of ranges the driver has seen (to count creations; pruned by the collector). */
   readonly seen: Set<number>
   /** Device-private owner of the driver's own device memory (from the GpuSvm config). */
@@ -158,6 +167,7 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
     const locked = <A, E, R>(e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
       Effect.uninterruptibleMask((restore) => Effect.andThen(restore(take), Effect.ensuring(restore(e), svmLock.release(1))))
     const before = hooks.before
+    const metrics = Metrics.make(options?.metricRegistry)
     return {
     options: resolve(options),
     svmLock,
@@ -167,7 +177,10 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
     gcIdle: Latch.makeUnsafe(true),
     gcRunning: 0,
     ownMigrations: [],
-    counters: makeCounters(),
+    metrics,
+    get counters() {
+      return Metrics.read(metrics)
+    },
     seen: new Set(),
     owner
   }

@@ -38,7 +38,8 @@ import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { Mm } from "../services/Mm.ts"
 import { checkPagesThresholdFor, type DriverState } from "./DriverState.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
-import { countFault, countRetry } from "./Metrics.ts"
+import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 import type { MigrationPolicyApi } from "./MigrationPolicy.ts"
 
 /** What a fault handler needs. */
@@ -63,10 +64,11 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
     const own = { start: range.start, end: range.end }
     env.st.ownMigrations.push(own)
     return yield* Effect.gen(function*() {
-      yield* GarbageCollector.unbind(env.gpu, range)
+      yield* GarbageCollector.unbind(env.gpu, range, env.st.metrics)
       yield* env.svm.rangeUnmapPages(range)
-      yield* target.populateMm(range.start, range.end, { timesliceMs })
-      env.st.counters.migrations++
+      yield* Spans.migrate("to_vram", range.start, range.end, target.populateMm(range.start, range.end, { timesliceMs }))
+      Metrics.add(env.st.metrics, Metrics.migrationsTotal)
+      Metrics.add(env.st.metrics, Metrics.bytesToVramTotal, range.end - range.start)
     }).pipe(Effect.ensuring(Effect.sync(() => {
       const i = env.st.ownMigrations.indexOf(own)
       if (i >= 0) env.st.ownMigrations.splice(i, 1)
@@ -105,7 +107,7 @@ const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
     const live = yield* env.svm.range(range)
     if (Option.isNone(live)) return
     if (live.value.flags.hasDevmemPages || live.value.flags.migrateDevmem) yield* Effect.ignore(env.svm.rangeEvict(range))
-    yield* GarbageCollector.unbind(env.gpu, range)
+    yield* GarbageCollector.unbind(env.gpu, range, env.st.metrics)
     yield* env.svm.rangeRemove(range)
     env.st.seen.delete(range.id)
   })
@@ -165,7 +167,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     const range = found.success
     if (!st.seen.has(range.id)) {
       st.seen.add(range.id)
-      st.counters.rangesCreated++
+      Metrics.add(st.metrics, Metrics.rangesCreatedTotal)
     }
     // §11.10: an access that needs device memory on a range that can never
     // migrate (file, shmem, hugetlb) is EACCES at once, without trying.
@@ -181,14 +183,14 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
         const migrated = yield* Effect.result(migrateRange(env, target, range, timeslice))
         if (devmemOnly) timeslice = doubled(timeslice)
         if (Result.isFailure(migrated)) {
-          st.counters.migrationFailures++
+          Metrics.add(st.metrics, Metrics.migrationFailuresTotal)
           last = migrated.failure
           if (devmemOnly && migrateLeft === 0) {
             return yield* giveUp(fault, "could not migrate to device memory for an atomic access", round, last)
           }
           // Xe: "VRAM allocation failed, falling back to retrying fault" (a normal
           // fault has no try left then, so the next round stays in system memory).
-          yield* countRetry(st.counters, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
+          Metrics.countRetry(st.metrics, migrated.failure.errno === "EBUSY" ? "EBUSY" : "EFAULT")
           continue
         }
       }
@@ -204,7 +206,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
         if (devmemOnly && migrateLeft <= 0) {
           return yield* giveUp(fault, "get_pages failed and no migration try is left for an atomic access", round, e)
         }
-        yield* countRetry(st.counters, e._tag === "MixedPages" ? "EOPNOTSUPP" : e._tag === "BadAddress" ? "EFAULT" : "EPERM")
+        Metrics.countRetry(st.metrics, e._tag === "MixedPages" ? "EOPNOTSUPP" : e._tag === "BadAddress" ? "EFAULT" : "EPERM")
         split = false
         if (e._tag === "MixedPages") {
           yield* svm.rangeEvict(range).pipe(Effect.ignore)
@@ -223,7 +225,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     last = new Again({ reason: "pages invalidated before the bind", addr: fault.addr })
     split = false
     if (devmemOnly) timeslice = doubled(timeslice)
-    yield* countRetry(st.counters, "EAGAIN")
+    Metrics.countRetry(st.metrics, "EAGAIN")
   }
   return yield* giveUp(fault, split ? SPLIT_VMA_LIVELOCK : "no progress", o.maxRetries, last)
 })
@@ -233,4 +235,4 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
  * access). Takes the driver SVM lock. Errors: `GpuFaultError` (bounded).
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
-  Effect.andThen(countFault(env.st.counters), env.st.withSvmLock(loop(env, fault)))
+  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, loop(env, fault))))

@@ -10,19 +10,25 @@
  *
  * @since 0.1.0
  */
-import { Effect, Metric, Option } from "effect"
+import { Effect, Option } from "effect"
 import type { Range } from "../domain/Range.ts"
 import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
-import { gcRunsTotal } from "./Metrics.ts"
+import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 
 /**
  * Unbinds a range on the GPU (`xe_vm_range_unbind`): zap + flush only if it
  * still has PTEs — after an UNMAP the callback has already zapped it (§11.12).
+ * A flush is counted in `m` (`gpusvm_tlb_flushes_total`).
  */
-export const unbind = (gpu: Gpu["Service"], r: Range): Effect.Effect<void> =>
-  Effect.flatMap(gpu.isBound(r.start, r.end), (bound) => (bound ? gpu.invalidate(r.start, r.end) : Effect.void))
+export const unbind = (gpu: Gpu["Service"], r: Range, m: Metrics.DriverMetrics): Effect.Effect<void> =>
+  Effect.flatMap(gpu.isBound(r.start, r.end), (bound) => {
+    if (!bound) return Effect.void
+    Metrics.add(m, Metrics.tlbFlushesTotal)
+    return gpu.invalidate(r.start, r.end)
+  })
 
 /**
  * Unbinds and removes one queued range (evicting first if partially unmapped).
@@ -35,16 +41,18 @@ const collectOne = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, 
   const r = live.value
   if (r.flags.partialUnmap) {
     const evicted = yield* Effect.result(svm.rangeEvict(r))
-    if (evicted._tag === "Success") st.counters.evictions++
+    if (evicted._tag === "Success") {
+      Metrics.add(st.metrics, Metrics.evictionsTotal)
+      if (r.flags.hasDevmemPages) Metrics.add(st.metrics, Metrics.bytesToRamTotal, r.end - r.start)
+    }
   }
-  yield* Effect.uninterruptible(Effect.andThen(unbind(gpu, r), svm.rangeRemove(r)))
-  st.counters.rangesRemoved++
+  yield* Effect.uninterruptible(Effect.andThen(unbind(gpu, r, st.metrics), svm.rangeRemove(r)))
+  Metrics.add(st.metrics, Metrics.rangesRemovedTotal)
   st.seen.delete(r.id)
 })
 
 const batch = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"], ranges: ReadonlyArray<Range>) {
-  st.counters.gcRuns++
-  yield* Metric.update(gcRunsTotal, 1)
+  Metrics.add(st.metrics, Metrics.gcRunsTotal)
   for (const queued of ranges) yield* collectOne(st, svm, gpu, queued)
 })
 
@@ -65,7 +73,7 @@ export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effec
     if (st.gcQueue.length === 0) return Effect.void
     const ranges = st.gcQueue.splice(0, st.gcQueue.length)
     st.gcRunning++
-    return Effect.ensuring(batch(st, svm, gpu, ranges), settle(st))
+    return Effect.ensuring(Spans.gc(ranges.length, batch(st, svm, gpu, ranges)), settle(st))
   })
 
 /**

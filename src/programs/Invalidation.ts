@@ -26,7 +26,8 @@ import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi, GpuSvmOps } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
 import { queueForGc } from "./DriverState.ts"
-import { countInvalidation } from "./Metrics.ts"
+import * as Metrics from "./Metrics.ts"
+import * as Spans from "./Spans.ts"
 
 const causedByUs = (st: DriverState, r: MmuRange): boolean =>
   r.event === "migrate" && r.owner !== undefined && r.owner === st.owner &&
@@ -37,7 +38,7 @@ const causedByUs = (st: DriverState, r: MmuRange): boolean =>
  * over the adjusted window `[start, end)` widened to their boundaries; no call
  * at all when none has PTEs (kernel-semantics §11.12).
  */
-const zap = Effect.fnUntraced(function*(gpu: Gpu["Service"], hit: ReadonlyArray<Range>, start: number, end: number) {
+const zap = Effect.fnUntraced(function*(st: DriverState, gpu: Gpu["Service"], hit: ReadonlyArray<Range>, start: number, end: number) {
   let zapStart = start
   let zapEnd = end
   let any = false
@@ -47,14 +48,16 @@ const zap = Effect.fnUntraced(function*(gpu: Gpu["Service"], hit: ReadonlyArray<
     zapStart = Math.min(zapStart, r.start)
     zapEnd = Math.max(zapEnd, r.end)
   }
-  if (any) yield* gpu.invalidate(zapStart, zapEnd)
+  if (!any) return
+  Metrics.add(st.metrics, Metrics.tlbFlushesTotal)
+  yield* gpu.invalidate(zapStart, zapEnd)
 })
 
 /** The `ops.invalidate` of a driver over `gpu`. */
 export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
   invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) =>
-    Effect.gen(function*() {
-      yield* countInvalidation(st.counters, mmuRange.event)
+    Spans.invalidate(notifier, mmuRange, Effect.gen(function*() {
+      Metrics.countInvalidation(st.metrics, mmuRange.event)
       if (causedByUs(st, mmuRange)) return
       const start = Math.max(mmuRange.start, notifier.start)
       const end = Math.min(mmuRange.end, notifier.end)
@@ -62,7 +65,7 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
       const hit = Array.from(IT.overlapping(notifier.ranges, start, end - 1), (e) => e.value)
       // §11.12: no range overlaps the event: nothing to zap, nothing to flush.
       if (hit.length === 0) return
-      yield* zap(gpu, hit, start, end)
+      yield* zap(st, gpu, hit, start, end)
       for (const range of hit) {
         yield* svm.rangeUnmapPages(range, { inNotifier: true })
         if (mmuRange.event !== "unmap") continue
@@ -70,5 +73,5 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
         // §11.2: queue_work — the collector worker removes it soon, no GPU fault needed.
         queueForGc(st, range)
       }
-    })
+    }))
 })

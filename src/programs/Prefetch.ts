@@ -16,6 +16,7 @@ import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { FaultEnv } from "./FaultHandler.ts"
 import { bindRange, migrateRange } from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
+import * as Metrics from "./Metrics.ts"
 
 /** Where to put the window. */
 export interface PrefetchOptions {
@@ -50,7 +51,8 @@ export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
         const where = yield* svm.scanMm(range, pagemap.owner)
         if (where !== "equal") yield* migrateRange(env, pagemap, range, st.options.timesliceMs).pipe(Effect.ignore)
       } else if (o.to === "system") {
-        yield* svm.rangeEvict(range).pipe(Effect.ignore)
+        const evicted = yield* Effect.result(svm.rangeEvict(range))
+        if (Result.isSuccess(evicted) && range.flags.hasDevmemPages) Metrics.add(st.metrics, Metrics.bytesToRamTotal, range.end - range.start)
       }
       const got = yield* Effect.result(svm.rangeGetPages(range, ctx))
       if (Result.isSuccess(got)) yield* bindRange(env, range, readOnly)

@@ -1,0 +1,130 @@
+/**
+ * Trace spans at the driver's cold boundaries (design.md §7): one per GPU
+ * fault (`gpusvm.fault`), garbage-collector pass (`gpusvm.gc`), invalidation
+ * callback (`gpusvm.invalidate`), driver migration (`gpusvm.migrate`) and
+ * scenario step (`gpusvm.step.<op>`). Never per page.
+ *
+ * Effect's spans are not free without an exporter: with no tracer installed
+ * the default `Tracer.nativeTracer` still builds a `NativeSpan` per span (two
+ * clock reads, the attributes set on it), and `Effect.fn("name")` also
+ * captures a call-site `Error` per call. So these helpers wrap with
+ * `Effect.withSpan` (no stack capture) and only when the fiber's tracer is not
+ * the native one (`Tracer.nativeTracer` is documented as the way to detect "no
+ * backend installed"); otherwise the effect runs as it is, its attributes never
+ * computed. Installing any tracer (`OtlpTracer.layer`, `Effect.withTracer`, the
+ * CLI's `--otlp` / `--trace`) turns them on.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Tracer } from "effect"
+import { hex } from "../domain/Address.ts"
+import type { MmuRange } from "../domain/MmuRange.ts"
+import type { Notifier } from "../domain/Notifier.ts"
+import type { GpuPageFault } from "../services/Gpu.ts"
+import * as Metrics from "./Metrics.ts"
+
+/** Span attribute values (what OTLP serialises). */
+type Attributes = Record<string, string | number | boolean>
+
+/**
+ * `self` inside a span `name` with `attributes()` (computed only when a tracer
+ * is installed), plus `atEnd()`'s attributes when it ends; `self` unchanged
+ * under the native tracer (no backend).
+ *
+ * @category combinators
+ * @since 0.1.0
+ */
+export const span = <A, E, R>(
+  self: Effect.Effect<A, E, R>,
+  name: string,
+  attributes: () => Attributes,
+  atEnd?: () => Attributes
+): Effect.Effect<A, E, R> =>
+  Effect.withFiber((fiber) => {
+    if (fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer) return self
+    const body = atEnd === undefined ? self : Effect.onExit(self, () => Effect.annotateCurrentSpan(atEnd()))
+    return Effect.withSpan(body, name, { attributes: attributes() })
+  })
+
+const retries = (m: Metrics.DriverMetrics): number => {
+  let n = 0
+  for (const r of Metrics.RETRY_REASONS) n += Metrics.faultRetriesTotal[r].valueUnsafe(m.context).count
+  return n
+}
+
+/**
+ * `gpusvm.fault`: one GPU page fault's loop in `FaultHandler.handle`, under
+ * the driver SVM lock (the wait for the lock is outside the span, so the
+ * retries counted are this fault's alone). Attributes `gpusvm.addr` (hex),
+ * `gpusvm.write`, `gpusvm.atomic`, and at the end `gpusvm.retries` (fault-loop
+ * rounds retried, bounded by `maxRetries`, §11.5).
+ *
+ * @category spans
+ * @since 0.1.0
+ */
+export const fault = <A, E, R>(m: Metrics.DriverMetrics, f: GpuPageFault, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
+  let before = 0
+  return span(
+    self,
+    "gpusvm.fault",
+    () => {
+      before = retries(m)
+      return { "gpusvm.addr": hex(f.addr), "gpusvm.write": f.write, "gpusvm.atomic": f.atomic }
+    },
+    () => ({ "gpusvm.retries": retries(m) - before })
+  )
+}
+
+/**
+ * `gpusvm.gc`: one garbage-collector pass over `ranges` queued ranges (§10.2, §11.2).
+ *
+ * @category spans
+ * @since 0.1.0
+ */
+export const gc = <A, E, R>(ranges: number, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  span(self, "gpusvm.gc", () => ({ "gpusvm.ranges": ranges }))
+
+/**
+ * `gpusvm.invalidate`: one driver invalidation callback (`ops.invalidate`,
+ * §10.3): the event, the MMU range and the notifier.
+ *
+ * @category spans
+ * @since 0.1.0
+ */
+export const invalidate = <A, E, R>(notifier: Notifier, r: MmuRange, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  span(self, "gpusvm.invalidate", () => ({
+    "gpusvm.event": r.event,
+    "gpusvm.start": hex(r.start),
+    "gpusvm.end": hex(r.end),
+    "gpusvm.notifier": `${hex(notifier.start)}-${hex(notifier.end)}`
+  }))
+
+/**
+ * `gpusvm.migrate`: one driver migration of `[start, end)` in `direction`
+ * (`to_vram`: `populateMm`), with its size in `gpusvm.bytes`.
+ *
+ * @category spans
+ * @since 0.1.0
+ */
+export const migrate = <A, E, R>(
+  direction: "to_vram" | "to_ram",
+  start: number,
+  end: number,
+  self: Effect.Effect<A, E, R>
+): Effect.Effect<A, E, R> =>
+  span(self, "gpusvm.migrate", () => ({
+    "gpusvm.direction": direction,
+    "gpusvm.start": hex(start),
+    "gpusvm.end": hex(end),
+    "gpusvm.bytes": end - start
+  }))
+
+/**
+ * `gpusvm.step.<name>`: one scenario step, for `ScenarioRunner` (pipe a
+ * step's effect through it: `step.pipe(stepSpan(op, { thread, index }))`).
+ *
+ * @category spans
+ * @since 0.1.0
+ */
+export const stepSpan = (name: string, attributes: Attributes = {}) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  span(self, `gpusvm.step.${name}`, () => attributes)
