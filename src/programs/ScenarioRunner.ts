@@ -38,6 +38,7 @@ import { Machine, type Injection, type MachineServices } from "../services/Machi
 import { Driver } from "./Driver.ts"
 import type { DriverOptions } from "./DriverState.ts"
 import type { PolicyName } from "./MigrationPolicy.ts"
+import { stepSpan } from "./Spans.ts"
 import * as AccessSteps from "./scenario/AccessSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
 import * as Expectations from "./scenario/Expectations.ts"
@@ -188,7 +189,7 @@ const threadSteps = (env: RunEnv, run: ReturnType<typeof exec>, steps: ReadonlyA
     for (let i = 0; i < steps.length; i++) {
       const where = stepPath(env.scenario, t, i)
       if (env.il.controlled) yield* env.il.note(`${where} ${steps[i]!.op}`)
-      const exit = yield* Effect.exit(run(steps[i]!, where))
+      const exit = yield* Effect.exit(run(steps[i]!, where).pipe(stepSpan(steps[i]!.op, { thread: t, index: i, step: where })))
       if (Exit.isFailure(exit)) {
         env.failures.push({ step: where, detail: `${steps[i]!.op} failed: ${Expectations.describeExit(exit.cause).text}` })
         for (let j = i + 1; j < steps.length; j++) {

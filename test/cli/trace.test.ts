@@ -88,7 +88,7 @@ describe("gpusvm simulate: metrics from the registry, traces over OTLP (spawned)
     const data = JSON.parse(readFileSync(file, "utf8")) as TracesData
     const spans = spansOf(data)
     const names = new Set(spans.map((s) => s.name))
-    for (const n of ["gpusvm.simulate", "gpusvm.fault", "gpusvm.invalidate", "gpusvm.gc"]) assert.isTrue(names.has(n), `no ${n} in ${[...names].join(", ")}`)
+    for (const n of ["gpusvm.simulate", "gpusvm.fault", "gpusvm.invalidate", "gpusvm.gc", "gpusvm.step.mmap", "gpusvm.step.gpu-read"]) assert.isTrue(names.has(n), `no ${n} in ${[...names].join(", ")}`)
     // once-malloc 1 + many-free 512 faults, one span each
     assert.strictEqual(spans.filter((s) => s.name === "gpusvm.fault").length, 513)
     const fault = spans.find((s) => s.name === "gpusvm.fault")!
