@@ -41,6 +41,7 @@ import type { PolicyName } from "./MigrationPolicy.ts"
 import { stepSpan } from "./Spans.ts"
 import * as AccessSteps from "./scenario/AccessSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
+import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
@@ -101,8 +102,10 @@ export interface RunOptions {
   readonly seed?: number
   /** Default VRAM per pagemap when the scenario gives none (default 256 MiB). */
   readonly defaultVramBytes?: number
-  /** Wall-clock bound on the whole run (default 60 s): past it, a `bounded-work` violation. */
+  /** Time bound on the threads (default 60 s; the budget's `ms`): past it, a `budget` violation. */
   readonly timeoutMs?: number
+  /** The run's work budget (steps, fault retries, time), over `DEFAULT_BUDGET`; past a limit, a `budget` violation. */
+  readonly budget?: Partial<Budget.WorkBudget>
   /** The kernel profile (kernel-semantics §11.16); overrides the scenario's `svm.kernel` (default "7.0"). */
   readonly kernel?: KernelProfile
 }
@@ -184,19 +187,25 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
  * recorded and ends the thread; its later barriers are still passed, so it
  * leaves no other thread waiting.
  */
-const threadSteps = (env: RunEnv, run: ReturnType<typeof exec>, steps: ReadonlyArray<Step>, t: number) =>
+const threadSteps = (env: RunEnv, run: ReturnType<typeof exec>, meter: Budget.Meter, steps: ReadonlyArray<Step>, t: number) =>
   Effect.gen(function*() {
+    // a thread that stops (a failed step, the budget spent) still passes its
+    // later barriers, so it leaves no other thread waiting
+    const passBarriers = (from: number, where: string) =>
+      Effect.gen(function*() {
+        for (let j = from; j < steps.length; j++) {
+          const s = steps[j]!
+          if (s.op === "barrier") yield* run(s, where).pipe(Effect.ignore)
+        }
+      })
     for (let i = 0; i < steps.length; i++) {
       const where = stepPath(env.scenario, t, i)
+      if (yield* meter.spend) return yield* passBarriers(i, where)
       if (env.il.controlled) yield* env.il.note(`${where} ${steps[i]!.op}`)
       const exit = yield* Effect.exit(run(steps[i]!, where).pipe(stepSpan(steps[i]!.op, { thread: t, index: i, step: where })))
       if (Exit.isFailure(exit)) {
         env.failures.push({ step: where, detail: `${steps[i]!.op} failed: ${Expectations.describeExit(exit.cause).text}` })
-        for (let j = i + 1; j < steps.length; j++) {
-          const s = steps[j]!
-          if (s.op === "barrier") yield* run(s, where).pipe(Effect.ignore)
-        }
-        return
+        return yield* passBarriers(i + 1, where)
       }
     }
   })
@@ -240,13 +249,14 @@ export const run = (scenario: Scenario, factory: StackFactory, options: RunOptio
       // up to its first service call (whose yield point the explorer controls) or
       // its first barrier; a point here would only add schedules that differ in
       // when a thread reached a barrier nobody else had reached yet.
-      const thread = (steps: ReadonlyArray<Step>, t: number) => Effect.ensuring(threadSteps(env, step, steps, t), barriers.threadDone)
-      const timeout = options.timeoutMs ?? 60_000
+      const budget: Budget.WorkBudget = { ...Budget.DEFAULT_BUDGET, ...(options.timeoutMs === undefined ? {} : { ms: options.timeoutMs }), ...options.budget }
+      const meter = Budget.meter(env, budget, now, started)
+      const thread = (steps: ReadonlyArray<Step>, t: number) => Effect.ensuring(threadSteps(env, step, meter, steps, t), barriers.threadDone)
       const threads = Effect.forEach(scenario.threads, (t, i) => asActor(thread(t.steps, i), `t${i}`), { concurrency: "unbounded", discard: true })
-      const finished = il.controlled ? yield* Effect.asSome(threads) : yield* threads.pipe(Effect.timeoutOption(timeout))
-      if (Option.isNone(finished)) {
-        violations.push({ invariant: "bounded-work", detail: `the threads did not finish within ${timeout} ms` })
-      }
+      // the wall-clock guard for a step that itself never ends (under the
+      // explorer the scheduler's step bound does this)
+      const finished = il.controlled ? yield* Effect.asSome(threads) : yield* threads.pipe(Effect.timeoutOption(budget.ms))
+      if (Option.isNone(finished)) yield* meter.timedOut
       const result = yield* Invariants.finish(env)
       return { ...result, durationMs: Math.round(((yield* now) - started) * 1000) / 1000 }
     })
