@@ -17,6 +17,7 @@ import { Driver } from "../src/stacks/Driver.ts"
 import { Cpu } from "../src/services/Cpu.ts"
 import { Gpu } from "../src/services/Gpu.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
+import { plainStorm } from "./plainModel.ts"
 import { median, type Row, row } from "./stats.ts"
 
 const KiB = 1024
@@ -139,12 +140,24 @@ const overhead = Effect.gen(function*() {
 export async function benchDriver(): Promise<ReadonlyArray<Row>> {
   const rows: Array<Row> = []
   const xe: Record<number, string> = { [64 * KiB]: "Xe kernel: 14.7 µs/fault incl. migration", [2 * MiB]: "Xe kernel: 225 µs/fault incl. migration" }
+  // issue #16 targets: gpusvm / plain model ≤ 3× at 4 KiB, ≤ 1.5× at 64 KiB, ≤ 1× at 2 MiB
+  const target: Record<number, number> = { 4096: 3, [64 * KiB]: 1.5, [2 * MiB]: 1 }
   for (const policy of ["never", "always"] as const) {
     for (const [chunk, bytes] of [[4096, 32 * MiB], [64 * KiB, 256 * MiB], [2 * MiB, GiB]] as const) {
       const samples: Array<number> = []
       for (let rep = 0; rep < 3; rep++) samples.push(await Effect.runPromise(storm(chunk, bytes, policy)))
       const r = row(`GPU first-touch fault, ${chunk / KiB} KiB chunks, policy ${policy}`, samples, "µs/fault", xe[chunk])
-      rows.push(r, { name: `  … faults/s`, value: 1e6 / r.value, unit: "faults/s" })
+      const plainSamples: Array<number> = []
+      const config = { chunkSizes: [chunk, 4096].filter((x, i, a) => a.indexOf(x) === i), notifierSize: 512 * MiB, migrate: policy === "always", vramBytes: policy === "always" ? bytes + 64 * MiB : 0 }
+      for (let rep = 0; rep < 3; rep++) plainSamples.push(plainStorm(config, 2 * GiB, bytes, chunk).usPerFault)
+      const p = row(`  … plain imperative model, same path`, plainSamples, "µs/fault", "bench/plainModel.ts")
+      const ratio = r.value / p.value
+      rows.push(
+        r,
+        { name: `  … faults/s`, value: 1e6 / r.value, unit: "faults/s" },
+        p,
+        { name: `  … gpusvm / plain model`, value: ratio, unit: "x", reference: `target ≤ ${target[chunk]}×: ${ratio <= target[chunk]! ? "met" : "not met"}` }
+      )
     }
   }
   const inv = await Effect.runPromise(invalidation)
