@@ -196,44 +196,31 @@ export const checkWriteArgs = (addr: number, bytes: Uint8Array): BadAddress | un
 export type AccessVma = Pick<Vma, "start" | "end" | "prot">
 
 /**
- * Checks a CPU access of `[start, end)` (page aligned) against the VMAs that
- * intersect it (in address order): a hole or an inaccessible (PROT_NONE) VMA
- * is `BadAddress` (SIGSEGV), a store to a VMA without write permission is
- * `PermissionDenied`.
+ * A check of `[start, end)` against the VMAs intersecting it (in address
+ * order): a read (`write` false) or a write refusal, or `undefined`.
  *
- * @category validation
+ * @category models
  * @since 0.2.0
  */
-export const checkCpuAccess = (
-  vmas: ReadonlyArray<AccessVma>,
-  start: number,
-  end: number,
-  write: boolean
-): BadAddress | PermissionDenied | undefined => firstRefusal(vmas, start, end, noVma, write ? refuseStore : refuseLoad)
-
-const noVma = (at: number) => new BadAddress({ reason: "no VMA maps the address", addr: at })
-const refuseLoad = (v: AccessVma, at: number): BadAddress | undefined =>
-  !v.prot.read && !v.prot.write && !v.prot.exec ? new BadAddress({ reason: "VMA is PROT_NONE", addr: at }) : undefined
-const refuseStore = (v: AccessVma, at: number): BadAddress | PermissionDenied | undefined =>
-  refuseLoad(v, at) ?? (v.prot.write ? undefined : new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: at }))
+export type VmaCheck<V> = (vmas: ReadonlyArray<V>, start: number, end: number, write: boolean) => BadAddress | PermissionDenied | undefined
 
 /**
- * Walks the VMAs intersecting `[start, end)` in address order and returns the
- * first refusal: `hole(at)` for the first byte no VMA maps, or what
- * `refuse(vma, at)` says of a VMA (`at`: where the window enters it). The
- * shape of every VMA check the kernel makes page by page (a fault, an HMM
- * walk), done per VMA.
+ * Builds a {@link VmaCheck}: walks the VMAs in address order and returns the
+ * first refusal — `hole(at)` for the first byte no VMA maps, else what
+ * `refuseRead` / `refuseWrite` say of a VMA (`at`: where the window enters
+ * it). The shape of every VMA check the kernel makes on the way (a CPU fault,
+ * an HMM walk), done per VMA rather than per page.
  *
- * @category validation
+ * @category constructors
  * @since 0.2.0
  */
-export const firstRefusal = <V extends { readonly start: number; readonly end: number }, E>(
-  vmas: ReadonlyArray<V>,
-  start: number,
-  end: number,
-  hole: (at: number) => E,
-  refuse: (v: V, at: number) => E | undefined
-): E | undefined => {
+export const vmaCheck = <V extends { readonly start: number; readonly end: number }>(
+  hole: (at: number) => BadAddress,
+  refuseRead: (v: V, at: number) => BadAddress | undefined,
+  refuseWrite: (v: V, at: number) => BadAddress | PermissionDenied | undefined
+): VmaCheck<V> =>
+(vmas, start, end, write) => {
+  const refuse = write ? refuseWrite : refuseRead
   let at = start
   for (const v of vmas) {
     if (v.start > at) return hole(at)
@@ -243,6 +230,25 @@ export const firstRefusal = <V extends { readonly start: number; readonly end: n
   }
   return at >= end ? undefined : hole(at)
 }
+
+/**
+ * Checks a CPU access of `[start, end)` (page aligned) against the VMAs that
+ * intersect it (in address order): a hole or an inaccessible (PROT_NONE) VMA
+ * is `BadAddress` (SIGSEGV), a store to a VMA without write permission is
+ * `PermissionDenied`.
+ *
+ * @category validation
+ * @since 0.2.0
+ */
+export const checkCpuAccess: VmaCheck<AccessVma> = (() => {
+  const refuseLoad = (v: AccessVma, at: number): BadAddress | undefined =>
+    !v.prot.read && !v.prot.write && !v.prot.exec ? new BadAddress({ reason: "VMA is PROT_NONE", addr: at }) : undefined
+  return vmaCheck<AccessVma>(
+    (at) => new BadAddress({ reason: "no VMA maps the address", addr: at }),
+    refuseLoad,
+    (v, at) => refuseLoad(v, at) ?? (v.prot.write ? undefined : new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: at }))
+  )
+})()
 
 /**
  * The error a load or store returns for a refused {@link checkCpuAccess}: a

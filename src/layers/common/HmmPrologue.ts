@@ -20,7 +20,7 @@ import { BadAddress, Busy, PermissionDenied } from "../../domain/Errors.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import type { HmmRange } from "../../services/Hmm.ts"
-import { firstRefusal } from "./CpuArgs.ts"
+import { type VmaCheck, vmaCheck } from "./CpuArgs.ts"
 
 /**
  * What the prologue reads of a machine: the injection counter (decremented when
@@ -95,6 +95,9 @@ export const hmmPrologue = (st: HmmMachine, r: HmmRange): Busy | BadAddress | un
 export const movedDuringWalk = (st: HmmMachine, r: HmmRange): Busy | undefined =>
   st.notifiers.moved(r.notifier, r.notifierSeq) ? hmmBusy(r, "notifier sequence moved during the walk") : undefined
 
+/** What {@link checkHmmFault} reads of a VMA. */
+type HmmVma = Pick<Vma, "start" | "end" | "prot" | "kind">
+
 /**
  * The checks `hmm_range_fault` makes with FAULT asked, over the VMAs
  * intersecting `[start, end)` in address order (`hmm_vma_walk_test` /
@@ -106,21 +109,15 @@ export const movedDuringWalk = (st: HmmMachine, r: HmmRange): Busy | undefined =
  * @category validation
  * @since 0.2.0
  */
-export const checkHmmFault = (
-  vmas: ReadonlyArray<HmmVma>,
-  start: number,
-  end: number,
-  write: boolean
-): BadAddress | PermissionDenied | undefined => firstRefusal(vmas, start, end, noVma, write ? refuseWrite : refuseRead)
-
-/** What {@link checkHmmFault} reads of a VMA. */
-type HmmVma = Pick<Vma, "start" | "end" | "prot" | "kind">
-
-const noVma = (at: number) => new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
-const refuseRead = (v: HmmVma, at: number): BadAddress | undefined => {
-  if (!v.prot.read) return new BadAddress({ reason: "hmm_range_fault: VMA not readable (PROT_NONE)", addr: at })
-  if (v.kind === "special") return new BadAddress({ reason: "hmm_range_fault: VM_PFNMAP/VM_IO VMA", addr: at })
-  return undefined
-}
-const refuseWrite = (v: HmmVma, at: number): BadAddress | PermissionDenied | undefined =>
-  refuseRead(v, at) ?? (v.prot.write ? undefined : new PermissionDenied({ reason: "hmm_range_fault: write to a read-only VMA", addr: at }))
+export const checkHmmFault: VmaCheck<HmmVma> = (() => {
+  const refuseRead = (v: Pick<Vma, "prot" | "kind">, at: number): BadAddress | undefined => {
+    if (!v.prot.read) return new BadAddress({ reason: "hmm_range_fault: VMA not readable (PROT_NONE)", addr: at })
+    if (v.kind === "special") return new BadAddress({ reason: "hmm_range_fault: VM_PFNMAP/VM_IO VMA", addr: at })
+    return undefined
+  }
+  return vmaCheck<HmmVma>(
+    (at) => new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at }),
+    refuseRead,
+    (v, at) => refuseRead(v, at) ?? (v.prot.write ? undefined : new PermissionDenied({ reason: "hmm_range_fault: write to a read-only VMA", addr: at }))
+  )
+})()
