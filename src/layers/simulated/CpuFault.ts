@@ -26,12 +26,14 @@
  *
  * @since 0.1.0
  */
+import { Effect } from "effect"
 import { HUGE_PAGE_ORDER, HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
+import { BadAddress } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { NOT_VALID } from "../../domain/HmmPfn.ts"
 import { ZERO_PFN } from "./Frames.ts"
 import type { MachineState } from "./MachineState.ts"
-import { HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
+import { type DevicePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
 
 /** Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse? */
@@ -285,3 +287,33 @@ export const hmmWalk = (
   for (; i < n; i++) out[i] = ERROR_ENTRY
   return out
 }
+
+/**
+ * `do_swap_page` → `dev_pagemap_ops.migrate_to_ram` for the device-private
+ * entries of `[start, end)` that `wanted` selects, through the machine's
+ * `cpuTouchedDevicePage` hook (`SimPagemap.ts`), mmap read lock held: the
+ * first call for an allocation migrates its pages of the VMA back (after its
+ * timeslice), later calls for entries already replaced return at once. No
+ * hook registered: `BadAddress` (`call` prefixes the reason).
+ */
+export const migrateToRam = (
+  st: MachineState,
+  start: number,
+  end: number,
+  wanted: (pte: DevicePte) => boolean,
+  call: string
+): Effect.Effect<void, BadAddress> =>
+  Effect.suspend(() => {
+    if (st.devicePtes === 0) return Effect.void
+    const hits: Array<[number, Pte]> = []
+    st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+      if (pte.kind === "device" && wanted(pte)) hits.push([vpn, pte])
+    })
+    return Effect.forEach(hits, ([vpn, pte]) => {
+      const hook = st.hooks.cpuTouchedDevicePage
+      if (pte.kind !== "device") return Effect.void
+      return hook === undefined
+        ? Effect.fail(new BadAddress({ reason: `${call}device-private page and no migrate_to_ram hook`, addr: vpn * PAGE_SIZE }))
+        : hook(vpn * PAGE_SIZE, pte)
+    }, { discard: true })
+  })

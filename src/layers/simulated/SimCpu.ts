@@ -41,7 +41,7 @@ import type { Prot } from "../../domain/Prot.ts"
 import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
-import { cowExtent, faultPage, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
+import { cowExtent, faultPage, migrateToRam, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
@@ -57,6 +57,9 @@ const checkHugeEdges = (st: MachineState, call: string, start: number, end: numb
   }
   return undefined
 }
+
+/** A CPU load or store migrates every device-private entry it touches back. */
+const anyDevicePage = (): boolean => true
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
@@ -315,27 +318,8 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     })))
   })
 
-  /**
-   * Runs the `migrate_to_ram` hook (`SimPagemap.ts`) for device-private entries
-   * of `[start, end)`, mmap read lock held: the first call for an allocation
-   * migrates its pages of the VMA back (after its timeslice), later calls for
-   * entries already replaced return at once.
-   */
-  const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> =>
-    Effect.suspend(() => {
-      if (st.devicePtes === 0) return Effect.void
-      const hits: Array<[number, Pte]> = []
-      st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
-        if (pte.kind === "device") hits.push([vpn, pte])
-      })
-      return Effect.forEach(hits, ([vpn, pte]) => {
-        const hook = st.hooks.cpuTouchedDevicePage
-        if (pte.kind !== "device") return Effect.void
-        return hook === undefined
-          ? Effect.fail(new BadAddress({ reason: "device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
-          : hook(vpn * PAGE_SIZE, pte)
-      }, { discard: true })
-    })
+  /** `migrate_to_ram` for every device-private entry of `[start, end)` (`CpuFault.migrateToRam`), mmap read lock held. */
+  const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> => migrateToRam(st, start, end, anyDevicePage, "")
 
   /** Copies between `buf` and memory for `[addr, addr + buf.length)`, faulting pages in (all checks done). */
   const access = (addr: number, buf: Uint8Array, write: boolean): void => {

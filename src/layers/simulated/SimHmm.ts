@@ -32,14 +32,12 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress, type Busy, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
 import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
-import { cowExtent, hmmWalk } from "./CpuFault.ts"
+import { cowExtent, hmmWalk, migrateToRam } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
-import { type Pte, vpnOf } from "./PageTable.ts"
 
 /** Builds the `Hmm` service of machine `st`. */
 export const makeHmm = (st: MachineState): Hmm["Service"] => {
@@ -52,20 +50,7 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
    * `migrate_to_ram` hook (`do_swap_page` → `dev_pagemap_ops.migrate_to_ram`).
    */
   const migrateForeign = (r: HmmRange): Effect.Effect<void, BadAddress> =>
-    Effect.suspend(() => {
-      if (st.devicePtes === 0) return Effect.void
-      const hits: Array<[number, Pte]> = []
-      st.pt.forEachIn(vpnOf(r.start), vpnOf(r.end), (vpn, pte) => {
-        if (pte.kind === "device" && (pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable))) hits.push([vpn, pte])
-      })
-      return Effect.forEach(hits, ([vpn, pte]) => {
-        const hook = st.hooks.cpuTouchedDevicePage
-        if (pte.kind !== "device") return Effect.void
-        return hook === undefined
-          ? Effect.fail(new BadAddress({ reason: "hmm_range_fault: device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
-          : hook(vpn * PAGE_SIZE, pte)
-      }, { discard: true })
-    })
+    migrateToRam(st, r.start, r.end, (pte) => pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable), "hmm_range_fault: ")
 
   const rangeFault = Effect.fnUntraced(function*(
     r: HmmRange
