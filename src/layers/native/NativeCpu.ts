@@ -29,16 +29,19 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp, isAddress, isPowerOfTwo, overlaps } from "../../domain/Address.ts"
-import { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
+import { HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
+import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
-import type { Vma } from "../../domain/Vma.ts"
+import { equals as protEquals } from "../../domain/Prot.ts"
+import type { Vma, VmaKind } from "../../domain/Vma.ts"
 import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
 import type { Reply } from "./Helper.ts"
 import { isExclusive, isPresent } from "./Proc.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
-import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
+import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
+
+/** The VMA kinds a real process can map here (no simulated files, no VM_PFNMAP). */
+const NATIVE_KINDS: ReadonlyArray<VmaKind> = ["anonymous", "hugetlb"]
 
 /** Lowest address `mmap` places mappings at without a usable hint. */
 export const MMAP_BASE = 2 ** 32
@@ -55,18 +58,6 @@ const mappedExtent = (st: NativeState, start: number, end: number): readonly [nu
   const hit = st.intersecting(start, end)
   if (hit.length === 0) return undefined
   return [Math.max(start, hit[0]!.start), Math.min(end, hit[hit.length - 1]!.end)]
-}
-
-/** A CPU access check: hole or PROT_NONE → `BadAddress`, store to a read-only VMA → `PermissionDenied`. */
-const checkAccess = (st: NativeState, start: number, end: number, write: boolean): BadAddress | PermissionDenied | undefined => {
-  let at = start
-  for (const v of st.intersecting(start, end)) {
-    if (v.start > at) return new BadAddress({ reason: "no VMA maps the address", addr: at })
-    if (!v.prot.read && !v.prot.write && !v.prot.exec) return new BadAddress({ reason: "VMA is PROT_NONE", addr: Math.max(at, v.start) })
-    if (write && !v.prot.write) return new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: Math.max(at, v.start) })
-    at = v.end
-  }
-  return at >= end ? undefined : new BadAddress({ reason: "no VMA maps the address", addr: at })
 }
 
 /** The lowest free window of `length` at or above `MMAP_BASE`, aligned to `align`. */
@@ -87,7 +78,6 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   const notifiers = st.notifiers
   const lock = st.lock
   const cpuRaises = st.config.notifier === "cpu"
-  const exited = (call: string) => bad(`${call}: the address space has exited`)
 
   /** Runs `change` inside an invalidation of `[s, e)` raised by the Cpu (when `raise`), marked as expected for the uffd cross-check. */
   const raised = <A, E>(s: number, e: number, event: "unmap" | "clear" | "protection-vma", raise: boolean, change: Effect.Effect<A, E>) =>
@@ -107,28 +97,12 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     })
 
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
-    if (typeof o !== "object" || o === null) return yield* bad("mmap: options must be an object")
-    const kind = o.kind ?? "anonymous"
-    if (kind === "file" || kind === "special") return yield* bad(`mmap: kind "${kind}" is not supported by the native machine (anonymous and hugetlb only)`)
-    if (kind !== "anonymous" && kind !== "hugetlb") return yield* bad("mmap: kind must be anonymous, file, hugetlb or special")
-    const prot = o.prot ?? PROT_RW
-    if (!isProt(prot)) return yield* bad("mmap: prot must be { read, write, exec } booleans")
-    const minAlign = kind === "hugetlb" ? HUGE_PAGE_SIZE : PAGE_SIZE
-    const length = o.length
-    if (!Number.isSafeInteger(length) || length <= 0) return yield* bad("mmap: length must be a positive integer")
-    if (length % minAlign !== 0) return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
-    if (o.addr !== undefined) {
-      if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
-      // Only MAP_FIXED insists on an aligned, fitting addr; a hint is rounded down and may be ignored (§11.15).
-      if (o.fixed === true && o.addr % minAlign !== 0) return yield* bad("mmap: addr is not aligned", o.addr)
-      if (o.fixed === true && o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
-    }
-    if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
-    const align = Math.max(o.align ?? PAGE_SIZE, minAlign)
-    if (!isPowerOfTwo(align) || align < PAGE_SIZE) return yield* bad("mmap: align must be a power of two >= 4096")
+    const args = checkMmap(o, NATIVE_KINDS, "the native machine")
+    if (args instanceof InvalidArgument) return yield* args
+    const { kind, prot, length, minAlign } = args
+    const align = Math.max(args.align, minAlign)
     const flags = (o.shared === true ? 1 : 0) | (kind === "hugetlb" ? 4 : 0)
-    return yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mmap")
+    return yield* lock.withWrite(ifAlive(st, "mmap", Effect.gen(function*() {
       let start: number
       let reply
       if (o.fixed === true && o.addr !== undefined) {
@@ -157,15 +131,14 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       st.addWorkload(start, start + length)
       yield* st.registerEvents(start, start + length)
       return start
-    }))
+    })))
   })
 
   const munmap = Effect.fnUntraced(function*(addr: number, length: number) {
     const err = checkWindow("munmap", addr, length)
     if (err !== undefined) return yield* err
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("munmap")
+    yield* lock.withWrite(ifAlive(st, "munmap", Effect.gen(function*() {
       const ext = mappedExtent(st, addr, end)
       if (ext === undefined) return
       yield* settleDevice(addr, end, true)
@@ -173,16 +146,14 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       st.touchMaps()
       if (r.ok !== 1) return yield* bad(`munmap: ${errnoText(r)}`, addr)
       st.removeWorkload(addr, end)
-    }))
+    })))
   })
 
   const mprotect = Effect.fnUntraced(function*(addr: number, length: number, prot: Prot) {
-    const err = checkWindow("mprotect", addr, length)
+    const err = checkMprotect(addr, length, prot)
     if (err !== undefined) return yield* err
-    if (!isProt(prot)) return yield* bad("mprotect: prot must be { read, write, exec } booleans", addr)
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mprotect")
+    yield* lock.withWrite(ifAlive(st, "mprotect", Effect.gen(function*() {
       const ext = mappedExtent(st, addr, end)
       if (ext === undefined || checkAccessCover(st, addr, end) !== undefined) {
         return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
@@ -197,7 +168,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       const r = yield* cmd
       st.touchMaps()
       if (r.ok !== 1) return yield* bad(`mprotect: ${errnoText(r)}`, addr)
-    }))
+    })))
   })
 
   /** The parts of `[addr, end)` whose VMA protection differs from `prot` (merged where adjacent). */
@@ -247,15 +218,14 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     const err = checkWindow("madvise", addr, length)
     if (err !== undefined) return yield* err
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("madvise")
+    yield* lock.withWrite(ifAlive(st, "madvise", Effect.gen(function*() {
       const ext = mappedExtent(st, addr, end)
       if (ext === undefined) return
       yield* settleDevice(addr, end, false)
       const r = yield* raised(ext[0], ext[1], "clear", cpuRaises, st.requestArg("madvise", "madvise", [ext[0], ext[1] - ext[0], 4]))
       st.touchMaps()
       if (r.ok !== 1) return yield* bad(`madvise: ${errnoText(r)}`, addr)
-    }))
+    })))
   })
 
   const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
@@ -263,8 +233,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     if (argErr !== undefined) return yield* argErr
     const newAddr = o?.newAddr
     const dontUnmap = o?.dontUnmap === true
-    return yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mremap")
+    return yield* lock.withWrite(ifAlive(st, "mremap", Effect.gen(function*() {
       // device-resident pages first: their MISSING registration splits the VMA
       yield* settleDevice(addr, addr + oldLength, false)
       const vma = st.vmas().find((v) => v.start <= addr && addr < v.end)
@@ -293,15 +262,8 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       st.addWorkload(to, to + newLength)
       yield* st.registerEvents(to, to + newLength)
       return to
-    }))
+    })))
   })
-
-  const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | undefined => {
-    if (!isAddress(addr)) return new BadAddress({ reason: `${call}: addr is not an address in [0, 2^53)` })
-    if (!Number.isSafeInteger(length) || length < 0) return new BadAddress({ reason: `${call}: length must be a non-negative integer`, addr })
-    if (addr + length > ADDRESS_LIMIT) return new BadAddress({ reason: `${call}: addr + length is past 2^53`, addr })
-    return undefined
-  }
 
   const stage = st.helper.hello.staging
   const io = st.helper.hello.io
@@ -311,10 +273,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     if (err !== undefined) return yield* err
     const out = new Uint8Array(length)
     if (length === 0) return out
-    yield* lock.withRead(Effect.gen(function*() {
-      if (!st.alive) return yield* new BadAddress({ reason: "read: the address space has exited", addr })
-      const bad = checkAccess(st, alignDown(addr, PAGE_SIZE), alignUp(addr + length, PAGE_SIZE), false)
-      if (bad !== undefined) return yield* new BadAddress({ reason: `read: ${bad.reason}`, addr: bad.addr ?? addr })
+    yield* lock.withRead(checkedAccess(st, st, "read", addr, length, () => Effect.gen(function*() {
       for (let done = 0; done < length;) {
         const n = Math.min(stage, length - done)
         const at = addr + done
@@ -328,7 +287,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
         }))
         done += n
       }
-    }))
+    })))
     return out
   })
 
@@ -354,16 +313,10 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   }
 
   const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
-    if (!(bytes instanceof Uint8Array)) return yield* new BadAddress({ reason: "write: bytes must be a Uint8Array", addr })
-    const err = checkAccessArgs("write", addr, bytes.length)
+    const err = checkWriteArgs(addr, bytes)
     if (err !== undefined) return yield* err
     if (bytes.length === 0) return
-    const s = alignDown(addr, PAGE_SIZE)
-    const e = alignUp(addr + bytes.length, PAGE_SIZE)
-    yield* lock.withRead(Effect.gen(function*(): Effect.fn.Return<void, BadAddress | PermissionDenied> {
-      if (!st.alive) return yield* new BadAddress({ reason: "write: the address space has exited", addr })
-      const bad = checkAccess(st, s, e, true)
-      if (bad !== undefined) return yield* (bad._tag === "BadAddress" ? new BadAddress({ reason: `write: ${bad.reason}`, addr: bad.addr ?? addr }) : bad)
+    yield* lock.withRead(checkedAccess(st, st, "write", addr, bytes.length, (s, e) => Effect.gen(function*() {
       const doWrite = Effect.gen(function*() {
         for (let done = 0; done < bytes.length;) {
           const n = Math.min(stage, bytes.length - done)
@@ -389,7 +342,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       })
       if (cow === undefined) return yield* doWrite
       return yield* notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
-    }))
+    })))
   })
 
   /**

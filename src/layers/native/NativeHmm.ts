@@ -4,8 +4,9 @@
  * `hmm_range_fault`; it breaks COW for writes) followed by one read of
  * `/proc/<pid>/pagemap` decoded through a `Uint32Array` view.
  *
- * In order: a pending `hmmBusy` injection → `Busy`; malformed window or a
- * gone address space → `BadAddress`; notifier already moved → `Busy`. With
+ * In order: the shared prologue (`layers/common/HmmPrologue.ts`: a pending
+ * `hmmBusy` injection → `Busy`; malformed window or a gone address space →
+ * `BadAddress`; notifier already moved → `Busy`). With
  * `fault`: holes, PROT_NONE and special VMAs → `BadAddress`, a write request
  * on a read-only VMA → `PermissionDenied`; device-resident allocations not
  * owned by `devicePrivateOwner` migrate back first (populate on a
@@ -21,11 +22,12 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { ADDRESS_LIMIT, HUGE_PAGE_ORDER, PAGE_SIZE, isAddress } from "../../domain/Address.ts"
-import { BadAddress, Busy, PermissionDenied } from "../../domain/Errors.ts"
+import { HUGE_PAGE_ORDER, PAGE_SIZE } from "../../domain/Address.ts"
+import { BadAddress, type Busy, PermissionDenied } from "../../domain/Errors.ts"
 import { type HmmPfn, NOT_VALID } from "../../domain/HmmPfn.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
+import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
 import type { DeviceAlloc, NativeState } from "./NativeState.ts"
 import { errnoText } from "./NativeState.ts"
 import { isExclusive, isPresent, pfnOf } from "./Proc.ts"
@@ -37,31 +39,7 @@ const readable = (v: Vma): boolean => (v.prot.read || v.prot.write || v.prot.exe
 
 /** Builds the `Hmm` service of machine `st`. */
 export const makeHmm = (st: NativeState): Hmm["Service"] => {
-  const n = st.notifiers
   const pmOwner = st.config.devicePrivateOwner
-
-  const checkArgs = (r: HmmRange): BadAddress | undefined => {
-    if (typeof r !== "object" || r === null) return new BadAddress({ reason: "hmm_range_fault: range must be an object" })
-    if (!isAddress(r.start) || r.start % PAGE_SIZE !== 0) return new BadAddress({ reason: "hmm_range_fault: start is not a page-aligned address" })
-    if (!Number.isSafeInteger(r.end) || r.end <= r.start || r.end % PAGE_SIZE !== 0 || r.end > ADDRESS_LIMIT) {
-      return new BadAddress({ reason: "hmm_range_fault: end must be a page-aligned address above start", addr: r.start })
-    }
-    if (typeof r.notifier !== "object" || r.notifier === null) return new BadAddress({ reason: "hmm_range_fault: notifier is not a handle", addr: r.start })
-    return undefined
-  }
-
-  const checkFault = (start: number, end: number, write: boolean): BadAddress | PermissionDenied | undefined => {
-    let at = start
-    for (const v of st.intersecting(start, end)) {
-      if (v.start > at) return new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
-      const a = Math.max(at, v.start)
-      if (!v.prot.read) return new BadAddress({ reason: "hmm_range_fault: VMA not readable (PROT_NONE)", addr: a })
-      if (v.kind === "special") return new BadAddress({ reason: "hmm_range_fault: VM_PFNMAP/VM_IO VMA", addr: a })
-      if (write && !v.prot.write) return new PermissionDenied({ reason: "hmm_range_fault: write to a read-only VMA", addr: a })
-      at = v.end
-    }
-    return at >= end ? undefined : new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
-  }
 
   /** `[start, end)` minus the given allocations, as windows. */
   const outside = (start: number, end: number, allocs: ReadonlyArray<DeviceAlloc>): Array<readonly [number, number]> => {
@@ -145,20 +123,12 @@ export const makeHmm = (st: NativeState): Hmm["Service"] => {
     return out
   }
 
-  const busy = (r: HmmRange, why: string) => new Busy({ reason: `hmm_range_fault: ${why}`, addr: r.start })
-
   const rangeFault = Effect.fnUntraced(function*(r: HmmRange): Effect.fn.Return<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied> {
-    if (st.inject.hmmBusy > 0) {
-      st.inject.hmmBusy--
-      return yield* busy(r, "injected EBUSY")
-    }
-    const argErr = checkArgs(r)
-    if (argErr !== undefined) return yield* argErr
-    if (!st.alive) return yield* new BadAddress({ reason: "hmm_range_fault: the address space has exited", addr: r.start })
-    if (n.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved before the walk")
+    const early = hmmPrologue(st, r)
+    if (early !== undefined) return yield* early
     const mine = r.devicePrivateOwner !== undefined && r.devicePrivateOwner === pmOwner
     if (r.fault) {
-      const err = checkFault(r.start, r.end, r.write)
+      const err = checkHmmFault(st.intersecting(r.start, r.end), r.start, r.end, r.write)
       if (err !== undefined) return yield* err
       if (!mine) {
         for (const a of st.allocsIn(r.start, r.end)) yield* st.migrateBack(a.start, a.end)
@@ -176,7 +146,8 @@ export const makeHmm = (st: NativeState): Hmm["Service"] => {
     })
     const out = walk(r, owned, words)
     if (out instanceof BadAddress) return yield* out
-    if (n.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+    const moved = movedDuringWalk(st, r)
+    if (moved !== undefined) return yield* moved
     st.snapshots.set(r.notifier.id, { seq: r.notifierSeq, start: r.start, end: r.end, words })
     return out
   })

@@ -26,39 +26,15 @@
  *
  * @since 0.1.0
  */
+import { Effect } from "effect"
 import { HUGE_PAGE_ORDER, HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
-import { BadAddress, PermissionDenied } from "../../domain/Errors.ts"
+import { BadAddress } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { NOT_VALID } from "../../domain/HmmPfn.ts"
 import { ZERO_PFN } from "./Frames.ts"
 import type { MachineState } from "./MachineState.ts"
-import { HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
+import { type DevicePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
-
-const canRead = (v: VmaRec): boolean => v.prot.read || v.prot.write || v.prot.exec
-
-/**
- * Checks a CPU access of `[start, end)` (page aligned) against the VMAs:
- * a hole or an inaccessible (PROT_NONE) VMA is `BadAddress` (SIGSEGV), a write
- * to a VMA without write permission is `PermissionDenied`.
- */
-export const checkCpuAccess = (
-  st: MachineState,
-  start: number,
-  end: number,
-  write: boolean
-): BadAddress | PermissionDenied | undefined => {
-  let at = start
-  for (const v of st.vmas.intersecting(start, end)) {
-    if (v.start > at) return new BadAddress({ reason: "no VMA maps the address", addr: at })
-    if (!canRead(v)) return new BadAddress({ reason: "VMA is PROT_NONE", addr: Math.max(at, v.start) })
-    if (write && !v.prot.write) {
-      return new PermissionDenied({ reason: "write to a VMA without PROT_WRITE", addr: Math.max(at, v.start) })
-    }
-    at = v.end
-  }
-  return at >= end ? undefined : new BadAddress({ reason: "no VMA maps the address", addr: at })
-}
 
 /** Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse? */
 export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolean => {
@@ -261,32 +237,7 @@ export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>)
 export const ERROR_ENTRY: HmmPfn = { valid: false, write: false, error: true, order: 0, page: undefined }
 
 /**
- * The checks `hmm_range_fault` makes with FAULT asked, in address order: a
- * hole, a PROT_NONE or `special` VMA is `BadAddress`; with WRITE, a VMA
- * without write permission is `PermissionDenied`.
- */
-export const checkHmmFault = (
-  st: MachineState,
-  start: number,
-  end: number,
-  write: boolean
-): BadAddress | PermissionDenied | undefined => {
-  let at = start
-  for (const v of st.vmas.intersecting(start, end)) {
-    if (v.start > at) return new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
-    const a = Math.max(at, v.start)
-    if (!v.prot.read) return new BadAddress({ reason: "hmm_range_fault: VMA not readable (PROT_NONE)", addr: a })
-    if (v.kind === "special") return new BadAddress({ reason: "hmm_range_fault: VM_PFNMAP/VM_IO VMA", addr: a })
-    if (write && !v.prot.write) {
-      return new PermissionDenied({ reason: "hmm_range_fault: write to a read-only VMA", addr: a })
-    }
-    at = v.end
-  }
-  return at >= end ? undefined : new BadAddress({ reason: "hmm_range_fault: no VMA", addr: at })
-}
-
-/**
- * The walk of `hmm_range_fault` (after {@link checkHmmFault} passed when
+ * The walk of `hmm_range_fault` (after `checkHmmFault` (common/HmmPrologue.ts) passed when
  * `fault`): one entry per page of `[start, end)`. With `fault`, missing pages
  * are faulted in (and made writable with `write`); without, missing pages are
  * not valid and holes / inaccessible VMAs are error entries. Device-private
@@ -336,3 +287,33 @@ export const hmmWalk = (
   for (; i < n; i++) out[i] = ERROR_ENTRY
   return out
 }
+
+/**
+ * `do_swap_page` → `dev_pagemap_ops.migrate_to_ram` for the device-private
+ * entries of `[start, end)` that `wanted` selects, through the machine's
+ * `cpuTouchedDevicePage` hook (`SimPagemap.ts`), mmap read lock held: the
+ * first call for an allocation migrates its pages of the VMA back (after its
+ * timeslice), later calls for entries already replaced return at once. No
+ * hook registered: `BadAddress` (`call` prefixes the reason).
+ */
+export const migrateToRam = (
+  st: MachineState,
+  start: number,
+  end: number,
+  wanted: (pte: DevicePte) => boolean,
+  call: string
+): Effect.Effect<void, BadAddress> =>
+  Effect.suspend(() => {
+    if (st.devicePtes === 0) return Effect.void
+    const hits: Array<[number, Pte]> = []
+    st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+      if (pte.kind === "device" && wanted(pte)) hits.push([vpn, pte])
+    })
+    return Effect.forEach(hits, ([vpn, pte]) => {
+      const hook = st.hooks.cpuTouchedDevicePage
+      if (pte.kind !== "device") return Effect.void
+      return hook === undefined
+        ? Effect.fail(new BadAddress({ reason: `${call}device-private page and no migrate_to_ram hook`, addr: vpn * PAGE_SIZE }))
+        : hook(vpn * PAGE_SIZE, pte)
+    }, { discard: true })
+  })

@@ -35,29 +35,17 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import {
-  ADDRESS_LIMIT,
-  HUGE_PAGE_SIZE,
-  PAGE_SIZE,
-  alignDown,
-  alignUp,
-  isAddress,
-  isPowerOfTwo,
-  overlaps
-} from "../../domain/Address.ts"
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
-import { PROT_RW, equals as protEquals } from "../../domain/Prot.ts"
-import type { VmaKind } from "../../domain/Vma.ts"
+import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
-import { checkCpuAccess, cowExtent, faultPage, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
+import { cowExtent, faultPage, migrateToRam, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
-import { checkMremap, checkWindow, invalid as bad, isProt } from "../common/CpuArgs.ts"
-
-const KINDS: ReadonlyArray<VmaKind> = ["anonymous", "file", "hugetlb", "special"]
+import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
 /** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
 const checkHugeEdges = (st: MachineState, call: string, start: number, end: number): InvalidArgument | undefined => {
@@ -70,7 +58,8 @@ const checkHugeEdges = (st: MachineState, call: string, start: number, end: numb
   return undefined
 }
 
-const exited = (call: string) => bad(`${call}: the address space has exited`)
+/** A CPU load or store migrates every device-private entry it touches back. */
+const anyDevicePage = (): boolean => true
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
@@ -93,32 +82,10 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
 
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
     yield* point
-    if (typeof o !== "object" || o === null) return yield* bad("mmap: options must be an object")
-    const kind = o.kind ?? "anonymous"
-    if (!KINDS.includes(kind)) return yield* bad("mmap: kind must be anonymous, file, hugetlb or special")
-    const prot = o.prot ?? PROT_RW
-    if (!isProt(prot)) return yield* bad("mmap: prot must be { read, write, exec } booleans")
-    const minAlign = kindAlign(kind)
-    const length = o.length
-    if (!Number.isSafeInteger(length) || length <= 0) return yield* bad("mmap: length must be a positive integer")
-    if (length % minAlign !== 0) {
-      return yield* bad(kind === "hugetlb" ? "mmap: length of a hugetlb mapping must be a multiple of 2 MiB" : "mmap: length is not a multiple of 4096")
-    }
-    if (o.addr !== undefined) {
-      if (!isAddress(o.addr)) return yield* bad("mmap: addr is not an address in [0, 2^53)")
-      // Only MAP_FIXED insists on an aligned, fitting addr; a hint is rounded down and may be ignored (§11.15).
-      if (o.fixed === true && o.addr % minAlign !== 0) {
-        return yield* bad(kind === "hugetlb" ? "mmap: addr of a hugetlb mapping must be 2 MiB aligned" : "mmap: addr is not page aligned", o.addr)
-      }
-      if (o.fixed === true && o.addr + length > ADDRESS_LIMIT) return yield* bad("mmap: addr + length is past 2^53", o.addr)
-    }
-    if (o.fixed === true && o.addr === undefined) return yield* bad("mmap: fixed needs addr")
-    const align = o.align ?? PAGE_SIZE
-    if (!isPowerOfTwo(align) || align < PAGE_SIZE) return yield* bad("mmap: align must be a power of two >= 4096")
-    if (o.fileSeed !== undefined && !Number.isSafeInteger(o.fileSeed)) return yield* bad("mmap: fileSeed must be an integer")
-    if (o.name !== undefined && typeof o.name !== "string") return yield* bad("mmap: name must be a string")
-    return yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mmap")
+    const args = checkMmap(o)
+    if (args instanceof InvalidArgument) return yield* args
+    const { kind, prot, length, minAlign, align } = args
+    return yield* lock.withWrite(ifAlive(st, "mmap", Effect.gen(function*() {
       let start: number
       if (o.fixed === true && o.addr !== undefined) {
         start = o.addr
@@ -154,7 +121,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
         st.vmas.insert(rec)
       })
       return start
-    }))
+    })))
   })
 
   const munmap = Effect.fnUntraced(function*(addr: number, length: number) {
@@ -162,22 +129,19 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     const err = checkWindow("munmap", addr, length)
     if (err !== undefined) return yield* err
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("munmap")
+    yield* lock.withWrite(ifAlive(st, "munmap", Effect.gen(function*() {
       const huge = checkHugeEdges(st, "munmap", addr, end)
       if (huge !== undefined) return yield* huge
       yield* unmapWithEvent(addr, end)
-    }))
+    })))
   })
 
   const mprotect = Effect.fnUntraced(function*(addr: number, length: number, prot: Prot) {
     yield* point
-    const err = checkWindow("mprotect", addr, length)
+    const err = checkMprotect(addr, length, prot)
     if (err !== undefined) return yield* err
-    if (!isProt(prot)) return yield* bad("mprotect: prot must be { read, write, exec } booleans", addr)
     const end = addr + length
-    yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mprotect")
+    yield* lock.withWrite(ifAlive(st, "mprotect", Effect.gen(function*() {
       if (!st.vmas.covers(addr, end)) {
         return yield* new VmaNotFound({ reason: "mprotect: [addr, addr + length) is not entirely mapped", addr })
       }
@@ -211,7 +175,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
             pte.writable = false
           })
         })), { discard: true })
-    }))
+    })))
   })
 
   /**
@@ -246,8 +210,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     const end = addr + length
     // madvise(MADV_DONTNEED) holds the mmap lock for reading (kernel-semantics §11.9): it runs
     // concurrently with faults and populate; the zap itself is one synchronous step.
-    yield* lock.withRead(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("madvise")
+    yield* lock.withRead(ifAlive(st, "madvise", Effect.gen(function*() {
       const huge = checkHugeEdges(st, "madvise", addr, end)
       if (huge !== undefined) return yield* huge
       const hit = st.vmas.intersecting(addr, end)
@@ -255,7 +218,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
       const s = Math.max(addr, hit[0]!.start)
       const e = Math.min(end, hit[hit.length - 1]!.end)
       yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
-    }))
+    })))
   })
 
   /** Moves `[addr, addr + len)` of `vma` to `target` (page tables move; old VMA part removed unless `dontUnmap`). */
@@ -291,8 +254,7 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     if (argErr !== undefined) return yield* argErr
     const newAddr = o?.newAddr
     const dontUnmap = o?.dontUnmap === true
-    return yield* lock.withWrite(Effect.gen(function*() {
-      if (!st.alive) return yield* exited("mremap")
+    return yield* lock.withWrite(ifAlive(st, "mremap", Effect.gen(function*() {
       const vma = st.vmas.find(addr)
       if (vma === undefined || addr + oldLength > vma.end) {
         return yield* bad("mremap: [addr, addr + oldLength) is not inside one VMA", addr)
@@ -353,37 +315,11 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
         })
       }
       return target
-    }))
+    })))
   })
 
-  /**
-   * Runs the `migrate_to_ram` hook (`SimPagemap.ts`) for device-private entries
-   * of `[start, end)`, mmap read lock held: the first call for an allocation
-   * migrates its pages of the VMA back (after its timeslice), later calls for
-   * entries already replaced return at once.
-   */
-  const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> =>
-    Effect.suspend(() => {
-      if (st.devicePtes === 0) return Effect.void
-      const hits: Array<[number, Pte]> = []
-      st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
-        if (pte.kind === "device") hits.push([vpn, pte])
-      })
-      return Effect.forEach(hits, ([vpn, pte]) => {
-        const hook = st.hooks.cpuTouchedDevicePage
-        if (pte.kind !== "device") return Effect.void
-        return hook === undefined
-          ? Effect.fail(new BadAddress({ reason: "device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
-          : hook(vpn * PAGE_SIZE, pte)
-      }, { discard: true })
-    })
-
-  const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | undefined => {
-    if (!isAddress(addr)) return new BadAddress({ reason: `${call}: addr is not an address in [0, 2^53)` })
-    if (!Number.isSafeInteger(length) || length < 0) return new BadAddress({ reason: `${call}: length must be a non-negative integer`, addr })
-    if (addr + length > ADDRESS_LIMIT) return new BadAddress({ reason: `${call}: addr + length is past 2^53`, addr })
-    return undefined
-  }
+  /** `migrate_to_ram` for every device-private entry of `[start, end)` (`CpuFault.migrateToRam`), mmap read lock held. */
+  const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> => migrateToRam(st, start, end, anyDevicePage, "")
 
   /** Copies between `buf` and memory for `[addr, addr + buf.length)`, faulting pages in (all checks done). */
   const access = (addr: number, buf: Uint8Array, write: boolean): void => {
@@ -409,41 +345,26 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     const err = checkAccessArgs("read", addr, length)
     if (err !== undefined) return yield* err
     if (length === 0) return new Uint8Array(0)
-    const s = alignDown(addr, PAGE_SIZE)
-    const e = alignUp(addr + length, PAGE_SIZE)
-    return yield* lock.withRead(Effect.gen(function*() {
-      if (!st.alive) return yield* new BadAddress({ reason: "read: the address space has exited", addr })
-      const bad = checkCpuAccess(st, s, e, false)
-      if (bad !== undefined) return yield* new BadAddress({ reason: `read: ${bad.reason}`, addr: bad.addr ?? addr })
+    return yield* lock.withRead(checkedAccess(st, st.vmas, "read", addr, length, (s, e) => Effect.gen(function*() {
       yield* migrateDevicePages(s, e)
       const out = new Uint8Array(length)
       access(addr, out, false)
       return out
-    }))
+    })))
   })
 
   const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
     yield* point
-    if (!(bytes instanceof Uint8Array)) return yield* new BadAddress({ reason: "write: bytes must be a Uint8Array", addr })
-    const err = checkAccessArgs("write", addr, bytes.length)
+    const err = checkWriteArgs(addr, bytes)
     if (err !== undefined) return yield* err
     if (bytes.length === 0) return
-    const s = alignDown(addr, PAGE_SIZE)
-    const e = alignUp(addr + bytes.length, PAGE_SIZE)
-    yield* lock.withRead(Effect.gen(function*(): Effect.fn.Return<void, BadAddress | PermissionDenied> {
-      if (!st.alive) return yield* new BadAddress({ reason: "write: the address space has exited", addr })
-      const bad = checkCpuAccess(st, s, e, true)
-      if (bad !== undefined) {
-        return yield* (bad._tag === "BadAddress"
-          ? new BadAddress({ reason: `write: ${bad.reason}`, addr: bad.addr ?? addr })
-          : bad)
-      }
+    yield* lock.withRead(checkedAccess(st, st.vmas, "write", addr, bytes.length, (s, e) => Effect.gen(function*() {
       yield* migrateDevicePages(s, e)
       const cow = cowExtent(st, s, e)
       const doWrite = Effect.sync(() => access(addr, bytes, true))
       if (cow === undefined) return yield* doWrite
       return yield* notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
-    }))
+    })))
   })
 
   /**

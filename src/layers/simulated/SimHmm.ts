@@ -1,9 +1,10 @@
 /**
  * The simulated `Hmm` service: `hmm_range_fault` (kernel-semantics §8).
  *
- * In order: a schedule yield point; a pending `hmmBusy` injection → `Busy`;
- * exited address space or malformed window → `BadAddress` (the reason names
- * the argument); notifier already moved → `Busy`. With `fault` the walk goes
+ * In order: a schedule yield point; the shared prologue
+ * (`layers/common/HmmPrologue.ts`: a pending `hmmBusy` injection → `Busy`;
+ * malformed window or exited address space → `BadAddress`, the reason naming
+ * the argument; notifier already moved → `Busy`). With `fault` the walk goes
  * in address order (kernel-semantics §11.5): every page must lie in a
  * readable, non-`special` VMA (`BadAddress` otherwise) and, with `write`, a
  * writable one (`PermissionDenied`); the first page that does not ends the
@@ -31,35 +32,17 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { ADDRESS_LIMIT, PAGE_SIZE, isAddress } from "../../domain/Address.ts"
-import { BadAddress, Busy, type PermissionDenied } from "../../domain/Errors.ts"
+import { BadAddress, type Busy, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
-import { checkHmmFault, cowExtent, hmmWalk } from "./CpuFault.ts"
+import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
+import { cowExtent, hmmWalk, migrateToRam } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
-import { type Pte, vpnOf } from "./PageTable.ts"
 
 /** Builds the `Hmm` service of machine `st`. */
 export const makeHmm = (st: MachineState): Hmm["Service"] => {
   const point = st.schedule.at("hmm")
   const notifiers = st.notifiers
-
-  const checkArgs = (r: HmmRange): BadAddress | undefined => {
-    if (typeof r !== "object" || r === null) return new BadAddress({ reason: "hmm_range_fault: range must be an object" })
-    if (!isAddress(r.start) || r.start % PAGE_SIZE !== 0) {
-      return new BadAddress({ reason: "hmm_range_fault: start is not a page-aligned address" })
-    }
-    if (!Number.isSafeInteger(r.end) || r.end <= r.start || r.end % PAGE_SIZE !== 0 || r.end > ADDRESS_LIMIT) {
-      return new BadAddress({ reason: "hmm_range_fault: end must be a page-aligned address above start", addr: r.start })
-    }
-    if (typeof r.notifier !== "object" || r.notifier === null) {
-      return new BadAddress({ reason: "hmm_range_fault: notifier is not a handle", addr: r.start })
-    }
-    return undefined
-  }
-
-  const busy = (r: HmmRange, why: string) =>
-    new Busy({ reason: `hmm_range_fault: ${why}`, addr: r.start })
 
   /**
    * Device-private entries of the window not owned by `devicePrivateOwner`
@@ -67,42 +50,24 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
    * `migrate_to_ram` hook (`do_swap_page` → `dev_pagemap_ops.migrate_to_ram`).
    */
   const migrateForeign = (r: HmmRange): Effect.Effect<void, BadAddress> =>
-    Effect.suspend(() => {
-      if (st.devicePtes === 0) return Effect.void
-      const hits: Array<[number, Pte]> = []
-      st.pt.forEachIn(vpnOf(r.start), vpnOf(r.end), (vpn, pte) => {
-        if (pte.kind === "device" && (pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable))) hits.push([vpn, pte])
-      })
-      return Effect.forEach(hits, ([vpn, pte]) => {
-        const hook = st.hooks.cpuTouchedDevicePage
-        if (pte.kind !== "device") return Effect.void
-        return hook === undefined
-          ? Effect.fail(new BadAddress({ reason: "hmm_range_fault: device-private page and no migrate_to_ram hook", addr: vpn * PAGE_SIZE }))
-          : hook(vpn * PAGE_SIZE, pte)
-      }, { discard: true })
-    })
+    migrateToRam(st, r.start, r.end, (pte) => pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable), "hmm_range_fault: ")
 
   const rangeFault = Effect.fnUntraced(function*(
     r: HmmRange
   ): Effect.fn.Return<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied> {
     yield* point
-    if (st.inject.hmmBusy > 0) {
-      st.inject.hmmBusy--
-      return yield* busy(r, "injected EBUSY")
-    }
-    const argErr = checkArgs(r)
-    if (argErr !== undefined) return yield* argErr
-    if (!st.alive) return yield* new BadAddress({ reason: "hmm_range_fault: the address space has exited", addr: r.start })
-    if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved before the walk")
+    const early = hmmPrologue(st, r)
+    if (early !== undefined) return yield* early
     if (!r.fault) {
       const out = hmmWalk(st, r.start, r.end, false, false, r.devicePrivateOwner)
-      if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+      const moved = movedDuringWalk(st, r)
+      if (moved !== undefined) return yield* moved
       return out
     }
     // kernel-semantics §11.5: the walk goes in address order and what it did before an error stands. The
     // first error (hole, PROT_NONE / VM_PFNMAP VMA, write to a read-only VMA) ends the walk at `stop`; every
     // page below it is processed first (device pages migrated back, COW broken, pages faulted in) and stays so.
-    const err = checkHmmFault(st, r.start, r.end, r.write)
+    const err = checkHmmFault(st.vmas.intersecting(r.start, r.end), r.start, r.end, r.write)
     const stop = err === undefined ? r.end : Math.max(r.start, err.addr ?? r.start)
     if (stop > r.start) {
       const head: HmmRange = stop === r.end ? r : { ...r, end: stop }
@@ -115,7 +80,8 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     const out = stop > r.start ? hmmWalk(st, r.start, stop, true, r.write, r.devicePrivateOwner) : []
     // A migration or COW break above moved the caller's sequence: EBUSY first (the kernel's walk restarts
     // and `mmu_interval_check_retry` ends it), as hmm_range_fault does before reaching the error.
-    if (notifiers.moved(r.notifier, r.notifierSeq)) return yield* busy(r, "notifier sequence moved during the walk")
+    const moved = movedDuringWalk(st, r)
+    if (moved !== undefined) return yield* moved
     if (err !== undefined) return yield* err
     return out
   })
