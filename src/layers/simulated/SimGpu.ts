@@ -18,11 +18,10 @@
  *
  * @since 0.1.0
  */
-import { Effect, Layer } from "effect"
 import { hex, PAGE_SIZE } from "../../domain/Address.ts"
-import { Gpu } from "../../services/Gpu.ts"
+import type { Gpu } from "../../services/Gpu.ts"
 import { alreadyRecorded, type GpuMemoryPort, makeGpuEngine, refused } from "../common/GpuEngine.ts"
-import { type MachineState, SimState } from "./MachineState.ts"
+import type { MachineState } from "./MachineState.ts"
 import type { Vram } from "./Vram.ts"
 
 /** Fault rounds per page before the access gives up (the engine's bound). */
@@ -74,12 +73,3 @@ export const makeGpu = (st: MachineState): Gpu["Service"] =>
     accessPoint: st.interleaving.controlled ? st.schedule.at("gpu.access") : undefined,
     bindPoint: st.interleaving.controlled ? st.schedule.at("gpu.bind") : undefined
   })
-
-/** The simulated GPU over the machine's `SimState`. */
-export const layer: Layer.Layer<Gpu, never, SimState> = Layer.effect(
-  Gpu,
-  Effect.gen(function*() {
-    const st = yield* SimState
-    return makeGpu(st)
-  })
-)
