@@ -73,10 +73,14 @@ export class Cpu extends Context.Service<Cpu, {
   readonly madviseDontNeed: (addr: number, length: number) => Effect.Effect<void, InvalidArgument>
   /** `mremap(2)` with `MREMAP_MAYMOVE`: move, grow or shrink; returns the new address. Raises UNMAP on the old range. */
   readonly mremap: (addr: number, oldLength: number, newLength: number, o?: MremapOptions) => Effect.Effect<number, InvalidArgument>
-  /** A CPU load: faults pages in (device-private pages migrate back first, `migrate_to_ram`). */
-  readonly read: (addr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
-  /** A CPU store: faults pages in for writing (breaking COW). */
-  readonly write: (addr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress | PermissionDenied>
+  /**
+   * A CPU load: faults pages in (device-private pages migrate back first,
+   * `migrate_to_ram`). `InvalidArgument` for a length over `MAX_RW_COUNT`
+   * (2 GiB − 4 KiB, Linux's bound on one read/write: read larger spans in pieces).
+   */
+  readonly read: (addr: number, length: number) => Effect.Effect<Uint8Array, BadAddress | InvalidArgument>
+  /** A CPU store: faults pages in for writing (breaking COW). `InvalidArgument` over `MAX_RW_COUNT`, as `read`. */
+  readonly write: (addr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress | PermissionDenied | InvalidArgument>
   /**
    * `exit(2)` → `exit_mmap`: every notifier gets RELEASE over the whole space, then UNMAP over the whole
    * space, and the address space goes away (kernel-semantics §11.1); `Mm.acquire` fails after.

@@ -67,6 +67,21 @@ export const patternByte = (p: number, i: number): number => (p + i) % 256
  */
 export const expectedBytes = (expect: Expect, length: number, offset = 0): Uint8Array => {
   const out = new Uint8Array(length)
-  if (expect !== "zero") for (let i = 0; i < length; i++) out[i] = patternByte(expect, offset + i)
+  return expect === "zero" ? out : fillPattern(out, expect, offset)
+}
+
+/**
+ * Fills `out` with pattern `p` as bytes `offset, offset + 1, …` of a buffer
+ * (`out[i] = patternByte(p, offset + i)`): one 256-byte period computed, then
+ * copied by doubling (the pattern repeats every 256 bytes), so a 64 MiB window
+ * costs a few `copyWithin`s rather than a loop per byte.
+ *
+ * @category patterns
+ * @since 0.2.0
+ */
+export const fillPattern = (out: Uint8Array, p: number, offset = 0): Uint8Array => {
+  const period = Math.min(out.length, 256)
+  for (let i = 0; i < period; i++) out[i] = patternByte(p, offset + i)
+  for (let filled = period; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled))
   return out
 }

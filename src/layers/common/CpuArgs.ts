@@ -169,12 +169,26 @@ export const checkMmap = (o: MmapOptions, supported: ReadonlyArray<VmaKind> = KI
  * @category validation
  * @since 0.2.0
  */
-export const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | undefined => {
+export const checkAccessArgs = (call: string, addr: number, length: number): BadAddress | InvalidArgument | undefined => {
   if (!isAddress(addr)) return new BadAddress({ reason: `${call}: addr is not an address in [0, 2^53)` })
   if (!Number.isSafeInteger(length) || length < 0) return new BadAddress({ reason: `${call}: length must be a non-negative integer`, addr })
   if (addr + length > ADDRESS_LIMIT) return new BadAddress({ reason: `${call}: addr + length is past 2^53`, addr })
+  if (length > MAX_RW_COUNT) {
+    return new InvalidArgument({ reason: `${call}: length ${length} exceeds MAX_RW_COUNT (${MAX_RW_COUNT}, 2 GiB - 4 KiB): access it in pieces`, addr })
+  }
   return undefined
 }
+
+/**
+ * `MAX_RW_COUNT` (`INT_MAX & PAGE_MASK`, include/linux/fs.h): the most bytes
+ * one read or write transfers in Linux, and the bound on one `Cpu.read` /
+ * `Cpu.write` / GPU access here, so a huge request is a typed `InvalidArgument`
+ * decided before any byte moves (never an allocation failure).
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const MAX_RW_COUNT = 0x7ffff000
 
 /**
  * Validates the arguments of a store `write(addr, bytes)`: `bytes` a `Uint8Array`, then as {@link checkAccessArgs}.
@@ -182,7 +196,7 @@ export const checkAccessArgs = (call: string, addr: number, length: number): Bad
  * @category validation
  * @since 0.2.0
  */
-export const checkWriteArgs = (addr: number, bytes: Uint8Array): BadAddress | undefined =>
+export const checkWriteArgs = (addr: number, bytes: Uint8Array): BadAddress | InvalidArgument | undefined =>
   bytes instanceof Uint8Array
     ? checkAccessArgs("write", addr, bytes.length)
     : new BadAddress({ reason: "write: bytes must be a Uint8Array", addr })

@@ -26,10 +26,11 @@
 import { Effect } from "effect"
 import { hex, isAddress, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
-import { GpuFaultError } from "../../domain/Errors.ts"
+import { GpuFaultError, InvalidArgument } from "../../domain/Errors.ts"
 import { type AccessMode, type FaultHandler, Gpu, type GpuStats } from "../../services/Gpu.ts"
 import type { Violation } from "../../services/Machine.ts"
 import { GpuPageTable, type GpuPte } from "./GpuPageTable.ts"
+import { MAX_RW_COUNT } from "./CpuArgs.ts"
 
 /**
  * Fault rounds per page before an access gives up (the handler itself retries internally).
@@ -207,6 +208,10 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
     if (accessPoint !== undefined) yield* accessPoint
     if (!isAddress(addr) || !Number.isSafeInteger(length) || length <= 0 || !isAddress(addr + length - 1)) {
       return yield* fail(addr, `bad GPU access [${addr}, +${length})`)
+    }
+    if (length > MAX_RW_COUNT) {
+      const tooLong = new InvalidArgument({ reason: `GPU access of ${length} bytes exceeds MAX_RW_COUNT (${MAX_RW_COUNT}): access it in pieces`, addr })
+      return yield* fail(addr, "GPU access too long", tooLong)
     }
     stats.accesses++
     if (mode === "atomic") {

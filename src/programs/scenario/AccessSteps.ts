@@ -8,9 +8,11 @@
  * @since 0.2.0
  */
 import { Effect } from "effect"
+import { Buffer } from "node:buffer"
 import { hex } from "../../domain/Address.ts"
-import type { BadAddress, GpuFaultError, OutOfMemory, PermissionDenied, TimedOut } from "../../domain/Errors.ts"
-import { expectedBytes, patternByte, type GpuAtomicIncStep, type GpuFaultStep, type PrefetchStep, type ReadStep, type StepOf, type WriteStep } from "../../domain/Scenario.ts"
+import type { BadAddress, GpuFaultError, InvalidArgument, OutOfMemory, PermissionDenied, TimedOut } from "../../domain/Errors.ts"
+import { expectedBytes, type GpuAtomicIncStep, type GpuFaultStep, type PrefetchStep, type ReadStep, type StepOf, type WriteStep } from "../../domain/Scenario.ts"
+import { fillPattern } from "../../domain/scenario/Patterns.ts"
 import { fail, type Interpreter, type RunEnv, windowOf } from "./RunEnv.ts"
 import { UnknownBuffer } from "./StepError.ts"
 
@@ -36,34 +38,64 @@ export const ACCESS_OPS = ["cpu-write", "gpu-write", "cpu-read", "gpu-read", "gp
  * @category errors
  * @since 0.2.0
  */
-export type AccessStepError = BadAddress | PermissionDenied | GpuFaultError | OutOfMemory | TimedOut | UnknownBuffer
+export type AccessStepError = BadAddress | PermissionDenied | InvalidArgument | GpuFaultError | OutOfMemory | TimedOut | UnknownBuffer
 
+const view = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.length)
+
+/** The first index where `got` differs from `want` (-1: equal), memcmp first (the common, equal case). */
 const firstDifference = (got: Uint8Array, want: Uint8Array): number => {
+  if (view(got).equals(view(want))) return -1
   for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) return i
   return -1
 }
 
+/**
+ * The most bytes one CPU or GPU call of a step moves: a larger window streams
+ * in pieces of this size (patterns generated and compared piece by piece), so
+ * a whole-buffer access of a huge buffer never materialises the buffer and
+ * never exceeds `MAX_RW_COUNT` (issue #18).
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const STREAM_PIECE = 64 * 1024 * 1024
+
+/** `f(offset, length)` for each piece of `[0, length)`, in order, stopping when `f` returns true. */
+const pieces = <E>(length: number, f: (offset: number, length: number) => Effect.Effect<boolean, E>): Effect.Effect<void, E> =>
+  Effect.gen(function*() {
+    for (let off = 0; off < length; off += STREAM_PIECE) {
+      if (yield* f(off, Math.min(STREAM_PIECE, length - off))) return
+    }
+  })
+
 const write = (env: RunEnv, step: WriteStep) => {
   const w = windowOf(env, step.buf, step.offset, step.length)
   if (w instanceof UnknownBuffer) return Effect.fail(w)
-  const bytes = new Uint8Array(w.length)
-  for (let i = 0; i < w.length; i++) bytes[i] = patternByte(step.pattern, w.offset + i)
-  return step.op === "cpu-write" ? env.cpu.write(w.addr, bytes) : Effect.asVoid(env.gpu.access(w.addr, w.length, "write", bytes))
+  return pieces(w.length, (off, len) => {
+    const bytes = fillPattern(new Uint8Array(len), step.pattern, w.offset + off)
+    const put: Effect.Effect<void, BadAddress | InvalidArgument | PermissionDenied | GpuFaultError> = step.op === "cpu-write"
+      ? env.cpu.write(w.addr + off, bytes)
+      : Effect.asVoid(env.gpu.access(w.addr + off, len, "write", bytes))
+    return Effect.as(put, false)
+  })
 }
 
 const read = (env: RunEnv, step: ReadStep, where: string) => {
   const w = windowOf(env, step.buf, step.offset, step.length)
   if (w instanceof UnknownBuffer) return Effect.fail(w)
-  const got: Effect.Effect<Uint8Array | void, BadAddress | GpuFaultError> = step.op === "cpu-read"
-    ? env.cpu.read(w.addr, w.length)
-    : env.gpu.access(w.addr, w.length, "read")
-  return Effect.map(got, (out) => {
-    const want = expectedBytes(step.expect, w.length, w.offset)
-    const bytes = out instanceof Uint8Array ? out : new Uint8Array(0)
-    const at = bytes.length < want.length ? bytes.length : firstDifference(bytes, want)
-    if (at >= 0) {
-      fail(env, where, `${step.op} of ${step.buf}: byte at offset ${w.offset + at} (${hex(w.addr + at)}) is ${bytes[at] ?? "missing"}, expected ${want[at]}`)
-    }
+  return pieces(w.length, (off, len) => {
+    const got: Effect.Effect<Uint8Array | void, BadAddress | InvalidArgument | GpuFaultError> = step.op === "cpu-read"
+      ? env.cpu.read(w.addr + off, len)
+      : env.gpu.access(w.addr + off, len, "read")
+    return Effect.map(got, (out) => {
+      const want = expectedBytes(step.expect, len, w.offset + off)
+      const bytes = out instanceof Uint8Array ? out : new Uint8Array(0)
+      const at = bytes.length < want.length ? bytes.length : firstDifference(bytes, want)
+      if (at < 0) return false
+      const o = w.offset + off + at
+      fail(env, where, `${step.op} of ${step.buf}: byte at offset ${o} (${hex(w.addr + off + at)}) is ${bytes[at] ?? "missing"}, expected ${want[at]}`)
+      return true
+    })
   })
 }
 
