@@ -26,7 +26,7 @@ import { DevicePagemaps } from "../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
-import { driverLayer } from "../support/driver.ts"
+import { GpuSvmTest } from "../../src/testing/index.ts"
 
 const WORKLOADS = 10
 const SCHEDULES_PER_WORKLOAD = 100
@@ -151,7 +151,7 @@ export const runSeed = (seed: number) => {
       if (u.usedBytes !== 0) problems.push(`seed ${seed}: ${u.usedBytes} VRAM bytes leaked`)
     }
     return problems
-  }).pipe(Effect.provide(driverLayer({ machine: { vramBytes: 8 * 1024 * KiB, devicePrivateOwner: "test-gpu" }, policy })))
+  }).pipe(Effect.provide(GpuSvmTest.layer({ machine: { vramBytes: 8 * 1024 * KiB, devicePrivateOwner: "test-gpu" }, policy })))
 }
 
 describe("Driver §6/§10 coherence and safety under explored interleavings (design.md §8)", () => {

@@ -19,7 +19,7 @@ import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
 import type { DeviceMapper } from "../../src/services/Pagemaps.ts"
-import { driverLayer } from "../support/driver.ts"
+import { GpuSvmTest } from "../../src/testing/index.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -63,7 +63,7 @@ describe("§11.2 garbage-collector worker", () => {
       assert.strictEqual(c.rangesRemoved, 1)
       assert.strictEqual((yield* (yield* Machine).stats).dmaMappingsLive, 0)
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§11.2 Driver.idle waits for the worker: a partially munmapped VRAM range is evicted and removed without a GPU fault", () =>
     Effect.gen(function*() {
@@ -84,7 +84,7 @@ describe("§11.2 garbage-collector worker", () => {
       // the head keeps its bytes
       assert.deepStrictEqual(yield* cpu.read(buf, MiB), pattern(2, MiB))
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram }))))
 
   it.effect("§11.1 after exit and one collector pass: no range, no notifier, no DMA mapping, no device bytes (no fini)", () =>
     Effect.gen(function*() {
@@ -113,7 +113,7 @@ describe("§11.2 garbage-collector worker", () => {
       assert.strictEqual(used, 0)
       assert.isAbove((yield* driver.counters).gcRuns, 0)
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram }))))
 
   it.effect("§11.2 the worker takes the driver SVM lock: it waits for a fault in progress, then collects", () => {
     // One-shot hook in gpu.isBound, which the fault handler calls (holding the
@@ -148,7 +148,7 @@ describe("§11.2 garbage-collector worker", () => {
       for (let i = 0; i < 20; i++) yield* Effect.yieldNow
       assert.deepStrictEqual(yield* svm.ranges(b, b + 64 * KiB), [], "collected once the lock is free, without another fault")
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { gpu: wrap } })))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram, wrap: { gpu: wrap } })))
   })
 
   it.effect("§11.2 the worker is the GC actor, an ordinary fiber interrupted when the driver's scope closes", () =>
@@ -164,7 +164,7 @@ describe("§11.2 garbage-collector worker", () => {
         yield* driver.idle
         assert.isUndefined(driver.gcWorker.pollUnsafe(), "the worker runs while the driver lives")
         return driver.gcWorker
-      }).pipe(Effect.provide(Layer.fresh(driverLayer()))))
+      }).pipe(Effect.provide(Layer.fresh(GpuSvmTest.layer()))))
       const exit = yield* Fiber.await(worker)
       assert.isTrue(Exit.isFailure(exit) && Exit.hasInterrupts(exit), `worker exit: ${String(exit)}`)
     }))
@@ -190,7 +190,7 @@ describe("§11.3 read-only: the GPU mirror decides, not the CPU VMA", () => {
         const fresh = yield* Effect.flip(gpu.access(mmapped, 16, "read"))
         yield* noViolations
         return { err, fresh }
-      }).pipe(Effect.provide(driverLayer()))
+      }).pipe(Effect.provide(GpuSvmTest.layer()))
       assert.strictEqual(xe.err._tag, "GpuFaultError")
       assert.strictEqual(xe.err.causeTag, "PermissionDenied")
       assert.strictEqual(xe.err.retries, 0)
@@ -208,7 +208,7 @@ describe("§11.3 read-only: the GPU mirror decides, not the CPU VMA", () => {
         const a = yield* Effect.flip(gpu.access(buf, 4, "atomic"))
         assert.strictEqual(a.causeTag, "PermissionDenied")
         yield* noViolations
-      }).pipe(Effect.provide(driverLayer({ driver: { readOnlyMirror: true } })))
+      }).pipe(Effect.provide(GpuSvmTest.layer({ driver: { readOnlyMirror: true } })))
     }))
 })
 
@@ -240,7 +240,7 @@ describe("§11.4 a VMA split by mprotect under a range", () => {
         // the range is still there, spanning both VMAs
         assert.deepStrictEqual((yield* svm.ranges()).map((r) => [r.start, r.end]), [[buf, buf + 2 * MiB]])
         yield* noViolations
-      }).pipe(Effect.provide(driverLayer({ driver: { maxRetries: 5 } })))
+      }).pipe(Effect.provide(GpuSvmTest.layer({ driver: { maxRetries: 5 } })))
 
       // option: drop the stale range; the next round creates one inside the VMA.
       yield* Effect.gen(function*() {
@@ -251,7 +251,7 @@ describe("§11.4 a VMA split by mprotect under a range", () => {
         assert.isTrue((yield* svm.ranges()).every((r) => r.end <= buf + MiB))
         assert.deepStrictEqual(yield* cpu.read(buf, 64 * KiB), pattern(2, 64 * KiB))
         yield* noViolations
-      }).pipe(Effect.provide(driverLayer({ driver: { onSplitVma: "recreate", maxRetries: 5 } })))
+      }).pipe(Effect.provide(GpuSvmTest.layer({ driver: { onSplitVma: "recreate", maxRetries: 5 } })))
 
       // munmap splits raise UNMAP: the range is collected, no livelock by default.
       yield* Effect.gen(function*() {
@@ -263,7 +263,7 @@ describe("§11.4 a VMA split by mprotect under a range", () => {
         yield* gpu.access(buf, 64 * KiB, "write", pattern(4, 64 * KiB))
         assert.deepStrictEqual(yield* cpu.read(buf, 64 * KiB), pattern(4, 64 * KiB))
         yield* noViolations
-      }).pipe(Effect.provide(driverLayer({ driver: { maxRetries: 5 } })))
+      }).pipe(Effect.provide(GpuSvmTest.layer({ driver: { maxRetries: 5 } })))
     }))
 })
 
@@ -305,7 +305,7 @@ describe("§11.6 migration budget", () => {
       assert.strictEqual(c.migrations, 1)
       assert.strictEqual(c.faults, 1)
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
   })
 
   it.effect("§11.6 a devmem-only (atomic) fault has 3 tries, spent by every round even when nothing migrates: it gives up after the third", () => {
@@ -328,7 +328,7 @@ describe("§11.6 migration budget", () => {
       assert.strictEqual(c.migrations, 1, "later rounds find the range in VRAM already")
       assert.strictEqual(c.faultRetries.EFAULT, 2)
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram, wrap: { pagemaps } })))
   })
 })
 
@@ -345,14 +345,14 @@ describe("§11.8 check_pages_threshold", () => {
 
   it.effect("§11.8 it is 0 without device memory (an untouched 64 KiB chunk is chosen), 64 KiB with it, and an explicit value overrides", () =>
     Effect.gen(function*() {
-      assert.strictEqual(yield* rangeOfFirstTouch.pipe(Effect.provide(driverLayer({ policy: "never" }))), 64 * KiB)
-      assert.strictEqual(yield* rangeOfFirstTouch.pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))), 4 * KiB)
+      assert.strictEqual(yield* rangeOfFirstTouch.pipe(Effect.provide(GpuSvmTest.layer({ policy: "never" }))), 64 * KiB)
+      assert.strictEqual(yield* rangeOfFirstTouch.pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram }))), 4 * KiB)
       assert.strictEqual(
-        yield* rangeOfFirstTouch.pipe(Effect.provide(driverLayer({ policy: "never", driver: { checkPagesThreshold: 64 * KiB } }))),
+        yield* rangeOfFirstTouch.pipe(Effect.provide(GpuSvmTest.layer({ policy: "never", driver: { checkPagesThreshold: 64 * KiB } }))),
         4 * KiB
       )
       assert.strictEqual(
-        yield* rangeOfFirstTouch.pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram, driver: { checkPagesThreshold: 0 } }))),
+        yield* rangeOfFirstTouch.pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram, driver: { checkPagesThreshold: 0 } }))),
         64 * KiB
       )
     }))
@@ -380,7 +380,7 @@ describe("§11.10 devmem_only without migrate_devmem", () => {
       yield* gpu.access(file, 16, "write", pattern(9, 16))
       assert.deepStrictEqual(yield* cpu.read(file, 16), pattern(9, 16))
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: vram }))))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ policy: "xe", machine: vram }))))
 })
 
 describe("§11.12 invalidation callback: early return, flush only where PTEs exist", () => {
@@ -415,6 +415,6 @@ describe("§11.12 invalidation callback: early return, flush only where PTEs exi
       assert.deepStrictEqual(yield* svm.ranges(), [])
       assert.deepStrictEqual(counting.calls, [[a, a + 64 * KiB]])
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ wrap: { gpu: counting.wrap } })))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ wrap: { gpu: counting.wrap } })))
   })
 })

@@ -10,7 +10,7 @@ import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
 import { Driver } from "../../src/programs/Driver.ts"
-import { driverLayer } from "../support/driver.ts"
+import { GpuSvmTest } from "../../src/testing/index.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -33,7 +33,7 @@ describe("Driver §10 on system memory", () => {
       const driver = yield* Driver
       assert.isAtLeast((yield* driver.counters).faults, 1)
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10.1 CPU write then GPU read sees the bytes; GPU write then CPU read sees them", () =>
     Effect.gen(function*() {
@@ -45,7 +45,7 @@ describe("Driver §10 on system memory", () => {
       yield* gpu.access(buf + 4000, 10_000, "write", pattern(99, 10_000))
       assert.deepStrictEqual(yield* cpu.read(buf + 4000, 10_000), pattern(99, 10_000))
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10.2 free and reuse of the same address: the GC removes the old range, the GPU sees the new bytes", () =>
     Effect.gen(function*() {
@@ -66,7 +66,7 @@ describe("Driver §10 on system memory", () => {
       assert.isAtLeast(c.rangesRemoved, 1)
       assert.isTrue((yield* svm.ranges()).every((r) => !r.flags.unmapped))
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10.2–10.3 partial munmap of a bound 2 MiB range (collected by the worker), then GPU and CPU access of the rest", () =>
     Effect.gen(function*() {
@@ -93,7 +93,7 @@ describe("Driver §10 on system memory", () => {
       const gone = yield* Effect.flip(gpu.access(buf + 600 * KiB, 16, "read"))
       assert.strictEqual(gone._tag, "GpuFaultError")
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10 mremap of a GPU-bound buffer: the GPU follows the bytes to the new address", () =>
     Effect.gen(function*() {
@@ -106,7 +106,7 @@ describe("Driver §10 on system memory", () => {
       assert.deepStrictEqual(yield* gpu.access(moved, 128 * KiB, "read"), pattern(11, 128 * KiB))
       if (moved !== buf) assert.strictEqual((yield* Effect.flip(gpu.access(buf, 4, "read")))._tag, "GpuFaultError")
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10.1 GPU atomics on system memory (policy never) increment a u32", () =>
     Effect.gen(function*() {
@@ -116,7 +116,7 @@ describe("Driver §10 on system memory", () => {
       for (let i = 0; i < 5; i++) yield* gpu.access(buf + 8, 4, "atomic")
       const bytes = yield* cpu.read(buf + 8, 4)
       assert.strictEqual(new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true), 5)
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 
   it.effect("§10.1 a bad address is a typed GpuFaultError (VmaNotFound); with a read-only mirror (§11.3) a GPU write after mprotect read-only too", () =>
     Effect.gen(function*() {
@@ -132,7 +132,7 @@ describe("Driver §10 on system memory", () => {
       const ro = yield* Effect.flip(gpu.access(buf, 16, "write", pattern(6, 16)))
       assert.strictEqual(ro.causeTag, "PermissionDenied")
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer({ driver: { readOnlyMirror: true } }))))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ driver: { readOnlyMirror: true } }))))
 
   it.effect("§10.3 madvise(DONTNEED) invalidates: the GPU then reads zeros", () =>
     Effect.gen(function*() {
@@ -144,5 +144,5 @@ describe("Driver §10 on system memory", () => {
       yield* cpu.madviseDontNeed(buf, 64 * KiB)
       assert.deepStrictEqual(yield* gpu.access(buf, 64 * KiB, "read"), new Uint8Array(64 * KiB))
       yield* noViolations
-    }).pipe(Effect.provide(driverLayer())))
+    }).pipe(Effect.provide(GpuSvmTest.layer())))
 })

@@ -10,11 +10,11 @@ import { DevicePagemap } from "../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
 import { Machine } from "../../src/services/Machine.ts"
-import { driverLayer } from "../support/driver.ts"
+import { GpuSvmTest } from "../../src/testing/index.ts"
 
 const MiB = 1024 * 1024
 const pattern = (p: number, n: number) => Uint8Array.from({ length: n }, (_, i) => (p + i) % 256)
-const layer = driverLayer({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } })
+const layer = GpuSvmTest.layer({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } })
 
 describe("Prefetch §10 (VM_BIND prefetch)", () => {
   it.effect("§10 prefetch to vram migrates and binds a window with a hole: later GPU reads take no fault", () =>

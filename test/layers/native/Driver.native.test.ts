@@ -19,7 +19,7 @@ import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../../src/services/Gpu.ts"
 import { GpuSvm } from "../../../src/services/GpuSvm.ts"
 import { Machine } from "../../../src/services/Machine.ts"
-import { driverLayer as simulatedDriver } from "../../support/driver.ts"
+import { GpuSvmTest } from "../../../src/testing/index.ts"
 import { driverLayer as nativeDriver, lacks, needs } from "./support.ts"
 
 const KiB = 1024
@@ -131,7 +131,7 @@ const flows: ReadonlyArray<readonly [string, Effect.Effect<void, unknown, Stack>
 ]
 
 const machines: ReadonlyArray<readonly [string, boolean, () => Layer.Layer<Stack, unknown>]> = [
-  ["simulated", false, () => simulatedDriver()],
+  ["simulated", false, () => GpuSvmTest.layer()],
   ["native", skipNative, () => nativeDriver()],
   // invalidations of munmap / madvise / mremap raised by the userfaultfd events alone (§7: before the call returns)
   ["native (notifier: uffd)", skipNative, () => nativeDriver({ machine: { notifier: "uffd" } })]

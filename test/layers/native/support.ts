@@ -1,7 +1,7 @@
 /**
  * Test support for the native machine: the probed capabilities (once, at
  * module load), a skip-message helper, and the driver stack over a native
- * machine — the same shape as `test/support/driver.ts` over the simulated one.
+ * machine — the same shape as `GpuSvmTest.layer` (src/testing) over the simulated one.
  */
 import { Layer } from "effect"
 import { Native, type NativeOptions } from "../../../src/layers/native/Native.ts"

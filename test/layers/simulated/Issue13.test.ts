@@ -17,7 +17,7 @@ import { Cpu } from "../../../src/services/Cpu.ts"
 import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
 import { Gpu } from "../../../src/services/Gpu.ts"
 import type { MmuNotifier } from "../../../src/services/MmuNotifier.ts"
-import { driverLayer } from "../../support/driver.ts"
+import { GpuSvmTest } from "../../../src/testing/index.ts"
 import { MiB, onMachine, pattern, services } from "./support.ts"
 
 const P = 4096
@@ -183,7 +183,7 @@ describe("§11.5 range_evict after a partial munmap (driver level)", () => {
       const atomic = new DataView(expect.buffer).getUint32(64, true) + 1
       new DataView(expect.buffer).setUint32(64, atomic, true)
       assert.deepStrictEqual(yield* cpu.read(buf, MiB), expect)
-    }).pipe(Effect.provide(driverLayer({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } }))))
+    }).pipe(Effect.provide(GpuSvmTest.layerWithState({ policy: "xe", machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu" } }))))
 })
 
 describe("§11.9 lock modes: populate_mm and MADV_DONTNEED hold the mmap lock for reading", () => {
