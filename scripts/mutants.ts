@@ -18,7 +18,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync }
 import { tmpdir } from "node:os"
 import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import { formatTrace } from "../src/cli/explore.ts"
+import { formatTrace } from "../src/explore/TraceText.ts"
 import type { Violation } from "../src/explore/Explore.ts"
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..")

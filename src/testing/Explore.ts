@@ -8,7 +8,7 @@
  * @since 0.2.0
  */
 import { Effect, type Layer, Schema } from "effect"
-import { formatTrace } from "../cli/explore.ts"
+import { formatTrace } from "../explore/TraceText.ts"
 import type { InvalidSchedule } from "../domain/ScheduleString.ts"
 import { type CheckOptions, type CheckResult, Explore, type InvalidExploreOptions } from "../explore/Explore.ts"
 

@@ -9,7 +9,7 @@ import { Driver } from "../../src/programs/Driver.ts"
 import * as Metrics from "../../src/programs/Metrics.ts"
 import { Cpu } from "../../src/services/Cpu.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
-import { driverLayer } from "../support/driver.ts"
+import { GpuSvmTest } from "../../src/testing/index.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -53,7 +53,7 @@ const workload = Effect.gen(function*() {
 })
 
 const workloadLayer = (metricRegistry?: Metric.MetricRegistry) =>
-  driverLayer({
+  GpuSvmTest.layer({
     policy: "always",
     machine: { vramBytes: 64 * MiB, devicePrivateOwner: "test-gpu", inject: { vramAllocFail: 2, hmmBusy: 1, dmaMapFail: 1 } },
     ...(metricRegistry === undefined ? {} : { driver: { metricRegistry } })
@@ -62,10 +62,10 @@ const workloadLayer = (metricRegistry?: Metric.MetricRegistry) =>
 describe("§7 driver metrics: one effect Metric registry per driver", () => {
   it.effect("§7 metrics per run: two drivers in one process see only their own faults", () =>
     Effect.gen(function*() {
-      const a = yield* faults(3).pipe(Effect.provide(driverLayer()))
-      const b = yield* faults(1).pipe(Effect.provide(driverLayer()))
+      const a = yield* faults(3).pipe(Effect.provide(GpuSvmTest.layer()))
+      const b = yield* faults(1).pipe(Effect.provide(GpuSvmTest.layer()))
       // both at once, interleaved
-      const [c, d] = yield* Effect.all([faults(2).pipe(Effect.provide(driverLayer())), faults(5).pipe(Effect.provide(driverLayer()))], {
+      const [c, d] = yield* Effect.all([faults(2).pipe(Effect.provide(GpuSvmTest.layer())), faults(5).pipe(Effect.provide(GpuSvmTest.layer()))], {
         concurrency: 2
       })
       assert.deepStrictEqual([a.faults, b.faults, c.faults, d.faults], [3, 1, 2, 5])
@@ -154,7 +154,7 @@ describe("§7 driver spans at cold boundaries", () => {
       assert.isDefined(unmap)
       assert.strictEqual(spans.find((s) => s.name === "gpusvm.migrate")!.attributes.get("gpusvm.direction"), "to_vram")
     }).pipe(
-      Effect.provide(driverLayer({ policy: "always", machine: { vramBytes: 16 * MiB, devicePrivateOwner: "test-gpu" } })),
+      Effect.provide(GpuSvmTest.layer({ policy: "always", machine: { vramBytes: 16 * MiB, devicePrivateOwner: "test-gpu" } })),
       Effect.withTracer(tracer)
     )
   })
@@ -169,6 +169,6 @@ describe("§7 driver spans at cold boundaries", () => {
       const fault = spans.find((s) => s.name === "gpusvm.fault")
       assert.isDefined(fault)
       assert.strictEqual(fault!.attributes.get("gpusvm.retries"), 1)
-    }).pipe(Effect.provide(driverLayer({ machine: { inject: { dmaMapFail: 1 } } })), Effect.withTracer(tracer))
+    }).pipe(Effect.provide(GpuSvmTest.layer({ machine: { inject: { dmaMapFail: 1 } } })), Effect.withTracer(tracer))
   })
 })
