@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { Effect, Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
-import { PAGE_SIZE } from "../Address.ts"
+import { hex, PAGE_SIZE } from "../Address.ts"
 
 /**
  * The binary multiples a number string may end in: `K` = 2^10 … `T` = 2^40.
@@ -70,12 +70,13 @@ export const parseIntLike = (input: number | string): Result.Result<number, IntL
 }
 
 /**
- * Renders a non-negative safe integer as the scenario hex string `"0x…"`.
+ * Renders a non-negative safe integer as the scenario hex string `"0x…"`
+ * (anything else as given, like `Address.hex`).
  *
  * @category formatting
  * @since 0.1.0
  */
-export const formatHex = (n: number): string => `0x${n.toString(16)}`
+export const formatHex = (n: number): string => hex(n)
 
 /**
  * Renders a non-negative safe integer with the largest binary unit that divides
