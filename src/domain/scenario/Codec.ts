@@ -9,13 +9,27 @@
 import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
 import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
-import { bufferIssues, exactlyOneOfStepsThreads, svmIssues } from "./Checks.ts"
-import { ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, svmIssues } from "./Checks.ts"
+import { type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+
+/**
+ * File order of two issue paths: thread and step indices compared as numbers;
+ * anything else keeps the order the checks found them in (a stable sort).
+ */
+const byFileOrder = (a: PathIssue, b: PathIssue): number => {
+  for (let i = 0; i < Math.min(a.path.length, b.path.length); i++) {
+    const x = a.path[i]
+    const y = b.path[i]
+    if (x === y) continue
+    return typeof x === "number" && typeof y === "number" ? x - y : 0
+  }
+  return 0
+}
 
 const ScenarioFile = ScenarioFileShape.check(
   Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
   Schema.makeFilter((f: ScenarioFileType) => {
-    const issues = [...svmIssues(f), ...bufferIssues(f)]
+    const issues = [...svmIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f)].sort(byFileOrder)
     return issues.length === 0 ? true : issues
   })
 )
