@@ -439,8 +439,9 @@ describe("Scenario: hostile files are rejected before anything runs (#18)", () =
   })
   it("§11.16 EXPECTABLE_ERROR_TAGS is exactly the _tag of every error class of domain/Errors.ts and of the runner's StepError", async () => {
     const classes = { ...(await import("../../src/domain/Errors.ts")), ...(await import("../../src/programs/scenario/StepError.ts")) }
-    const tags = Object.values(classes)
-      .filter((v): v is new(a: object) => { readonly _tag: string } => typeof v === "function" && v.prototype instanceof Error)
+    type ErrorClass = new(a: object) => { readonly _tag: string }
+    const tags = (Object.values(classes) as ReadonlyArray<unknown>)
+      .filter((v): v is ErrorClass => typeof v === "function" && v.prototype instanceof Error)
       .map((C) => new C({ reason: "", addr: 0, field: "", buf: "", barrier: "", retries: 0 })._tag)
     assert.isAtLeast(tags.length, 14)
     assert.deepStrictEqual([...S.EXPECTABLE_ERROR_TAGS].sort(), [...tags].sort())
