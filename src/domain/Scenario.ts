@@ -85,6 +85,7 @@ export {
 } from "./scenario/Codec.ts"
 export {
   describeIssue,
+  escapeExcerpt,
   formatPath,
   ScenarioDecodeError,
   ScenarioIssue,

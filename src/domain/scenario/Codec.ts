@@ -10,7 +10,7 @@ import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
 import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
 import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, svmIssues } from "./Checks.ts"
-import { type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+import { escapeExcerpt, type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
 
 /**
  * File order of two issue paths: thread and step indices compared as numbers;
@@ -120,8 +120,9 @@ export const decodeScenarioEffect = (json: unknown, file?: string): Effect.Effec
   Effect.suspend(() => decodeScenario(json, file))
 
 /**
- * Parses JSON text, then decodes it. Text that is not JSON fails with path
- * `<root>` and the parser's message.
+ * Parses JSON text, then decodes it; a leading UTF-8 byte-order mark is
+ * skipped. Text that is not JSON fails with path `<root>` and the parser's
+ * message (escaped when it quotes unprintable input).
  *
  * @category parsing
  * @since 0.1.0
@@ -129,9 +130,11 @@ export const decodeScenarioEffect = (json: unknown, file?: string): Effect.Effec
 export const decodeScenarioText = (text: string, file?: string): Exit.Exit<Scenario, ScenarioDecodeError> => {
   let json: unknown
   try {
-    json = JSON.parse(text)
+    json = JSON.parse(text.startsWith("\uFEFF") ? text.slice(1) : text)
   } catch (e) {
-    const reason = `invalid JSON: ${e instanceof Error ? e.message : String(e)}`
+    // the parser quotes the input around the error: show it escaped, never raw
+    const parserMessage = e instanceof Error ? e.message : String(e)
+    const reason = `invalid JSON: ${/^[\x20-\x7e]*$/.test(parserMessage) ? parserMessage : escapeExcerpt(parserMessage, 120)}`
     return Exit.fail(new ScenarioDecodeError({ ...(file === undefined ? {} : { file }), path: "<root>", reason, issues: [{ path: "<root>", reason }] }))
   }
   return decodeScenario(json, file)
