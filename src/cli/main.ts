@@ -113,12 +113,15 @@ const simulate = Command.make(
       ? scenarios
       : (yield* builtins().pipe(Effect.orElseSucceed((): ReadonlyArray<{ readonly file: string }> => []))).map((b) => b.file)
     if (words.length === 0) return yield* badInput("no scenarios to run")
+    // Every file is read and decoded first; the problems of all bad files are reported (one line each), nothing runs.
     const loaded: Array<Loaded> = []
+    const problems: Array<string> = []
     for (const w of words) {
       const l = yield* Effect.result(loadWord(w))
-      if (l._tag === "Failure") return yield* badInput(l.failure.lines)
-      loaded.push(l.success)
+      if (l._tag === "Failure") problems.push(...l.failure.lines)
+      else loaded.push(l.success)
     }
+    if (problems.length > 0) return yield* badInput(problems)
     if (Option.isSome(schedule)) {
       if (machine !== "simulated") return yield* badInput("--schedule: schedules control the simulated machine only (the native machine is scheduled by the kernel)")
       if (loaded.length !== 1) return yield* badInput(`--schedule: give exactly one scenario, got ${loaded.length}`)
