@@ -21,7 +21,7 @@ import { Argument, CliError, CliOutput, Command, Flag } from "effect/cli"
 import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
-import { skippedResult, withEveryInvalidationEvent } from "../domain/ScenarioResult.ts"
+import { type ScenarioResult, withEveryInvalidationEvent } from "../domain/ScenarioResult.ts"
 import { builtins, type Loaded, loadWord, nativeSkipReason } from "./load.ts"
 import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
@@ -37,6 +37,13 @@ const setExit = (code: number) =>
 /** Reports bad input on stderr (one line per problem) and exits 2. */
 const badInput = (message: string | ReadonlyArray<string>) =>
   Effect.andThen(Effect.forEach(typeof message === "string" ? [message] : message, (l) => Console.error(`gpusvm: ${l}`)), setExit(2))
+
+/** The result of a scenario the machine cannot express, not run: ok (nothing failed), zero metrics, `skipped: reason`. */
+const skippedResult = (name: string, reason: string): ScenarioResult => ({
+  ...withEveryInvalidationEvent(Runner.incompleteResult(name, [], [], 0)),
+  ok: true,
+  skipped: reason
+})
 
 /** Exit codes, as `--help` shows them. */
 const EXIT_CODES = "Exit status: 0 every scenario passed (or was skipped); 1 a scenario failed; 2 bad input (nothing run)."

@@ -9,7 +9,7 @@
  * `enum mmu_notifier_event`, zeros included, on both machines:
  * {@link withEveryInvalidationEvent}) and a range's `flags` is a map of flag
  * names to booleans. `skipped` is optional: a scenario the machine cannot
- * express ({@link skippedResult}).
+ * express, not run.
  * `ok` must agree with the lists: true exactly when there are no violations and
  * no failures.
  *
@@ -195,38 +195,3 @@ export const withEveryInvalidationEvent = (r: ScenarioResult): ScenarioResult =>
   for (const e of MMU_EVENTS) invalidations[e] = 0
   return { ...r, metrics: { ...r.metrics, invalidations: { ...invalidations, ...r.metrics.invalidations } as Invalidations } }
 }
-
-/**
- * The result of a scenario the machine cannot express, not run: `ok` (nothing
- * failed), `skipped: reason`, zero metrics (every invalidation event at 0), no
- * ranges.
- *
- * @category constructors
- * @since 0.2.0
- */
-export const skippedResult = (scenario: string, reason: string): ScenarioResult =>
-  withEveryInvalidationEvent({
-    scenario,
-    ok: true,
-    violations: [],
-    failures: [],
-    metrics: {
-      faults: 0,
-      faultRetries: { EAGAIN: 0, EBUSY: 0, EOPNOTSUPP: 0, EFAULT: 0, EPERM: 0 },
-      rangesCreated: 0,
-      rangesRemoved: 0,
-      notifiersCreated: 0,
-      notifiersRemoved: 0,
-      invalidations: { unmap: 0, clear: 0, migrate: 0 },
-      bytesToVram: 0,
-      bytesToRam: 0,
-      evictions: 0,
-      gcRuns: 0,
-      dmaMappingsLive: 0,
-      deviceBytesLive: 0
-    },
-    ranges: [],
-    notifiers: [],
-    durationMs: 0,
-    skipped: reason
-  })

@@ -12,6 +12,7 @@ import { Exit } from "effect"
 import { readdirSync, readFileSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { afterAll } from "vitest"
+import { mulberry32 } from "../../src/domain/Prng.ts"
 import { decodeScenarioText } from "../../src/domain/Scenario.ts"
 import { gpusvm, SCENARIOS, show, tempDir } from "./support.ts"
 
@@ -21,18 +22,7 @@ const BATCH = 60
 /** Batches run at once (the machine has 2 cores). */
 const PARALLEL = 2
 
-/** mulberry32: a small deterministic PRNG. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
-const rand = prng(SEED)
+const rand = mulberry32(SEED)
 const pick = <A>(xs: ReadonlyArray<A>): A => xs[Math.floor(rand() * xs.length)]!
 
 type Json = null | boolean | number | string | Array<Json> | { [k: string]: Json }
