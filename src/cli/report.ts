@@ -63,11 +63,12 @@ export const summary = (results: ReadonlyArray<ScenarioResult>, sources: Sources
   const passed = results.length - failed.length - skipped.length
   lines.push("", `${passed} passed, ${failed.length} failed${skipped.length > 0 ? `, ${skipped.length} skipped` : ""}`)
   results.forEach((r, i) => {
-    const from = sources[i] === undefined ? "" : ` (${sources[i]})`
-    if (r.skipped !== undefined) lines.push(`SKIP ${r.scenario}${from}: ${r.skipped}`)
+    // the file last, so `FAIL <scenario> <step>:` stays the line's stable prefix
+    const from = sources[i] === undefined ? "" : ` (in ${sources[i]})`
+    if (r.skipped !== undefined) lines.push(`SKIP ${r.scenario}: ${r.skipped}${from}`)
     if (r.ok) return
-    for (const f of r.failures) lines.push(`FAIL ${r.scenario}${from} ${f.step}: ${f.detail}`)
-    for (const v of r.violations) lines.push(`FAIL ${r.scenario}${from} invariant ${v.invariant}: ${v.detail}`)
+    for (const f of r.failures) lines.push(`FAIL ${r.scenario} ${f.step}: ${f.detail}${from}`)
+    for (const v of r.violations) lines.push(`FAIL ${r.scenario} invariant ${v.invariant}: ${v.detail}${from}`)
   })
   return lines.join("\n")
 }
