@@ -22,7 +22,7 @@ const MMAP_A = { op: "mmap", as: "a", length: "64K" }
 
 /** `simulate ARGS --json`: exit 2, nothing on stdout, one stderr line per expected fragment set; returns the lines. */
 const rejects = async (args: ReadonlyArray<string>, ...fragments: ReadonlyArray<string>) => {
-  const r = await gpusvm(["simulate", ...args, "--json"], 20_000)
+  const r = await gpusvm(["simulate", ...args, "--json"], 45_000)
   assert.strictEqual(r.status, 2, show(r))
   assert.strictEqual(r.stdout, "", `nothing may run on bad input\n${show(r)}`)
   const lines = r.stderr.trim().split("\n")
@@ -47,7 +47,7 @@ const nativeProbe = spawnSync(process.execPath, [MAIN, "simulate", "--machine", 
 })
 const noNative = nativeProbe.status === 2 ? nativeProbe.stderr.trim() : nativeProbe.status === null ? "the native probe timed out" : undefined
 
-describe.concurrent("#18 silently accepted / wrong exit: now bad input (spawned)", { timeout: 60_000 }, () => {
+describe.concurrent("#18 silently accepted / wrong exit: now bad input (spawned)", { timeout: 90_000 }, () => {
   it("§11.16 expect-error with an unknown tag: exit 2 at steps[N].tag, listing every known tag", async () => {
     const f = file("tag.json", { name: "tag", steps: [MMAP_A, { op: "expect-error", step: { op: "gpu-read", buf: "a", expect: 1 }, tag: "GpuFault" }] })
     const line = await rejects([f], f, "steps[1].tag", `unknown error tag "GpuFault"`)
@@ -82,7 +82,7 @@ describe.concurrent("#18 silently accepted / wrong exit: now bad input (spawned)
   })
 })
 
-describe.concurrent("#18 misleading messages (spawned)", { timeout: 60_000 }, () => {
+describe.concurrent("#18 misleading messages (spawned)", { timeout: 90_000 }, () => {
   it("a directory, a FIFO, a symlink loop and /dev/null say what they are", async () => {
     const dir = join(tmp.dir, "a-dir")
     mkdirSync(dir)
@@ -133,7 +133,7 @@ describe.concurrent("#18 misleading messages (spawned)", { timeout: 60_000 }, ()
   })
 })
 
-describe.concurrent("#18 CLI polish (spawned)", { timeout: 60_000 }, () => {
+describe.concurrent("#18 CLI polish (spawned)", { timeout: 90_000 }, () => {
   it("a command-line parse error prints one line on stderr, nothing on stdout, exit 2", async () => {
     const runs = await Promise.all([["simulate", "--no-such-flag"], ["simulate", "--seed"], ["frobnicate"], ["explore", "--strategy"]].map((a) => gpusvm(a)))
     for (const r of runs) {
