@@ -6,18 +6,24 @@
  *   [--otlp URL] [--trace FILE]`: no argument runs every built-in scenario; `--kernel` overrides every
  *   scenario's `svm.kernel` profile (kernel-semantics §11.16); `--otlp` / `--trace` export the
  *   trace as OTLP JSON (`trace.ts`). Exit 0: all ok; 1: a scenario
- *   failed; 2: bad input (nothing run).
+ *   failed; 2: bad input (nothing run). On the native machine a scenario it
+ *   cannot express (a file mapping, hugetlb without reserved huge pages) is
+ *   reported `skipped` and is no failure.
  * - `gpusvm scenarios`: lists the built-in scenarios.
+ *
+ * A command line the parser rejects prints one line on stderr (exit 2); help
+ * is printed only for `--help`.
  *
  * @since 0.1.0
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Console, Effect, Option } from "effect"
-import { Argument, CliError, Command, Flag } from "effect/cli"
+import { Argument, CliError, CliOutput, Command, Flag } from "effect/cli"
 import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
-import { builtins, type Loaded, loadWord } from "./load.ts"
+import { type ScenarioResult, withEveryInvalidationEvent } from "../domain/ScenarioResult.ts"
+import { builtins, type Loaded, loadWord, nativeSkipReason } from "./load.ts"
 import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
@@ -30,8 +36,32 @@ const setExit = (code: number) =>
     process.exitCode = code
   })
 
-/** Reports bad input on stderr and exits 2. */
-const badInput = (message: string) => Effect.andThen(Console.error(`gpusvm: ${message}`), setExit(2))
+/** Reports bad input on stderr (one line per problem) and exits 2. */
+const badInput = (message: string | ReadonlyArray<string>) =>
+  Effect.andThen(Effect.forEach(typeof message === "string" ? [message] : message, (l) => Console.error(`gpusvm: ${l}`)), setExit(2))
+
+/** The result of a scenario the machine cannot express, not run: ok (nothing failed), zero metrics, `skipped: reason`. */
+const skippedResult = (name: string, reason: string): ScenarioResult => ({
+  ...withEveryInvalidationEvent(Runner.incompleteResult(name, [], [], 0)),
+  ok: true,
+  skipped: reason
+})
+
+/** Exit codes, as `--help` shows them. */
+const EXIT_CODES = "Exit status: 0 every scenario passed (or was skipped); 1 a scenario failed; 2 bad input (nothing run)."
+
+/**
+ * Help on stdout only when asked for; a command line the parser rejects is
+ * one line on stderr (stdout stays clean for `--json` consumers).
+ */
+const presenter = CliOutput.layerPresenter({
+  present: (event) =>
+    event._tag === "InvalidInvocation"
+      ? Console.error(
+        `gpusvm: ${event.errors.map((e) => e.message.replace(/\s*\n\s*/g, " ")).join("; ")} (see \`${event.commandPath.join(" ")} --help\`)`
+      )
+      : CliOutput.defaultPresenter.present(event)
+})
 
 /** `gpusvm simulate`. */
 const simulate = Command.make(
@@ -42,13 +72,22 @@ const simulate = Command.make(
       Argument.variadic()
     ),
     json: Flag.Boolean("json").pipe(Flag.withDescription("Print one JSON result object per scenario on stdout"), Flag.withDefault(false)),
-    seed: Flag.String("seed").pipe(Flag.withDescription("Seed of the thread interleaving (overrides the scenario's)"), Flag.optional),
-    machine: Flag.String("machine").pipe(Flag.withDescription("simulated | native"), Flag.withDefault("simulated")),
+    seed: Flag.String("seed").pipe(
+      Flag.withMetavar("<non-negative integer>"),
+      Flag.withDescription("Seed of the thread interleaving (overrides the scenario's)"),
+      Flag.optional
+    ),
+    machine: Flag.String("machine").pipe(
+      Flag.withMetavar("simulated|native"),
+      Flag.withDescription("The machine to run on (default simulated)"),
+      Flag.withDefault("simulated")
+    ),
     schedule: Flag.String("schedule").pipe(
       Flag.withDescription("Replay an explorer schedule string exactly (simulated machine, one scenario)"),
       Flag.optional
     ),
     kernel: Flag.String("kernel").pipe(
+      Flag.withMetavar("6.17|7.0"),
       Flag.withDescription("Kernel profile: 6.17 (the seed, bugs included) | 7.0 (upstream fixes); overrides the scenario's svm.kernel"),
       Flag.optional
     ),
@@ -56,7 +95,7 @@ const simulate = Command.make(
     trace: Flag.String("trace").pipe(Flag.withDescription("Write the trace as OTLP JSON to this file"), Flag.optional)
   },
   (flags) => Trace.traced(flags, run(flags)).pipe(Effect.catchTag("TraceFlagError", (e) => badInput(e.message)))
-).pipe(Command.withDescription("Run scenarios on a simulated (or native) machine and check every invariant"))
+).pipe(Command.withDescription(`Run scenarios on a simulated (or native) machine and check every invariant. ${EXIT_CODES}`))
 
 /** The body of `gpusvm simulate`. */
 const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel }: {
@@ -96,12 +135,15 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
       ? scenarios
       : (yield* builtins().pipe(Effect.orElseSucceed((): ReadonlyArray<{ readonly file: string }> => []))).map((b) => b.file)
     if (words.length === 0) return yield* badInput("no scenarios to run")
+    // Every file is read and decoded first; the problems of all bad files are reported (one line each), nothing runs.
     const loaded: Array<Loaded> = []
+    const problems: Array<string> = []
     for (const w of words) {
       const l = yield* Effect.result(loadWord(w))
-      if (l._tag === "Failure") return yield* badInput(l.failure.message)
-      loaded.push(l.success)
+      if (l._tag === "Failure") problems.push(...l.failure.lines)
+      else loaded.push(l.success)
     }
+    if (problems.length > 0) return yield* badInput(problems)
     if (Option.isSome(schedule)) {
       if (machine !== "simulated") return yield* badInput("--schedule: schedules control the simulated machine only (the native machine is scheduled by the kernel)")
       if (loaded.length !== 1) return yield* badInput(`--schedule: give exactly one scenario, got ${loaded.length}`)
@@ -110,24 +152,27 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
         ScenarioTarget.replay(loaded[0]!.scenario, simulated, schedule.value, kernelValue === undefined ? {} : { kernel: kernelValue })
       )
       if (replayed._tag === "Failure") return yield* badInput(`--schedule: ${replayed.failure.message}`)
-      const result = replayed.success.result
-      yield* Console.log(json ? JSON.stringify(result) : summary([result]))
+      const result = withEveryInvalidationEvent(replayed.success.result)
+      yield* Console.log(json ? JSON.stringify(result) : summary([result], [loaded[0]!.source]))
       return yield* setExit(result.ok ? 0 : 1)
     }
     const results = []
     for (let i = 0; i < loaded.length; i++) {
       const { scenario } = loaded[i]!
       if (!json) progress(i, loaded.length, scenario.name)
-      const result = yield* Runner.run(scenario, machine === "native" ? native : simulated, {
-        ...(seedValue === undefined ? {} : { seed: seedValue }),
-        ...(kernelValue === undefined ? {} : { kernel: kernelValue })
-      })
+      const skip = machine === "native" ? nativeSkipReason(scenario) : undefined
+      const result = skip !== undefined ? skippedResult(scenario.name, skip) : withEveryInvalidationEvent(
+        yield* Runner.run(scenario, machine === "native" ? native : simulated, {
+          ...(seedValue === undefined ? {} : { seed: seedValue }),
+          ...(kernelValue === undefined ? {} : { kernel: kernelValue })
+        })
+      )
       results.push(result)
       if (json) yield* Console.log(JSON.stringify(result))
     }
     if (!json) {
       progress(loaded.length, loaded.length, undefined)
-      yield* Console.log(summary(results))
+      yield* Console.log(summary(results, loaded.map((l) => l.source)))
     }
     yield* setExit(results.every((r) => r.ok) ? 0 : 1)
   })
@@ -146,7 +191,7 @@ const scenarios = Command.make(
 
 /** The root `gpusvm` command. */
 export const gpusvm = Command.make("gpusvm").pipe(
-  Command.withDescription("GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model"),
+  Command.withDescription(`GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model. ${EXIT_CODES}`),
   Command.withSubcommands([simulate, explore, scenarios])
 )
 
@@ -158,6 +203,7 @@ gpusvm.pipe(
   Effect.catch((e) =>
     CliError.isCliError(e) ? (e._tag === "ShowHelp" && e.errors.length === 0 ? Effect.void : setExit(2)) : Effect.fail(e)
   ),
+  Effect.provide(presenter),
   Effect.provide(NodeServices.layer),
   NodeRuntime.runMain
 )

@@ -72,5 +72,9 @@ export const orderPages = (order: number): number => 2 ** order
 export const overlaps = (aStart: number, aEnd: number, bStart: number, bEnd: number): boolean =>
   aStart < bEnd && bStart < aEnd
 
-/** `0x…` rendering of an address for messages. */
-export const hex = (a: number): string => `0x${a.toString(16)}`
+/**
+ * `0x…` rendering of an address for messages. A value that is no address — not
+ * a non-negative integer (`NaN`, `-1`, `Infinity`, `0.5`) — is printed as given
+ * (`String(a)`), never as a misleading `0xNaN` / `0x-1` / `0x0.8`.
+ */
+export const hex = (a: number): string => (Number.isInteger(a) && a >= 0 ? `0x${a.toString(16)}` : String(a))

@@ -12,7 +12,9 @@
  *   madvise/mremap lengths are page multiples, every `buf` names a buffer some
  *   `mmap` / `mremap` creates with `as` (earlier in the same thread, or in any
  *   other thread), offsets and lengths stay inside buffers of statically known
- *   length, and the `svm` block obeys the `GpuSvmConfig` rules.
+ *   length, and the `svm` block obeys the `GpuSvmConfig` rules; a thread does
+ *   not create a buffer name that is still live there, and every
+ *   `expect-error` names a known error tag (`EXPECTABLE_ERROR_TAGS`).
  * - A top-level `steps` is normalised to `threads: [{ steps }]`, and
  *   `policy.migrate` defaults to `"xe"`.
  *
@@ -34,8 +36,11 @@ export {
   formatHex,
   formatSize,
   type IntLikeProblem,
+  MAX_NOTIFIER_SIZE,
   NonNegativeIntLike,
+  NotifierSize,
   PageLength,
+  PageMultiple,
   parseIntLike,
   PositiveIntLike
 } from "./scenario/Numbers.ts"
@@ -69,6 +74,7 @@ export {
   ScenarioThread,
   SvmSpec
 } from "./scenario/Blocks.ts"
+export { EXPECTABLE_ERROR_TAGS } from "./scenario/Checks.ts"
 export {
   decodeScenario,
   decodeScenarioEffect,
@@ -79,6 +85,7 @@ export {
 } from "./scenario/Codec.ts"
 export {
   describeIssue,
+  escapeExcerpt,
   formatPath,
   ScenarioDecodeError,
   ScenarioIssue,

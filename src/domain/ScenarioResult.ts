@@ -4,9 +4,12 @@
  *
  * The schema is exact: every key of the contract is required, and unknown keys
  * are rejected by {@link decodeScenarioResult}, except where the contract is
- * open — `metrics.invalidations` carries one count per MMU notifier event seen
- * (`unmap`, `clear`, `migrate` always present; others such as `protection-vma`
- * may appear) and a range's `flags` is a map of flag names to booleans.
+ * open — `metrics.invalidations` carries one count per MMU notifier event
+ * (`unmap`, `clear`, `migrate` always present; the CLI prints every event of
+ * `enum mmu_notifier_event`, zeros included, on both machines:
+ * {@link withEveryInvalidationEvent}) and a range's `flags` is a map of flag
+ * names to booleans. `skipped` is optional: a scenario the machine cannot
+ * express, not run.
  * `ok` must agree with the lists: true exactly when there are no violations and
  * no failures.
  *
@@ -14,6 +17,7 @@
  */
 import { Schema } from "effect"
 import type { Exit, SchemaAST } from "effect"
+import { MMU_EVENTS } from "./MmuRange.ts"
 
 const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const Address = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
@@ -135,7 +139,14 @@ export const ScenarioResult = Schema.Struct({
   metrics: ResultMetrics,
   ranges: Schema.Array(ResultRange),
   notifiers: Schema.Array(ResultNotifier),
-  durationMs: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+  durationMs: Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0)),
+  /**
+   * Present when the scenario was not run because the machine cannot express
+   * it (the native machine and a simulated file mapping, or hugetlb on a host
+   * without reserved huge pages): why. A skipped result is `ok` (nothing
+   * failed) with zero metrics.
+   */
+  skipped: Schema.optionalKey(Schema.String)
 }).check(
   Schema.makeFilter((r) =>
     r.ok === (r.violations.length === 0 && r.failures.length === 0) ||
@@ -169,3 +180,18 @@ const decode = Schema.decodeUnknownExit(ScenarioResult)
  */
 export const decodeScenarioResult = (u: unknown): Exit.Exit<ScenarioResult, Schema.SchemaError> =>
   decode(u, RESULT_PARSE_OPTIONS)
+
+/**
+ * `invalidations` with every MMU notifier event as a key (`unmap`, `clear`,
+ * `migrate`, then the rest of `enum mmu_notifier_event` in declaration order),
+ * zero where the event did not occur — so both machines print the same keys,
+ * whichever events each can raise.
+ *
+ * @category constructors
+ * @since 0.2.0
+ */
+export const withEveryInvalidationEvent = (r: ScenarioResult): ScenarioResult => {
+  const invalidations: Record<string, number> = { unmap: 0, clear: 0, migrate: 0 }
+  for (const e of MMU_EVENTS) invalidations[e] = 0
+  return { ...r, metrics: { ...r.metrics, invalidations: { ...invalidations, ...r.metrics.invalidations } as Invalidations } }
+}

@@ -5,7 +5,9 @@
  * (`to: "vram"`, if a pagemap exists and the range may migrate) or evict to
  * RAM (`to: "system"`), get pages and bind. Errors of one range are retried by
  * faulting it through the normal handler later; prefetch itself only fails if
- * a range cannot be created.
+ * a range cannot be created, or the address space has exited (§3.2: a
+ * `GpuFaultError` whose cause is the `BadAddress` of `mmget_not_zero`, as a
+ * fault after exit).
  *
  * @since 0.1.0
  */
@@ -32,7 +34,15 @@ export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
     let addr = start
     while (addr < end) {
       const vmaStart = yield* svm.findVmaStart(addr, end)
-      if (Option.isNone(vmaStart)) return
+      if (Option.isNone(vmaStart)) {
+        // No VMA left in the window, or no address space at all: Xe's prefetch
+        // calls drm_gpusvm_range_find_or_insert first, whose mmget_not_zero fails
+        // once the process exited (kernel-semantics §3.2, EFAULT) — so a prefetch
+        // after exit fails like a fault after exit, it does not succeed silently.
+        const mm = yield* Effect.result(env.mm.acquire)
+        if (Result.isFailure(mm)) return yield* GpuFaultError.of(addr, "prefetch: the address space has exited", mm.failure)
+        return yield* env.mm.release
+      }
       addr = Math.max(addr, vmaStart.value)
       const vma = yield* env.mm.vmaLookup(addr)
       if (Option.isNone(vma)) {

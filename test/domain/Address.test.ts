@@ -177,3 +177,14 @@ describe("Address: properties", () => {
     { arbitrary: { runs: 2000 } }
   )
 })
+
+describe("Address.hex: addresses in hex, anything else as given (#18)", () => {
+  it("§3.1 hex renders non-negative integers as 0x… and NaN, -1, ±Infinity, 0.5, -0.5 as given", () => {
+    assert.strictEqual(A.hex(0), "0x0")
+    assert.strictEqual(A.hex(2 ** 53 - 1), "0x1fffffffffffff")
+    assert.strictEqual(A.hex(2 ** 53), "0x20000000000000")
+    for (const [v, s] of [[NaN, "NaN"], [-1, "-1"], [Infinity, "Infinity"], [-Infinity, "-Infinity"], [0.5, "0.5"], [-0.5, "-0.5"]] as const) {
+      assert.strictEqual(A.hex(v), s)
+    }
+  })
+})

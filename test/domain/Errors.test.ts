@@ -154,3 +154,25 @@ describe("Errors: in Effect", () => {
     assert.notInclude(bare.message, "last error")
   })
 })
+
+describe("Errors: a value that is no address is printed as given (#18)", () => {
+  // §3.1: an address outside the covered space is EINVAL; its message must show what the caller passed.
+  const odd: ReadonlyArray<readonly [number, string]> = [[NaN, "NaN"], [-1, "-1"], [Infinity, "Infinity"], [-Infinity, "-Infinity"], [0.5, "0.5"], [4096.25, "4096.25"]]
+  for (const [Cls, tag] of TABLE) {
+    it(`§3.1 ${tag} with addr NaN / -1 / Infinity / 0.5 names the value as given, never 0xNaN / 0x-1 / 0x0.8`, () => {
+      for (const [addr, shown] of odd) {
+        const m = new Cls({ reason: "r", addr }).message
+        assert.isTrue(m.endsWith(` at ${shown}`), `${tag}(${addr}): ${m}`)
+        assert.notMatch(m, /0x(NaN|-|Infinity|[0-9a-f]*\.)/)
+      }
+    })
+  }
+  it("§3.1 GpuFaultError at a non-address names the value as given", () => {
+    for (const [addr, shown] of odd) {
+      const m = E.GpuFaultError.of(addr, "outside", new E.InvalidArgument({ reason: "x", addr })).message
+      assert.include(m, `GPU fault at ${shown}:`)
+      assert.include(m, `x at ${shown}`)
+      assert.notMatch(m, /0x(NaN|-|Infinity|[0-9a-f]*\.)/)
+    }
+  })
+})

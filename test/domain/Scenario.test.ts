@@ -202,7 +202,7 @@ describe("Scenario: rejected files name the JSON path", () => {
     rejects(one([{ op: "cpu-write", buf: "a", pattern: 1 }, MMAP_A]), "steps[0].buf", `buffer "a" is used before the step that creates it`)
     rejects({ name: "t", threads: [{ steps: [MMAP_A] }, { steps: [{ op: "gpu-fault", buf: "nope" }] }] }, "threads[1].steps[0].buf", `unknown buffer "nope"`)
     // an `as` inside expect-error creates nothing
-    rejects(one([{ op: "expect-error", step: { op: "mmap", as: "z", length: "4K", prot: "none" }, tag: "X" }, { op: "munmap", buf: "z" }]), "steps[1].buf", `unknown buffer "z"`)
+    rejects(one([{ op: "expect-error", step: { op: "mmap", as: "z", length: "4K", prot: "none" }, tag: "BadAddress" }, { op: "munmap", buf: "z" }]), "steps[1].buf", `unknown buffer "z"`)
   })
   it("negative length", () => {
     rejects(one([{ op: "mmap", as: "a", length: -4096 }]), "steps[0].length", "expected a positive integer, got -4096")
@@ -426,5 +426,58 @@ describe("ScenarioResult", () => {
     assert.deepStrictEqual(paths({ ...SAMPLE, extra: 1 }), ["extra"])
     assert.deepStrictEqual(paths({ ...SAMPLE, metrics: { ...SAMPLE.metrics, faults: -1 } }), ["metrics.faults"])
     assert.deepStrictEqual(paths({ ...SAMPLE, failures: [{ step: "steps[0]", detail: "x" }] }), ["ok"])
+  })
+})
+
+describe("Scenario: hostile files are rejected before anything runs (#18)", () => {
+  it("§11.16 expect-error with an unknown tag is rejected at steps[N].tag, listing the known tags", () => {
+    const e = rejects(one([MMAP_A, { op: "expect-error", step: { op: "gpu-read", buf: "a", expect: 1 }, tag: "GpuFault" }]), "steps[1].tag", `unknown error tag "GpuFault"`)
+    for (const t of S.EXPECTABLE_ERROR_TAGS) assert.include(e.reason, t)
+    // every known tag is accepted
+    for (const tag of S.EXPECTABLE_ERROR_TAGS) ok(one([MMAP_A, { op: "expect-error", step: { op: "gpu-read", buf: "a", expect: 1 }, tag }]))
+    rejects({ name: "t", threads: [{ steps: [MMAP_A] }, { steps: [{ op: "expect-error", step: { op: "exit" }, tag: "EFAULT" }] }] }, "threads[1].steps[0].tag", `unknown error tag "EFAULT"`)
+  })
+  it("§11.16 EXPECTABLE_ERROR_TAGS is exactly the _tag of every error class of domain/Errors.ts and of the runner's StepError", async () => {
+    const classes = { ...(await import("../../src/domain/Errors.ts")), ...(await import("../../src/programs/scenario/StepError.ts")) }
+    type ErrorClass = new(a: object) => { readonly _tag: string }
+    const tags = (Object.values(classes) as ReadonlyArray<unknown>)
+      .filter((v): v is ErrorClass => typeof v === "function" && v.prototype instanceof Error)
+      .map((C) => new C({ reason: "", addr: 0, field: "", buf: "", barrier: "", retries: 0 })._tag)
+    assert.isAtLeast(tags.length, 14)
+    assert.deepStrictEqual([...S.EXPECTABLE_ERROR_TAGS].sort(), [...tags].sort())
+  })
+  it("§3 a second mmap with the same `as` in one thread names both steps", () => {
+    const e = rejects(one([MMAP_A, { op: "cpu-write", buf: "a", pattern: 1 }, MMAP_A]), "steps[2].as", `buffer "a" is still live`)
+    assert.include(e.reason, "steps[0] (mmap)")
+    assert.include(e.reason, "steps[2] (mmap)")
+    rejects({ name: "t", threads: [{ steps: [MMAP_A, { op: "barrier", name: "x" }, MMAP_A] }, { steps: [{ op: "barrier", name: "x" }] }] }, "threads[0].steps[2].as", "threads[0].steps[0] (mmap)")
+    // a name freed by a whole-buffer munmap, or moved away by mremap, may be used again
+    ok(one([MMAP_A, { op: "munmap", buf: "a" }, MMAP_A]))
+    ok(one([MMAP_A, { op: "mremap", buf: "a", newLength: "8K", as: "b" }, MMAP_A]))
+    // a partial munmap keeps the buffer live
+    rejects(one([{ op: "mmap", as: "a", length: "8K" }, { op: "munmap", buf: "a", length: "4K" }, MMAP_A]), "steps[2].as", "steps[0] (mmap)")
+  })
+  it("§3 an mremap whose `as` names a live buffer names both steps", () => {
+    const MMAP_B = { op: "mmap", as: "b", length: "4K" }
+    const e = rejects(one([MMAP_A, MMAP_B, { op: "mremap", buf: "a", newLength: "8K", as: "b" }]), "steps[2].as", `buffer "b" is still live`)
+    assert.include(e.reason, "steps[1] (mmap)")
+    assert.include(e.reason, "steps[2] (mremap)")
+    // dontUnmap keeps the old name live
+    rejects(one([MMAP_A, { op: "mremap", buf: "a", newLength: "8K", as: "b", dontUnmap: true }, MMAP_A]), "steps[2].as", "steps[0] (mmap)")
+    // mremap under its own name is a resize, not a second buffer
+    ok(one([MMAP_A, { op: "mremap", buf: "a", newLength: "8K", as: "a" }]))
+  })
+  it("§9 machine.vramBytes must be a page multiple (0 = no device memory)", () => {
+    rejects(one([], { machine: { vramBytes: 1000 } }), "machine.vramBytes", "multiple of 4096")
+    rejects(one([], { machine: { vramBytes: "0x1001" } }), "machine.vramBytes", "multiple of 4096")
+    ok(one([], { machine: { vramBytes: 0 } }))
+    ok(one([], { machine: { vramBytes: "64K" } }))
+  })
+  it("§2 svm.notifierSize 2^60 (or 3, or 2^53 - 1) says it must be a power of two ≤ 2^52", () => {
+    for (const n of [2 ** 60, "0x1000000000000000", 3, 2 ** 53 - 1, 2 ** 52 + 4096]) {
+      const e = rejects(one([], { svm: { notifierSize: n } }), "svm.notifierSize", "power of two ≤ 2^52")
+      assert.notInclude(e.reason, "below 2^53")
+    }
+    ok(one([], { svm: { notifierSize: 2 ** 52 } }))
   })
 })

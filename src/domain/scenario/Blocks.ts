@@ -8,20 +8,21 @@
  */
 import { Schema } from "effect"
 import * as GpuSvmConfig from "../GpuSvmConfig.ts"
-import { NonNegativeIntLike, PositiveIntLike } from "./Numbers.ts"
+import { NonNegativeIntLike, NotifierSize, PageMultiple, PositiveIntLike } from "./Numbers.ts"
 import { Step } from "./Step.ts"
 
 const optional = Schema.optionalKey
 
 /**
- * Schema of the `machine` block: VRAM per pagemap (0 = no device memory), the
+ * Schema of the `machine` block: VRAM per pagemap (a page multiple; 0 = no device memory), the
  * seed of the thread interleaving, and fault-injection counts.
  *
  * @category schemas
  * @since 0.1.0
  */
 export const MachineBlock = Schema.Struct({
-  vramBytes: optional(NonNegativeIntLike),
+  /** VRAM per pagemap, a multiple of the 4 KiB page (0 = no device memory). */
+  vramBytes: optional(PageMultiple),
   schedule: optional(Schema.Struct({ seed: optional(NonNegativeIntLike) })),
   inject: optional(Schema.Struct({
     hmmBusy: optional(NonNegativeIntLike),
@@ -46,7 +47,8 @@ export type MachineBlock = typeof MachineBlock.Type
  */
 export const SvmSpec = Schema.Struct({
   chunkSizes: optional(Schema.Array(PositiveIntLike)),
-  notifierSize: optional(PositiveIntLike),
+  /** kernel-semantics §2: a power of two ≤ 2^52 (and ≥ 4096, checked with the other config rules). */
+  notifierSize: optional(NotifierSize),
   checkPagesThreshold: optional(NonNegativeIntLike),
   gpuvaStart: optional(NonNegativeIntLike),
   gpuvaEnd: optional(PositiveIntLike),

@@ -13,7 +13,7 @@
 import { ADDRESS_LIMIT, HUGE_PAGE_SIZE } from "../Address.ts"
 import * as GpuSvmConfig from "../GpuSvmConfig.ts"
 import type { ScenarioFileType } from "./Blocks.ts"
-import type { PathIssue } from "./Issues.ts"
+import { formatPath, type PathIssue } from "./Issues.ts"
 import { formatHex } from "./Numbers.ts"
 import type { NestedStep, Step } from "./Step.ts"
 
@@ -32,6 +32,86 @@ export const exactlyOneOfStepsThreads = (f: ScenarioFileType): true | PathIssue 
   }
   return true
 }
+
+/**
+ * The error tags an `expect-error` step may name: the `_tag` of every error
+ * class of `domain/Errors.ts` (the errno errors, `InvalidConfig`,
+ * `GpuFaultError`, whose last cause's tag also matches) and of the scenario
+ * runner's own step errors (`UnknownBuffer`, `BarrierDeadlock`). The domain
+ * does not import the runner, so the list is kept here;
+ * `test/domain/Scenario.test.ts` holds it equal to the real classes' tags.
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const EXPECTABLE_ERROR_TAGS: ReadonlyArray<string> = [
+  "InvalidArgument",
+  "VmaNotFound",
+  "PermissionDenied",
+  "BadAddress",
+  "MixedPages",
+  "Again",
+  "OutOfMemory",
+  "Busy",
+  "TimedOut",
+  "AccessDenied",
+  "InvalidConfig",
+  "GpuFaultError",
+  "UnknownBuffer",
+  "BarrierDeadlock"
+]
+
+/**
+ * Every `expect-error` names a known error tag ({@link EXPECTABLE_ERROR_TAGS}):
+ * an unknown one could never match, so the file is rejected rather than
+ * failing at run time.
+ *
+ * @category checks
+ * @since 0.2.0
+ */
+export const errorTagIssues = (f: ScenarioFileType): Array<PathIssue> =>
+  threadsOf(f).flatMap(({ steps, at }) =>
+    steps.flatMap((s, i): Array<PathIssue> =>
+      s.op === "expect-error" && !EXPECTABLE_ERROR_TAGS.includes(s.tag)
+        ? [{ path: [...at, i, "tag"], issue: `unknown error tag ${JSON.stringify(s.tag)} (known: ${EXPECTABLE_ERROR_TAGS.join(", ")})` }]
+        : []
+    )
+  )
+
+/**
+ * Within one thread, a step that creates a buffer name (`mmap … as`, `mremap …
+ * as`) must not reuse the name of a buffer still live there: the second
+ * mapping would silently hide the first. A name is live from the step that
+ * creates it until a whole-buffer `munmap` of it, or an `mremap` that moves it
+ * to another name (without `dontUnmap`). The issue names both steps.
+ *
+ * @category checks
+ * @since 0.2.0
+ */
+export const liveNameIssues = (f: ScenarioFileType): Array<PathIssue> =>
+  threadsOf(f).flatMap(({ steps, at }) => {
+    const live = new Map<string, string>() // name → the step that created it
+    const issues: Array<PathIssue> = []
+    steps.forEach((s, i) => {
+      const here = formatPath([...at, i])
+      const create = (name: string) => {
+        const first = live.get(name)
+        if (first !== undefined) {
+          issues.push({
+            path: [...at, i, "as"],
+            issue: `buffer ${JSON.stringify(name)} is still live: ${first} created it and ${here} (${s.op}) would create it again; give the new buffer its own name`
+          })
+        }
+        live.set(name, `${here} (${s.op})`)
+      }
+      if (s.op === "mmap") create(s.as)
+      else if (s.op === "mremap" && s.as !== undefined && s.as !== s.buf) {
+        if (s.dontUnmap !== true) live.delete(s.buf)
+        create(s.as)
+      } else if (s.op === "munmap" && (s.offset ?? 0) === 0 && s.length === undefined) live.delete(s.buf)
+    })
+    return issues
+  })
 
 /** The threads of a file with the path of each thread's `steps`. */
 const threadsOf = (f: ScenarioFileType): ReadonlyArray<{ readonly steps: ReadonlyArray<Step>; readonly at: ReadonlyArray<PropertyKey> }> =>

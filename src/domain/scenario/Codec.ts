@@ -9,13 +9,27 @@
 import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
 import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
-import { bufferIssues, exactlyOneOfStepsThreads, svmIssues } from "./Checks.ts"
-import { ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, svmIssues } from "./Checks.ts"
+import { escapeExcerpt, type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
+
+/**
+ * File order of two issue paths: thread and step indices compared as numbers;
+ * anything else keeps the order the checks found them in (a stable sort).
+ */
+const byFileOrder = (a: PathIssue, b: PathIssue): number => {
+  for (let i = 0; i < Math.min(a.path.length, b.path.length); i++) {
+    const x = a.path[i]
+    const y = b.path[i]
+    if (x === y) continue
+    return typeof x === "number" && typeof y === "number" ? x - y : 0
+  }
+  return 0
+}
 
 const ScenarioFile = ScenarioFileShape.check(
   Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
   Schema.makeFilter((f: ScenarioFileType) => {
-    const issues = [...svmIssues(f), ...bufferIssues(f)]
+    const issues = [...svmIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f)].sort(byFileOrder)
     return issues.length === 0 ? true : issues
   })
 )
@@ -106,8 +120,9 @@ export const decodeScenarioEffect = (json: unknown, file?: string): Effect.Effec
   Effect.suspend(() => decodeScenario(json, file))
 
 /**
- * Parses JSON text, then decodes it. Text that is not JSON fails with path
- * `<root>` and the parser's message.
+ * Parses JSON text, then decodes it; a leading UTF-8 byte-order mark is
+ * skipped. Text that is not JSON fails with path `<root>` and the parser's
+ * message (escaped when it quotes unprintable input).
  *
  * @category parsing
  * @since 0.1.0
@@ -115,9 +130,11 @@ export const decodeScenarioEffect = (json: unknown, file?: string): Effect.Effec
 export const decodeScenarioText = (text: string, file?: string): Exit.Exit<Scenario, ScenarioDecodeError> => {
   let json: unknown
   try {
-    json = JSON.parse(text)
+    json = JSON.parse(text.startsWith("\uFEFF") ? text.slice(1) : text)
   } catch (e) {
-    const reason = `invalid JSON: ${e instanceof Error ? e.message : String(e)}`
+    // the parser quotes the input around the error: show it escaped, never raw
+    const parserMessage = e instanceof Error ? e.message : String(e)
+    const reason = `invalid JSON: ${/^[\x20-\x7e]*$/.test(parserMessage) ? parserMessage : escapeExcerpt(parserMessage, 120)}`
     return Exit.fail(new ScenarioDecodeError({ ...(file === undefined ? {} : { file }), path: "<root>", reason, issues: [{ path: "<root>", reason }] }))
   }
   return decodeScenario(json, file)

@@ -61,6 +61,28 @@ export class ScenarioDecodeError extends Schema.TaggedError<ScenarioDecodeError>
 }
 
 /**
+ * A short, printable excerpt of possibly hostile text for a message: in double
+ * quotes, at most `max` characters of it, printable ASCII kept, backslash and
+ * quote escaped, every other character as `\xNN` / `\uNNNN`, `…` when cut.
+ * Never echoes control bytes or invisible characters raw.
+ *
+ * @category formatting
+ * @since 0.2.0
+ */
+export const escapeExcerpt = (text: string, max = 40): string => {
+  let out = ""
+  for (const ch of text.slice(0, max)) {
+    const c = ch.codePointAt(0)!
+    if (ch === "\\" || ch === '"') out += `\\${ch}`
+    else if (c >= 0x20 && c < 0x7f) out += ch
+    else if (c < 0x100) out += `\\x${c.toString(16).padStart(2, "0")}`
+    else if (c < 0x10000) out += `\\u${c.toString(16).padStart(4, "0")}`
+    else out += `\\u{${c.toString(16)}}`
+  }
+  return `"${out}"${text.length > max ? "…" : ""}`
+}
+
+/**
  * Renders a JSON path: dotted keys and `[index]`, e.g. `threads[1].steps[3].length`;
  * the empty path is `<root>`.
  *

@@ -10,7 +10,7 @@
  * @since 0.1.0
  */
 import { Effect, Result, Schema, SchemaIssue, SchemaTransformation } from "effect"
-import { PAGE_SIZE } from "../Address.ts"
+import { hex, PAGE_SIZE } from "../Address.ts"
 
 /**
  * The binary multiples a number string may end in: `K` = 2^10 … `T` = 2^40.
@@ -70,12 +70,13 @@ export const parseIntLike = (input: number | string): Result.Result<number, IntL
 }
 
 /**
- * Renders a non-negative safe integer as the scenario hex string `"0x…"`.
+ * Renders a non-negative safe integer as the scenario hex string `"0x…"`
+ * (anything else as given, like `Address.hex`).
  *
  * @category formatting
  * @since 0.1.0
  */
-export const formatHex = (n: number): string => `0x${n.toString(16)}`
+export const formatHex = (n: number): string => hex(n)
 
 /**
  * Renders a non-negative safe integer with the largest binary unit that divides
@@ -129,7 +130,10 @@ const intFailure = (spec: IntSpec, input: unknown, problem: IntLikeProblem | "be
     case "not-a-number":
       return `expected ${spec.expected} (${NUMBER_FORMS}), got ${showValue(input)}`
     case "too-large":
-      return `expected ${spec.expected} below 2^53, got ${showValue(input)}`
+      // a spec with its own upper bound names it in `expected` (e.g. "a power of two ≤ 2^52")
+      return spec.max < Number.MAX_SAFE_INTEGER
+        ? `expected ${spec.expected}, got ${showValue(input)}`
+        : `expected ${spec.expected} below 2^53, got ${showValue(input)}`
     default:
       return `expected ${spec.expected}, got ${showValue(input)}`
   }
@@ -183,6 +187,10 @@ export const NonNegativeIntLike = intCodec({ expected: "a non-negative integer",
  */
 export const PositiveIntLike = intCodec({ expected: "a positive integer", min: 1, max: Number.MAX_SAFE_INTEGER })
 
+const pageMultiple = Schema.makeFilter((n: number) =>
+  n % PAGE_SIZE === 0 || `expected a multiple of ${PAGE_SIZE} (the page size), got ${n} (${formatHex(n)})`
+)
+
 /**
  * Schema of a positive length that is a multiple of the 4 KiB page size (the
  * lengths of `mmap`, `munmap`, `mprotect`, `madvise-dontneed`, `mremap`).
@@ -190,13 +198,39 @@ export const PositiveIntLike = intCodec({ expected: "a positive integer", min: 1
  * @category schemas
  * @since 0.1.0
  */
-export const PageLength = PositiveIntLike.check(
-  Schema.makeFilter((n: number) =>
-    n % PAGE_SIZE === 0 || `expected a multiple of ${PAGE_SIZE} (the page size), got ${n} (${formatHex(n)})`
-  )
-)
+export const PageLength = PositiveIntLike.check(pageMultiple)
+
+/**
+ * Schema of a non-negative multiple of the 4 KiB page size, 0 included (the
+ * `machine.vramBytes` of a pagemap: its memory is handed out in pages).
+ *
+ * @category schemas
+ * @since 0.2.0
+ */
+export const PageMultiple = NonNegativeIntLike.check(pageMultiple)
 
 const isPowerOfTwo = (n: number): boolean => n > 0 && Number.isSafeInteger(n) && 2 ** Math.round(Math.log2(n)) === n
+
+/**
+ * The largest notifier size a scenario may ask for: 2^52, the largest power of
+ * two below the 2^53 address limit.
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const MAX_NOTIFIER_SIZE = 2 ** 52
+
+/**
+ * Schema of the `svm.notifierSize` of a scenario: a power of two ≤ 2^52 (the
+ * `notifier_size` of `drm_gpusvm_init`, kernel-semantics §2); anything else,
+ * too large included, says so rather than "below 2^53".
+ *
+ * @category schemas
+ * @since 0.2.0
+ */
+export const NotifierSize = intCodec({ expected: "a power of two ≤ 2^52", min: 1, max: MAX_NOTIFIER_SIZE }).check(
+  Schema.makeFilter((n: number) => isPowerOfTwo(n) || `expected a power of two ≤ 2^52, got ${n}`)
+)
 
 /**
  * Schema of a positive power of two (the `align` of `mmap`).

@@ -270,7 +270,12 @@ export class Helper {
     })
   }
 
-  /** Kills the process (default SIGKILL) and waits for it to be reaped (at most `waitMs`). */
+  /**
+   * Kills the process (default SIGKILL) and waits for it to be reaped (at most
+   * `waitMs`). The wait's timer is cleared as soon as the process is reaped and
+   * never keeps Node alive by itself (unref), so a CLI run ends as soon as its
+   * work is done, not `waitMs` later.
+   */
   kill(signal: NodeJS.Signals = "SIGKILL", waitMs = 5_000): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) {
       try {
@@ -279,6 +284,11 @@ export class Helper {
         // already gone
       }
     }
-    return Promise.race([this.exited.then(() => undefined), new Promise<void>((r) => setTimeout(r, waitMs))])
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const waited = new Promise<void>((r) => {
+      timer = setTimeout(r, waitMs)
+      timer.unref()
+    })
+    return Promise.race([this.exited.then(() => undefined), waited]).finally(() => clearTimeout(timer))
   }
 }
