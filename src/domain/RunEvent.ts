@@ -37,6 +37,8 @@ import { Schema } from "effect"
 
 const Int = Schema.Int
 const NonNeg = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+/** An address: a whole number ≥ 0, up to 2^53 (a whole-space window's end, e.g. `exit`'s `[0, 2^53)`, is not a safe integer). */
+const Addr = NonNeg
 
 /** The fields every event has. */
 const base = {
@@ -67,12 +69,12 @@ const kind = <K extends string>(k: K) => Schema.Literal(k)
 export const FaultEvent = Schema.Struct({
   ...base,
   kind: kind("fault"),
-  addr: Int,
+  addr: Addr,
   write: Schema.Boolean,
   atomic: Schema.Boolean,
   retries: Int,
   /** The range that served the fault, when the recorder saw it appear. */
-  range: Schema.optionalKey(Schema.Struct({ start: Int, end: Int })),
+  range: Schema.optionalKey(Schema.Struct({ start: Addr, end: Addr })),
   /** Why the last retry happened (errno name), when known. */
   reason: Schema.optionalKey(Schema.String),
   /** The fault loop failed (typed error name). */
@@ -91,9 +93,9 @@ export const RangeEvent = Schema.Struct({
   ...base,
   kind: Schema.Literals(["range-created", "range-removed"]),
   id: Int,
-  start: Int,
-  end: Int,
-  notifierStart: Int
+  start: Addr,
+  end: Addr,
+  notifierStart: Addr
 })
 
 /**
@@ -108,8 +110,8 @@ export const RangeStateEvent = Schema.Struct({
   ...base,
   kind: kind("range-state"),
   id: Int,
-  start: Int,
-  end: Int,
+  start: Addr,
+  end: Addr,
   state: Schema.Literals(["system", "vram", "unmapped"])
 })
 
@@ -122,8 +124,8 @@ export const RangeStateEvent = Schema.Struct({
 export const NotifierEvent = Schema.Struct({
   ...base,
   kind: Schema.Literals(["notifier-created", "notifier-removed"]),
-  start: Int,
-  end: Int
+  start: Addr,
+  end: Addr
 })
 
 /**
@@ -136,8 +138,8 @@ export const NotifierEvent = Schema.Struct({
 export const VmaEvent = Schema.Struct({
   ...base,
   kind: Schema.Literals(["vma-created", "vma-removed"]),
-  start: Int,
-  end: Int,
+  start: Addr,
+  end: Addr,
   prot: Schema.optionalKey(Schema.String)
 })
 
@@ -147,7 +149,7 @@ export const VmaEvent = Schema.Struct({
  * @category schemas
  * @since 0.3.0
  */
-export const GetPagesEvent = Schema.Struct({ ...base, kind: kind("get-pages"), start: Int, end: Int, error: Schema.optionalKey(Schema.String) })
+export const GetPagesEvent = Schema.Struct({ ...base, kind: kind("get-pages"), start: Addr, end: Addr, error: Schema.optionalKey(Schema.String) })
 
 /**
  * A GPU page-table bind of a range (`xe_vm_range_rebind`; schema only; not
@@ -156,7 +158,7 @@ export const GetPagesEvent = Schema.Struct({ ...base, kind: kind("get-pages"), s
  * @category schemas
  * @since 0.3.0
  */
-export const BindEvent = Schema.Struct({ ...base, kind: kind("bind"), start: Int, end: Int })
+export const BindEvent = Schema.Struct({ ...base, kind: kind("bind"), start: Addr, end: Addr })
 
 /**
  * One driver invalidation callback (`ops->invalidate`, §10.3): the MMU
@@ -170,8 +172,8 @@ export const InvalidationEvent = Schema.Struct({
   ...base,
   kind: kind("invalidation"),
   event: Schema.String,
-  start: Int,
-  end: Int,
+  start: Addr,
+  end: Addr,
   notifier: Schema.String,
   owner: Schema.optionalKey(Schema.String)
 })
@@ -187,8 +189,8 @@ export const MigrationEvent = Schema.Struct({
   ...base,
   kind: kind("migration"),
   direction: Schema.Literals(["to_vram", "to_ram"]),
-  start: Int,
-  end: Int,
+  start: Addr,
+  end: Addr,
   bytes: Int
 })
 

@@ -14,7 +14,7 @@
  *   `exit`) as VMA events, and keeps the `GpuSvm` and device pagemaps so that,
  *   after each span, it can take a snapshot — only through effects that are
  *   `Effect.sync` reads (`GpuSvm.ranges`, `notifiers`, `DevicePagemap.usage`,
- *   `traffic`, `liveMappings`), never a service call with a yield point, so the
+ *   `traffic`, the simulated `Machine.stats`), never a service call with a yield point, so the
  *   recorded run interleaves exactly as an unrecorded one — and derive range
  *   created/removed/state, notifier, eviction, kernel page-move and counter
  *   sample events by difference.
@@ -32,6 +32,7 @@ import { Cpu } from "../services/Cpu.ts"
 import { type DevicePagemapApi, DevicePagemaps } from "../services/DevicePagemap.ts"
 import { GpuSvm, type GpuSvmApi } from "../services/GpuSvm.ts"
 import { ActorName } from "../services/Interleaving.ts"
+import { Machine } from "../services/Machine.ts"
 
 /** An address attribute (`hex` string or number) as a number. */
 const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "string" ? Number(v) : 0)
@@ -112,6 +113,7 @@ export const make = (): Recorder => {
 
   let svm: GpuSvmApi | undefined
   let pagemaps: ReadonlyArray<DevicePagemapApi> = []
+  let machine: Machine["Service"] | undefined
   const liveRanges = new Map<number, { start: number; end: number; state: string }>()
   const liveNotifiers = new Set<string>()
   let last = { vramUsed: 0, dmaLive: 0, bytesToVram: 0, bytesToRam: 0, evictions: 0 }
@@ -155,11 +157,11 @@ export const make = (): Recorder => {
         notifiers: s.notifiers,
         usage: Effect.forEach(pagemaps, (p) => p.usage),
         traffic: Effect.forEach(pagemaps, (p) => p.traffic),
-        live: Effect.forEach(pagemaps, (p) => p.liveMappings)
+        stats: machine === undefined ? Effect.succeed(undefined) : machine.stats
       })
     )
     if (Exit.isFailure(read)) return
-    const { ranges, notifiers, usage, traffic, live } = read.value
+    const { ranges, notifiers, usage, traffic, stats } = read.value
     const seen = new Set<number>()
     for (const r of ranges) {
       seen.add(r.id)
@@ -198,8 +200,7 @@ export const make = (): Recorder => {
     }
     let vramUsed = 0
     for (const u of usage) vramUsed += u.usedBytes
-    let dmaLive = 0
-    for (const l of live) dmaLive += l
+    const dmaLive = stats?.dmaMappingsLive ?? 0
     let bytesToVram = 0
     let bytesToRam = 0
     let evictions = 0
@@ -330,6 +331,7 @@ export const make = (): Recorder => {
         (ctx) => {
           svm = Context.get(ctx, GpuSvm)
           pagemaps = Context.get(ctx, DevicePagemaps).all
+          machine = Context.get(ctx, Machine)
           const out = Context.add(ctx, Cpu, wrapCpu(Context.get(ctx, Cpu)))
           return Context.add(out, Tracer.Tracer, tracer) as typeof ctx
         }
