@@ -59,7 +59,7 @@ const STYLE = `
 body { font: 13px/1.4 system-ui, sans-serif; margin: 16px; color: #111; }
 h1 { font-size: 18px; margin: 0 0 8px; } h2 { font-size: 15px; margin: 18px 0 6px; }
 .ok { color: #15803d; font-weight: 600; } .bad { color: #b91c1c; font-weight: 600; }
-table { border-collapse: collapse; } td { border: 1px solid #ddd; padding: 2px 6px; }
+.metrics span { display: inline-block; border: 1px solid #ddd; border-radius: 3px; padding: 1px 6px; margin: 0 4px 4px 0; font-size: 12px; }
 pre { background: #f6f8fa; padding: 8px; max-height: 320px; overflow: auto; font-size: 12px; }
 #map-canvas { width: 100%; height: 150px; border: 1px solid #ccc; cursor: grab; display: block; }
 #map-time { width: 100%; }

@@ -58,19 +58,16 @@ export const CLIENT_JS = String.raw`
     r.violations.forEach(function (v) { var li = document.createElement("li"); li.className = "bad"; li.textContent = "violation " + v.invariant + ": " + v.detail; ul.appendChild(li); });
     r.failures.forEach(function (f) { var li = document.createElement("li"); li.className = "bad"; li.textContent = "failure " + f.step + ": " + f.detail; ul.appendChild(li); });
     s.appendChild(ul);
-    var t = document.createElement("table");
+    var t = document.createElement("div");
+    t.className = "metrics";
     var m = r.metrics;
-    var rows = [];
     for (var k in m) {
       var v = m[k];
       if (typeof v === "object") { var sub = []; for (var j in v) if (v[j]) sub.push(j + " " + v[j]); v = sub.join(", ") || "0"; }
-      rows.push([k, String(v)]);
+      var chip = document.createElement("span");
+      chip.textContent = k + " " + v;
+      t.appendChild(chip);
     }
-    rows.forEach(function (row) {
-      var tr = document.createElement("tr");
-      row.forEach(function (c) { var td = document.createElement("td"); td.textContent = c; tr.appendChild(td); });
-      t.appendChild(tr);
-    });
     s.appendChild(t);
     $("scenario-text").textContent = D.scenarioText;
     $("command").textContent = D.command;
@@ -87,33 +84,40 @@ export const CLIENT_JS = String.raw`
     });
     return out;
   }
+  // the address-space state, advanced one event at a time
+  function emptyState() { return { vmas: [], notifiers: {}, ranges: {} }; }
+  function apply(st, e) {
+    switch (e.kind) {
+      case "vma-created": st.vmas = subtract(st.vmas, e.start, e.end); st.vmas.push({ start: e.start, end: e.end, prot: e.prot }); break;
+      case "vma-removed": st.vmas = subtract(st.vmas, e.start, e.end); break;
+      case "notifier-created": st.notifiers[e.start + "-" + e.end] = { start: e.start, end: e.end }; break;
+      case "notifier-removed": delete st.notifiers[e.start + "-" + e.end]; break;
+      case "range-created": st.ranges[e.id] = { start: e.start, end: e.end, state: "unmapped" }; break;
+      case "range-state": if (st.ranges[e.id]) st.ranges[e.id].state = e.state; break;
+      case "range-removed": delete st.ranges[e.id]; break;
+    }
+  }
+  function values(o) { return Object.keys(o).map(function (k) { return o[k]; }); }
   // the state after event index i (inclusive)
   function stateAt(i) {
-    var vmas = [], notifiers = {}, ranges = {};
-    for (var k = 0; k <= i && k < events.length; k++) {
-      var e = events[k];
-      switch (e.kind) {
-        case "vma-created": vmas = subtract(vmas, e.start, e.end); vmas.push({ start: e.start, end: e.end, prot: e.prot }); break;
-        case "vma-removed": vmas = subtract(vmas, e.start, e.end); break;
-        case "notifier-created": notifiers[e.start + "-" + e.end] = { start: e.start, end: e.end }; break;
-        case "notifier-removed": delete notifiers[e.start + "-" + e.end]; break;
-        case "range-created": ranges[e.id] = { start: e.start, end: e.end, state: "unmapped" }; break;
-        case "range-state": if (ranges[e.id]) ranges[e.id].state = e.state; break;
-        case "range-removed": delete ranges[e.id]; break;
-      }
-    }
-    return { vmas: vmas, notifiers: Object.keys(notifiers).map(function (k) { return notifiers[k]; }), ranges: Object.keys(ranges).map(function (k) { return ranges[k]; }) };
+    var st = emptyState();
+    for (var k = 0; k <= i && k < events.length; k++) apply(st, events[k]);
+    return { vmas: st.vmas, notifiers: values(st.notifiers), ranges: values(st.ranges) };
   }
-  var lo = Infinity, hi = 0;
-  events.forEach(function (e) {
-    if (e.kind === "vma-created" || e.kind === "range-created" || e.kind === "notifier-created") {
-      if (e.end - e.start > Math.pow(2, 46)) return;
-      lo = Math.min(lo, e.start); hi = Math.max(hi, e.end);
-    }
-  });
-  if (!(lo < hi)) { lo = 0; hi = 2 * MiB; }
-  var whole = { lo: lo, hi: hi };
-  var view = { lo: lo, hi: hi };
+  // "whole space": everything the run touched (notifier windows included); the first view: the VMAs and ranges
+  function extent(kinds) {
+    var a = Infinity, b = 0;
+    events.forEach(function (e) {
+      if (kinds.indexOf(e.kind) < 0 || e.end - e.start > Math.pow(2, 46)) return;
+      a = Math.min(a, e.start); b = Math.max(b, e.end);
+    });
+    return a < b ? { lo: a, hi: b } : null;
+  }
+  var whole = extent(["vma-created", "range-created", "notifier-created"]) || { lo: 0, hi: 2 * MiB };
+  var first = extent(["vma-created", "range-created"]) || whole;
+  var pad = (first.hi - first.lo) * 0.05;
+  var view = { lo: Math.max(0, first.lo - pad), hi: first.hi + pad };
+  var lo = whole.lo;
   var focus = (function () {
     var v = D.verdict;
     var m = v ? /0x[0-9a-f]+/i.exec(v.detail) : null;
@@ -126,7 +130,8 @@ export const CLIENT_JS = String.raw`
   // start at the moment that matters: the last event that led to the verdict, else the last before the teardown
   slider.value = (function () {
     var idx = -1, k;
-    if (D.leading.length) { var want = D.leading[D.leading.length - 1]; for (k = 0; k < events.length; k++) if (events[k].seq === want) idx = k; }
+    var lead = {}; D.leading.forEach(function (q) { lead[q] = true; });
+    for (k = 0; k < events.length; k++) if (lead[events[k].seq] && events[k].actor !== "main") idx = k;
     if (idx < 0) for (k = 0; k < events.length; k++) { if (events[k].actor === "main") break; idx = k; }
     return String(idx < 0 ? events.length - 1 : idx);
   })();
@@ -138,30 +143,24 @@ export const CLIENT_JS = String.raw`
     ctx.clearRect(0, 0, W, H);
     var span = view.hi - view.lo;
     function x(a) { return (a - view.lo) / span * W; }
-    var vmas = [], notifiers = {}, ranges = {};
+    var st = emptyState();
     var n = events.length, row = -1;
     function paint(y, h) {
-      function band(iv, color, top, bh) {
+      // layered: notifier windows faint, VMAs half-tone, ranges solid in their residency's colour
+      function band(iv, color, alpha, inset) {
         var x0 = Math.max(0, x(iv.start)), x1 = Math.min(W, x(iv.end));
         if (x1 < 0 || x0 > W) return;
-        ctx.fillStyle = color; ctx.fillRect(x0, y + top * h, Math.max(1, x1 - x0), Math.max(1, bh * h));
+        ctx.globalAlpha = alpha; ctx.fillStyle = color;
+        ctx.fillRect(x0 + inset, y, Math.max(1, x1 - x0 - 2 * inset), Math.ceil(h));
+        ctx.globalAlpha = 1;
       }
-      vmas.forEach(function (iv) { band(iv, COLORS.vma, 0, 0.25); });
-      for (var key in notifiers) band(notifiers[key], COLORS.notifier, 0.25, 0.2);
-      for (var id in ranges) band(ranges[id], COLORS[ranges[id].state], 0.45, 0.55);
+      for (var key in st.notifiers) band(st.notifiers[key], COLORS.notifier, 0.15, 0);
+      st.vmas.forEach(function (iv) { band(iv, COLORS.vma, 0.45, 0); });
+      for (var id in st.ranges) band(st.ranges[id], COLORS[st.ranges[id].state], 1, 1);
     }
     var rowH = Math.max(1, H / Math.max(1, n));
     for (var k = 0; k < n; k++) {
-      var e = events[k];
-      switch (e.kind) {
-        case "vma-created": vmas = subtract(vmas, e.start, e.end); vmas.push({ start: e.start, end: e.end }); break;
-        case "vma-removed": vmas = subtract(vmas, e.start, e.end); break;
-        case "notifier-created": notifiers[e.start + "-" + e.end] = { start: e.start, end: e.end }; break;
-        case "notifier-removed": delete notifiers[e.start + "-" + e.end]; break;
-        case "range-created": ranges[e.id] = { start: e.start, end: e.end, state: "unmapped" }; break;
-        case "range-state": if (ranges[e.id]) ranges[e.id].state = e.state; break;
-        case "range-removed": delete ranges[e.id]; break;
-      }
+      apply(st, events[k]);
       var y = Math.floor(k / n * H);
       if (y !== row) { row = y; paint(y, rowH); }
     }

@@ -78,6 +78,15 @@ interface Opened {
 
 let browser: Browser | undefined
 
+/** The three views are there (lanes, three uPlot plots), no console error, and the marker iff the run failed. */
+const expectViews = (o: Opened, lanes: number, failed: boolean): void => {
+  expect(o.errors).toEqual([])
+  expect(o.lanes).toBeGreaterThanOrEqual(lanes)
+  expect(o.plots).toBe(3)
+  expect(o.marker).toBe(failed ? 1 : 0)
+  if (failed) expect(o.leading).toBeGreaterThan(0)
+}
+
 /** Opens `file` in a fresh page, waits until its script has drawn everything, screenshots it to `png`. */
 const open = async (file: string, png: string): Promise<Opened> => {
   const page = await browser!.newPage({ viewport: { width: 1280, height: 1000 } })
@@ -118,36 +127,22 @@ describe.skipIf(!hasChromium)("HTML report in headless Chromium (issue #19)", ()
     const s = await load("once-malloc")
     const r = await run(s)
     expect(r.result.ok).toBe(true)
-    const o = await open(write("passing", s, r), join(OUT, "passing.png"))
-    expect(o.errors).toEqual([])
-    expect(o.lanes).toBeGreaterThanOrEqual(2)
-    expect(o.plots).toBe(3)
-    expect(o.marker).toBe(0)
+    expectViews(await open(write("passing", s, r), join(OUT, "passing.png")), 2, false)
   }, 60_000)
 
   it("a failed expectation: the violation marker and the events that led to it", async () => {
     const r = await run(failing)
     expect(r.result.ok).toBe(false)
-    const o = await open(write("failing", failing, r), join(OUT, "failing.png"))
-    expect(o.errors).toEqual([])
-    expect(o.lanes).toBeGreaterThanOrEqual(1)
-    expect(o.plots).toBe(3)
-    expect(o.marker).toBe(1)
-    expect(o.leading).toBeGreaterThan(0)
+    expectViews(await open(write("failing", failing, r), join(OUT, "failing.png")), 1, true)
   }, 60_000)
 
   it("an explorer counterexample (kernel617-cve-2025-40336 under 6.17, replayed): marker, lanes, plots", async () => {
     const { scenario, run: r } = await counterexample()
     expect(r.result.violations.map((v) => v.invariant)).toContain("dma-map-past-range")
     const png = join(OUT, "counterexample.png")
-    const o = await open(write("counterexample", scenario, r), png)
-    expect(o.errors).toEqual([])
-    expect(o.lanes).toBeGreaterThanOrEqual(2)
-    expect(o.plots).toBe(3)
-    expect(o.marker).toBe(1)
-    expect(o.leading).toBeGreaterThan(0)
+    expectViews(await open(write("counterexample", scenario, r), png), 2, true)
     if (process.env["GPUSVM_DOCS_SCREENSHOT"] === "1") {
-      const page = await browser!.newPage({ viewport: { width: 1200, height: 900 } })
+      const page = await browser!.newPage({ viewport: { width: 1200, height: 1250 } })
       await page.goto(`file://${join(OUT, "counterexample.html")}`)
       await page.waitForSelector("body[data-ready='1']")
       await page.screenshot({ path: join(ROOT, "docs", "report.png"), fullPage: false })
@@ -175,8 +170,7 @@ describe.skipIf(!hasChromium)("HTML report in headless Chromium (issue #19)", ()
     expect(events.length).toBeGreaterThanOrEqual(10_000)
     expect(bytes).toBeLessThan(5 * 1024 * 1024)
     const o = await open(file, join(OUT, "large.png"))
-    expect(o.errors).toEqual([])
-    expect(o.plots).toBe(3)
+    expectViews(o, 2, false)
     expect(o.openMs).toBeLessThan(2000)
     console.log(`10^4-event report: ${events.length} events, ${(bytes / 1024 / 1024).toFixed(2)} MB, opened in ${o.openMs.toFixed(0)} ms`)
   }, 120_000)
