@@ -22,6 +22,7 @@ import { loadWord } from "./load.ts"
 import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import type * as Runner from "../programs/ScenarioRunner.ts"
 import { simulated } from "./machines.ts"
+import { writeCounterexampleEvents } from "./report-html.ts"
 
 const setExit = (code: number) =>
   Effect.sync(() => {
@@ -104,7 +105,9 @@ export const explore = Command.make(
     workers: Flag.String("workers").pipe(Flag.withDescription("Worker threads to split the search across (default 1)"), Flag.withDefault("1")),
     kernel: Flag.String("kernel").pipe(Flag.withDescription("Kernel profile 6.17 | 7.0 (overrides the scenario's svm.kernel)"), Flag.optional),
     noReduction: Flag.Boolean("no-reduction").pipe(Flag.withDescription("Turn the sleep-set reduction off"), Flag.withDefault(false)),
-    json: Flag.Boolean("json").pipe(Flag.withDescription("Print the result as one JSON object"), Flag.withDefault(false))
+    json: Flag.Boolean("json").pipe(Flag.withDescription("Print the result as one JSON object"), Flag.withDefault(false)),
+    // issue #19: the counterexample's replayed run, recorded
+    events: Flag.String("events").pipe(Flag.withDescription("Write the counterexample's events (its replayed run) as JSONL to this file"), Flag.optional)
   },
   Effect.fnUntraced(function*(a) {
     if (!["dfs", "pct", "random"].includes(a.strategy)) return yield* badInput(`--strategy: expected dfs, pct or random, got "${a.strategy}"`)
@@ -154,6 +157,10 @@ export const explore = Command.make(
     clearProgress()
     if (outcome._tag === "Failure") return yield* badInput(outcome.failure.message)
     const { check, minimal } = outcome.success
+    if (Option.isSome(a.events) && check.violation !== undefined) {
+      const w = yield* Effect.result(writeCounterexampleEvents(minimal ?? scenario, check.violation.schedule, runOptions.kernel, a.events.value))
+      if (w._tag === "Failure") return yield* badInput(w.failure)
+    }
     if (a.json) {
       yield* Console.log(JSON.stringify({ scenario: scenario.name, ...check, workers, ...(minimal !== undefined && minimal !== scenario ? { minimalScenario: minimal } : {}) }))
     } else {

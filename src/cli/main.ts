@@ -30,6 +30,8 @@ import { progress, summary } from "./report.ts"
 import { explore } from "./explore.ts"
 import * as Trace from "./trace.ts"
 import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
+// issue #19: `gpusvm report`, and `simulate --events / --html`
+import * as ReportHtml from "./report-html.ts"
 
 const setExit = (code: number) =>
   Effect.sync(() => {
@@ -92,13 +94,18 @@ const simulate = Command.make(
       Flag.optional
     ),
     otlp: Flag.String("otlp").pipe(Flag.withDescription("Export the trace over OTLP/HTTP JSON to this URL (e.g. http://localhost:4318/v1/traces)"), Flag.optional),
-    trace: Flag.String("trace").pipe(Flag.withDescription("Write the trace as OTLP JSON to this file"), Flag.optional)
+    trace: Flag.String("trace").pipe(Flag.withDescription("Write the trace as OTLP JSON to this file"), Flag.optional),
+    // issue #19: a recorded run (one scenario, simulated machine)
+    events: Flag.String("events").pipe(Flag.withDescription("Write the run's events as JSONL to this file (one scenario)"), Flag.optional),
+    html: Flag.String("html").pipe(Flag.withDescription("Write an offline HTML report of the run to this file (one scenario)"), Flag.optional)
   },
   (flags) => Trace.traced(flags, run(flags)).pipe(Effect.catchTag("TraceFlagError", (e) => badInput(e.message)))
 ).pipe(Command.withDescription(`Run scenarios on a simulated (or native) machine and check every invariant. ${EXIT_CODES}`))
 
 /** The body of `gpusvm simulate`. */
-const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel }: {
+const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel, events, html }: {
+    readonly events: Option.Option<string>
+    readonly html: Option.Option<string>
     readonly scenarios: ReadonlyArray<string>
     readonly json: boolean
     readonly seed: Option.Option<string>
@@ -144,6 +151,13 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
       else loaded.push(l.success)
     }
     if (problems.length > 0) return yield* badInput(problems)
+    if (Option.isSome(events) || Option.isSome(html)) {
+      // issue #19: a recorded run
+      if (machine !== "simulated") return yield* badInput("--events / --html: recorded runs use the simulated machine")
+      const options = ReportHtml.parseRecordOptions({ seed, schedule, kernel })
+      if (typeof options === "string") return yield* badInput(options)
+      return yield* ReportHtml.simulateRecorded(loaded, options, { events, html }, (r) => Console.log(json ? JSON.stringify(r) : summary([r])))
+    }
     if (Option.isSome(schedule)) {
       if (machine !== "simulated") return yield* badInput("--schedule: schedules control the simulated machine only (the native machine is scheduled by the kernel)")
       if (loaded.length !== 1) return yield* badInput(`--schedule: give exactly one scenario, got ${loaded.length}`)
@@ -192,7 +206,7 @@ const scenarios = Command.make(
 /** The root `gpusvm` command. */
 export const gpusvm = Command.make("gpusvm").pipe(
   Command.withDescription(`GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model. ${EXIT_CODES}`),
-  Command.withSubcommands([simulate, explore, scenarios])
+  Command.withSubcommands([simulate, explore, scenarios, ReportHtml.report])
 )
 
 gpusvm.pipe(
