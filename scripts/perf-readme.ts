@@ -12,16 +12,10 @@
  * the section instead of writing the README).
  */
 import { readFileSync, writeFileSync } from "node:fs"
+import type { BenchRow } from "../bench/run.ts"
 
-interface Row {
-  readonly group: string
-  readonly name: string
-  readonly value: number
-  readonly unit: string
-  readonly min?: number
-  readonly max?: number
-  readonly reference?: string
-}
+/** A row of `bench/results.json`: a module's row and its group. */
+type Row = BenchRow
 
 interface Results {
   readonly date: string
