@@ -4,7 +4,7 @@
  * every target row of issue #16 (rows whose reference says `target … met` or
  * `not met`) in one table with its value and verdict, then, for each miss, the
  * profile finding kept in `bench/findings.md` (a `### key` heading per
- * finding; a finding applies to every missed row whose label contains `key`).
+ * finding; each missed row gets the first finding whose `key` its label contains).
  * Everything else in the README is left as it is.
  *
  * Options: `--results PATH` (default `bench/results.json`), `--note TEXT` (a
@@ -95,15 +95,13 @@ export const section = (res: Results, findingsText: string, note: string | undef
   const misses = ts.filter((t) => !t.met)
   if (misses.length > 0) {
     lines.push("### Why the misses miss (profile findings)", "")
-    const used = new Set<string>()
+    // each missed row gets the first finding (in file order) whose key its label contains
+    const keyOf = (t: Target) => fs.find(([key]) => key !== "profile" && t.label.includes(key))?.[0]
     for (const [key, text] of fs) {
-      const rows = misses.filter((t) => t.label.includes(key))
-      if (rows.length === 0 || used.has(key)) continue
-      used.add(key)
-      lines.push(`**${key}** (${rows.length} row${rows.length === 1 ? "" : "s"}). ${text}`, "")
+      const rows = misses.filter((t) => keyOf(t) === key)
+      if (rows.length > 0) lines.push(`**${key}** (${rows.length} row${rows.length === 1 ? "" : "s"}). ${text}`, "")
     }
-    const uncovered = misses.filter((t) => !fs.some(([key]) => t.label.includes(key)))
-    for (const t of uncovered) lines.push(`**${t.label}**: no profile finding recorded yet.`, "")
+    for (const t of misses.filter((t) => keyOf(t) === undefined)) lines.push(`**${t.label}**: no profile finding recorded yet.`, "")
   }
   const general = fs.find(([key]) => key === "profile")
   if (general !== undefined) lines.push("### The profile", "", general[1], "")
