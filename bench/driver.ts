@@ -142,6 +142,7 @@ export async function benchDriver(): Promise<ReadonlyArray<Row>> {
   const xe: Record<number, string> = { [64 * KiB]: "Xe kernel: 14.7 µs/fault incl. migration", [2 * MiB]: "Xe kernel: 225 µs/fault incl. migration" }
   // issue #16 targets: gpusvm / plain model ≤ 3× at 4 KiB, ≤ 1.5× at 64 KiB, ≤ 1× at 2 MiB
   const target: Record<number, number> = { 4096: 3, [64 * KiB]: 1.5, [2 * MiB]: 1 }
+  const xeLimit: Record<number, number> = { [64 * KiB]: 14.7, [2 * MiB]: 225 }
   for (const policy of ["never", "always"] as const) {
     for (const [chunk, bytes] of [[4096, 32 * MiB], [64 * KiB, 256 * MiB], [2 * MiB, GiB]] as const) {
       const samples: Array<number> = []
@@ -158,6 +159,11 @@ export async function benchDriver(): Promise<ReadonlyArray<Row>> {
         p,
         { name: `  … gpusvm / plain model`, value: ratio, unit: "x", reference: `target ≤ ${target[chunk]}×: ${ratio <= target[chunk]! ? "met" : "not met"}` }
       )
+      // issue #16: with migration, faster than the hardware path it models (Xe's CPU time per fault)
+      const xeUs = xeLimit[chunk]
+      if (policy === "always" && xeUs !== undefined) {
+        rows.push({ name: `  … absolute, vs the Xe kernel's CPU time per fault`, value: r.value, unit: "µs/fault", reference: `target ≤ ${xeUs} µs: ${r.value <= xeUs ? "met" : "not met"}` })
+      }
     }
   }
   const inv = await Effect.runPromise(invalidation)
@@ -170,7 +176,9 @@ export async function benchDriver(): Promise<ReadonlyArray<Row>> {
   const o = await Effect.runPromise(overhead)
   rows.push(row("existing-range lookup through GpuSvm (Effect)", o.effectS, "µs/op"))
   rows.push(row("same lookups, plain imperative loop", o.plainS, "µs/op", "not used by the library"))
-  rows.push({ name: "Effect structure price (ratio)", value: median(o.effectS) / median(o.plainS), unit: "x" })
+  // issue #16 target: the Effect structure price ≤ 2×
+  const price = median(o.effectS) / median(o.plainS)
+  rows.push({ name: "Effect structure price (ratio)", value: price, unit: "x", reference: `target ≤ 2×: ${price <= 2 ? "met" : "not met"}` })
   return rows
 }
 

@@ -48,6 +48,7 @@ const more: Array<readonly [group: string, path: string, fn: string]> = [
   ["gpusvm core", "./core.ts", "benchCore"],
   ["driver (fault path, invalidation, concurrency, Effect overhead)", "./driver.ts", "benchDriver"],
   ["migration", "./migration.ts", "benchMigration"],
+  ["memory (peak RSS, child process)", "./rss.ts", "benchRss"],
   ["native machine", "./native.ts", "benchNative"],
   ["explorer", "./explore.ts", "benchExplore"]
 ]
