@@ -13,7 +13,7 @@
  * the project sees only what it installed. Times of each stage are printed.
  */
 import { afterAll, assert, beforeAll, describe, it } from "@effect/vitest"
-import { spawn } from "node:child_process"
+import { execFile } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
@@ -69,19 +69,13 @@ const userEnv = (): NodeJS.ProcessEnv => {
 }
 
 const run = (cmd: string, args: ReadonlyArray<string>, cwd: string, timeoutMs = 90_000): Promise<Run> =>
-  new Promise((resolvePromise, reject) => {
+  new Promise((resolvePromise) => {
     const started = performance.now()
-    const child = spawn(cmd, args, { cwd, env: userEnv(), stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs })
-    let stdout = ""
-    let stderr = ""
-    child.stdout.setEncoding("utf8").on("data", (d: string) => {
-      stdout += d
+    execFile(cmd, args, { cwd, env: userEnv(), timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" }, (error, stdout, stderr) => {
+      // a non-zero exit is `error.code` (a number); a spawn failure or a timeout has no exit status
+      const status = error === null ? 0 : typeof error.code === "number" ? error.code : null
+      resolvePromise({ status, stdout, stderr: error !== null && status === null ? `${stderr}\n${error.message}` : stderr, ms: performance.now() - started })
     })
-    child.stderr.setEncoding("utf8").on("data", (d: string) => {
-      stderr += d
-    })
-    child.on("error", reject)
-    child.on("close", (status) => resolvePromise({ status, stdout, stderr, ms: performance.now() - started }))
   })
 
 const show = (r: Run) => `exit ${r.status}\n--- stdout\n${r.stdout.slice(-4000)}\n--- stderr\n${r.stderr.slice(-4000)}`
