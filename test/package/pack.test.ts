@@ -160,6 +160,14 @@ describe("gpusvm as a package: npm pack → a fresh project → the README's usa
     assert.deepStrictEqual(PKG.exports["./testing"], { types: "./dist/testing/index.d.ts", default: "./dist/testing/index.js" })
   })
 
+  it("#15 part 8: every file the README links to is in the tarball (docs/ ships, so the installed package's README links resolve)", () => {
+    const { files } = ready()
+    const targets = [...README.replace(/```[\s\S]*?```/g, "").matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)].map((m) => m[1]!.replace(/\/$/, ""))
+    assert.isAbove(targets.length, 0)
+    const missing = targets.filter((t) => !files.some((f) => f === t || f.startsWith(`${t}/`)))
+    assert.deepStrictEqual(missing, [], "README links to files the tarball does not hold")
+  })
+
   it("#15 part 8: the README's `As a library` snippet, copied verbatim into main.ts, runs with `npx node main.ts` and prints the line its comment says", async () => {
     const { project } = ready()
     const { code, expected } = librarySnippet()
