@@ -80,13 +80,16 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
  * still valid (`driver_bind_range`); false means `EAGAIN`.
  */
 export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean): Effect.Effect<boolean> =>
-  env.svm.withNotifierLock(Effect.gen(function*() {
-    if (!(yield* env.svm.rangePagesValid(range))) return false
-    const live = yield* env.svm.range(range)
-    if (Option.isNone(live) || live.value.dmaAddr === undefined) return false
-    yield* env.gpu.bind(live.value.start, live.value.end, live.value.dmaAddr, { readOnly })
-    return true
-  }))
+  env.svm.withNotifierLock(bindLocked(env, range, readOnly))
+
+/** The body of {@link bindRange}, under the notifier lock (no per-call generator closure: issue #16). */
+const bindLocked = Effect.fnUntraced(function*(env: FaultEnv, range: Range, readOnly: boolean) {
+  if (!(yield* env.svm.rangePagesValid(range))) return false
+  const live = yield* env.svm.range(range)
+  if (Option.isNone(live) || live.value.dmaAddr === undefined) return false
+  yield* env.gpu.bind(live.value.start, live.value.end, live.value.dmaAddr, { readOnly })
+  return true
+})
 
 /**
  * Was `range`'s VMA split by mprotect since the range was created

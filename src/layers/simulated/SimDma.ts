@@ -37,6 +37,7 @@ import { BadAddress } from "../../domain/Errors.ts"
 import type { PageRef } from "../../domain/PageRef.ts"
 import { Dma, type DmaMapHint } from "../../services/Dma.ts"
 import type { MachineState } from "./MachineState.ts"
+import { afterPoint } from "./SeededYields.ts"
 
 const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
 
@@ -100,14 +101,17 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
     return { addr: st.iommu.map(pfn, order, dir), proto: SYSTEM_PROTO, order, dir }
   }
 
+  const mapOne = (page: PageRef, order: number, dir: DmaDirection, hint: DmaMapHint | undefined) => {
+    const r = mapSync(page, order, dir, hint)
+    return r instanceof BadAddress ? Effect.fail(r) : Effect.succeed(r)
+  }
+  // Without a schedule or explorer the point is `Effect.void` and skipped (SeededYields.afterPoint); the
+  // mapping is still made when the effect runs, never when it is built.
   const mapPage = (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint): Effect.Effect<DeviceAddress, BadAddress> =>
-    Effect.flatMap(point, () => {
-      const r = mapSync(page, order, dir, hint)
-      return r instanceof BadAddress ? Effect.fail(r) : Effect.succeed(r)
-    })
+    point === Effect.void ? Effect.suspend(() => mapOne(page, order, dir, hint)) : Effect.flatMap(point, () => mapOne(page, order, dir, hint))
 
   const unmapPage = (addr: DeviceAddress): Effect.Effect<void> =>
-    Effect.flatMap(point, () =>
+    afterPoint(point, () =>
       Effect.sync(() => {
         const ok = typeof addr === "object" && addr !== null && addr.proto === SYSTEM_PROTO &&
           st.iommu.unmap(addr.addr, addr.order) !== undefined

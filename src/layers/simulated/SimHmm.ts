@@ -55,7 +55,8 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
   const rangeFault = Effect.fnUntraced(function*(
     r: HmmRange
   ): Effect.fn.Return<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied> {
-    yield* point
+    // a void point (no schedule, no explorer) never yields: skipped, one step less (SeededYields.afterPoint)
+    if (point !== Effect.void) yield* point
     const early = hmmPrologue(st, r)
     if (early !== undefined) return yield* early
     if (!r.fault) {

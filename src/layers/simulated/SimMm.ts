@@ -15,30 +15,36 @@ import { BadAddress } from "../../domain/Errors.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Mm } from "../../services/Mm.ts"
 import type { MachineState } from "./MachineState.ts"
+import { afterPoint, afterPointConst } from "./SeededYields.ts"
 import { toVma } from "./Vmas.ts"
 
 /** Builds the `Mm` service of machine `st`. */
 export const makeMm = (st: MachineState): Mm["Service"] => {
   const point = st.schedule.at("mm")
-  const acquire = Effect.flatMap(point, () =>
+  // Without a schedule or explorer the points are `Effect.void` and skipped (SeededYields.afterPoint).
+  const acquire = afterPointConst(
+    point,
     Effect.suspend(() => {
       if (!st.alive) return Effect.fail(new BadAddress({ reason: "mmget_not_zero: the address space has exited" }))
       st.mmRefs++
       return Effect.void
-    }))
-  const release = Effect.flatMap(point, () =>
+    })
+  )
+  const release = afterPointConst(
+    point,
     Effect.sync(() => {
       if (st.mmRefs <= 0) {
         st.recordViolation({ invariant: "mmput-unbalanced", detail: "mmput without a matching mmget_not_zero" })
         return
       }
       st.mmRefs--
-    }))
+    })
+  )
   const references = Effect.sync(() => st.mmRefs)
   const withReadLock = <A, E, R>(e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-    Effect.flatMap(point, () => st.lock.withRead(e))
+    afterPoint(point, () => st.lock.withRead(e))
   const vmaLookup = (addr: number): Effect.Effect<Option.Option<Vma>> =>
-    Effect.flatMap(point, () =>
+    afterPoint(point, () =>
       Effect.sync(() => {
         const r = Number.isFinite(addr) ? st.vmas.find(addr) : undefined
         return r === undefined ? Option.none() : Option.some(toVma(r))
