@@ -33,6 +33,33 @@ export interface GpuStats {
   readonly accesses: number
 }
 
+/**
+ * `Gpu.access`, typed by mode: a `read` or `atomic` yields the bytes (the old
+ * u32 for an atomic), a `write` nothing; with a mode only known at run time,
+ * either.
+ *
+ * @category models
+ * @since 0.2.0
+ */
+export interface GpuAccess {
+  (addr: number, length: number, mode: "read" | "atomic"): Effect.Effect<Uint8Array, GpuFaultError>
+  (addr: number, length: number, mode: "write", bytes: Uint8Array): Effect.Effect<void, GpuFaultError>
+  (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array): Effect.Effect<Uint8Array | void, GpuFaultError>
+}
+
+/**
+ * Types an access function written over the runtime mode (what a GPU
+ * implementation or a test's wrapper naturally writes) as a {@link GpuAccess}.
+ * The function must return the bytes for `read` / `atomic` and nothing for
+ * `write`, as the contract says.
+ *
+ * @category constructors
+ * @since 0.2.0
+ */
+export const gpuAccess = (
+  f: (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) => Effect.Effect<Uint8Array | void, GpuFaultError>
+): GpuAccess => f as GpuAccess
+
 /** The simulated GPU. */
 export class Gpu extends Context.Service<Gpu, {
   /**
@@ -41,7 +68,7 @@ export class Gpu extends Context.Service<Gpu, {
    * returns its old value (4 bytes). Faults are resolved through the handler;
    * `GpuFaultError` when it gives up or none is registered.
    */
-  readonly access: (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) => Effect.Effect<Uint8Array | void, GpuFaultError>
+  readonly access: GpuAccess
   /** Binds `[rangeStart, rangeEnd)` to device addresses (one per page run, in order), replacing older PTEs. */
   readonly bind: (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) => Effect.Effect<void>
   /** Zaps the PTEs of `[start, end)` and flushes the TLB (one flush per call). */

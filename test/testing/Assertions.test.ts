@@ -9,7 +9,7 @@ import { Effect } from "effect"
 import { make as deviceAddress } from "../../src/domain/DeviceAddress.ts"
 import { Cpu } from "../../src/services/Cpu.ts"
 import { Dma } from "../../src/services/Dma.ts"
-import { Gpu } from "../../src/services/Gpu.ts"
+import { Gpu, gpuAccess } from "../../src/services/Gpu.ts"
 import { Hmm } from "../../src/services/Hmm.ts"
 import { MmuNotifier } from "../../src/services/MmuNotifier.ts"
 import { assertCoherent, assertNoLeaks, assertNoViolations, GpuSvmTest } from "../../src/testing/index.ts"
@@ -21,13 +21,13 @@ const pattern = (seed: number, n: number) => Uint8Array.from({ length: n }, (_, 
 /** A GPU whose reads return one wrong byte at `offset` of each read. */
 const corruptingGpu = (offset: number) => (g: Gpu["Service"]): Gpu["Service"] => ({
   ...g,
-  access: (addr, length, mode, bytes) =>
+  access: gpuAccess((addr, length, mode, bytes) =>
     mode !== "read" ? g.access(addr, length, mode, bytes) : Effect.map(g.access(addr, length, mode), (b) => {
       if (!(b instanceof Uint8Array)) return b
       const out = Uint8Array.from(b)
       out[offset] = (out[offset]! + 1) & 0xff
       return out
-    })
+    }))
 })
 
 describe("gpusvm/testing assertCoherent", () => {

@@ -8,7 +8,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Arbitrary, Effect, Schema } from "effect"
 import { DevicePagemap } from "../../src/services/DevicePagemap.ts"
-import { Gpu } from "../../src/services/Gpu.ts"
+import { Gpu, gpuAccess } from "../../src/services/Gpu.ts"
 import {
   arbitrary,
   assertCoherent,
@@ -136,7 +136,7 @@ describe("gpusvm/testing Workload", () => {
       assert.include(err.message, "the model says 50")
     }).pipe(Effect.provide(GpuSvmTest.layer({
       wrap: {
-        gpu: (g: Gpu["Service"]): Gpu["Service"] => ({ ...g, access: (addr, length, mode, bytes) => (mode === "write" ? Effect.void : g.access(addr, length, mode, bytes)) })
+        gpu: (g: Gpu["Service"]): Gpu["Service"] => ({ ...g, access: gpuAccess((addr, length, mode, bytes) => (mode === "write" ? Effect.void : g.access(addr, length, mode, bytes))) })
       }
     }))))
 })

@@ -27,7 +27,7 @@ import { Effect } from "effect"
 import { hex, isAddress, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { GpuFaultError, InvalidArgument } from "../../domain/Errors.ts"
-import { type AccessMode, type FaultHandler, Gpu, type GpuStats } from "../../services/Gpu.ts"
+import { type AccessMode, type FaultHandler, Gpu, gpuAccess, type GpuStats } from "../../services/Gpu.ts"
 import type { Violation } from "../../services/Machine.ts"
 import { GpuPageTable, type GpuPte } from "./GpuPageTable.ts"
 import { MAX_RW_COUNT } from "./CpuArgs.ts"
@@ -240,7 +240,7 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
   })
 
   return Gpu.of({
-    access,
+    access: gpuAccess(access),
     bind,
     invalidate,
     setFaultHandler: (h) =>
