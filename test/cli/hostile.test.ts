@@ -82,6 +82,25 @@ describe.concurrent("#18 silently accepted / wrong exit: now bad input (spawned)
   })
 })
 
+describe.concurrent("#18 untyped defects: huge accesses are refused before anything runs (spawned)", { timeout: 90_000 }, () => {
+  it("a whole-buffer cpu-write of 1 TiB: exit 2 at steps[1] naming the figure, in well under the budget", async () => {
+    const f = file("tib.json", { name: "tib", steps: [{ op: "mmap", as: "a", length: "1T" }, { op: "cpu-write", buf: "a", pattern: 1 }] })
+    await rejects([f], f, "steps[1]", "access of 1T exceeds the 16G")
+  })
+  it("two 12 GiB buffers written: exit 2 at the write that passes the machine's 16 GiB", async () => {
+    const f = file("two.json", {
+      name: "two",
+      steps: [
+        { op: "mmap", as: "a", length: "12G" },
+        { op: "mmap", as: "b", length: "12G" },
+        { op: "cpu-write", buf: "a", length: "4K", pattern: 1 },
+        { op: "gpu-write", buf: "b", length: "4K", pattern: 2 }
+      ]
+    })
+    await rejects([f], f, "steps[3]", "hold 24G, more than the 16G")
+  })
+})
+
 describe.concurrent("#18 misleading messages (spawned)", { timeout: 90_000 }, () => {
   it("a directory, a FIFO, a symlink loop and /dev/null say what they are", async () => {
     const dir = join(tmp.dir, "a-dir")

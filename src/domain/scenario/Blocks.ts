@@ -29,6 +29,8 @@ export const MachineBlock = Schema.Struct({
     dmaMapFail: optional(NonNegativeIntLike),
     vramAllocFail: optional(NonNegativeIntLike),
     nonBlockable: optional(NonNegativeIntLike),
+    /** The next N device-memory migration copies fail mid-way (the migration leaves every page untouched). */
+    copyFail: optional(NonNegativeIntLike),
     /** kernel-semantics §11.16: the next N `mmu_interval_read_retry` checks see the sequence moved. */
     seqRace: optional(NonNegativeIntLike),
     /** kernel-semantics §11.16: the next N pfn-array allocations of `drm_gpusvm_range_evict` fail (ENOMEM). */

@@ -14,7 +14,7 @@ import { ADDRESS_LIMIT, HUGE_PAGE_SIZE } from "../Address.ts"
 import * as GpuSvmConfig from "../GpuSvmConfig.ts"
 import type { ScenarioFileType } from "./Blocks.ts"
 import { formatPath, type PathIssue } from "./Issues.ts"
-import { formatHex } from "./Numbers.ts"
+import { formatHex, formatSize } from "./Numbers.ts"
 import type { NestedStep, Step } from "./Step.ts"
 
 /**
@@ -274,4 +274,63 @@ export const svmIssues = (f: ScenarioFileType): Array<PathIssue> => {
     path: given ? ["svm", key] : ["svm"],
     issue: given ? v.reason : `${key} (default): ${v.reason}`
   }]
+}
+
+/**
+ * The most bytes the buffers a scenario writes may hold together, and the most
+ * one access step may move: the simulated machine holds real bytes (the
+ * project's machines have 24 GiB), so a scenario past this is refused before
+ * anything runs (exit 2) rather than exhausting the host (issue #18). Steps
+ * stream their windows in pieces, so the bound is on memory, not on one call.
+ *
+ * @category constants
+ * @since 0.2.0
+ */
+export const MEMORY_LIMIT = 16 * 2 ** 30
+
+const ACCESS_OPS = new Set(["cpu-write", "gpu-write", "cpu-read", "gpu-read", "prefetch"])
+const WRITE_OPS = new Set(["cpu-write", "gpu-write", "gpu-atomic-inc"])
+
+/**
+ * The memory checks: no access step moves more than {@link MEMORY_LIMIT}, and
+ * the buffers the scenario writes (each counted once, at its largest) hold at
+ * most that much together; the message names the step and the figure.
+ *
+ * @category checks
+ * @since 0.2.0
+ */
+export const memoryIssues = (f: ScenarioFileType): Array<PathIssue> => {
+  const issues: Array<PathIssue> = []
+  const written = new Map<string, number>()
+  let total = 0
+  let reportedTotal = false
+  for (const { steps, at } of threadsOf(f)) {
+    const known = new Map<string, number>()
+    steps.forEach((s, i) => {
+      const path = [...at, i]
+      if (s.op === "mmap") known.set(s.as, s.length)
+      else if (s.op === "mremap") known.set(s.as ?? s.buf, s.newLength)
+      const name = bufOf(s)
+      if (name === undefined) return
+      const size = known.get(name)
+      if (size === undefined) return
+      if (ACCESS_OPS.has(s.op)) {
+        const offset = "offset" in s && s.offset !== undefined ? s.offset : 0
+        const length = "length" in s && s.length !== undefined ? s.length : Math.max(size - offset, 0)
+        if (length > MEMORY_LIMIT) {
+          issues.push({ path, issue: `access of ${formatSize(length)} exceeds the ${formatSize(MEMORY_LIMIT)} a scenario may move on the simulated machine (it holds real bytes)` })
+          reportedTotal = true // one problem per step: this one says it
+        }
+      }
+      if (WRITE_OPS.has(s.op) && (written.get(name) ?? 0) < size) {
+        total += size - (written.get(name) ?? 0)
+        written.set(name, size)
+        if (total > MEMORY_LIMIT && !reportedTotal) {
+          reportedTotal = true
+          issues.push({ path, issue: `the buffers written so far hold ${formatSize(total)}, more than the ${formatSize(MEMORY_LIMIT)} the simulated machine may hold` })
+        }
+      }
+    })
+  }
+  return issues
 }
