@@ -26,12 +26,11 @@
  * garbage-collector pass (`xe_svm_garbage_collector`), a CPU/GPU scenario op,
  * a kernel page move (a CPU fault on device-private memory:
  * `migrate_to_ram`), and the run's verdict (a violation, a failed
- * expectation). `get-pages` and `bind` are part of the schema but not yet
- * recorded (no span marks them; see docs/report.md).
+ * expectation), the driver's `get-pages` and its successful `bind`s.
  *
  * Pure domain: no services.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import { Schema } from "effect"
 
@@ -64,7 +63,7 @@ const kind = <K extends string>(k: K) => Schema.Literal(k)
  * retried (§11.5; `reason` when known).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const FaultEvent = Schema.Struct({
   ...base,
@@ -87,7 +86,7 @@ export const FaultEvent = Schema.Struct({
  * device memory.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const RangeEvent = Schema.Struct({
   ...base,
@@ -104,7 +103,7 @@ export const RangeEvent = Schema.Struct({
  * `unmapped` (no valid pages: just created, invalidated or partially unmapped).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const RangeStateEvent = Schema.Struct({
   ...base,
@@ -119,7 +118,7 @@ export const RangeStateEvent = Schema.Struct({
  * A notifier (`mmu_interval_notifier`) window inserted or removed.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const NotifierEvent = Schema.Struct({
   ...base,
@@ -133,7 +132,7 @@ export const NotifierEvent = Schema.Struct({
  * `mprotect` as the scenario's CPU side did them, and `exit` (everything).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const VmaEvent = Schema.Struct({
   ...base,
@@ -147,7 +146,7 @@ export const VmaEvent = Schema.Struct({
  * `drm_gpusvm_range_get_pages` (schema only; not recorded until a span marks it).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const GetPagesEvent = Schema.Struct({ ...base, kind: kind("get-pages"), start: Addr, end: Addr, error: Schema.optionalKey(Schema.String) })
 
@@ -156,7 +155,7 @@ export const GetPagesEvent = Schema.Struct({ ...base, kind: kind("get-pages"), s
  * recorded until a span marks it).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const BindEvent = Schema.Struct({ ...base, kind: kind("bind"), start: Addr, end: Addr })
 
@@ -166,7 +165,7 @@ export const BindEvent = Schema.Struct({ ...base, kind: kind("bind"), start: Add
  * event names one (`MMU_NOTIFY_MIGRATE`).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const InvalidationEvent = Schema.Struct({
   ...base,
@@ -183,7 +182,7 @@ export const InvalidationEvent = Schema.Struct({
  * `to_ram`: `drm_gpusvm_range_evict`), `bytes` long.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const MigrationEvent = Schema.Struct({
   ...base,
@@ -199,7 +198,7 @@ export const MigrationEvent = Schema.Struct({
  * to free VRAM), `count` evictions since the last observation.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const EvictionEvent = Schema.Struct({ ...base, kind: kind("eviction"), count: Int, bytes: Int })
 
@@ -207,7 +206,7 @@ export const EvictionEvent = Schema.Struct({ ...base, kind: kind("eviction"), co
  * One garbage-collector pass (`xe_svm_garbage_collector`, §10.2) over `ranges` queued ranges.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const GcEvent = Schema.Struct({ ...base, kind: kind("gc"), ranges: Int })
 
@@ -217,7 +216,7 @@ export const GcEvent = Schema.Struct({ ...base, kind: kind("gc"), ranges: Int })
  * thread and index.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const OpEvent = Schema.Struct({
   ...base,
@@ -234,7 +233,7 @@ export const OpEvent = Schema.Struct({
  * as device→RAM traffic outside any `migration` event.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const PageMoveEvent = Schema.Struct({
   ...base,
@@ -248,7 +247,7 @@ export const PageMoveEvent = Schema.Struct({
  * mappings, bytes migrated each way so far (the report plots them).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const SampleEvent = Schema.Struct({
   ...base,
@@ -265,7 +264,7 @@ export const SampleEvent = Schema.Struct({
  * failure is the step that failed).
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const VerdictEvent = Schema.Struct({
   ...base,
@@ -278,7 +277,7 @@ export const VerdictEvent = Schema.Struct({
  * One event of a run.
  *
  * @category schemas
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const RunEvent = Schema.Union([
   FaultEvent,
@@ -302,7 +301,7 @@ export const RunEvent = Schema.Union([
  * One event of a run.
  *
  * @category models
- * @since 0.3.0
+ * @since 0.2.0
  */
 export type RunEvent = typeof RunEvent.Type
 
@@ -310,7 +309,7 @@ export type RunEvent = typeof RunEvent.Type
  * The `kind` of an event.
  *
  * @category models
- * @since 0.3.0
+ * @since 0.2.0
  */
 export type RunEventKind = RunEvent["kind"]
 
@@ -318,7 +317,7 @@ export type RunEventKind = RunEvent["kind"]
  * An event before the recorder numbers and timestamps it (what a source hands it).
  *
  * @category models
- * @since 0.3.0
+ * @since 0.2.0
  */
 export type RunEventBody = RunEvent extends infer E ? E extends RunEvent ? Omit<E, "seq" | "atMs" | "realMs" | "actor"> & { readonly actor?: string } : never : never
 
@@ -329,7 +328,7 @@ const decodeLine = Schema.decodeUnknownExit(Schema.fromJsonString(RunEvent))
  * missing fields rejected).
  *
  * @category parsing
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const decodeEventLine = (line: string) => decodeLine(line, { errors: "all", onExcessProperty: "error" })
 
@@ -337,6 +336,6 @@ export const decodeEventLine = (line: string) => decodeLine(line, { errors: "all
  * The events as JSONL (one JSON object per line, a final newline).
  *
  * @category formatting
- * @since 0.3.0
+ * @since 0.2.0
  */
 export const toJsonl = (events: ReadonlyArray<RunEvent>): string => events.map((e) => JSON.stringify(e)).join("\n") + (events.length > 0 ? "\n" : "")

@@ -198,7 +198,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
         }
       }
     }
-    const got = yield* Effect.result(svm.rangeGetPages(range, ctx))
+    const got = yield* Effect.result(Spans.getPages(range.start, range.end, svm.rangeGetPages(range, ctx)))
     if (Result.isFailure(got)) {
       const e = got.failure
       last = e
@@ -224,7 +224,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       }
       return yield* giveUp(fault, "get_pages failed", round, e)
     }
-    if (yield* bindRange(env, range, readOnly)) return
+    if (yield* Spans.bind(range.start, range.end, bindRange(env, range, readOnly))) return
     last = new Again({ reason: "pages invalidated before the bind", addr: fault.addr })
     split = false
     if (devmemOnly) timeslice = doubled(timeslice)

@@ -96,7 +96,8 @@ export const invalidate = <A, E, R>(notifier: Notifier, r: MmuRange, self: Effec
     "gpusvm.event": r.event,
     "gpusvm.start": hex(r.start),
     "gpusvm.end": hex(r.end),
-    "gpusvm.notifier": `${hex(notifier.start)}-${hex(notifier.end)}`
+    "gpusvm.notifier": `${hex(notifier.start)}-${hex(notifier.end)}`,
+    ...(r.owner === undefined ? {} : { "gpusvm.owner": r.owner })
   }))
 
 /**
@@ -128,3 +129,28 @@ export const migrate = <A, E, R>(
  */
 export const stepSpan = (name: string, attributes: Attributes = {}) => <A, E, R>(self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   span(self, `gpusvm.step.${name}`, () => attributes)
+
+/**
+ * `gpusvm.get_pages`: one `drm_gpusvm_range_get_pages` of the fault handler
+ * (`FaultHandler` round), attributes `gpusvm.start`, `gpusvm.end` (hex); its
+ * error, if any, is the span's status.
+ *
+ * @category spans
+ * @since 0.2.0
+ */
+export const getPages = <A, E, R>(start: number, end: number, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  span(self, "gpusvm.get_pages", () => ({ "gpusvm.start": hex(start), "gpusvm.end": hex(end) }))
+
+/**
+ * `gpusvm.bind`: the driver's bind of a range under the notifier lock
+ * (`driver_bind_range`), attributes `gpusvm.start`, `gpusvm.end` (hex) and at
+ * the end `gpusvm.bound` (false: the pages were invalidated first, `EAGAIN`).
+ *
+ * @category spans
+ * @since 0.2.0
+ */
+export const bind = (start: number, end: number, self: Effect.Effect<boolean>): Effect.Effect<boolean> => {
+  let bound = false
+  return span(Effect.tap(self, (b) => Effect.sync(() => void (bound = b))), "gpusvm.bind", () => ({ "gpusvm.start": hex(start), "gpusvm.end": hex(end) }), () => ({ "gpusvm.bound": bound }))
+}
+

@@ -6,6 +6,7 @@
  *   turns the driver's cold-boundary spans on (`programs/Spans.ts`); each span
  *   that ends becomes an event — `gpusvm.fault` → `fault`, `gpusvm.invalidate`
  *   → `invalidation`, `gpusvm.migrate` → `migration`, `gpusvm.gc` → `gc`,
+ *   `gpusvm.get_pages` → `get-pages`, `gpusvm.bind` (when it bound) → `bind`,
  *   `gpusvm.step.<op>` → `op`. The actor is read from the fiber that starts the
  *   span (`Interleaving.ActorName`: `t0`, `t1`, …, `gc-worker`).
  * - A wrapper of the run's `StackFactory` ({@link Recorder.factory}): it
@@ -255,6 +256,7 @@ export const make = (): Recorder => {
         start: num(a.get("gpusvm.start")),
         end: num(a.get("gpusvm.end")),
         notifier: String(a.get("gpusvm.notifier") ?? ""),
+        ...(typeof a.get("gpusvm.owner") === "string" ? { owner: a.get("gpusvm.owner") as string } : {}),
         durMs
       }, at)
       snapshot(span.actor, atMsOf(endTime))
@@ -269,6 +271,14 @@ export const make = (): Recorder => {
       }
       push({ kind: "migration", direction, start: num(a.get("gpusvm.start")), end: num(a.get("gpusvm.end")), bytes, durMs }, at)
       snapshot(span.actor, atMsOf(endTime))
+      return
+    }
+    if (name === "gpusvm.get_pages") {
+      push({ kind: "get-pages", start: num(a.get("gpusvm.start")), end: num(a.get("gpusvm.end")), ...err }, at)
+      return
+    }
+    if (name === "gpusvm.bind") {
+      if (a.get("gpusvm.bound") === true) push({ kind: "bind", start: num(a.get("gpusvm.start")), end: num(a.get("gpusvm.end")) }, at)
       return
     }
     if (name === "gpusvm.gc") {

@@ -23,13 +23,19 @@ describe("run event log (issue #19)", () => {
   it("§10.1/§9 once-malloc: a GPU fault (with its range), the migration to VRAM and its MIGRATE invalidation, the range turning VRAM, the CPU read's kernel page move back (migrate_to_ram)", async () => {
     const r = await Effect.runPromise(record(await load("once-malloc")))
     const k = kinds(r.events)
-    for (const want of ["op", "vma-created", "fault", "migration", "invalidation", "range-created", "notifier-created", "range-state", "page-move", "sample"]) {
+    for (const want of ["op", "vma-created", "fault", "migration", "invalidation", "range-created", "notifier-created", "range-state", "page-move", "sample", "get-pages", "bind"]) {
       expect(k, want).toContain(want)
     }
     const fault = r.events.find((e) => e.kind === "fault")
     expect(fault).toMatchObject({ actor: "t0", step: "steps[2]", retries: 0 })
     expect(fault?.kind === "fault" && fault.range !== undefined).toBe(true)
     expect(r.events.find((e) => e.kind === "migration")).toMatchObject({ direction: "to_vram", bytes: 65536, actor: "t0" })
+    // §4 get_pages then §6 the bind under the notifier lock, over the fault's range
+    const gp = r.events.find((e) => e.kind === "get-pages")
+    const bd = r.events.find((e) => e.kind === "bind")
+    expect(gp !== undefined && bd !== undefined && gp.seq < bd.seq).toBe(true)
+    if (fault?.kind === "fault" && fault.range !== undefined && bd?.kind === "bind") expect({ start: bd.start, end: bd.end }).toEqual(fault.range)
+    expect(r.events.find((e) => e.kind === "invalidation" && e.event === "migrate")).toMatchObject({ owner: expect.any(String) })
     expect(r.events.find((e) => e.kind === "range-state" && e.state === "vram")).toBeDefined()
     expect(r.events.find((e) => e.kind === "page-move")).toMatchObject({ direction: "to_ram", bytes: 65536, step: "steps[4]" })
     // seq is the logical order, strictly increasing
