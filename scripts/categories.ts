@@ -53,6 +53,10 @@ const process1 = (file: string, write: boolean): Array<Missing> => {
     const [, kind, name] = m as unknown as [string, string, string]
     // find the doc comment ending right above (decorators / blank lines not allowed between)
     let j = i - 1
+    // an overload of the function declared just above shares its doc comment
+    const overload = (kind.startsWith("function") || kind === "async function") &&
+      lines.slice(Math.max(0, i - 20), i).some((l) => l.startsWith(`export function ${name}(`) || l.startsWith(`export function ${name}<`))
+    if (overload) continue
     if (j < 0 || !lines[j]!.trimEnd().endsWith("*/")) {
       missing.push({ file, line: i + 1, name, why: "no doc comment" })
       continue

@@ -8,7 +8,11 @@
  * @since 0.1.0
  */
 
-/** The package version (kept equal to package.json's by a test). */
+/**
+ * The package version (kept equal to package.json's by a test).
+ *
+ * @category constants
+ */
 export const VERSION = "0.1.0"
 
 // Domain values and pure functions

@@ -24,6 +24,8 @@ import { decodeScenarioText, escapeExcerpt, type Scenario } from "../domain/Scen
  * Bad input: unreadable file, invalid JSON, schema error, unknown scenario
  * name. `lines` has one line per problem, each naming the file (and JSON
  * path); `message` is one line: the first problem, and how many more.
+ *
+ * @category errors
  */
 export class LoadError extends Schema.TaggedError<LoadError>()("LoadError", { reason: Schema.String }) {
   /** One line per problem. */
@@ -36,16 +38,28 @@ export class LoadError extends Schema.TaggedError<LoadError>()("LoadError", { re
   }
 }
 
-/** The directory of the built-in scenarios (`<package>/scenarios`, from `src/cli` or `dist/cli`). */
+/**
+ * The directory of the built-in scenarios (`<package>/scenarios`, from `src/cli` or `dist/cli`).
+ *
+ * @category cli
+ */
 export const builtinDir = (): string => resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "scenarios")
 
-/** A scenario with where it came from. */
+/**
+ * A scenario with where it came from.
+ *
+ * @category models
+ */
 export interface Loaded {
   readonly scenario: Scenario
   readonly source: string
 }
 
-/** Names and descriptions of the built-in scenarios, sorted. */
+/**
+ * Names and descriptions of the built-in scenarios, sorted.
+ *
+ * @category cli
+ */
 export const builtins = (): Effect.Effect<ReadonlyArray<{ readonly name: string; readonly description: string; readonly file: string }>, LoadError> =>
   Effect.gen(function*() {
     const dir = builtinDir()
@@ -80,7 +94,11 @@ const textOf = (path: string, bytes: Uint8Array): string | LoadError => {
   return text
 }
 
-/** Reads and decodes one scenario file; every problem of the file is a line of the error. */
+/**
+ * Reads and decodes one scenario file; every problem of the file is a line of the error.
+ *
+ * @category cli
+ */
 export const loadFile = (path: string): Effect.Effect<Loaded, LoadError> =>
   Effect.suspend(() => {
     let bytes: Uint8Array
@@ -137,6 +155,8 @@ const pathProblem = (path: string): string | "missing" | undefined => {
 /**
  * Resolves one command-line word: an existing regular file, else a built-in
  * name; anything else says what the path is.
+ *
+ * @category cli
  */
 export const loadWord = (word: string): Effect.Effect<Loaded, LoadError> => {
   const problem = pathProblem(word)
@@ -152,7 +172,11 @@ export const loadWord = (word: string): Effect.Effect<Loaded, LoadError> => {
   )
 }
 
-/** Free 2 MiB huge pages on this host (`HugePages_Free` of /proc/meminfo; 0 when unknown). */
+/**
+ * Free 2 MiB huge pages on this host (`HugePages_Free` of /proc/meminfo; 0 when unknown).
+ *
+ * @category cli
+ */
 export const hugePagesFree = (): number => {
   try {
     const m = /^HugePages_Free:\s+(\d+)/m.exec(readFileSync("/proc/meminfo", "utf8"))
@@ -166,6 +190,8 @@ export const hugePagesFree = (): number => {
  * Why the native machine cannot express `scenario`, or `undefined`: a file
  * mapping (the native machine maps anonymous and hugetlb memory only), or
  * hugetlb mappings needing more huge pages than the host has free.
+ *
+ * @category cli
  */
 export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number = hugePagesFree): string | undefined => {
   const mmaps = scenario.threads.flatMap((t) => t.steps.map((s) => (s.op === "expect-error" ? s.step : s))).filter((s) => s.op === "mmap")

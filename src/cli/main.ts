@@ -203,7 +203,11 @@ const scenarios = Command.make(
   })
 ).pipe(Command.withDescription("List the built-in scenarios"))
 
-/** The root `gpusvm` command. */
+/**
+ * The root `gpusvm` command.
+ *
+ * @category cli
+ */
 export const gpusvm = Command.make("gpusvm").pipe(
   Command.withDescription(`GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model. ${EXIT_CODES}`),
   Command.withSubcommands([simulate, explore, scenarios, ReportHtml.report])

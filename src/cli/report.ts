@@ -7,7 +7,11 @@
  */
 import type { ScenarioResult } from "../domain/ScenarioResult.ts"
 
-/** Draws (or clears, with `done`) a one-line progress bar on stderr, if it is a terminal. */
+/**
+ * Draws (or clears, with `done`) a one-line progress bar on stderr, if it is a terminal.
+ *
+ * @category cli
+ */
 export const progress = (done: number, total: number, current: string | undefined): void => {
   if (!process.stderr.isTTY) return
   const width = 24
@@ -21,6 +25,8 @@ export const progress = (done: number, total: number, current: string | undefine
  * A byte count in human binary units: `0`, `512` (bytes), `64K`, `2M`,
  * `1.5G`, `3T` — at most one decimal, in the largest unit the amount reaches
  * (never `0.06M` for 64 KiB, nor `0.00M` for a few bytes).
+ *
+ * @category cli
  */
 export const humanBytes = (n: number): string => {
   if (n === 0) return "0"
@@ -35,13 +41,19 @@ export const humanBytes = (n: number): string => {
   return `${n}`
 }
 
-/** Where a result's scenario came from (its file), by position in `results`. */
+/**
+ * Where a result's scenario came from (its file), by position in `results`.
+ *
+ * @category models
+ */
 export type Sources = ReadonlyArray<string | undefined>
 
 /**
  * The summary table and failure lines, as text. `sources[i]` is the file of
  * `results[i]`: every `FAIL` line names the scenario and its file. A skipped
  * scenario (`skipped`) shows `skip` and its reason, and is not a failure.
+ *
+ * @category cli
  */
 export const summary = (results: ReadonlyArray<ScenarioResult>, sources: Sources = []): string => {
   const header = ["scenario", "ok", "faults", "ranges", "to VRAM", "to RAM", "invalidations", "ms"]

@@ -40,6 +40,7 @@ import * as Result from "effect/Result"
  * `drm_buddy_init`), also the default {@link make} `minBlock`.
  *
  * @since 0.1.0
+ * @category constants
  */
 export const MIN_CHUNK_SIZE = 4096
 
@@ -56,6 +57,7 @@ export const MIN_CHUNK_SIZE = 4096
  * from another allocator is rejected instead of freeing someone else's memory.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Block {
   /** Byte offset of the block inside the managed space. */
@@ -78,6 +80,7 @@ export interface Block {
  *   VRAM never loses its tail unnoticed).
  *
  * @since 0.1.0
+ * @category models
  */
 export type BuddyInitErrorReason =
   | "MinBlockNotPowerOfTwo"
@@ -91,6 +94,7 @@ export type BuddyInitErrorReason =
  * kernel's answer (`EINVAL`) for the same arguments.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface BuddyInitError {
   readonly _tag: "BuddyInitError"
@@ -168,6 +172,7 @@ const makeBlock = (offset: number, order: number, size: number): Block => Object
  * the diagnostic listings.
  *
  * @since 0.1.0
+ * @category models
  */
 export class BuddyAllocator {
   /** Managed size in bytes (`mm->size`). */
@@ -476,6 +481,7 @@ export class BuddyAllocator {
  * multiple of it (the kernel's `-EINVAL`).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const init = (totalBytes: number, minBlock: number = MIN_CHUNK_SIZE): Result.Result<BuddyAllocator, BuddyInitError> =>
   BuddyAllocator.init(totalBytes, minBlock)
@@ -485,6 +491,7 @@ export const init = (totalBytes: number, minBlock: number = MIN_CHUNK_SIZE): Res
  * (`drm_buddy_init` returning `-EINVAL`).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const make = (totalBytes: number, minBlock: number = MIN_CHUNK_SIZE): BuddyAllocator | undefined =>
   Result.getOrUndefined(init(totalBytes, minBlock))

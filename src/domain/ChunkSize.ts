@@ -18,7 +18,11 @@
 import { Effect } from "effect"
 import { alignDown, alignUp, PAGE_SIZE } from "./Address.ts"
 
-/** Inputs of the decision. All windows are `[start, end)`. */
+/**
+ * Inputs of the decision. All windows are `[start, end)`.
+ *
+ * @category models
+ */
 export interface ChunkSizeInput {
   readonly faultAddr: number
   readonly vmaStart: number
@@ -37,7 +41,11 @@ export interface ChunkSizeInput {
   readonly allPagesPresent: (start: number, end: number) => boolean
 }
 
-/** The chosen window. */
+/**
+ * The chosen window.
+ *
+ * @category models
+ */
 export interface ChunkWindow {
   readonly start: number
   readonly end: number
@@ -47,6 +55,8 @@ export interface ChunkWindow {
  * The aligned window of one chunk size around the fault address, if it lies
  * inside the VMA, the notifier and the GPU VA window (the bounds test of the
  * kernel's loop); `undefined` otherwise.
+ *
+ * @category functions
  */
 export const candidate = (input: Omit<ChunkSizeInput, "overlapsRange" | "allPagesPresent">, size: number): ChunkWindow | undefined => {
   const start = alignDown(input.faultAddr, size)
@@ -59,13 +69,19 @@ export const candidate = (input: Omit<ChunkSizeInput, "overlapsRange" | "allPage
   return { start, end }
 }
 
-/** Does a candidate of this size need the present-pages check (`end - start <= check_pages_threshold`, never for 4 KiB)? */
+/**
+ * Does a candidate of this size need the present-pages check (`end - start <= check_pages_threshold`, never for 4 KiB)?
+ *
+ * @category functions
+ */
 export const needsPagesCheck = (size: number, checkPagesThreshold: number): boolean =>
   size !== PAGE_SIZE && size <= checkPagesThreshold
 
 /**
  * `drm_gpusvm_range_chunk_size`: the window of the new range, or `undefined` when
  * no chunk size fits (`LONG_MAX` in C, `EINVAL` to the caller).
+ *
+ * @category functions
  */
 export const select = (input: ChunkSizeInput): ChunkWindow | undefined => {
   for (const size of input.chunkSizes) {
@@ -82,6 +98,8 @@ export const select = (input: ChunkSizeInput): ChunkWindow | undefined => {
  * The same decision with an effectful present-pages check (the GPU SVM core
  * walks the CPU page table through HMM, which is an effect). Same clauses, same
  * order as `select`; the check runs only for the candidates the kernel checks.
+ *
+ * @category functions
  */
 export const selectEffect = <E, R>(
   input: Omit<ChunkSizeInput, "allPagesPresent">,

@@ -5,16 +5,26 @@
  * @since 0.1.0
  */
 
-/** DMA direction (`enum dma_data_direction`). Read-only ranges map `to-device`. */
+/**
+ * DMA direction (`enum dma_data_direction`). Read-only ranges map `to-device`.
+ *
+ * @category models
+ */
 export type DmaDirection = "bidirectional" | "to-device" | "from-device"
 
-/** The protocol name of system memory reached through the DMA API (`DRM_INTERCONNECT_SYSTEM`). */
+/**
+ * The protocol name of system memory reached through the DMA API (`DRM_INTERCONNECT_SYSTEM`).
+ *
+ * @category constants
+ */
 export const SYSTEM_PROTO = "system"
 
 /**
  * A device-visible address: `addr` (an IOVA for system pages, a device-physical
  * address for device pages), `proto` (`"system"` or a device interconnect name),
  * `order` (pages covered = 2^order) and `dir`.
+ *
+ * @category models
  */
 export interface DeviceAddress {
   readonly addr: number
@@ -23,7 +33,11 @@ export interface DeviceAddress {
   readonly dir: DmaDirection
 }
 
-/** `drm_pagemap_device_addr_encode(addr, proto, order, dir)`. */
+/**
+ * `drm_pagemap_device_addr_encode(addr, proto, order, dir)`.
+ *
+ * @category functions
+ */
 export const make = (addr: number, proto: string, order: number, dir: DmaDirection): DeviceAddress => ({
   addr,
   proto,

@@ -21,7 +21,11 @@
 import { Effect, Schema } from "effect"
 import { hex } from "./Address.ts"
 
-/** The errno names the errors carry. */
+/**
+ * The errno names the errors carry.
+ *
+ * @category models
+ */
 export type Errno = "EINVAL" | "ENOENT" | "EPERM" | "EFAULT" | "EOPNOTSUPP" | "EAGAIN" | "ENOMEM" | "EBUSY" | "ETIME" | "EACCES"
 
 const errnoField = <E extends Errno>(errno: E) =>
@@ -37,63 +41,99 @@ const fields = <E extends Errno>(errno: E) => ({
 const render = (errno: string, reason: string, addr: number | undefined): string =>
   addr === undefined ? `${errno}: ${reason}` : `${errno}: ${reason} at ${hex(addr)}`
 
-/** EINVAL: an argument is out of range or malformed (e.g. fault address outside the GPU SVM). */
+/**
+ * EINVAL: an argument is out of range or malformed (e.g. fault address outside the GPU SVM).
+ *
+ * @category errors
+ */
 export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", fields("EINVAL")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** ENOENT: no VMA contains the address (`vma_lookup` returned NULL). */
+/**
+ * ENOENT: no VMA contains the address (`vma_lookup` returned NULL).
+ *
+ * @category errors
+ */
 export class VmaNotFound extends Schema.TaggedError<VmaNotFound>()("VmaNotFound", fields("ENOENT")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** EPERM: a write-intended access to a VMA without write permission. */
+/**
+ * EPERM: a write-intended access to a VMA without write permission.
+ *
+ * @category errors
+ */
 export class PermissionDenied extends Schema.TaggedError<PermissionDenied>()("PermissionDenied", fields("EPERM")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** EFAULT: the address is not accessible (address space gone, no VMA for HMM, PROT_NONE, range unmapped). */
+/**
+ * EFAULT: the address is not accessible (address space gone, no VMA for HMM, PROT_NONE, range unmapped).
+ *
+ * @category errors
+ */
 export class BadAddress extends Schema.TaggedError<BadAddress>()("BadAddress", fields("EFAULT")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** EOPNOTSUPP: a range holds pages of mixed placement that the call cannot map together. */
+/**
+ * EOPNOTSUPP: a range holds pages of mixed placement that the call cannot map together.
+ *
+ * @category errors
+ */
 export class MixedPages extends Schema.TaggedError<MixedPages>()("MixedPages", fields("EOPNOTSUPP")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** EAGAIN: a transient condition; the caller retries. */
+/**
+ * EAGAIN: a transient condition; the caller retries.
+ *
+ * @category errors
+ */
 export class Again extends Schema.TaggedError<Again>()("Again", fields("EAGAIN")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** ENOMEM: an allocation (frames, IOVA space, VRAM) could not be satisfied. */
+/**
+ * ENOMEM: an allocation (frames, IOVA space, VRAM) could not be satisfied.
+ *
+ * @category errors
+ */
 export class OutOfMemory extends Schema.TaggedError<OutOfMemory>()("OutOfMemory", fields("ENOMEM")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** EBUSY: the notifier sequence moved during an HMM walk, or retries ran out of time. */
+/**
+ * EBUSY: the notifier sequence moved during an HMM walk, or retries ran out of time.
+ *
+ * @category errors
+ */
 export class Busy extends Schema.TaggedError<Busy>()("Busy", fields("EBUSY")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
   }
 }
 
-/** ETIME: eviction could not complete before the HMM timeout. */
+/**
+ * ETIME: eviction could not complete before the HMM timeout.
+ *
+ * @category errors
+ */
 export class TimedOut extends Schema.TaggedError<TimedOut>()("TimedOut", fields("ETIME")) {
   override get message(): string {
     return render(this.errno, this.reason, this.addr)
@@ -105,6 +145,8 @@ export class TimedOut extends Schema.TaggedError<TimedOut>()("TimedOut", fields(
  * the range can never migrate there (`!migrate_devmem`: a file, shmem or hugetlb
  * mapping). Xe's `__xe_svm_handle_pagefault` returns it at once, without trying
  * (kernel-semantics §11.10).
+ *
+ * @category errors
  */
 export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDenied", fields("EACCES")) {
   override get message(): string {
@@ -112,7 +154,11 @@ export class AccessDenied extends Schema.TaggedError<AccessDenied>()("AccessDeni
   }
 }
 
-/** EINVAL for configuration: `field` names the offending `GpuSvmConfig` field, `reason` says why. */
+/**
+ * EINVAL for configuration: `field` names the offending `GpuSvmConfig` field, `reason` says why.
+ *
+ * @category errors
+ */
 export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidConfig", {
   errno: errnoField("EINVAL"),
   field: Schema.String,
@@ -123,7 +169,11 @@ export class InvalidConfig extends Schema.TaggedError<InvalidConfig>()("InvalidC
   }
 }
 
-/** Every errno-carrying error of the domain. */
+/**
+ * Every errno-carrying error of the domain.
+ *
+ * @category models
+ */
 export type SvmError =
   | InvalidArgument
   | VmaNotFound

@@ -21,7 +21,11 @@
  * @category models
  */
 
-/** What a step reads and writes (resource names). */
+/**
+ * What a step reads and writes (resource names).
+ *
+ * @category models
+ */
 export interface Footprint {
   readonly reads?: ReadonlyArray<string>
   readonly writes?: ReadonlyArray<string>

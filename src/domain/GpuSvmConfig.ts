@@ -19,7 +19,11 @@ import { Effect, Exit, Schema } from "effect"
 import { ADDRESS_LIMIT, isPageAligned, isPowerOfTwo, PAGE_SIZE } from "./Address.ts"
 import { InvalidConfig } from "./Errors.ts"
 
-/** The decoded, validated configuration of one GPU SVM instance. */
+/**
+ * The decoded, validated configuration of one GPU SVM instance.
+ *
+ * @category models
+ */
 export interface GpuSvmConfig {
   /** Name of the instance (`gpusvm->name`), for messages. */
   readonly name: string
@@ -46,13 +50,25 @@ export interface GpuSvmConfig {
   readonly kernel: KernelProfile
 }
 
-/** The kernel profiles (kernel-semantics §11.16): the seed (`"6.17"`) and upstream with its fixes (`"7.0"`). */
+/**
+ * The kernel profiles (kernel-semantics §11.16): the seed (`"6.17"`) and upstream with its fixes (`"7.0"`).
+ *
+ * @category constants
+ */
 export const KERNEL_PROFILES = ["6.17", "7.0"] as const
 
-/** One kernel profile. */
+/**
+ * One kernel profile.
+ *
+ * @category models
+ */
 export type KernelProfile = (typeof KERNEL_PROFILES)[number]
 
-/** Defaults used by `decode` for omitted optional fields (kernel-like: Xe's chunk sizes, 512 MiB notifiers). */
+/**
+ * Defaults used by `decode` for omitted optional fields (kernel-like: Xe's chunk sizes, 512 MiB notifiers).
+ *
+ * @category constants
+ */
 export const DEFAULTS = {
   name: "gpusvm",
   mmStart: 0,
@@ -108,7 +124,11 @@ export interface GpuSvmConfigInput {
   readonly kernel?: KernelProfile
 }
 
-/** The field names of `GpuSvmConfigInput`, in declaration order (`decode` rejects every other key). */
+/**
+ * The field names of `GpuSvmConfigInput`, in declaration order (`decode` rejects every other key).
+ *
+ * @category constants
+ */
 export const FIELDS: ReadonlyArray<keyof GpuSvmConfigInput> = Object.keys(FieldSchemas) as Array<keyof GpuSvmConfigInput>
 
 type Shaped = { -readonly [K in keyof typeof FieldSchemas]?: (typeof FieldSchemas)[K]["Type"] }
@@ -134,6 +154,8 @@ const describeSchemaFailure = (cause: unknown): string => {
 /**
  * The semantic rules of kernel-semantics §2 on an already-shaped config; returns
  * the first violation or undefined.
+ *
+ * @category functions
  */
 export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
   const bad = (field: string, reason: string) => new InvalidConfig({ field, reason })
@@ -166,6 +188,8 @@ export const violation = (c: GpuSvmConfig): InvalidConfig | undefined => {
  *
  * Errors: `InvalidConfig { field, reason }` for the first malformed field (shape
  * errors first, then the rules of kernel-semantics §2).
+ *
+ * @category functions
  */
 export const decode = (input: GpuSvmConfigInput | unknown): Effect.Effect<GpuSvmConfig, InvalidConfig> =>
   Effect.suspend(() => {
@@ -173,7 +197,11 @@ export const decode = (input: GpuSvmConfigInput | unknown): Effect.Effect<GpuSvm
     return Exit.isSuccess(exit) ? Effect.succeed(exit.value) : Effect.failCause(exit.cause)
   })
 
-/** Synchronous form of `decode`, returning an `Exit`. */
+/**
+ * Synchronous form of `decode`, returning an `Exit`.
+ *
+ * @category functions
+ */
 export const decodeExit = (input: GpuSvmConfigInput | unknown): Exit.Exit<GpuSvmConfig, InvalidConfig> => {
   if (isDecoded(input)) return Exit.succeed(input)
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -216,5 +244,9 @@ const decodedConfigs = new WeakSet<object>()
 export const isDecoded = (input: unknown): input is GpuSvmConfig =>
   typeof input === "object" && input !== null && decodedConfigs.has(input)
 
-/** The exclusive end of the covered space: `mmStart + mmRange`. */
+/**
+ * The exclusive end of the covered space: `mmStart + mmRange`.
+ *
+ * @category functions
+ */
 export const mmEnd = (c: GpuSvmConfig): number => c.mmStart + c.mmRange

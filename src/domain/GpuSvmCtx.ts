@@ -14,6 +14,8 @@
  * - `devmemPossible`: the range may be migrated to device memory.
  * - `devmemOnly`: every page must be in device memory (system pages are `EFAULT`).
  * - `allowMixed`: system pages plus one device pagemap in one range are accepted.
+ *
+ * @category models
  */
 export interface GpuSvmCtx {
   readonly checkPagesThreshold: number
@@ -25,7 +27,11 @@ export interface GpuSvmCtx {
   readonly allowMixed: boolean
 }
 
-/** The all-defaults ctx (`struct drm_gpusvm_ctx ctx = {}`). */
+/**
+ * The all-defaults ctx (`struct drm_gpusvm_ctx ctx = {}`).
+ *
+ * @category constants
+ */
 export const DEFAULT_CTX: GpuSvmCtx = {
   checkPagesThreshold: 0,
   timesliceMs: 0,
@@ -36,6 +42,10 @@ export const DEFAULT_CTX: GpuSvmCtx = {
   allowMixed: false
 }
 
-/** Builds a ctx from partial options over the defaults. */
+/**
+ * Builds a ctx from partial options over the defaults.
+ *
+ * @category functions
+ */
 export const make = (options?: Partial<GpuSvmCtx>): GpuSvmCtx =>
   options === undefined ? DEFAULT_CTX : { ...DEFAULT_CTX, ...options }

@@ -12,6 +12,8 @@ import type { PageRef } from "./PageRef.ts"
  * to (9 for a 2 MiB huge page), as reported by `hmm_pfn_to_map_order`: the entry
  * for *each* base page of a huge mapping reports the same order, and `page` names
  * that base page.
+ *
+ * @category models
  */
 export interface HmmPfn {
   readonly valid: boolean
@@ -21,10 +23,18 @@ export interface HmmPfn {
   readonly page: PageRef | undefined
 }
 
-/** An entry for a page that is not present (not `HMM_PFN_VALID`). */
+/**
+ * An entry for a page that is not present (not `HMM_PFN_VALID`).
+ *
+ * @category constants
+ */
 export const NOT_VALID: HmmPfn = { valid: false, write: false, error: false, order: 0, page: undefined }
 
-/** An entry for a present page. */
+/**
+ * An entry for a present page.
+ *
+ * @category functions
+ */
 export const valid = (page: PageRef, write: boolean, order: number): HmmPfn => ({
   valid: true,
   write,

@@ -43,6 +43,7 @@ import * as Option from "effect/Option"
  * locate a position (any {@link Entry} is a key).
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Key {
   readonly start: number
@@ -55,6 +56,7 @@ export interface Key {
  * Entries handed out by this module are immutable.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Entry<out A> extends Key {
   readonly value: A
@@ -67,6 +69,7 @@ export interface Entry<out A> extends Key {
  * subtree (the kernel's `__subtree_last`). Never mutated after construction.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface Node<out A> extends Entry<A> {
   readonly left: Node<A> | undefined
@@ -85,6 +88,7 @@ export interface Node<out A> extends Entry<A> {
  * `TxRef`.
  *
  * @since 0.1.0
+ * @category models
  */
 export interface IntervalTree<out A> extends Iterable<Entry<A>> {
   /** The root node (`undefined` when empty). Read-only; for diagnostics. */
@@ -345,6 +349,7 @@ const assertInterval = (start: number, last: number): void => {
  * locking needed, callers keep trees in a `TxRef`. O(1).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const empty = <A = never>(): IntervalTree<A> => EMPTY
 
@@ -359,6 +364,7 @@ export const empty = <A = never>(): IntervalTree<A> => EMPTY
  *
  * @throws RangeError if `start`/`last` are not safe integers with `start <= last`.
  * @since 0.1.0
+ * @category functions
  */
 export const insert = <A>(tree: IntervalTree<A>, start: number, last: number, value: A): IntervalTree<A> => {
   assertInterval(start, last)
@@ -375,6 +381,7 @@ export const insert = <A>(tree: IntervalTree<A>, start: number, last: number, va
  * O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const remove = <A>(tree: IntervalTree<A>, start: number, last: number): IntervalTree<A> => {
   const root = rootOf(tree)
@@ -391,6 +398,7 @@ export const remove = <A>(tree: IntervalTree<A>, start: number, last: number): I
  * needed. O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const first = <A>(tree: IntervalTree<A>, start: number, last: number): Entry<A> | undefined =>
   leftmostOverlap(rootOf(tree), start, last)
@@ -401,6 +409,7 @@ export const first = <A>(tree: IntervalTree<A>, start: number, last: number): En
  * `interval_tree_iter_first`. Immutable tree, no locking needed. O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const firstOption = <A>(tree: IntervalTree<A>, start: number, last: number): Option.Option<Entry<A>> =>
   Option.fromUndefinedOr(leftmostOverlap(rootOf(tree), start, last))
@@ -413,6 +422,7 @@ export const firstOption = <A>(tree: IntervalTree<A>, start: number, last: numbe
  * Allocation-free; immutable tree, no locking needed. O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const next = <A>(
   tree: IntervalTree<A>,
@@ -430,6 +440,7 @@ export const next = <A>(
  * needed. O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const successor = <A>(tree: IntervalTree<A>, entry: Key): Entry<A> | undefined => {
   const s = entry.start
@@ -454,6 +465,7 @@ export const successor = <A>(tree: IntervalTree<A>, entry: Key): Entry<A> | unde
  * O(log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const find = <A>(tree: IntervalTree<A>, start: number, last: number): Entry<A> | undefined => {
   let n = rootOf(tree)
@@ -474,6 +486,7 @@ export const find = <A>(tree: IntervalTree<A>, start: number, last: number): Ent
  * O(min(n, (k + 1)·log n)).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const overlapping = <A>(tree: IntervalTree<A>, start: number, last: number): Iterable<Entry<A>> => ({
   [Symbol.iterator]: () => overlapIter(rootOf(tree), start, last)
@@ -485,6 +498,7 @@ export const overlapping = <A>(tree: IntervalTree<A>, start: number, last: numbe
  * snapshot, no locking needed. O(n) total.
  *
  * @since 0.1.0
+ * @category functions
  */
 export const entries = <A>(tree: IntervalTree<A>): IterableIterator<Entry<A>> => inOrder(rootOf(tree))
 
@@ -493,6 +507,7 @@ export const entries = <A>(tree: IntervalTree<A>): IterableIterator<Entry<A>> =>
  * locking needed. O(n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const toArray = <A>(tree: IntervalTree<A>): Array<Entry<A>> => Array.from(inOrder(rootOf(tree)))
 
@@ -500,6 +515,7 @@ export const toArray = <A>(tree: IntervalTree<A>): Array<Entry<A>> => Array.from
  * Number of entries. O(1). (The kernel tree does not track this.)
  *
  * @since 0.1.0
+ * @category functions
  */
 export const size = <A>(tree: IntervalTree<A>): number => {
   const root = rootOf(tree)
@@ -510,6 +526,7 @@ export const size = <A>(tree: IntervalTree<A>): number => {
  * `true` iff the tree has no entries (kernel: `RB_EMPTY_ROOT`). O(1).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const isEmpty = <A>(tree: IntervalTree<A>): boolean => rootOf(tree) === undefined
 
@@ -518,6 +535,7 @@ export const isEmpty = <A>(tree: IntervalTree<A>): boolean => rootOf(tree) === u
  * is at most 1.4405·log2(n + 2) − 0.3277. O(1).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const height = <A>(tree: IntervalTree<A>): number => heightOf(rootOf(tree))
 
@@ -527,6 +545,7 @@ export const height = <A>(tree: IntervalTree<A>): number => heightOf(rootOf(tree
  * locking needed. O(n log n).
  *
  * @since 0.1.0
+ * @category functions
  */
 export const fromIterable = <A>(items: Iterable<readonly [start: number, last: number, value: A]>): IntervalTree<A> => {
   let tree: IntervalTree<A> = EMPTY

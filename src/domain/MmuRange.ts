@@ -6,7 +6,11 @@
  */
 import { Schema } from "effect"
 
-/** Schema of the invalidation event kinds (`enum mmu_notifier_event`). */
+/**
+ * Schema of the invalidation event kinds (`enum mmu_notifier_event`).
+ *
+ * @category schemas
+ */
 export const MmuEvent = Schema.Literals([
   "unmap",
   "clear",
@@ -23,16 +27,24 @@ export const MmuEvent = Schema.Literals([
  * range), `CLEAR` (madvise(DONTNEED)), `PROTECTION_VMA` (mprotect),
  * `PROTECTION_PAGE`, `SOFT_DIRTY`, `RELEASE` (process exit), `MIGRATE`
  * (migration to/from device memory), `EXCLUSIVE`.
+ *
+ * @category models
  */
 export type MmuEvent = typeof MmuEvent.Type
 
-/** Every event kind, in declaration order. */
+/**
+ * Every event kind, in declaration order.
+ *
+ * @category constants
+ */
 export const MMU_EVENTS: ReadonlyArray<MmuEvent> = MmuEvent.literals
 
 /**
  * The range being invalidated: `[start, end)`, the event, the owner for
  * `MIGRATE` events (`owner` = the pagemap's device-private owner that caused
  * it), and `blockable` (`mmu_notifier_range_blockable`).
+ *
+ * @category models
  */
 export interface MmuRange {
   readonly start: number
@@ -42,7 +54,11 @@ export interface MmuRange {
   readonly blockable: boolean
 }
 
-/** Constructs an `MmuRange`. */
+/**
+ * Constructs an `MmuRange`.
+ *
+ * @category functions
+ */
 export const make = (
   start: number,
   end: number,

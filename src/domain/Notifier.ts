@@ -13,6 +13,8 @@ import type { Range } from "./Range.ts"
  * A notifier: `[start, end)`, its registered MMU notifier `handle`, its ranges
  * keyed by `[start, end - 1]`, and `removed` (the MMU notifier was unregistered,
  * e.g. by `fini`).
+ *
+ * @category models
  */
 export interface Notifier {
   readonly start: number

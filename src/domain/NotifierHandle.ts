@@ -5,7 +5,11 @@
  * @since 0.1.0
  */
 
-/** The handle: a machine-unique id and the window `[start, end)` it covers. */
+/**
+ * The handle: a machine-unique id and the window `[start, end)` it covers.
+ *
+ * @category models
+ */
 export interface NotifierHandle {
   readonly id: number
   readonly start: number

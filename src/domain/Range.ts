@@ -9,16 +9,32 @@ import { Schema } from "effect"
 import type { DeviceAddress } from "./DeviceAddress.ts"
 import type { RangeFlags } from "./RangeFlags.ts"
 
-/** Schema of a range id: a positive integer, branded. */
+/**
+ * Schema of a range id: a positive integer, branded.
+ *
+ * @category schemas
+ */
 export const RangeId = Schema.Number.check(Schema.isInt(), Schema.isGreaterThan(0)).pipe(Schema.brand("gpusvm/RangeId"))
 
-/** A range's identity, unique within one GPU SVM instance and never reused. */
+/**
+ * A range's identity, unique within one GPU SVM instance and never reused.
+ *
+ * @category models
+ */
 export type RangeId = typeof RangeId.Type
 
-/** Makes a `RangeId` from a positive integer (unchecked; ids come from the GPU SVM's counter). */
+/**
+ * Makes a `RangeId` from a positive integer (unchecked; ids come from the GPU SVM's counter).
+ *
+ * @category functions
+ */
 export const rangeId = (n: number): RangeId => n as RangeId
 
-/** `notifier_seq = LONG_MAX`: a sequence number that is never valid. */
+/**
+ * `notifier_seq = LONG_MAX`: a sequence number that is never valid.
+ *
+ * @category constants
+ */
 export const SEQ_NEVER = Number.MAX_SAFE_INTEGER
 
 /**
@@ -26,6 +42,8 @@ export const SEQ_NEVER = Number.MAX_SAFE_INTEGER
  * the notifier that holds it, its notifier sequence at the last successful
  * get_pages (`SEQ_NEVER` until then), flags, the device addresses of its pages
  * (one entry per page run, `dma_addr`) and the pagemap of its device pages.
+ *
+ * @category models
  */
 export interface Range {
   readonly id: RangeId
@@ -38,8 +56,16 @@ export interface Range {
   readonly pagemap?: string
 }
 
-/** Size of the range in bytes (`drm_gpusvm_range_size`). */
+/**
+ * Size of the range in bytes (`drm_gpusvm_range_size`).
+ *
+ * @category functions
+ */
 export const size = (r: Range): number => r.end - r.start
 
-/** Number of 4 KiB pages in the range (`npages_in_range`). */
+/**
+ * Number of 4 KiB pages in the range (`npages_in_range`).
+ *
+ * @category functions
+ */
 export const pages = (r: Range): number => (r.end - r.start) / 4096

@@ -11,6 +11,8 @@
  * - `hasDevmemPages`: its pages are in device memory, mapped through a pagemap.
  * - `hasDmaMapping`: it holds device addresses of its pages.
  * Changed only under the notifier lock.
+ *
+ * @category models
  */
 export interface RangeFlags {
   readonly migrateDevmem: boolean
@@ -20,7 +22,11 @@ export interface RangeFlags {
   readonly hasDmaMapping: boolean
 }
 
-/** All flags clear. */
+/**
+ * All flags clear.
+ *
+ * @category constants
+ */
 export const NONE: RangeFlags = {
   migrateDevmem: false,
   unmapped: false,

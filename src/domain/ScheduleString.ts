@@ -56,7 +56,11 @@ export const encode = (choices: ReadonlyArray<number>): string => {
 
 const INT = /^(0|[1-9][0-9]{0,8})$/
 
-/** Longest schedule a string may decode to (keeps a hostile `0*999999999` from allocating gigabytes). */
+/**
+ * Longest schedule a string may decode to (keeps a hostile `0*999999999` from allocating gigabytes).
+ *
+ * @category constants
+ */
 export const MAX_LENGTH = 10_000_000
 
 /**

@@ -7,16 +7,26 @@
 import { Schema } from "effect"
 import { Prot } from "./Prot.ts"
 
-/** Schema of a VMA backing kind. */
+/**
+ * Schema of a VMA backing kind.
+ *
+ * @category schemas
+ */
 export const VmaKind = Schema.Literals(["anonymous", "file", "hugetlb", "special"])
 
 /**
  * What backs a VMA: `anonymous` (malloc / MAP_ANONYMOUS), `file` (a mapped file),
  * `hugetlb` (`is_vm_hugetlb_page`), `special` (VM_PFNMAP/VM_IO: never mirrored).
+ *
+ * @category models
  */
 export type VmaKind = typeof VmaKind.Type
 
-/** Schema of a VMA. */
+/**
+ * Schema of a VMA.
+ *
+ * @category schemas
+ */
 export const Vma = Schema.Struct({
   start: Schema.Number,
   end: Schema.Number,
@@ -26,15 +36,25 @@ export const Vma = Schema.Struct({
   name: Schema.optionalKey(Schema.String)
 })
 
-/** A VMA: `vm_start`, `vm_end` (exclusive), protection, kind, `VM_SHARED`, and an optional name. */
+/**
+ * A VMA: `vm_start`, `vm_end` (exclusive), protection, kind, `VM_SHARED`, and an optional name.
+ *
+ * @category models
+ */
 export type Vma = typeof Vma.Type
 
 /**
  * `vma_is_anonymous(vma) && !is_vm_hugetlb_page(vma)`: may this VMA's pages
  * migrate to device memory? MAP_SHARED|MAP_ANONYMOUS is shmem, not anonymous
  * (kernel-semantics §11.7), so a shared VMA never migrates.
+ *
+ * @category functions
  */
 export const canMigrateToDevmem = (vma: Vma): boolean => vma.kind === "anonymous" && !vma.shared
 
-/** Does the VMA contain `addr`? */
+/**
+ * Does the VMA contain `addr`?
+ *
+ * @category functions
+ */
 export const contains = (vma: Vma, addr: number): boolean => vma.start <= addr && addr < vma.end

@@ -200,7 +200,11 @@ class ControlledScheduler implements Scheduler.Scheduler {
   }
 }
 
-/** Virtual time one round of a retry loop (a spin point) takes, ms. */
+/**
+ * Virtual time one round of a retry loop (a spin point) takes, ms.
+ *
+ * @category constants
+ */
 export const SPIN_MS = 0.1
 
 /** Tasks one drain may run before the run is declared a spin outside any yield point. */

@@ -138,7 +138,11 @@ const describeError = (e: unknown): string => {
   return String(e)
 }
 
-/** The verdict of a run record (ends other than Done are violations of their own). */
+/**
+ * The verdict of a run record (ends other than Done are violations of their own).
+ *
+ * @category functions
+ */
 export const verdictOf = <A>(target: Target<A>, rec: RunRecord): Verdict | undefined => {
   const e = rec.end
   switch (e._tag) {
@@ -157,7 +161,11 @@ export const verdictOf = <A>(target: Target<A>, rec: RunRecord): Verdict | undef
   }
 }
 
-/** Runs one schedule of `target` under `chooser`. */
+/**
+ * Runs one schedule of `target` under `chooser`.
+ *
+ * @category functions
+ */
 export const runTarget = <A>(target: Target<A>, chooser: Chooser, maxSteps: number | undefined): Promise<RunRecord> =>
   runOnce(target.program, chooser, maxSteps === undefined ? {} : { maxSteps })
 
@@ -292,7 +300,11 @@ export class InvalidExploreOptions extends Schema.TaggedError<InvalidExploreOpti
 
 const isCount = (n: number | undefined, min: number) => n === undefined || (Number.isSafeInteger(n) && n >= min)
 
-/** The first problem with `o`, or undefined. */
+/**
+ * The first problem with `o`, or undefined.
+ *
+ * @category functions
+ */
 export const validate = (o: CheckOptions): string | undefined => {
   const s = o.strategy ?? "dfs"
   if (!["dfs", "pct", "random", "replay"].includes(s)) return `unknown strategy ${JSON.stringify(s)} (dfs, pct, random, replay)`

@@ -52,7 +52,11 @@ interface Node {
   chosen: number
 }
 
-/** Counters of a DFS. */
+/**
+ * Counters of a DFS.
+ *
+ * @category models
+ */
 export interface DfsStats {
   /** Runs abandoned because every enabled actor was asleep (reduction). */
   readonly prunedByReduction: number
@@ -208,7 +212,11 @@ export class Dfs implements Chooser {
   }
 }
 
-/** The strategies' PRNG: mulberry32 (`src/domain/Prng.ts`). */
+/**
+ * The strategies' PRNG: mulberry32 (`src/domain/Prng.ts`).
+ *
+ * @category functions
+ */
 export const prng = mulberry32
 
 /**

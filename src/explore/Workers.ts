@@ -63,7 +63,11 @@ export interface Reply {
   readonly violation: { readonly choices: ReadonlyArray<number>; readonly kind: string; readonly detail: string } | undefined
 }
 
-/** cyrb53: a 53-bit string hash (terminal states cross threads as numbers). */
+/**
+ * cyrb53: a 53-bit string hash (terminal states cross threads as numbers).
+ *
+ * @category functions
+ */
 export const hash = (s: string): number => {
   let h1 = 0xdeadbeef
   let h2 = 0x41c6ce57

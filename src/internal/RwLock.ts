@@ -26,14 +26,22 @@
 import { Effect, TxRef } from "effect"
 import { commitSync } from "./TxSync.ts"
 
-/** The lock's state. */
+/**
+ * The lock's state.
+ *
+ * @category models
+ */
 export interface LockState {
   readonly readers: number
   readonly writer: boolean
   readonly waitingWriters: number
 }
 
-/** A read/write lock. */
+/**
+ * A read/write lock.
+ *
+ * @category models
+ */
 export interface RwLock {
   /** `down_read` … `up_read` around `e`. Must not be nested inside the write side. */
   readonly withRead: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
@@ -48,6 +56,8 @@ export interface RwLock {
  * uncontended paths are untouched): the explorer uses it to record what a
  * blocked fiber waits for and to add a yield point right after a waiter gets
  * the lock (`Interleaving.lockWait`).
+ *
+ * @category models
  */
 export interface RwLockOptions {
   readonly slowPath?: (wait: Effect.Effect<void>, mode: "read" | "write") => Effect.Effect<void>
@@ -55,7 +65,11 @@ export interface RwLockOptions {
   readonly before?: Effect.Effect<void>
 }
 
-/** Builds a lock (`init_rwsem`); synchronous, as it allocates only. */
+/**
+ * Builds a lock (`init_rwsem`); synchronous, as it allocates only.
+ *
+ * @category functions
+ */
 export const makeUnsafe = (options: RwLockOptions = {}): RwLock => {
   const ref = TxRef.makeUnsafe<LockState>({ readers: 0, writer: false, waitingWriters: 0 })
   // Slow paths: transactions that wait (txRetry) until the lock can be taken.
@@ -119,11 +133,23 @@ export const makeUnsafe = (options: RwLockOptions = {}): RwLock => {
   }
 }
 
-/** A fresh, unlocked lock, as an effect. */
+/**
+ * A fresh, unlocked lock, as an effect.
+ *
+ * @category functions
+ */
 export const make: Effect.Effect<RwLock> = Effect.sync(() => makeUnsafe())
 
-/** `down_read` … `up_read` around `e`. */
+/**
+ * `down_read` … `up_read` around `e`.
+ *
+ * @category functions
+ */
 export const withRead = <A, E, R>(l: RwLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withRead(e)
 
-/** `down_write` … `up_write` around `e`. */
+/**
+ * `down_write` … `up_write` around `e`.
+ *
+ * @category functions
+ */
 export const withWrite = <A, E, R>(l: RwLock, e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => l.withWrite(e)

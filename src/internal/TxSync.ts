@@ -15,7 +15,11 @@
  */
 import { Effect, type Fiber, type TxRef } from "effect"
 
-/** Commits `next` into `ref` as Effect's commit would (version bump, waiters scheduled). Call only from a fiber step. */
+/**
+ * Commits `next` into `ref` as Effect's commit would (version bump, waiters scheduled). Call only from a fiber step.
+ *
+ * @category functions
+ */
 export const commitSync = <A>(fiber: Fiber.Fiber<unknown, unknown>, ref: TxRef.TxRef<A>, next: A): void => {
   if (!Object.is(next, ref.value)) {
     ref.version = ref.version + 1
@@ -27,14 +31,22 @@ export const commitSync = <A>(fiber: Fiber.Fiber<unknown, unknown>, ref: TxRef.T
   }
 }
 
-/** `TxRef.update` as one synchronous commit. */
+/**
+ * `TxRef.update` as one synchronous commit.
+ *
+ * @category functions
+ */
 export const update = <A>(ref: TxRef.TxRef<A>, f: (a: A) => A): Effect.Effect<void> =>
   Effect.withFiber((fiber) => {
     commitSync(fiber, ref, f(ref.value))
     return Effect.void
   })
 
-/** `TxRef.modify` as one synchronous commit. */
+/**
+ * `TxRef.modify` as one synchronous commit.
+ *
+ * @category functions
+ */
 export const modify = <A, B>(ref: TxRef.TxRef<A>, f: (a: A) => readonly [B, A]): Effect.Effect<B> =>
   Effect.withFiber((fiber) => {
     const [b, next] = f(ref.value)

@@ -33,7 +33,11 @@ import type { DriverCounters } from "./Metrics.ts"
 import { layerOf, MigrationPolicy, type PolicyChoice } from "./MigrationPolicy.ts"
 import * as Prefetch from "./Prefetch.ts"
 
-/** The driver's interface. */
+/**
+ * The driver's interface.
+ *
+ * @category models
+ */
 export interface DriverApi {
   /** Handles one GPU page fault (what the GPU calls on a missing PTE). */
   readonly handleFault: (fault: GpuPageFault) => Effect.Effect<void, GpuFaultError>

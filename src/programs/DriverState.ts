@@ -11,7 +11,11 @@ import { Effect, Latch, type Metric, Semaphore } from "effect"
 import type { Range } from "../domain/Range.ts"
 import * as Metrics from "./Metrics.ts"
 
-/** Driver options (all optional; Xe-like defaults). */
+/**
+ * Driver options (all optional; Xe-like defaults).
+ *
+ * @category models
+ */
 export interface DriverOptions {
   /** GPU VA window mirroring the CPU (`gpuva_start`, `gpuva_end`); default all of user space. */
   readonly gpuvaStart?: number
@@ -78,7 +82,11 @@ export interface DriverOptions {
   readonly metricRegistry?: Metric.MetricRegistry
 }
 
-/** Resolved options. */
+/**
+ * Resolved options.
+ *
+ * @category models
+ */
 export interface ResolvedOptions {
   readonly gpuvaStart: number
   readonly gpuvaEnd: number
@@ -91,7 +99,11 @@ export interface ResolvedOptions {
   readonly onSplitVma: "retry" | "recreate"
 }
 
-/** Applies the defaults. */
+/**
+ * Applies the defaults.
+ *
+ * @category functions
+ */
 export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   gpuvaStart: o.gpuvaStart ?? 0,
   gpuvaEnd: o.gpuvaEnd ?? 2 ** 47,
@@ -106,6 +118,8 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
 /**
  * The `ctx.check_pages_threshold` of a fault: the explicit option, else Xe's
  * `devmem_possible ? SZ_64K : 0` (kernel-semantics §11.8).
+ *
+ * @category functions
  */
 export const checkPagesThresholdFor = (o: ResolvedOptions, devmemPossible: boolean): number =>
   o.checkPagesThreshold ?? (devmemPossible ? 64 * 1024 : 0)
@@ -115,16 +129,26 @@ export const checkPagesThresholdFor = (o: ResolvedOptions, devmemPossible: boole
  * worker fiber `Driver.layer` forks in its scope, which the invalidation
  * callback wakes after every UNMAP (Xe's `garbage_collector.work` on its
  * workqueue). Schedule explorers and traces name that fiber by this constant.
+ *
+ * @category constants
  */
 export const GC_ACTOR = "gc-worker"
 
-/** A window the driver is migrating to device memory itself (its MIGRATE events are skipped). */
+/**
+ * A window the driver is migrating to device memory itself (its MIGRATE events are skipped).
+ *
+ * @category models
+ */
 export interface OwnMigration {
   readonly start: number
   readonly end: number
 }
 
-/** The shared state. `gcQueue` and `ownMigrations` are plain arrays: single-threaded JS, mutated in `Effect.sync`. */
+/**
+ * The shared state. `gcQueue` and `ownMigrations` are plain arrays: single-threaded JS, mutated in `Effect.sync`.
+ *
+ * @category models
+ */
 export interface DriverState {
   readonly options: ResolvedOptions
   /** The driver SVM lock (`driver_svm_lock`): serialises find_or_insert / remove (fault handler, GC, prefetch). */
@@ -158,7 +182,11 @@ export interface DriverState {
   readonly owner: string | undefined
 }
 
-/** A fresh driver state. */
+/**
+ * A fresh driver state.
+ *
+ * @category functions
+ */
 export const make = (options: DriverOptions | undefined, owner: string | undefined): Effect.Effect<DriverState> =>
   Effect.map(Interleaving, (il) => {
     const svmLock = Semaphore.makeUnsafe(1)
@@ -190,6 +218,8 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
  * Queues `range` for the collector and wakes the worker (Xe's
  * `xe_svm_garbage_collector_add_range` + `queue_work`). Synchronous: called
  * from the invalidation callback, under the notifier lock.
+ *
+ * @category functions
  */
 export const queueForGc = (st: DriverState, range: Range): void => {
   st.gcQueue.push(range)

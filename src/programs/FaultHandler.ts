@@ -42,7 +42,11 @@ import * as Metrics from "./Metrics.ts"
 import * as Spans from "./Spans.ts"
 import type { MigrationPolicyApi } from "./MigrationPolicy.ts"
 
-/** What a fault handler needs. */
+/**
+ * What a fault handler needs.
+ *
+ * @category models
+ */
 export interface FaultEnv {
   readonly st: DriverState
   readonly svm: GpuSvmApi
@@ -58,6 +62,8 @@ const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: Gpu
  * Migrates `range` into `target` as the driver's own migration: unbind it on the
  * GPU and drop its DMA mappings first (its own MIGRATE event will be skipped by
  * the invalidation callback), then `populateMm`.
+ *
+ * @category functions
  */
 export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Range, timesliceMs: number) =>
   Effect.gen(function*() {
@@ -78,6 +84,8 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
 /**
  * Binds the live range on the GPU under the notifier lock if its pages are
  * still valid (`driver_bind_range`); false means `EAGAIN`.
+ *
+ * @category functions
  */
 export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean): Effect.Effect<boolean> =>
   env.svm.withNotifierLock(bindLocked(env, range, readOnly))
@@ -115,7 +123,11 @@ const dropRange = (env: FaultEnv, range: Range): Effect.Effect<void> =>
     env.st.seen.delete(range.id)
   })
 
-/** The §11.4 give-up reason of a fault that kept failing on a range whose VMA mprotect split. */
+/**
+ * The §11.4 give-up reason of a fault that kept failing on a range whose VMA mprotect split.
+ *
+ * @category constants
+ */
 export const SPLIT_VMA_LIVELOCK = "livelock: range spans a VMA split by mprotect"
 
 const findFailed = (e: GpuFaultCause): string =>
@@ -236,6 +248,8 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
 /**
  * `FaultHandler.handle`: resolves one GPU page fault (the GPU then retries the
  * access). Takes the driver SVM lock. Errors: `GpuFaultError` (bounded).
+ *
+ * @category functions
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
   Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, loop(env, fault))))

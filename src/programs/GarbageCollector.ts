@@ -22,6 +22,8 @@ import * as Spans from "./Spans.ts"
  * Unbinds a range on the GPU (`xe_vm_range_unbind`): zap + flush only if it
  * still has PTEs — after an UNMAP the callback has already zapped it (§11.12).
  * A flush is counted in `m` (`gpusvm_tlb_flushes_total`).
+ *
+ * @category functions
  */
 export const unbind = (gpu: Gpu["Service"], r: Range, m: Metrics.DriverMetrics): Effect.Effect<void> =>
   Effect.flatMap(gpu.isBound(r.start, r.end), (bound) => {
@@ -67,6 +69,8 @@ const settle = (st: DriverState) =>
  * Runs the collector once over everything queued so far. Caller holds the
  * driver SVM lock. Errors of eviction are tolerated (the range is removed
  * anyway).
+ *
+ * @category functions
  */
 export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effect.Effect<void> =>
   Effect.suspend(() => {
@@ -82,6 +86,8 @@ export const run = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effec
  * no clock), re-arm it, then collect under the driver SVM lock as the fault
  * handler does. `Driver.layer` forks it in its scope, so it is interrupted when
  * the layer's scope closes; it never fails.
+ *
+ * @category functions
  */
 export const worker = (st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"]): Effect.Effect<never> => {
   const once = Effect.andThen(

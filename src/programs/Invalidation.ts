@@ -53,7 +53,11 @@ const zap = Effect.fnUntraced(function*(st: DriverState, gpu: Gpu["Service"], hi
   yield* gpu.invalidate(zapStart, zapEnd)
 })
 
-/** The `ops.invalidate` of a driver over `gpu`. */
+/**
+ * The `ops.invalidate` of a driver over `gpu`.
+ *
+ * @category functions
+ */
 export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
   invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) =>
     Spans.invalidate(notifier, mmuRange, Effect.gen(function*() {

@@ -16,13 +16,21 @@ import type { Range } from "../domain/Range.ts"
 import { type DevicePagemapApi, DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 
-/** The fault being handled, as the policy sees it. */
+/**
+ * The fault being handled, as the policy sees it.
+ *
+ * @category models
+ */
 export interface FaultKind {
   readonly write: boolean
   readonly atomic: boolean
 }
 
-/** The policy's interface. */
+/**
+ * The policy's interface.
+ *
+ * @category models
+ */
 export interface MigrationPolicyApi {
   /** Policy name (`never` | `always` | `xe`). */
   readonly name: string
@@ -34,7 +42,11 @@ export interface MigrationPolicyApi {
   readonly target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => Effect.Effect<DevicePagemapApi | undefined>
 }
 
-/** The migration policy service. */
+/**
+ * The migration policy service.
+ *
+ * @category services
+ */
 export class MigrationPolicy extends Context.Service<MigrationPolicy, MigrationPolicyApi>()("gpusvm/MigrationPolicy") {}
 
 /**

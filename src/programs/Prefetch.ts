@@ -20,12 +20,20 @@ import { bindRange, migrateRange } from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Metrics from "./Metrics.ts"
 
-/** Where to put the window. */
+/**
+ * Where to put the window.
+ *
+ * @category models
+ */
 export interface PrefetchOptions {
   readonly to: "vram" | "system"
 }
 
-/** Runs one prefetch of `[start, end)`; `pagemap` is the target for `vram` (none: stays in RAM). */
+/**
+ * Runs one prefetch of `[start, end)`; `pagemap` is the target for `vram` (none: stays in RAM).
+ *
+ * @category functions
+ */
 export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
 (start: number, end: number, o: PrefetchOptions): Effect.Effect<void, GpuFaultError> =>
   env.st.withSvmLock(Effect.gen(function*() {

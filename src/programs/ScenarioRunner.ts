@@ -274,6 +274,8 @@ export const run = (scenario: Scenario, factory: StackFactory, options: RunOptio
  * The result of a run that did not get to its snapshot (the machine could not
  * be built, the explorer ended it): not ok, the given violations and failures,
  * zero metrics, no ranges.
+ *
+ * @category functions
  */
 export const incompleteResult = (
   name: string,

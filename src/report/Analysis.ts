@@ -21,7 +21,11 @@ export const verdictOf = (events: ReadonlyArray<RunEvent>): typeof VerdictEvent.
   return failure
 }
 
-/** The address window an event touches, if it has one. */
+/**
+ * The address window an event touches, if it has one.
+ *
+ * @category functions
+ */
 export const windowOf = (e: RunEvent): readonly [number, number] | undefined => {
   switch (e.kind) {
     case "fault":

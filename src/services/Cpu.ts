@@ -15,7 +15,11 @@ import type { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNot
 import type { Prot } from "../domain/Prot.ts"
 import type { VmaKind } from "../domain/Vma.ts"
 
-/** Options of `Cpu.mmap` (`mmap(2)`). */
+/**
+ * Options of `Cpu.mmap` (`mmap(2)`).
+ *
+ * @category models
+ */
 export interface MmapOptions {
   /** Bytes to map; a positive multiple of 4096. */
   readonly length: number
@@ -41,7 +45,11 @@ export interface MmapOptions {
   readonly name?: string
 }
 
-/** Options of `Cpu.mremap` (`mremap(2)`). */
+/**
+ * Options of `Cpu.mremap` (`mremap(2)`).
+ *
+ * @category models
+ */
 export interface MremapOptions {
   /** `MREMAP_FIXED`: move to exactly this address. */
   readonly newAddr?: number
@@ -53,7 +61,11 @@ export interface MremapOptions {
   readonly dontUnmap?: boolean
 }
 
-/** The process's own view of its memory. */
+/**
+ * The process's own view of its memory.
+ *
+ * @category services
+ */
 export class Cpu extends Context.Service<Cpu, {
   /** `mmap(2)`: returns the start of the new mapping. Errors: bad length/addr/align → `InvalidArgument`; no room → `OutOfMemory`. */
   readonly mmap: (o: MmapOptions) => Effect.Effect<number, InvalidArgument | OutOfMemory>

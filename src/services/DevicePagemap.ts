@@ -12,13 +12,21 @@ import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
 import type { BadAddress, Busy, OutOfMemory } from "../domain/Errors.ts"
 import type { DevicePage } from "../domain/PageRef.ts"
 
-/** Options of `populateMm`. */
+/**
+ * Options of `populateMm`.
+ *
+ * @category models
+ */
 export interface PopulateOptions {
   /** Minimum residency in ms (Effect clock) before a CPU touch may migrate the pages back. */
   readonly timesliceMs?: number
 }
 
-/** Device memory usage. */
+/**
+ * Device memory usage.
+ *
+ * @category models
+ */
 export interface PagemapUsage {
   readonly totalBytes: number
   readonly usedBytes: number
@@ -26,7 +34,11 @@ export interface PagemapUsage {
   readonly allocations: number
 }
 
-/** Migration traffic of a pagemap. */
+/**
+ * Migration traffic of a pagemap.
+ *
+ * @category models
+ */
 export interface PagemapTraffic {
   /** Bytes actually copied into device memory (pages that held data; untouched pages are not copied). */
   readonly bytesToVram: number
@@ -40,7 +52,11 @@ export interface PagemapTraffic {
   readonly evictions: number
 }
 
-/** The operations of one device memory region. */
+/**
+ * The operations of one device memory region.
+ *
+ * @category models
+ */
 export interface DevicePagemapApi {
   /** Pagemap id, as found in `DevicePage.pagemap`. */
   readonly id: string
@@ -96,10 +112,18 @@ export interface DevicePagemapApi {
   readonly writeDevice: (devAddr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress>
 }
 
-/** The default device memory region. */
+/**
+ * The default device memory region.
+ *
+ * @category services
+ */
 export class DevicePagemap extends Context.Service<DevicePagemap, DevicePagemapApi>()("gpusvm/DevicePagemap") {}
 
-/** Every device memory region of the machine (possibly none). */
+/**
+ * Every device memory region of the machine (possibly none).
+ *
+ * @category services
+ */
 export class DevicePagemaps extends Context.Service<DevicePagemaps, {
   readonly all: ReadonlyArray<DevicePagemapApi>
 }>()("gpusvm/DevicePagemaps") {}

@@ -18,13 +18,19 @@ import type { PageRef } from "../domain/PageRef.ts"
  * mapping the device may write (`bidirectional`, `from-device`) of a page the
  * CPU maps read-only lets the device write a read-only page (kernel-semantics
  * §11.16). Each is recorded as a violation, not refused.
+ *
+ * @category models
  */
 export interface DmaMapHint {
   readonly addr: number
   readonly end: number
 }
 
-/** The device's view of system memory. */
+/**
+ * The device's view of system memory.
+ *
+ * @category services
+ */
 export class Dma extends Context.Service<Dma, {
   /** `dma_map_page(dev, page, 0, PAGE_SIZE << order, dir)`: `BadAddress` on `dma_mapping_error` or a non-system page. */
   readonly mapPage: (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint) => Effect.Effect<DeviceAddress, BadAddress>

@@ -12,20 +12,36 @@ import { Context, type Effect } from "effect"
 import type { DeviceAddress } from "../domain/DeviceAddress.ts"
 import type { GpuFaultError } from "../domain/Errors.ts"
 
-/** How the GPU touches memory. `atomic` is a 32-bit atomic increment. */
+/**
+ * How the GPU touches memory. `atomic` is a 32-bit atomic increment.
+ *
+ * @category models
+ */
 export type AccessMode = "read" | "write" | "atomic"
 
-/** A GPU page fault as the hardware reports it. */
+/**
+ * A GPU page fault as the hardware reports it.
+ *
+ * @category models
+ */
 export interface GpuPageFault {
   readonly addr: number
   readonly write: boolean
   readonly atomic: boolean
 }
 
-/** The driver's page-fault handler the GPU calls on a missing or insufficient PTE. */
+/**
+ * The driver's page-fault handler the GPU calls on a missing or insufficient PTE.
+ *
+ * @category models
+ */
 export type FaultHandler = (fault: GpuPageFault) => Effect.Effect<void, GpuFaultError>
 
-/** GPU counters. */
+/**
+ * GPU counters.
+ *
+ * @category models
+ */
 export interface GpuStats {
   readonly faults: number
   readonly tlbFlushes: number
@@ -60,7 +76,11 @@ export const gpuAccess = (
   f: (addr: number, length: number, mode: AccessMode, bytes?: Uint8Array) => Effect.Effect<Uint8Array | void, GpuFaultError>
 ): GpuAccess => f as GpuAccess
 
-/** The simulated GPU. */
+/**
+ * The simulated GPU.
+ *
+ * @category services
+ */
 export class Gpu extends Context.Service<Gpu, {
   /**
    * A GPU access of `[addr, addr + length)`: `read` returns the bytes, `write`

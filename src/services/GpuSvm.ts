@@ -35,7 +35,11 @@ import type { Hmm } from "./Hmm.ts"
 import type { Mm } from "./Mm.ts"
 import type { MmuNotifier } from "./MmuNotifier.ts"
 
-/** Where a range's pages live, from `scanMm` (an advisory, non-faulting walk). */
+/**
+ * Where a range's pages live, from `scanMm` (an advisory, non-faulting walk).
+ *
+ * @category models
+ */
 export type ScanResult = "unpopulated" | "system" | "equal" | "other" | "mixed"
 
 /**
@@ -44,12 +48,18 @@ export type ScanResult = "unpopulated" | "system" | "equal" | "other" | "mixed"
  * it receives the GpuSvm service itself, as the C callback receives `gpusvm`. It
  * must unmap the pages of every overlapping range (`rangeUnmapPages` with
  * `inNotifier: true`) before returning.
+ *
+ * @category models
  */
 export interface GpuSvmOps {
   readonly invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => Effect.Effect<void>
 }
 
-/** Counters of one GPU SVM instance. */
+/**
+ * Counters of one GPU SVM instance.
+ *
+ * @category models
+ */
 export interface GpuSvmStats {
   readonly notifiersCreated: number
   readonly notifiersRemoved: number
@@ -63,10 +73,18 @@ export interface GpuSvmStats {
   readonly livelocks: number
 }
 
-/** A range argument: a (possibly stale) `Range` value or its id. The live version is always used. */
+/**
+ * A range argument: a (possibly stale) `Range` value or its id. The live version is always used.
+ *
+ * @category models
+ */
 export type RangeRef = Range | RangeId
 
-/** The GPU SVM API (design.md §3). */
+/**
+ * The GPU SVM API (design.md §3).
+ *
+ * @category models
+ */
 export interface GpuSvmApi {
   /** The decoded configuration. */
   readonly config: GpuSvmConfig
@@ -124,7 +142,11 @@ export interface GpuSvmApi {
   readonly stats: Effect.Effect<GpuSvmStats>
 }
 
-/** The GPU SVM service key. */
+/**
+ * The GPU SVM service key.
+ *
+ * @category services
+ */
 export class GpuSvm extends Context.Service<GpuSvm, GpuSvmApi>()("gpusvm/GpuSvm") {
   /**
    * `drm_gpusvm_init` as a layer: decodes `config` (a `GpuSvmConfigInput`;

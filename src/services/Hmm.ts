@@ -8,7 +8,11 @@ import type { BadAddress, Busy, PermissionDenied } from "../domain/Errors.ts"
 import type { HmmPfn } from "../domain/HmmPfn.ts"
 import type { NotifierHandle } from "../domain/NotifierHandle.ts"
 
-/** `struct hmm_range`: what to walk and how. */
+/**
+ * `struct hmm_range`: what to walk and how.
+ *
+ * @category models
+ */
 export interface HmmRange {
   /** The notifier whose sequence guards the walk. */
   readonly notifier: NotifierHandle
@@ -25,7 +29,11 @@ export interface HmmRange {
   readonly devicePrivateOwner?: string | undefined
 }
 
-/** Heterogeneous memory management: the CPU page-table walk GPU SVM mirrors from. */
+/**
+ * Heterogeneous memory management: the CPU page-table walk GPU SVM mirrors from.
+ *
+ * @category services
+ */
 export class Hmm extends Context.Service<Hmm, {
   /**
    * `hmm_range_fault(range)`: one entry per 4 KiB page. Caller holds the mmap

@@ -11,10 +11,18 @@
  */
 import { Context, type Effect } from "effect"
 
-/** Where GPU SVM allocates an array (the kernel function that calls `kvmalloc_array`). */
+/**
+ * Where GPU SVM allocates an array (the kernel function that calls `kvmalloc_array`).
+ *
+ * @category models
+ */
 export type AllocSite = "range_evict"
 
-/** The allocator. */
+/**
+ * The allocator.
+ *
+ * @category services
+ */
 export class KernelAlloc extends Context.Service<KernelAlloc, {
   /**
    * `kvmalloc_array(n, sizeof(unsigned long), GFP_KERNEL)` at `site`: true if the

@@ -10,13 +10,19 @@ import { Context, type Effect } from "effect"
 /**
  * One invariant breach the machine observed (e.g. `dma-unmap-unknown`, `frame-freed-while-mapped`,
  * `notifier-seq-not-set`: a blockable notifier callback returned true without `setSeq`, issue #13 item 8).
+ *
+ * @category models
  */
 export interface Violation {
   readonly invariant: string
   readonly detail: string
 }
 
-/** Fault-injection knobs: each counts how many of the next calls fail. */
+/**
+ * Fault-injection knobs: each counts how many of the next calls fail.
+ *
+ * @category models
+ */
 export interface Injection {
   /** The next N `Hmm.rangeFault` calls fail with `Busy`. */
   readonly hmmBusy?: number
@@ -46,7 +52,11 @@ export interface Injection {
   readonly evictPfnAllocFail?: number
 }
 
-/** Machine counters. */
+/**
+ * Machine counters.
+ *
+ * @category models
+ */
 export interface MachineStats {
   /** System frames allocated and not yet freed. */
   readonly framesLive: number
@@ -60,7 +70,11 @@ export interface MachineStats {
   readonly notifiersLive: number
 }
 
-/** The machine itself. */
+/**
+ * The machine itself.
+ *
+ * @category services
+ */
 export class Machine extends Context.Service<Machine, {
   /** Every violation recorded so far. */
   readonly violations: Effect.Effect<ReadonlyArray<Violation>>

@@ -7,7 +7,11 @@ import { Context, type Effect, type Option } from "effect"
 import type { BadAddress } from "../domain/Errors.ts"
 import type { Vma } from "../domain/Vma.ts"
 
-/** The address space as seen by GPU SVM. */
+/**
+ * The address space as seen by GPU SVM.
+ *
+ * @category services
+ */
 export class Mm extends Context.Service<Mm, {
   /** `mmget_not_zero(mm)`: fails with `BadAddress` once the process has exited. */
   readonly acquire: Effect.Effect<void, BadAddress>

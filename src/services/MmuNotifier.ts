@@ -17,12 +17,18 @@ import type { NotifierHandle } from "../domain/NotifierHandle.ts"
  * sequence itself, so a callback that forgets leaves `readRetry` false. Beyond
  * Linux, a blockable callback that returns `true` without calling `setSeq`
  * records the violation `notifier-seq-not-set` (issue #13 item 8).
+ *
+ * @category models
  */
 export type InvalidateCallback = (range: MmuRange, curSeq: number) => Effect.Effect<boolean>
 
 export type { NotifierHandle } from "../domain/NotifierHandle.ts"
 
-/** MMU interval notifiers of one address space. */
+/**
+ * MMU interval notifiers of one address space.
+ *
+ * @category services
+ */
 export class MmuNotifier extends Context.Service<MmuNotifier, {
   /** `mmu_interval_notifier_insert(mm, start, length, ops)`: registers a callback for `[start, start + length)`. */
   readonly insert: (start: number, length: number, onInvalidate: InvalidateCallback) => Effect.Effect<NotifierHandle>

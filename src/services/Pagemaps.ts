@@ -12,7 +12,11 @@ import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
 import type { BadAddress } from "../domain/Errors.ts"
 import type { DevicePage } from "../domain/PageRef.ts"
 
-/** The `drm_pagemap_ops` the core needs: map and unmap a device page for the device. */
+/**
+ * The `drm_pagemap_ops` the core needs: map and unmap a device page for the device.
+ *
+ * @category models
+ */
 export interface DeviceMapper {
   /** Pagemap id (`DevicePage.pagemap`). */
   readonly id: string
@@ -24,7 +28,11 @@ export interface DeviceMapper {
   readonly deviceUnmap: (addr: DeviceAddress) => Effect.Effect<void>
 }
 
-/** Registry of pagemaps by id; default: none. */
+/**
+ * Registry of pagemaps by id; default: none.
+ *
+ * @category services
+ */
 export const Pagemaps = Context.Reference<ReadonlyMap<string, DeviceMapper>>("gpusvm/Pagemaps", {
   defaultValue: () => new Map()
 })

@@ -9,14 +9,22 @@
 import { PAGE_SIZE } from "../../domain/Address.ts"
 import type { DeviceAddress } from "../../domain/DeviceAddress.ts"
 
-/** One GPU PTE. */
+/**
+ * One GPU PTE.
+ *
+ * @category models
+ */
 export interface GpuPte {
   readonly devAddr: number
   readonly proto: string
   readonly readOnly: boolean
 }
 
-/** A GPU page table keyed by virtual page number (never an array sized by the address space). */
+/**
+ * A GPU page table keyed by virtual page number (never an array sized by the address space).
+ *
+ * @category models
+ */
 export class GpuPageTable {
   private readonly ptes = new Map<number, GpuPte>()
 

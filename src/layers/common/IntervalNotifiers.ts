@@ -46,7 +46,11 @@ import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import type { Violation } from "../../services/Machine.ts"
 import type { InvalidateCallback } from "../../services/MmuNotifier.ts"
 
-/** One registered notifier. */
+/**
+ * One registered notifier.
+ *
+ * @category models
+ */
 export interface NotifierRec {
   readonly handle: NotifierHandle
   readonly callback: InvalidateCallback
@@ -62,7 +66,11 @@ export interface NotifierRec {
   setSeqCalls: number
 }
 
-/** One invalidation in flight. */
+/**
+ * One invalidation in flight.
+ *
+ * @category models
+ */
 export interface ActiveInvalidation {
   readonly start: number
   readonly end: number
@@ -71,7 +79,11 @@ export interface ActiveInvalidation {
   readonly participants: Set<NotifierRec>
 }
 
-/** What the notifier machinery needs from the machine. */
+/**
+ * What the notifier machinery needs from the machine.
+ *
+ * @category models
+ */
 export interface NotifierEnv {
   /** Consumes one pending `nonBlockable` injection; true if there was one. */
   readonly takeNonBlockable: () => boolean
@@ -88,7 +100,11 @@ export interface NotifierEnv {
   readonly afterCallbacks?: Effect.Effect<void>
 }
 
-/** The notifier registry of one address space. */
+/**
+ * The notifier registry of one address space.
+ *
+ * @category models
+ */
 export class IntervalNotifiers {
   /** Live notifiers by id. */
   readonly byId = new Map<number, NotifierRec>()

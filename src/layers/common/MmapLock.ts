@@ -14,8 +14,16 @@
  */
 import * as RwLock from "../../internal/RwLock.ts"
 
-/** The mmap lock: a read/write lock with writer preference. */
+/**
+ * The mmap lock: a read/write lock with writer preference.
+ *
+ * @category models
+ */
 export type MmapLock = RwLock.RwLock
 
-/** A fresh, unlocked mmap lock (`mmap_init_lock`). */
+/**
+ * A fresh, unlocked mmap lock (`mmap_init_lock`).
+ *
+ * @category functions
+ */
 export const makeMmapLock = (options: RwLock.RwLockOptions = {}): MmapLock => RwLock.makeUnsafe(options)

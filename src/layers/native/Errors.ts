@@ -9,13 +9,25 @@
  */
 import { Schema } from "effect"
 
-/** The capabilities `Native.probe` checks, by name. */
+/**
+ * The capabilities `Native.probe` checks, by name.
+ *
+ * @category constants
+ */
 export const CAPABILITIES = ["linux", "helperBuilt", "userfaultfd", "forkEvents", "pfnVisible"] as const
 
-/** One capability name. */
+/**
+ * One capability name.
+ *
+ * @category models
+ */
 export type Capability = (typeof CAPABILITIES)[number]
 
-/** The platform is not Linux, or `/proc/self/pagemap` is missing. */
+/**
+ * The platform is not Linux, or `/proc/self/pagemap` is missing.
+ *
+ * @category errors
+ */
 export class NotLinux extends Schema.TaggedError<NotLinux>()("NotLinux", {
   reason: Schema.String
 }) {
@@ -24,7 +36,11 @@ export class NotLinux extends Schema.TaggedError<NotLinux>()("NotLinux", {
   }
 }
 
-/** No compiler, or the helper's build or spawn failed (`stage` says which). */
+/**
+ * No compiler, or the helper's build or spawn failed (`stage` says which).
+ *
+ * @category errors
+ */
 export class HelperUnavailable extends Schema.TaggedError<HelperUnavailable>()("HelperUnavailable", {
   stage: Schema.String,
   stderr: Schema.String
@@ -34,7 +50,11 @@ export class HelperUnavailable extends Schema.TaggedError<HelperUnavailable>()("
   }
 }
 
-/** userfaultfd could not be created (ENOSYS: off or seccomp; EPERM/EACCES: both creation paths refused). */
+/**
+ * userfaultfd could not be created (ENOSYS: off or seccomp; EPERM/EACCES: both creation paths refused).
+ *
+ * @category errors
+ */
 export class UffdUnavailable extends Schema.TaggedError<UffdUnavailable>()("UffdUnavailable", {
   errno: Schema.String
 }) {
@@ -43,7 +63,11 @@ export class UffdUnavailable extends Schema.TaggedError<UffdUnavailable>()("Uffd
   }
 }
 
-/** PFNs read as 0 in `/proc/<pid>/pagemap` (no CAP_SYS_ADMIN): no physical addresses for the DMA oracle. */
+/**
+ * PFNs read as 0 in `/proc/<pid>/pagemap` (no CAP_SYS_ADMIN): no physical addresses for the DMA oracle.
+ *
+ * @category errors
+ */
 export class PfnHidden extends Schema.TaggedError<PfnHidden>()("PfnHidden", {
   reason: Schema.String
 }) {
@@ -52,7 +76,11 @@ export class PfnHidden extends Schema.TaggedError<PfnHidden>()("PfnHidden", {
   }
 }
 
-/** A capability the caller asked for is missing; `capability` names it, `detail` says why. */
+/**
+ * A capability the caller asked for is missing; `capability` names it, `detail` says why.
+ *
+ * @category errors
+ */
 export class CapabilityMissing extends Schema.TaggedError<CapabilityMissing>()("CapabilityMissing", {
   capability: Schema.Literals(CAPABILITIES),
   detail: Schema.String
@@ -66,6 +94,8 @@ export class CapabilityMissing extends Schema.TaggedError<CapabilityMissing>()("
  * The helper process failed mid-operation: it exited or was killed (`died`),
  * its event stream closed (`closed`), or a request got no answer in time
  * (`timeout`).
+ *
+ * @category errors
  */
 export class HelperFailed extends Schema.TaggedError<HelperFailed>()("HelperFailed", {
   stage: Schema.Literals(["died", "closed", "timeout", "protocol", "io"]),
@@ -76,5 +106,9 @@ export class HelperFailed extends Schema.TaggedError<HelperFailed>()("HelperFail
   }
 }
 
-/** Every error of the native layer's construction. */
+/**
+ * Every error of the native layer's construction.
+ *
+ * @category models
+ */
 export type NativeError = NotLinux | HelperUnavailable | UffdUnavailable | PfnHidden | CapabilityMissing | HelperFailed

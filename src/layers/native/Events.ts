@@ -22,7 +22,11 @@ import type { InboxItem, UffdEvent } from "./Helper.ts"
 import type { NativePagemap } from "./NativePagemap.ts"
 import type { NativeState } from "./NativeState.ts"
 
-/** Handles one uffd event. */
+/**
+ * Handles one uffd event.
+ *
+ * @category functions
+ */
 export const handleEvent = (st: NativeState, pm: NativePagemap, ev: UffdEvent): Effect.Effect<void> =>
   Effect.suspend(() => {
     st.uffd.events++
@@ -61,7 +65,11 @@ export const handleEvent = (st: NativeState, pm: NativePagemap, ev: UffdEvent): 
     return st.notifiers.invalidate(start, end, event, Effect.void)
   })
 
-/** The loop (runs until interrupted with the machine's scope). */
+/**
+ * The loop (runs until interrupted with the machine's scope).
+ *
+ * @category functions
+ */
 export const eventLoop = (st: NativeState, pm: NativePagemap, inbox: Queue.Queue<InboxItem>): Effect.Effect<never> =>
   Effect.forever(
     Effect.flatMap(Queue.take(inbox), (item) =>

@@ -24,7 +24,11 @@ import { createInterface } from "node:readline"
 import { Effect, Queue } from "effect"
 import { HelperFailed, HelperUnavailable } from "./Errors.ts"
 
-/** The helper's first line. */
+/**
+ * The helper's first line.
+ *
+ * @category models
+ */
 export interface Hello {
   readonly pid: number
   readonly uffd: number
@@ -41,7 +45,11 @@ export interface Hello {
   readonly staging: number
 }
 
-/** A reply line. */
+/**
+ * A reply line.
+ *
+ * @category models
+ */
 export interface Reply {
   readonly id: number
   readonly ok: 0 | 1
@@ -51,7 +59,11 @@ export interface Reply {
   readonly skipped?: number
 }
 
-/** A userfaultfd event line. */
+/**
+ * A userfaultfd event line.
+ *
+ * @category models
+ */
 export type UffdEvent =
   | { readonly ev: "unmap" | "remove"; readonly start: number; readonly end: number }
   | { readonly ev: "remap"; readonly from: number; readonly to: number; readonly len: number }
@@ -59,16 +71,32 @@ export type UffdEvent =
   | { readonly ev: "pf"; readonly addr: number; readonly flags: number; readonly tid: number }
   | { readonly ev: "other"; readonly code: number }
 
-/** What the event fiber takes from the inbox, in helper output order. */
+/**
+ * What the event fiber takes from the inbox, in helper output order.
+ *
+ * @category models
+ */
 export type InboxItem =
   | { readonly _tag: "Event"; readonly event: UffdEvent }
   | { readonly _tag: "Reply"; readonly deliver: () => void }
 
-/** Where the C source and the binary live (same relative path from `src/` and `dist/`). */
+/**
+ * Where the C source and the binary live (same relative path from `src/` and `dist/`).
+ *
+ * @category functions
+ */
 export const nativeDir = fileURLToPath(new URL("../../../native/", import.meta.url))
-/** The helper binary. */
+/**
+ * The helper binary.
+ *
+ * @category functions
+ */
 export const helperBinary = `${nativeDir}build/gpusvm-helper`
-/** The build status file `native/build.mjs` writes. */
+/**
+ * The build status file `native/build.mjs` writes.
+ *
+ * @category functions
+ */
 export const statusFile = `${nativeDir}build/native-status.json`
 
 const CONTROL = new Set(["ping", "reg", "unreg", "wp", "copy", "zero", "wake", "dontneed", "populate"])
@@ -77,6 +105,8 @@ const CONTROL = new Set(["ping", "reg", "unreg", "wp", "copy", "zero", "wake", "
  * The binary, building it on demand (`node native/build.mjs`, which never
  * fails but records its outcome) when missing. `HelperUnavailable` with the
  * recorded stage and stderr when there is still none.
+ *
+ * @category functions
  */
 export const ensureBinary = (path: string = helperBinary): HelperUnavailable | undefined => {
   if (existsSync(path)) return undefined
@@ -93,7 +123,11 @@ export const ensureBinary = (path: string = helperBinary): HelperUnavailable | u
   return new HelperUnavailable({ stage: "missing", stderr: `no helper binary at ${path}` })
 }
 
-/** A running helper. */
+/**
+ * A running helper.
+ *
+ * @category models
+ */
 export class Helper {
   readonly child: ChildProcess
   readonly hello: Hello

@@ -48,7 +48,11 @@ export type { NativeMachineApi } from "./NativeMachine.ts"
 export type { Capabilities } from "./Probe.ts"
 export * from "./Errors.ts"
 
-/** Options of `Native.layer`. */
+/**
+ * Options of `Native.layer`.
+ *
+ * @category models
+ */
 export interface NativeOptions {
   /** Device memory of the pagemap in bytes (default 256 MiB; 0 = no device memory: `DevicePagemaps.all` is empty). */
   readonly vramBytes?: number
@@ -72,7 +76,11 @@ export interface NativeOptions {
   readonly helperPath?: string
 }
 
-/** Everything `Native.layer` provides (plus the `Pagemaps` reference). */
+/**
+ * Everything `Native.layer` provides (plus the `Pagemaps` reference).
+ *
+ * @category models
+ */
 export type NativeServices = MachineServices | NativeMachine
 
 const checkCaps = (c: Capabilities, requirePfns: boolean): NativeError | undefined => {
@@ -83,7 +91,11 @@ const checkCaps = (c: Capabilities, requirePfns: boolean): NativeError | undefin
   return undefined
 }
 
-/** `Native.layer(options)`: a fresh helper process and every service over it. */
+/**
+ * `Native.layer(options)`: a fresh helper process and every service over it.
+ *
+ * @category layers
+ */
 export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, NativeError> =>
   Layer.effectContext(Effect.gen(function*() {
     const caps = yield* probe
@@ -134,5 +146,9 @@ export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, 
     )
   }))
 
-/** The native machine's public API. */
+/**
+ * The native machine's public API.
+ *
+ * @category functions
+ */
 export const Native = { layer, probe, require } as const

@@ -43,9 +43,17 @@ import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, 
 /** The VMA kinds a real process can map here (no simulated files, no VM_PFNMAP). */
 const NATIVE_KINDS: ReadonlyArray<VmaKind> = ["anonymous", "hugetlb"]
 
-/** Lowest address `mmap` places mappings at without a usable hint. */
+/**
+ * Lowest address `mmap` places mappings at without a usable hint.
+ *
+ * @category constants
+ */
 export const MMAP_BASE = 2 ** 32
-/** Highest end of a placed mapping (well below the helper's own mappings near 2^47). */
+/**
+ * Highest end of a placed mapping (well below the helper's own mappings near 2^47).
+ *
+ * @category constants
+ */
 export const MMAP_LIMIT = 2 ** 46
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
@@ -73,7 +81,11 @@ const findGap = (vmas: ReadonlyArray<Vma>, length: number, align: number): numbe
 
 const isFree = (vmas: ReadonlyArray<Vma>, start: number, end: number): boolean => !vmas.some((v) => v.start < end && start < v.end)
 
-/** Builds the `Cpu` service of machine `st`. */
+/**
+ * Builds the `Cpu` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeCpu = (st: NativeState): Cpu["Service"] => {
   const notifiers = st.notifiers
   const lock = st.lock

@@ -20,17 +20,29 @@ import type { PageRef } from "../../domain/PageRef.ts"
 import { Dma } from "../../services/Dma.ts"
 import type { NativeState } from "./NativeState.ts"
 
-/** A physical address handed out as a device address: no IOMMU in between. */
+/**
+ * A physical address handed out as a device address: no IOMMU in between.
+ *
+ * @category models
+ */
 export interface PhysAddr extends DeviceAddress {
   readonly iommu: "none"
 }
 
 const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
 
-/** Is the physical page at `phys` covered by a live mapping? */
+/**
+ * Is the physical page at `phys` covered by a live mapping?
+ *
+ * @category functions
+ */
 export const isMapped = (st: NativeState, phys: number): boolean => (st.dmaPages.get(phys - (phys % PAGE_SIZE)) ?? 0) > 0
 
-/** Builds the `Dma` service of machine `st`. */
+/**
+ * Builds the `Dma` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeDma = (st: NativeState): Dma["Service"] => {
   const mapSync = (page: PageRef, order: number, dir: DmaDirection): PhysAddr | BadAddress => {
     if (st.inject.dmaMapFail > 0) {

@@ -76,6 +76,8 @@ const memoryOf = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>): GpuM
 /**
  * Builds the GPU of machine `st`; `pagemaps` are the device memories it can
  * reach directly. No explorer yield points (the native machine is not explored).
+ *
+ * @category functions
  */
 export const makeGpu = (st: NativeState, pagemaps: ReadonlyArray<NativePagemap>): Gpu["Service"] =>
   makeGpuEngine(memoryOf(st, pagemaps))

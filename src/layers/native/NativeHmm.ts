@@ -37,7 +37,11 @@ const HUGE = 512
 
 const readable = (v: Vma): boolean => (v.prot.read || v.prot.write || v.prot.exec) && v.kind !== "special"
 
-/** Builds the `Hmm` service of machine `st`. */
+/**
+ * Builds the `Hmm` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeHmm = (st: NativeState): Hmm["Service"] => {
   const pmOwner = st.config.devicePrivateOwner
 

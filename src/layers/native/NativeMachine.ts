@@ -12,7 +12,11 @@ import type { Hello } from "./Helper.ts"
 import type { NativeState, UffdCounters } from "./NativeState.ts"
 import type { PagemapEntry } from "./Proc.ts"
 
-/** The native-only API of a native machine. */
+/**
+ * The native-only API of a native machine.
+ *
+ * @category models
+ */
 export interface NativeMachineApi {
   /** The helper's pid (the only process this layer reads or writes). */
   readonly pid: number
@@ -32,10 +36,18 @@ export interface NativeMachineApi {
   readonly raw: (cmd: string, args: ReadonlyArray<number>) => Effect.Effect<{ readonly ok: boolean; readonly err?: string | undefined }>
 }
 
-/** The native machine's own service. */
+/**
+ * The native machine's own service.
+ *
+ * @category services
+ */
 export class NativeMachine extends Context.Service<NativeMachine, NativeMachineApi>()("gpusvm/native/NativeMachine") {}
 
-/** Builds the `Machine` service of machine `st`. */
+/**
+ * Builds the `Machine` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMachineService = (st: NativeState): Machine["Service"] =>
   Machine.of({
     violations: Effect.sync(() => [...st.violations]),
@@ -43,7 +55,11 @@ export const makeMachineService = (st: NativeState): Machine["Service"] =>
     stats: Effect.sync(() => st.stats())
   })
 
-/** Builds the `NativeMachine` service of machine `st`. */
+/**
+ * Builds the `NativeMachine` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeNativeMachine = (st: NativeState): NativeMachineApi => ({
   pid: st.helper.pid,
   hello: st.helper.hello,

@@ -11,7 +11,11 @@ import type { Vma } from "../../domain/Vma.ts"
 import { Mm } from "../../services/Mm.ts"
 import type { NativeState } from "./NativeState.ts"
 
-/** Builds the `Mm` service of machine `st`. */
+/**
+ * Builds the `Mm` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMm = (st: NativeState): Mm["Service"] => {
   const acquire = Effect.suspend(() => {
     if (!st.alive) {

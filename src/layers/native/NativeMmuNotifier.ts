@@ -15,7 +15,11 @@ import { type InvalidateCallback, MmuNotifier } from "../../services/MmuNotifier
 import type { NativeState } from "./NativeState.ts"
 import { isPresent, pfnOf } from "./Proc.ts"
 
-/** Did any page present in `before` change PFN or go away in `now`? */
+/**
+ * Did any page present in `before` change PFN or go away in `now`?
+ *
+ * @category functions
+ */
 export const pfnsChanged = (before: Uint32Array, now: Uint32Array): boolean => {
   for (let i = 0; i < before.length; i += 2) {
     const h = before[i + 1]!
@@ -26,7 +30,11 @@ export const pfnsChanged = (before: Uint32Array, now: Uint32Array): boolean => {
   return false
 }
 
-/** Builds the `MmuNotifier` service of machine `st`. */
+/**
+ * Builds the `MmuNotifier` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMmuNotifier = (st: NativeState): MmuNotifier["Service"] => {
   const n = st.notifiers
   const readRetry = (h: NotifierHandle, seq: number): Effect.Effect<boolean> =>

@@ -41,10 +41,18 @@ import type { DeviceAlloc, NativeState } from "./NativeState.ts"
 import { errnoText } from "./NativeState.ts"
 import { isPresent } from "./Proc.ts"
 
-/** The interconnect protocol name of native device addresses. */
+/**
+ * The interconnect protocol name of native device addresses.
+ *
+ * @category constants
+ */
 export const NATIVE_VRAM_PROTO = "native-vram"
 
-/** The pagemap API plus what the event fiber needs. */
+/**
+ * The pagemap API plus what the event fiber needs.
+ *
+ * @category models
+ */
 export interface NativePagemap extends DevicePagemapApi {
   /** Resolves a userfaultfd page fault at `addr` (`flags` from the event): migrates its allocation back, or zero-fills. */
   readonly resolveFault: (addr: number, flags: number) => Effect.Effect<void>
@@ -54,7 +62,11 @@ export interface NativePagemap extends DevicePagemapApi {
   readonly writeSync: (devAddr: number, bytes: Uint8Array) => string | undefined
 }
 
-/** Builds the device pagemap of machine `st` (and installs `st.migrateBack`). */
+/**
+ * Builds the device pagemap of machine `st` (and installs `st.migrateBack`).
+ *
+ * @category functions
+ */
 export const makePagemap = (st: NativeState): NativePagemap => {
   const id = st.config.pagemapId
   const owner = st.config.devicePrivateOwner

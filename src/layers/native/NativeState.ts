@@ -21,10 +21,18 @@ import { type MmapLock, makeMmapLock } from "../common/MmapLock.ts"
 import { IntervalNotifiers } from "../common/IntervalNotifiers.ts"
 import { type ProcFiles, maybeHugetlb, toVma } from "./Proc.ts"
 
-/** How invalidations of CPU-side changes are raised. */
+/**
+ * How invalidations of CPU-side changes are raised.
+ *
+ * @category models
+ */
 export type NotifierSource = "cpu" | "uffd"
 
-/** Resolved options of a native machine. */
+/**
+ * Resolved options of a native machine.
+ *
+ * @category models
+ */
 export interface NativeConfig {
   readonly vramBytes: number
   readonly devicePrivateOwner: string
@@ -33,7 +41,11 @@ export interface NativeConfig {
   readonly timeoutMs: number
 }
 
-/** A device allocation: the bytes of `[start, end)` held in Node ("VRAM"), at device address `devAddr`. */
+/**
+ * A device allocation: the bytes of `[start, end)` held in Node ("VRAM"), at device address `devAddr`.
+ *
+ * @category models
+ */
 export interface DeviceAlloc {
   readonly id: number
   readonly start: number
@@ -47,7 +59,11 @@ export interface DeviceAlloc {
   readonly gone: Uint8Array
 }
 
-/** uffd bookkeeping counters. */
+/**
+ * uffd bookkeeping counters.
+ *
+ * @category models
+ */
 export interface UffdCounters {
   events: number
   /** Events inside a change Node itself raised (the cross-check). */
@@ -61,7 +77,11 @@ export interface UffdCounters {
   byKind: Record<string, number>
 }
 
-/** The shared machine state. */
+/**
+ * The shared machine state.
+ *
+ * @category models
+ */
 export class NativeState {
   readonly helper: Helper
   readonly proc: ProcFiles
@@ -288,8 +308,16 @@ export class NativeState {
   }
 }
 
-/** The internal state as a service (for the native GPU, pagemap and tests in this folder). */
+/**
+ * The internal state as a service (for the native GPU, pagemap and tests in this folder).
+ *
+ * @category services
+ */
 export class NativeStateKey extends Context.Service<NativeStateKey, NativeState>()("gpusvm/native/NativeState") {}
 
-/** Errno name → a short explanation prefix. */
+/**
+ * Errno name → a short explanation prefix.
+ *
+ * @category functions
+ */
 export const errnoText = (r: Reply): string => `${r.err ?? "EOTHER"} (errno ${r.errno ?? "?"})`

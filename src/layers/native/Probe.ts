@@ -15,7 +15,11 @@ import { type Capability, CapabilityMissing } from "./Errors.ts"
 import { Helper, ensureBinary, helperBinary } from "./Helper.ts"
 import { ProcFiles, isPresent, pfnOf } from "./Proc.ts"
 
-/** The probed capabilities. */
+/**
+ * The probed capabilities.
+ *
+ * @category models
+ */
 export interface Capabilities {
   readonly linux: boolean
   readonly helperBuilt: boolean
@@ -87,10 +91,18 @@ const run = async (): Promise<Capabilities> => {
 
 let cached: Promise<Capabilities> | undefined
 
-/** The capabilities of this host (probed once, then cached). */
+/**
+ * The capabilities of this host (probed once, then cached).
+ *
+ * @category functions
+ */
 export const probe: Effect.Effect<Capabilities> = Effect.promise(() => (cached ??= run()))
 
-/** Fails with `CapabilityMissing` naming the first of `caps` this host lacks. */
+/**
+ * Fails with `CapabilityMissing` naming the first of `caps` this host lacks.
+ *
+ * @category functions
+ */
 export const require = (...caps: ReadonlyArray<Capability>): Effect.Effect<Capabilities, CapabilityMissing> =>
   Effect.flatMap(probe, (c) => {
     for (const cap of caps) {

@@ -15,7 +15,11 @@ import { closeSync, openSync, readFileSync, readSync, writeSync } from "node:fs"
 import { PAGE_SIZE } from "../../domain/Address.ts"
 import type { Vma, VmaKind } from "../../domain/Vma.ts"
 
-/** One line of `/proc/<pid>/maps`. */
+/**
+ * One line of `/proc/<pid>/maps`.
+ *
+ * @category models
+ */
 export interface MapsEntry {
   readonly start: number
   readonly end: number
@@ -30,7 +34,11 @@ export interface MapsEntry {
 
 const MAPS_LINE = /^([0-9a-f]+)-([0-9a-f]+) ([r-])([w-])([x-])([ps]) ([0-9a-f]+) \S+ (\d+)\s*(.*)$/
 
-/** Parses the text of `/proc/<pid>/maps`. */
+/**
+ * Parses the text of `/proc/<pid>/maps`.
+ *
+ * @category functions
+ */
 export const parseMaps = (text: string): Array<MapsEntry> => {
   const out: Array<MapsEntry> = []
   for (const line of text.split("\n")) {
@@ -59,17 +67,29 @@ const isAnonPath = (p: string): boolean =>
 /** `[vdso]`, `[vvar]`, `[vsyscall]`, … : kernel-provided (VM_PFNMAP / VM_IO-like). */
 const isSpecialPath = (p: string): boolean => p.startsWith("[") && !isAnonPath(p)
 
-/** A maps entry as a `Vma`; `hugetlb` says whether smaps reported a huge `KernelPageSize`. */
+/**
+ * A maps entry as a `Vma`; `hugetlb` says whether smaps reported a huge `KernelPageSize`.
+ *
+ * @category functions
+ */
 export const toVma = (e: MapsEntry, hugetlb: boolean): Vma => {
   const kind: VmaKind = hugetlb ? "hugetlb" : isAnonPath(e.path) ? "anonymous" : isSpecialPath(e.path) ? "special" : "file"
   const base = { start: e.start, end: e.end, prot: { read: e.read, write: e.write, exec: e.exec }, kind, shared: e.shared }
   return e.path === "" ? base : { ...base, name: e.path }
 }
 
-/** Could this entry be hugetlb (only those get an smaps look-up)? */
+/**
+ * Could this entry be hugetlb (only those get an smaps look-up)?
+ *
+ * @category functions
+ */
 export const maybeHugetlb = (e: MapsEntry): boolean => e.path.includes("anon_hugepage") || e.path.endsWith("(deleted)") && !isAnonPath(e.path)
 
-/** `KernelPageSize` (bytes) of every smaps block, by VMA start. */
+/**
+ * `KernelPageSize` (bytes) of every smaps block, by VMA start.
+ *
+ * @category functions
+ */
 export const parseSmapsPageSizes = (text: string): Map<number, number> => {
   const out = new Map<number, number>()
   let cur = -1
@@ -85,7 +105,11 @@ export const parseSmapsPageSizes = (text: string): Map<number, number> => {
   return out
 }
 
-/** One decoded pagemap entry. */
+/**
+ * One decoded pagemap entry.
+ *
+ * @category models
+ */
 export interface PagemapEntry {
   readonly present: boolean
   readonly swapped: boolean
@@ -101,7 +125,11 @@ export interface PagemapEntry {
 
 const TWO32 = 2 ** 32
 
-/** Open files of one helper process (`/proc/<pid>/{pagemap,mem}`), closed by `close`. */
+/**
+ * Open files of one helper process (`/proc/<pid>/{pagemap,mem}`), closed by `close`.
+ *
+ * @category models
+ */
 export class ProcFiles {
   readonly pid: number
   private readonly pagemapFd: number
@@ -191,14 +219,30 @@ export class ProcFiles {
   }
 }
 
-/** Present bit (63) of a pagemap word's high half. */
+/**
+ * Present bit (63) of a pagemap word's high half.
+ *
+ * @category functions
+ */
 export const isPresent = (hi: number): boolean => (hi & 0x80000000) !== 0
-/** Exclusive bit (56). */
+/**
+ * Exclusive bit (56).
+ *
+ * @category functions
+ */
 export const isExclusive = (hi: number): boolean => (hi & 0x01000000) !== 0
-/** The PFN (bits 0–54). */
+/**
+ * The PFN (bits 0–54).
+ *
+ * @category functions
+ */
 export const pfnOf = (lo: number, hi: number): number => lo + (hi & 0x7fffff) * TWO32
 
-/** Decodes one pagemap word given as two u32 halves. */
+/**
+ * Decodes one pagemap word given as two u32 halves.
+ *
+ * @category functions
+ */
 export const decode = (lo: number, hi: number): PagemapEntry => ({
   present: isPresent(hi),
   swapped: (hi & 0x40000000) !== 0,

@@ -36,7 +36,11 @@ import type { MachineState } from "./MachineState.ts"
 import { type DevicePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
 
-/** Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse? */
+/**
+ * Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse?
+ *
+ * @category functions
+ */
 export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolean => {
   if (pte.writable || vma.shared) return false
   if (pte.pfn === ZERO_PFN) return true
@@ -47,6 +51,8 @@ export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolea
 /**
  * The smallest window covering every page of `[start, end)` whose write fault
  * would copy (COW break), or `undefined`. Only pages of writable VMAs count.
+ *
+ * @category functions
  */
 export const cowExtent = (st: MachineState, start: number, end: number): readonly [number, number] | undefined => {
   let lo = -1
@@ -104,6 +110,8 @@ const objectOffset = (vma: VmaRec, vpn: number): number => vma.pgoff + (vpn * PA
  * `handle_mm_fault` for one page: makes `vpn` present (and writable if
  * `write`) according to the policy above, returning its entry. The caller
  * checked access rights and raised the COW invalidation where needed.
+ *
+ * @category functions
  */
 export const faultPage = (st: MachineState, vma: VmaRec, vpn: number, write: boolean): Pte => {
   const pte = st.pt.get(vpn)
@@ -190,6 +198,8 @@ const breakCow = (st: MachineState, vma: VmaRec, vpn: number, pte: SystemPte): v
  * `zap_page_range`: removes every entry of `[start, end)` (page aligned),
  * dropping frame map counts (frames nothing else holds are freed and
  * poisoned). Huge mappings straddling the edges are split first.
+ *
+ * @category functions
  */
 export const zapRange = (st: MachineState, start: number, end: number): void => {
   st.pt.splitAt(start)
@@ -215,6 +225,8 @@ export const zapRange = (st: MachineState, start: number, end: number): void => 
  * The page-table and VMA part of `munmap`: zaps `[start, end)`, removes the
  * VMAs (splitting edge VMAs) and releases shmem objects no VMA refers to any
  * more. Raising the UNMAP invalidation is the caller's job.
+ *
+ * @category functions
  */
 export const unmapRange = (st: MachineState, start: number, end: number): void => {
   zapRange(st, start, end)
@@ -222,7 +234,11 @@ export const unmapRange = (st: MachineState, start: number, end: number): void =
   releaseOrphans(st, removed)
 }
 
-/** Releases the shmem objects of `removed` that no remaining VMA refers to. */
+/**
+ * Releases the shmem objects of `removed` that no remaining VMA refers to.
+ *
+ * @category functions
+ */
 export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>): void => {
   const ids = new Set<number>()
   for (const r of removed) {
@@ -233,7 +249,11 @@ export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>)
   for (const id of ids) st.cache.release(id)
 }
 
-/** An `HMM_PFN_ERROR` entry (hole or inaccessible VMA without FAULT). */
+/**
+ * An `HMM_PFN_ERROR` entry (hole or inaccessible VMA without FAULT).
+ *
+ * @category constants
+ */
 export const ERROR_ENTRY: HmmPfn = { valid: false, write: false, error: true, order: 0, page: undefined }
 
 /**
@@ -243,6 +263,8 @@ export const ERROR_ENTRY: HmmPfn = { valid: false, write: false, error: true, or
  * not valid and holes / inaccessible VMAs are error entries. Device-private
  * entries owned by `owner` are reported as device pages; others are not valid
  * (the caller migrated them first when faulting).
+ *
+ * @category functions
  */
 export const hmmWalk = (
   st: MachineState,
@@ -295,6 +317,8 @@ export const hmmWalk = (
  * first call for an allocation migrates its pages of the VMA back (after its
  * timeslice), later calls for entries already replaced return at once. No
  * hook registered: `BadAddress` (`call` prefixes the reason).
+ *
+ * @category functions
  */
 export const migrateToRam = (
   st: MachineState,

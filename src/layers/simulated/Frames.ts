@@ -26,16 +26,28 @@
 import { HUGE_PAGE_ORDER, PAGE_SIZE, orderPages } from "../../domain/Address.ts"
 import type { Violation } from "../../services/Machine.ts"
 
-/** pfn of the shared zero page. */
+/**
+ * pfn of the shared zero page.
+ *
+ * @category constants
+ */
 export const ZERO_PFN = 0
 
-/** Where an unwritten page-cache frame's bytes come from: file `seed` at byte `offset` (of the head page). */
+/**
+ * Where an unwritten page-cache frame's bytes come from: file `seed` at byte `offset` (of the head page).
+ *
+ * @category models
+ */
 export interface FileFill {
   readonly seed: number
   readonly offset: number
 }
 
-/** One allocation of system memory (a folio). */
+/**
+ * One allocation of system memory (a folio).
+ *
+ * @category models
+ */
 export interface Frame {
   /** First pfn. */
   readonly head: number
@@ -52,6 +64,8 @@ export interface Frame {
 /**
  * The byte at `offset` of the simulated file with seed `seed`. Arithmetic
  * only (no 32-bit bit operations), exact for any safe offset.
+ *
+ * @category functions
  */
 export const fileByte = (seed: number, offset: number): number =>
   ((seed % 256) * 31 + (offset % 256) * 7 + (Math.floor(offset / PAGE_SIZE) % 256) * 13 + 1) % 256
@@ -64,6 +78,8 @@ const SLAB_PAGES = 512
  * Page-content buffers carved from 2 MiB slabs: a 4 KiB view of a shared
  * `ArrayBuffer` costs far less than a `Uint8Array` with its own backing store.
  * Released buffers are recycled (zeroed on reuse); slabs are never returned.
+ *
+ * @category models
  */
 export class PageStore {
   private slab: ArrayBuffer | undefined
@@ -97,7 +113,11 @@ export class PageStore {
   }
 }
 
-/** System page frames. */
+/**
+ * System page frames.
+ *
+ * @category models
+ */
 export class Frames {
   /** Next pfn to hand out (never decreases). */
   private nextPfn = 1

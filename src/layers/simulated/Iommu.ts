@@ -21,7 +21,11 @@ import { PAGE_SIZE, orderBytes, orderPages } from "../../domain/Address.ts"
 import type { DmaDirection } from "../../domain/DeviceAddress.ts"
 import type { Frames } from "./Frames.ts"
 
-/** One live IOMMU mapping. */
+/**
+ * One live IOMMU mapping.
+ *
+ * @category models
+ */
 export interface IommuMapping {
   readonly iova: number
   readonly pfn: number
@@ -29,7 +33,11 @@ export interface IommuMapping {
   readonly dir: DmaDirection
 }
 
-/** The IOMMU domain of the device. */
+/**
+ * The IOMMU domain of the device.
+ *
+ * @category models
+ */
 export class Iommu {
   /** Live mappings by IOVA. */
   readonly live = new Map<number, IommuMapping>()

@@ -33,7 +33,11 @@ import { Vmas } from "./Vmas.ts"
 import { Interleaving, type InterleavingApi, lockWait, uncontrolled } from "../../services/Interleaving.ts"
 import { Devmem } from "./Vram.ts"
 
-/** Options of `Simulated.layer`. */
+/**
+ * Options of `Simulated.layer`.
+ *
+ * @category models
+ */
 export interface SimulatedOptions {
   /** Seeded yield points at every service call (reproducible interleavings). */
   readonly schedule?: ScheduleOptions
@@ -59,7 +63,11 @@ export interface SimulatedOptions {
   readonly devicePrivateOwner?: string
 }
 
-/** One configured device memory region (see {@link SimulatedOptions.pagemaps}). */
+/**
+ * One configured device memory region (see {@link SimulatedOptions.pagemaps}).
+ *
+ * @category models
+ */
 export interface PagemapOptions {
   readonly id?: string
   readonly owner?: string
@@ -67,7 +75,11 @@ export interface PagemapOptions {
   readonly proto?: string
 }
 
-/** Pending fault injections (counts of next calls to fail). */
+/**
+ * Pending fault injections (counts of next calls to fail).
+ *
+ * @category models
+ */
 export interface InjectionCounters {
   hmmBusy: number
   dmaMapFail: number
@@ -85,12 +97,18 @@ export interface InjectionCounters {
  * asking to write a read-only one), meets; it must replace the entry with a
  * system one (or find it already replaced). Installed by `SimPagemap.ts` when
  * the machine has device memory; unset, such a touch fails with `BadAddress`.
+ *
+ * @category models
  */
 export interface MachineHooks {
   cpuTouchedDevicePage: ((addr: number, pte: DevicePte) => Effect.Effect<void, BadAddress>) | undefined
 }
 
-/** The state of one simulated machine. */
+/**
+ * The state of one simulated machine.
+ *
+ * @category models
+ */
 export class MachineState {
   readonly options: SimulatedOptions
   /** Every violation recorded, in order. */
@@ -198,7 +216,11 @@ export class MachineState {
   }
 }
 
-/** Creates a fresh machine. */
+/**
+ * Creates a fresh machine.
+ *
+ * @category functions
+ */
 export const makeMachine = (options?: SimulatedOptions): Effect.Effect<MachineState> =>
   Effect.map(Interleaving, (il) => new MachineState(options, il))
 
@@ -206,5 +228,7 @@ export const makeMachine = (options?: SimulatedOptions): Effect.Effect<MachineSt
  * The machine's internal state, provided by `Simulated.layer` next to the
  * kernel-interface services, for tests and for later simulated components in
  * this folder. Not part of the kernel contract: code under test must not use it.
+ *
+ * @category services
  */
 export class SimState extends Context.Service<SimState, MachineState>()("gpusvm/layers/simulated/SimState") {}

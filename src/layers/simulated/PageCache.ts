@@ -19,7 +19,11 @@
 import { HUGE_PAGE_ORDER, HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
 import type { Frame, Frames } from "./Frames.ts"
 
-/** One backing object. */
+/**
+ * One backing object.
+ *
+ * @category models
+ */
 export interface MemObject {
   readonly id: number
   readonly kind: "file" | "shmem"
@@ -31,7 +35,11 @@ export interface MemObject {
   readonly pages: Map<number, Frame>
 }
 
-/** The page cache of the machine. */
+/**
+ * The page cache of the machine.
+ *
+ * @category models
+ */
 export class PageCache {
   /** Objects by id. */
   readonly objects = new Map<number, MemObject>()

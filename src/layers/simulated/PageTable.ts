@@ -23,7 +23,11 @@
  */
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
 
-/** A present system-memory entry. Mutable in place (protection changes, splits, COW). */
+/**
+ * A present system-memory entry. Mutable in place (protection changes, splits, COW).
+ *
+ * @category models
+ */
 export interface SystemPte {
   readonly kind: "system"
   pfn: number
@@ -37,6 +41,8 @@ export interface SystemPte {
  * `owner`. `vpn` is the virtual page it is installed at, kept up to date by
  * {@link PageTable.set} (so entries moved by `mremap` stay findable from their
  * device page: the reverse map `migrate_to_ram` and eviction use).
+ *
+ * @category models
  */
 export interface DevicePte {
   readonly kind: "device"
@@ -49,16 +55,32 @@ export interface DevicePte {
   vpn: number
 }
 
-/** One page-table entry. */
+/**
+ * One page-table entry.
+ *
+ * @category models
+ */
 export type Pte = SystemPte | DevicePte
 
-/** Pages per 2 MiB block. */
+/**
+ * Pages per 2 MiB block.
+ *
+ * @category constants
+ */
 export const HUGE_PAGES = HUGE_PAGE_SIZE / PAGE_SIZE
 
-/** Virtual page number of an address (arithmetic). */
+/**
+ * Virtual page number of an address (arithmetic).
+ *
+ * @category functions
+ */
 export const vpnOf = (addr: number): number => Math.floor(addr / PAGE_SIZE)
 
-/** The page table. */
+/**
+ * The page table.
+ *
+ * @category models
+ */
 export class PageTable {
   /** Entries by virtual page number. */
   readonly entries = new Map<number, Pte>()

@@ -17,13 +17,21 @@
 import { Effect } from "effect"
 import { type InterleavingApi, uncontrolled } from "../../services/Interleaving.ts"
 
-/** The schedule option: a seed for the PRNG, and the yield probability (default 0.5). */
+/**
+ * The schedule option: a seed for the PRNG, and the yield probability (default 0.5).
+ *
+ * @category models
+ */
 export interface ScheduleOptions {
   readonly seed: number
   readonly yieldProbability?: number
 }
 
-/** A seeded yield-point source (one per machine). */
+/**
+ * A seeded yield-point source (one per machine).
+ *
+ * @category models
+ */
 export interface YieldSchedule {
   /** A possible yield point: yields the fiber if the PRNG says so. */
   readonly point: Effect.Effect<void>
@@ -42,6 +50,8 @@ import { mulberry32 } from "../../domain/Prng.ts"
 /**
  * Builds the schedule of a machine. `undefined` options give a schedule whose
  * yield point is `Effect.void`.
+ *
+ * @category functions
  */
 export const makeYieldSchedule = (options: ScheduleOptions | undefined, interleaving: InterleavingApi = uncontrolled): YieldSchedule => {
   if (interleaving.controlled) {
@@ -74,10 +84,16 @@ export const makeYieldSchedule = (options: ScheduleOptions | undefined, interlea
  * path (issue #16) with the same behaviour, since a void point is no yield
  * point at all. Under a seed or the explorer every point stays exactly where it
  * was. `body` is called per use, as `flatMap`'s continuation is.
+ *
+ * @category functions
  */
 export const afterPoint = <A, E, R>(point: Effect.Effect<void>, body: () => Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   point === Effect.void ? body() : Effect.flatMap(point, body)
 
-/** `afterPoint` for a constant body: the body itself when `point` is `Effect.void`, else `point` then `body`. */
+/**
+ * `afterPoint` for a constant body: the body itself when `point` is `Effect.void`, else `point` then `body`.
+ *
+ * @category functions
+ */
 export const afterPointConst = <A, E, R>(point: Effect.Effect<void>, body: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   point === Effect.void ? body : Effect.andThen(point, body)

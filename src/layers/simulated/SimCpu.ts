@@ -64,7 +64,11 @@ const anyDevicePage = (): boolean => true
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
 
-/** Builds the `Cpu` service of machine `st`. */
+/**
+ * Builds the `Cpu` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeCpu = (st: MachineState): Cpu["Service"] => {
   const point = st.schedule.at("cpu")
   const notifiers = st.notifiers

@@ -41,7 +41,11 @@ import { afterPoint } from "./SeededYields.ts"
 
 const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
 
-/** Builds the `Dma` service of machine `st`. */
+/**
+ * Builds the `Dma` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeDma = (st: MachineState): Dma["Service"] => {
   const point = st.schedule.at("dma")
 

@@ -66,7 +66,11 @@ const memoryOf = (st: MachineState): GpuMemoryPort => {
   }
 }
 
-/** Builds the GPU of machine `st`; it reaches the machine's device memories (`st.devmem`) directly. */
+/**
+ * Builds the GPU of machine `st`; it reaches the machine's device memories (`st.devmem`) directly.
+ *
+ * @category functions
+ */
 export const makeGpu = (st: MachineState): Gpu["Service"] =>
   makeGpuEngine(memoryOf(st), {
     // yield points only under the explorer (seeded schedules keep their old draws)

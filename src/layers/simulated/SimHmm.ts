@@ -39,7 +39,11 @@ import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmProlog
 import { cowExtent, hmmWalk, migrateToRam } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
 
-/** Builds the `Hmm` service of machine `st`. */
+/**
+ * Builds the `Hmm` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeHmm = (st: MachineState): Hmm["Service"] => {
   const point = st.schedule.at("hmm")
   const notifiers = st.notifiers

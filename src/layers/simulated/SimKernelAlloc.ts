@@ -9,7 +9,11 @@ import { Effect } from "effect"
 import { type AllocSite, KernelAlloc } from "../../services/KernelAlloc.ts"
 import type { MachineState } from "./MachineState.ts"
 
-/** Builds the `KernelAlloc` service of machine `st`. */
+/**
+ * Builds the `KernelAlloc` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeKernelAlloc = (st: MachineState): KernelAlloc["Service"] =>
   KernelAlloc.of({
     kvmallocArray: (site: AllocSite, _n: number) =>

@@ -9,7 +9,11 @@ import { Effect } from "effect"
 import { Machine, type Injection } from "../../services/Machine.ts"
 import type { MachineState } from "./MachineState.ts"
 
-/** Builds the `Machine` service of machine `st`. */
+/**
+ * Builds the `Machine` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMachineService = (st: MachineState): Machine["Service"] =>
   Machine.of({
     violations: Effect.sync(() => [...st.violations]),

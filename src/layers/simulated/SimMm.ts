@@ -18,7 +18,11 @@ import type { MachineState } from "./MachineState.ts"
 import { afterPoint, afterPointConst } from "./SeededYields.ts"
 import { toVma } from "./Vmas.ts"
 
-/** Builds the `Mm` service of machine `st`. */
+/**
+ * Builds the `Mm` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMm = (st: MachineState): Mm["Service"] => {
   const point = st.schedule.at("mm")
   // Without a schedule or explorer the points are `Effect.void` and skipped (SeededYields.afterPoint).

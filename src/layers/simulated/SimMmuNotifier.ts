@@ -23,7 +23,11 @@ import { type InvalidateCallback, MmuNotifier } from "../../services/MmuNotifier
 import type { MachineState } from "./MachineState.ts"
 import { afterPoint } from "./SeededYields.ts"
 
-/** Builds the `MmuNotifier` service of machine `st`. */
+/**
+ * Builds the `MmuNotifier` service of machine `st`.
+ *
+ * @category functions
+ */
 export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
   const point = st.schedule.at("mmu-notifier")
   const n = st.notifiers

@@ -62,6 +62,8 @@ export type SimulatedServices = MachineServices | KernelAlloc
  * The services of an existing machine state, as a `Context` (for building
  * bigger machines in this folder). Builds the machine's pagemaps on first use
  * (later calls for the same state share them).
+ *
+ * @category functions
  */
 export const contextOf = (st: MachineState): Context.Context<SimulatedServices | SimState> => {
   const pm = makePagemaps(st)

@@ -20,10 +20,18 @@ import { HUGE_PAGE_SIZE, alignUp } from "../../domain/Address.ts"
 import * as Prot from "../../domain/Prot.ts"
 import type { Vma, VmaKind } from "../../domain/Vma.ts"
 
-/** Lowest address default placement considers: 4 GiB. */
+/**
+ * Lowest address default placement considers: 4 GiB.
+ *
+ * @category constants
+ */
 export const MMAP_BASE = 0x1_0000_0000
 
-/** Exclusive top of placeable user space: 2^47 (x86-64 `TASK_SIZE`). */
+/**
+ * Exclusive top of placeable user space: 2^47 (x86-64 `TASK_SIZE`).
+ *
+ * @category constants
+ */
 export const MMAP_LIMIT = 2 ** 47
 
 /**
@@ -31,6 +39,8 @@ export const MMAP_LIMIT = 2 ** 47
  * private anonymous / hugetlb / special memory, whose pages live only in the
  * page table); `pgoff` is the byte offset into that object of `start`
  * (`vm_pgoff << PAGE_SHIFT`).
+ *
+ * @category models
  */
 export interface VmaRec {
   start: number
@@ -44,13 +54,21 @@ export interface VmaRec {
   readonly fileSeed: number | undefined
 }
 
-/** The public `Vma` value of a record. */
+/**
+ * The public `Vma` value of a record.
+ *
+ * @category functions
+ */
 export const toVma = (r: VmaRec): Vma =>
   r.name === undefined
     ? { start: r.start, end: r.end, prot: r.prot, kind: r.kind, shared: r.shared }
     : { start: r.start, end: r.end, prot: r.prot, kind: r.kind, shared: r.shared, name: r.name }
 
-/** May `a` (ending where `b` starts) and `b` merge into one VMA (`is_mergeable_vma`)? */
+/**
+ * May `a` (ending where `b` starts) and `b` merge into one VMA (`is_mergeable_vma`)?
+ *
+ * @category functions
+ */
 export const mergeable = (a: VmaRec, b: VmaRec): boolean =>
   a.end === b.start &&
   a.kind !== "special" &&
@@ -62,7 +80,11 @@ export const mergeable = (a: VmaRec, b: VmaRec): boolean =>
   Prot.equals(a.prot, b.prot) &&
   (a.object === 0 || b.pgoff === a.pgoff + (a.end - a.start))
 
-/** The sorted VMA list. */
+/**
+ * The sorted VMA list.
+ *
+ * @category models
+ */
 export class Vmas {
   /** Records sorted by start, non-overlapping. */
   readonly list: Array<VmaRec> = []
@@ -195,5 +217,9 @@ export class Vmas {
   }
 }
 
-/** Minimum alignment of a kind: 2 MiB for hugetlb, else 4 KiB. */
+/**
+ * Minimum alignment of a kind: 2 MiB for hugetlb, else 4 KiB.
+ *
+ * @category functions
+ */
 export const kindAlign = (kind: VmaKind): number => (kind === "hugetlb" ? HUGE_PAGE_SIZE : 4096)

@@ -36,13 +36,25 @@ import type { Violation } from "../../services/Machine.ts"
 import { PageStore } from "./Frames.ts"
 import type { DevicePte } from "./PageTable.ts"
 
-/** Bytes of each pagemap's device-physical window slot: pagemap `i` starts at `(i + 1) · DPA_SLOT`. */
+/**
+ * Bytes of each pagemap's device-physical window slot: pagemap `i` starts at `(i + 1) · DPA_SLOT`.
+ *
+ * @category constants
+ */
 export const DPA_SLOT = 2 ** 40
 
-/** Largest VRAM size of one pagemap (its window slot). */
+/**
+ * Largest VRAM size of one pagemap (its window slot).
+ *
+ * @category constants
+ */
 export const MAX_VRAM_BYTES = DPA_SLOT
 
-/** A device allocation (`struct drm_pagemap_devmem`): owns its buddy blocks until its last page leaves. */
+/**
+ * A device allocation (`struct drm_pagemap_devmem`): owns its buddy blocks until its last page leaves.
+ *
+ * @category models
+ */
 export interface DevAllocation {
   /** Machine-wide unique id (`DevicePage.allocation`). */
   readonly id: number
@@ -60,13 +72,21 @@ export interface DevAllocation {
   freed: boolean
 }
 
-/** One device page in use: its allocation and the CPU entry that maps it. */
+/**
+ * One device page in use: its allocation and the CPU entry that maps it.
+ *
+ * @category models
+ */
 export interface DevPage {
   readonly alloc: DevAllocation
   readonly pte: DevicePte
 }
 
-/** Migration traffic counters of one pagemap. */
+/**
+ * Migration traffic counters of one pagemap.
+ *
+ * @category models
+ */
 export interface VramTraffic {
   bytesToVram: number
   bytesToRam: number
@@ -75,7 +95,11 @@ export interface VramTraffic {
   evictions: number
 }
 
-/** The configuration of one pagemap (resolved options). */
+/**
+ * The configuration of one pagemap (resolved options).
+ *
+ * @category models
+ */
 export interface VramConfig {
   readonly id: string
   readonly owner: string
@@ -86,7 +110,11 @@ export interface VramConfig {
   readonly dpaBase: number
 }
 
-/** The device memory of one pagemap. */
+/**
+ * The device memory of one pagemap.
+ *
+ * @category models
+ */
 export class Vram {
   readonly id: string
   readonly owner: string
@@ -322,6 +350,8 @@ export class Vram {
 /**
  * The device memories of one machine, by pagemap id, with the machine-wide
  * allocation-id counter. Held by `MachineState.devmem`.
+ *
+ * @category models
  */
 export class Devmem {
   readonly byId = new Map<string, Vram>()

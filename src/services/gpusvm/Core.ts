@@ -19,7 +19,11 @@ import type { Effect } from "effect"
 import type { RwLock } from "../../internal/RwLock.ts"
 import type { SvmState } from "./State.ts"
 
-/** One GPU SVM instance's internals. `api` is bound once the service is built (callbacks receive it, as C's receive `gpusvm`). */
+/**
+ * One GPU SVM instance's internals. `api` is bound once the service is built (callbacks receive it, as C's receive `gpusvm`).
+ *
+ * @category models
+ */
 export interface Core {
   readonly config: GpuSvmConfig
   readonly ops: GpuSvmOps
@@ -48,7 +52,11 @@ export interface Core {
   readonly counters: { notifiersCreated: number; notifiersRemoved: number; rangesCreated: number; rangesRemoved: number; livelocks: number }
 }
 
-/** Hard cap on get_pages/evict retry rounds, in addition to the HMM timeout, so that a frozen test clock cannot make a retry loop unbounded. */
+/**
+ * Hard cap on get_pages/evict retry rounds, in addition to the HMM timeout, so that a frozen test clock cannot make a retry loop unbounded.
+ *
+ * @category constants
+ */
 export const MAX_RETRY_ROUNDS = 100_000
 
 /**
@@ -58,5 +66,7 @@ export const MAX_RETRY_ROUNDS = 100_000
  * (`GpuSvmStats.livelocks`, which the scenario runner reports as violation
  * `livelock`) and fails with `Busy` whose reason starts with "livelock", so a
  * run that cannot progress ends instead of hanging.
+ *
+ * @category constants
  */
 export const KERNEL_617_RETRY_BUDGET = 10_000

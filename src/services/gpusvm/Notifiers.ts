@@ -41,6 +41,8 @@ const invalidate = (core: Core, cell: { handle?: NotifierHandle }, start: number
  * `drm_gpusvm_notifier_alloc` + `mmu_interval_notifier_insert`: a notifier for
  * `[start, end)` with its callback registered. Not yet in the state: the caller
  * inserts it together with its first range, or unregisters it on failure.
+ *
+ * @category functions
  */
 export const register = (core: Core, start: number, end: number): Effect.Effect<Notifier> => {
   const cell: { handle?: NotifierHandle } = {}

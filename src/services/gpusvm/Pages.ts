@@ -56,6 +56,8 @@ const unmapAddrs = (core: Core, addrs: ReadonlyArray<DeviceAddress>, pagemap: st
  * `__drm_gpusvm_range_unmap_pages` + `drm_gpusvm_range_free_pages`: unmap every
  * device address of the live range and clear `hasDmaMapping`/`hasDevmemPages`.
  * Caller holds the notifier lock (either side).
+ *
+ * @category functions
  */
 export const unmapDma = (core: Core, r: Range): Effect.Effect<void> =>
   r.dmaAddr === undefined
@@ -69,6 +71,8 @@ export const unmapDma = (core: Core, r: Range): Effect.Effect<void> =>
  * `drm_gpusvm_hmm_pfn_to_order` (the CVE-2025-40336 fix): the order of the run
  * starting at page `i`, clamped to what is left of the huge page the entry
  * belongs to and to the `npages` of the range.
+ *
+ * @category functions
  */
 export const runOrder = (pfn: HmmPfn, i: number, npages: number): number => {
   let size = 2 ** pfn.order
@@ -84,6 +88,8 @@ export const runOrder = (pfn: HmmPfn, i: number, npages: number): number => {
  * The seed's (6.17) `hmm_pfn_to_map_order(pfn)`: the huge-PTE order as HMM
  * reports it, not clamped to the huge page's remainder nor to the range — so a
  * 64 KiB range inside a THP maps 2 MiB (CVE-2025-40336, kernel-semantics §11.16).
+ *
+ * @category functions
  */
 export const runOrder617 = (pfn: HmmPfn): number => pfn.order
 
@@ -225,6 +231,8 @@ const faultRange = Effect.fnUntraced(function*(
  * short-cut; `hmm_range_fault` (retrying `EBUSY` until the timeout); under the
  * notifier lock check unmapped and `read_retry`, map the runs, commit. `Again`
  * restarts; every restart is bounded by the timeout.
+ *
+ * @category functions
  */
 export const getPages = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>) {
@@ -278,6 +286,8 @@ export const getPages = (core: Core) =>
  * `drm_gpusvm_range_unmap_pages`: unmap the range's device addresses. With
  * `ctx.inNotifier` the caller (the invalidate callback) holds the notifier lock
  * for writing; otherwise it is taken here. A removed range is a no-op.
+ *
+ * @category functions
  */
 export const unmapPages = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>): Effect.Effect<void> => {
   const body = Effect.suspend(() => {
@@ -288,7 +298,11 @@ export const unmapPages = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvm
   return ctxIn?.inNotifier === true ? body : Lock.withRead(core.lock, body)
 }
 
-/** `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping` of the live range (false if removed). */
+/**
+ * `drm_gpusvm_range_pages_valid`: `hasDevmemPages || hasDmaMapping` of the live range (false if removed).
+ *
+ * @category functions
+ */
 export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean> =>
   Effect.sync(() => {
     const s = core.state.value
@@ -304,6 +318,8 @@ export const pagesValid = (core: Core) => (ref: RangeRef): Effect.Effect<boolean
  * is `OutOfMemory`. Under "7.0" the address-space reference is released on
  * every path; under "6.17" (kernel-semantics §11.16) the allocation failure
  * returns without `mmput`, leaking the reference as the seed does.
+ *
+ * @category functions
  */
 export const evict = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef) {
@@ -348,6 +364,8 @@ export const evict = (core: Core) =>
  * its pages live — `unpopulated` (any page missing, or the walk failed), `system`,
  * `equal` (all in device memory of `owner`), `other` (all device pages of one
  * other owner), `mixed`. Never faults, never fails.
+ *
+ * @category functions
  */
 export const scanMm = (core: Core) => (ref: RangeRef, owner?: string): Effect.Effect<ScanResult> =>
   Effect.gen(function*() {

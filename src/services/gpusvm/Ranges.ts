@@ -144,6 +144,8 @@ const findOrCreate = Effect.fnUntraced(function*(
  * from the VMA; an existing range returned as is; else a new range of the chunk
  * size `ChunkSize` selects (`InvalidArgument` if none fits). A notifier created
  * by a failed call is unregistered and dropped.
+ *
+ * @category functions
  */
 export const findOrInsert = (core: Core) =>
   Effect.fnUntraced(function*(faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctxIn?: Partial<GpuSvmCtx>) {
@@ -165,6 +167,8 @@ export const findOrInsert = (core: Core) =>
  * `drm_gpusvm_range_remove`: under the notifier lock, unmap the pages and drop
  * the range; if its notifier is now empty, drop the notifier and unregister its
  * MMU notifier (unless already removed). A removed or unknown range is a no-op.
+ *
+ * @category functions
  */
 export const remove = (core: Core) =>
   Effect.fnUntraced(function*(ref: RangeRef) {
@@ -193,6 +197,8 @@ export const remove = (core: Core) =>
  * `drm_gpusvm_range_set_unmapped`: mark the range unmapped, and partially
  * unmapped if it is not entirely inside `mmuRange`. Caller holds the notifier
  * lock for writing (the invalidate callback).
+ *
+ * @category functions
  */
 export const setUnmapped = (core: Core) => (ref: RangeRef, mmuRange: MmuRange): Effect.Effect<void> =>
   TxSync.update(core.state, (s) =>
@@ -205,13 +211,19 @@ export const setUnmapped = (core: Core) => (ref: RangeRef, mmuRange: MmuRange): 
       }
     })))
 
-/** `drm_gpusvm_has_mapping`: does any range overlap `[start, end)`? */
+/**
+ * `drm_gpusvm_has_mapping`: does any range overlap `[start, end)`?
+ *
+ * @category functions
+ */
 export const hasMapping = (core: Core) => (start: number, end: number): Effect.Effect<boolean> =>
   Effect.sync(() => State.rangesIn(core.state.value, start, end).length > 0)
 
 /**
  * `drm_gpusvm_find_vma_start`: start of the first VMA intersecting `[start, end)`
  * under the mmap read lock; none if there is none or the address space is gone.
+ *
+ * @category functions
  */
 export const findVmaStart = (core: Core) => (start: number, end: number): Effect.Effect<Option.Option<number>> =>
   core.mm.acquire.pipe(
@@ -228,6 +240,8 @@ export const findVmaStart = (core: Core) => (start: number, end: number): Effect
  * `drm_gpusvm_fini`: unregister every notifier first (so no invalidation races
  * the teardown), then remove every range; afterwards no notifier, range or DMA
  * mapping remains.
+ *
+ * @category functions
  */
 export const fini = (core: Core) =>
   Effect.gen(function*() {

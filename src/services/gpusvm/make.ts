@@ -28,6 +28,8 @@ import * as State from "./State.ts"
  * `MmuNotifier`, `Hmm`, `Dma` (and the registered `Pagemaps`).
  * `config` is decoded here unless it already is (`GpuSvmConfig.isDecoded`).
  * Errors: `InvalidConfig` naming the bad field (kernel-semantics §2).
+ *
+ * @category functions
  */
 export const make = (
   config: Config.GpuSvmConfigInput | Config.GpuSvmConfig,
