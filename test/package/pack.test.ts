@@ -6,7 +6,7 @@
  * README's "### As a library" snippet, copied verbatim, runs with `npx node
  * main.ts` and prints what its last comment says; `npx gpusvm simulate
  * once-malloc` exits 0; the snippet typechecks against the tarball's
- * declarations; `gpusvm/testing` imports (once src/testing exists).
+ * declarations; `gpusvm/testing` imports.
  *
  * One pack + install is shared by every test of the file (beforeAll); the
  * children run with the npm-script PATH entries of this repository removed, so
@@ -28,7 +28,6 @@ const PKG = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as {
   readonly devDependencies: Record<string, string>
 }
 /** Does this checkout have the test kit (`gpusvm/testing`, issue #15 part 5)? Its build lands in dist/testing. */
-const HAS_TESTING = existsSync(join(ROOT, "src", "testing", "index.ts"))
 
 /**
  * The code block under the README's `### As a library` heading, verbatim, and
@@ -147,14 +146,11 @@ describe("gpusvm as a package: npm pack → a fresh project → the README's usa
     for (const p of ["package.json", "README.md", "bin/gpusvm.js", "dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "dist/stacks/Driver.js", "dist/stacks/Driver.d.ts", "scenarios/once-malloc.json", "native/helper.c", "native/build.mjs"]) {
       assert.isTrue(has(p), `${p} is in the tarball`)
     }
-    if (HAS_TESTING) {
-      assert.isTrue(has("dist/testing/index.js") && has("dist/testing/index.d.ts"), "dist/testing is in the tarball")
-    }
+    assert.isTrue(has("dist/testing/index.js") && has("dist/testing/index.d.ts"), "dist/testing is in the tarball")
     assert.deepStrictEqual(files.filter((p) => /^(test|bench|scripts)\//.test(p) || p.startsWith("native/build/")), [], "no tests, benchmarks, scripts or host build output in the tarball")
-    // every export's target is a file the build emits (the testing kit's only once its source exists)
+    // every export's target is a file the build emits
     for (const [key, target] of Object.entries(PKG.exports)) {
       if (typeof target !== "object" || target === null || key.includes("*")) continue
-      if (key === "./testing" && !HAS_TESTING) continue
       for (const p of Object.values(target as Record<string, string>)) assert.isTrue(has(p.replace(/^\.\//, "")), `export ${key} → ${p} is in the tarball`)
     }
     assert.deepStrictEqual(PKG.exports["./testing"], { types: "./dist/testing/index.d.ts", default: "./dist/testing/index.js" })
@@ -221,7 +217,7 @@ describe("gpusvm as a package: npm pack → a fresh project → the README's usa
     assert.deepStrictEqual([...setUp.matchAll(/```sh\n([^`]*)```/g)].map((m) => m[1]!.trim()), ["npm install && npx gpusvm simulate", "npm install && npm test"])
   })
 
-  it.skipIf(!HAS_TESTING)("#15 part 8: `gpusvm/testing` imports from the project (skipped while src/testing does not exist)", async () => {
+  it("#15 part 8: `gpusvm/testing` imports from the project", async () => {
     const { project } = ready()
     writeFileSync(join(project, "kit.mjs"), `const kit = await import("gpusvm/testing")\nconsole.log(Object.keys(kit).sort().join(","))\n`)
     const r = await run("npx", ["node", "kit.mjs"], project)
