@@ -50,7 +50,8 @@ const more: Array<readonly [group: string, path: string, fn: string]> = [
   ["migration", "./migration.ts", "benchMigration"],
   ["memory (peak RSS, child process)", "./rss.ts", "benchRss"],
   ["native machine", "./native.ts", "benchNative"],
-  ["explorer", "./explore.ts", "benchExplore"]
+  ["explorer", "./explore.ts", "benchExplore"],
+  ["command line", "./cli.ts", "benchCli"]
 ]
 for (const [group, path, fn] of more) {
   modules.push({
