@@ -76,6 +76,8 @@ export const FaultEvent = Schema.Struct({
   range: Schema.optionalKey(Schema.Struct({ start: Addr, end: Addr })),
   /** Why the last retry happened (errno name), when known. */
   reason: Schema.optionalKey(Schema.String),
+  /** Why it retried: rounds per errno (`EAGAIN`, `EBUSY`, `EOPNOTSUPP`, `EFAULT`, `EPERM`), only those that occurred. */
+  why: Schema.optionalKey(Schema.Record(Schema.String, Int)),
   /** The fault loop failed (typed error name). */
   error: Schema.optionalKey(Schema.String)
 })

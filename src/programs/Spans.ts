@@ -57,21 +57,33 @@ const retries = (m: Metrics.DriverMetrics): number => {
  * the driver SVM lock (the wait for the lock is outside the span, so the
  * retries counted are this fault's alone). Attributes `gpusvm.addr` (hex),
  * `gpusvm.write`, `gpusvm.atomic`, and at the end `gpusvm.retries` (fault-loop
- * rounds retried, bounded by `maxRetries`, §11.5).
+ * rounds retried, bounded by `maxRetries`, §11.5) and `gpusvm.retries.<errno>`
+ * per reason it retried on (why).
  *
  * @category spans
  * @since 0.1.0
  */
 export const fault = <A, E, R>(m: Metrics.DriverMetrics, f: GpuPageFault, self: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => {
-  let before = 0
+  const before = new Map<string, number>()
+  const count = (r: Metrics.RetryReason) => Metrics.faultRetriesTotal[r].valueUnsafe(m.context).count
   return span(
     self,
     "gpusvm.fault",
     () => {
-      before = retries(m)
+      for (const r of Metrics.RETRY_REASONS) before.set(r, count(r))
       return { "gpusvm.addr": hex(f.addr), "gpusvm.write": f.write, "gpusvm.atomic": f.atomic }
     },
-    () => ({ "gpusvm.retries": retries(m) - before })
+    () => {
+      // why it retried: `gpusvm.retries.<errno>` for each reason this fault retried on
+      const out: Record<string, number> = {}
+      let total = 0
+      for (const r of Metrics.RETRY_REASONS) {
+        const n = count(r) - (before.get(r) ?? 0)
+        if (n > 0) out[`gpusvm.retries.${r}`] = n
+        total += n
+      }
+      return { "gpusvm.retries": total, ...out }
+    }
   )
 }
 

@@ -36,6 +36,13 @@ import { ActorName } from "../services/Interleaving.ts"
 import { Machine } from "../services/Machine.ts"
 
 /** An address attribute (`hex` string or number) as a number. */
+/** The fault span's `gpusvm.retries.<errno>` attributes as the event's `why`. */
+const whyOf = (a: ReadonlyMap<string, unknown>): { why?: Record<string, number> } => {
+  const why: Record<string, number> = {}
+  for (const [k, v] of a) if (k.startsWith("gpusvm.retries.") && typeof v === "number") why[k.slice("gpusvm.retries.".length)] = v
+  return Object.keys(why).length === 0 ? {} : { why }
+}
+
 const num = (v: unknown): number => (typeof v === "number" ? v : typeof v === "string" ? Number(v) : 0)
 
 /** The residency of a range (for the address-space map). */
@@ -243,6 +250,7 @@ export const make = (): Recorder => {
         write: a.get("gpusvm.write") === true,
         atomic: a.get("gpusvm.atomic") === true,
         retries: num(a.get("gpusvm.retries")),
+        ...whyOf(a),
         ...(range === undefined ? {} : { range }),
         ...err,
         durMs

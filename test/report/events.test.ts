@@ -11,6 +11,7 @@ import { loadWord } from "../../src/cli/load.ts"
 import { simulated } from "../../src/cli/machines.ts"
 import { record } from "../../src/cli/report-html.ts"
 import { decodeEventLine, type RunEvent, toJsonl } from "../../src/domain/RunEvent.ts"
+import { decodeScenario } from "../../src/domain/Scenario.ts"
 import * as Runner from "../../src/programs/ScenarioRunner.ts"
 import { leadingEvents, verdictOf } from "../../src/report/Analysis.ts"
 import { gpusvm, show, tempDir } from "../cli/support.ts"
@@ -40,6 +41,20 @@ describe("run event log (issue #19)", () => {
     expect(r.events.find((e) => e.kind === "page-move")).toMatchObject({ direction: "to_ram", bytes: 65536, step: "steps[4]" })
     // seq is the logical order, strictly increasing
     r.events.forEach((e, i) => i > 0 && expect(e.seq).toBeGreaterThan(r.events[i - 1]!.seq))
+  })
+
+  it("§11.5 a fault that retried says why: an injected DMA map failure is one EFAULT retry of that fault", async () => {
+    const exit = decodeScenario({
+      name: "why",
+      policy: { migrate: "never" },
+      machine: { inject: { dmaMapFail: 1 } },
+      steps: [{ op: "mmap", as: "a", length: "64K" }, { op: "gpu-read", buf: "a", length: 16, expect: "zero" }]
+    })
+    if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+    const r = await Effect.runPromise(record(exit.value))
+    const faults = r.events.filter((e) => e.kind === "fault")
+    expect(faults.length).toBe(1)
+    expect(faults[0]).toMatchObject({ retries: 1, why: { EFAULT: 1 } })
   })
 
   it("every event round-trips through the JSONL schema", async () => {
