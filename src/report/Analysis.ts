@@ -108,6 +108,8 @@ export interface Series {
   readonly x: Array<number>
   readonly faults: Array<number>
   readonly retries: Array<number>
+  /** Cumulative fault-loop retries per reason (errno), from the fault events' `why`. */
+  readonly retriesBy: Record<string, Array<number>>
   readonly invalidations: Array<number>
   readonly gc: Array<number>
   readonly bytesToVram: Array<number>
@@ -116,6 +118,9 @@ export interface Series {
   readonly dmaLive: Array<number>
 }
 
+/** The retry reasons the fault loop counts (errno names, scenarios.md `faultRetries`). */
+const RETRY_REASONS = ["EAGAIN", "EBUSY", "EOPNOTSUPP", "EFAULT", "EPERM"] as const
+
 /**
  * The series of {@link Series} for `events`.
  *
@@ -123,12 +128,16 @@ export interface Series {
  * @since 0.3.0
  */
 export const seriesOf = (events: ReadonlyArray<RunEvent>): Series => {
-  const s: Series = { x: [], faults: [], retries: [], invalidations: [], gc: [], bytesToVram: [], bytesToRam: [], vramUsed: [], dmaLive: [] }
+  const reasons = RETRY_REASONS
+  const retriesBy: Record<string, Array<number>> = Object.fromEntries(reasons.map((r) => [r, [] as Array<number>]))
+  const s: Series = { x: [], faults: [], retries: [], retriesBy, invalidations: [], gc: [], bytesToVram: [], bytesToRam: [], vramUsed: [], dmaLive: [] }
   let faults = 0, retries = 0, inv = 0, gc = 0, toV = 0, toR = 0, used = 0, dma = 0
+  const by: Record<string, number> = Object.fromEntries(reasons.map((r) => [r, 0]))
   for (const e of events) {
     if (e.kind === "fault") {
       faults++
       retries += e.retries
+      for (const [r, n] of Object.entries(e.why ?? {})) by[r] = (by[r] ?? 0) + n
     } else if (e.kind === "invalidation") inv++
     else if (e.kind === "gc") gc++
     else if (e.kind === "sample") {
@@ -140,6 +149,7 @@ export const seriesOf = (events: ReadonlyArray<RunEvent>): Series => {
     s.x.push(e.seq)
     s.faults.push(faults)
     s.retries.push(retries)
+    for (const r of reasons) retriesBy[r]!.push(by[r] ?? 0)
     s.invalidations.push(inv)
     s.gc.push(gc)
     s.bytesToVram.push(toV)

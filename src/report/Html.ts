@@ -114,7 +114,7 @@ export const render = (input: ReportInput, assets: ReportAssets): string => {
 <p>History (time runs down, one row per slice of events; dashed: the time shown above, red: the violation; click to move there):</p>
 <canvas id="map-history"></canvas></section>
 <section id="timeline"><h2>Actors</h2><div id="legend"></div><div id="lanes"></div><div id="event-detail"></div><div id="leading"></div></section>
-<section id="plots"><h2>Metrics</h2><div id="plot-counts" class="plot"></div><div id="plot-bytes" class="plot"></div><div id="plot-dma" class="plot"></div></section>
+<section id="plots"><h2>Metrics</h2><div id="plot-counts" class="plot"></div><div id="plot-retries" class="plot"></div><div id="plot-bytes" class="plot"></div><div id="plot-dma" class="plot"></div></section>
 <section><h2>Scenario</h2><p>Made by: <code id="command"></code></p><pre id="scenario-text"></pre></section>
 <script>window.GPUSVM_REPORT = ${scriptJson(data)};</script>
 <script>${inlineCode(assets.uplotJs)}</script>

@@ -304,6 +304,9 @@ export const CLIENT_JS = String.raw`
   }
   plot("plot-counts", "faults, retries, invalidations, GC passes (cumulative)", ["faults", "retries", "invalidations", "gc passes"],
     [S.faults, S.retries, S.invalidations, S.gc], ["#dc2626", "#f97316", "#a855f7", "#0891b2"]);
+  var reasons = Object.keys(S.retriesBy);
+  plot("plot-retries", "fault retries by reason (cumulative)", reasons, reasons.map(function (r) { return S.retriesBy[r]; }),
+    ["#f59e0b", "#ef4444", "#8b5cf6", "#0ea5e9", "#10b981"]);
   plot("plot-bytes", "bytes migrated each way (cumulative) and VRAM in use", ["to VRAM", "to RAM", "VRAM used"],
     [S.bytesToVram, S.bytesToRam, S.vramUsed], ["#16a34a", "#2563eb", "#111827"]);
   plot("plot-dma", "live DMA mappings", ["DMA mappings"], [S.dmaLive], ["#db2777"]);

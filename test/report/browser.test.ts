@@ -78,11 +78,11 @@ interface Opened {
 
 let browser: Browser | undefined
 
-/** The three views are there (lanes, three uPlot plots), no console error, and the marker iff the run failed. */
+/** The three views are there (lanes, four uPlot plots: counts, retries by reason, bytes, DMA mappings), no console error, and the marker iff the run failed. */
 const expectViews = (o: Opened, lanes: number, failed: boolean): void => {
   expect(o.errors).toEqual([])
   expect(o.lanes).toBeGreaterThanOrEqual(lanes)
-  expect(o.plots).toBe(3)
+  expect(o.plots).toBe(4)
   expect(o.marker).toBe(failed ? 1 : 0)
   if (failed) expect(o.leading).toBeGreaterThan(0)
 }
