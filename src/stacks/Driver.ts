@@ -73,19 +73,19 @@ const configFor = (config: GpuSvmConfigInput | undefined, owner: string): GpuSvm
  */
 export const simulated = <E = never, R = never>(
   options: StackOptions<SimulatedOptions, E, R> = {}
-): Layer.Layer<SimulatedStack, InvalidConfig | E, Exclude<R, SimulatedServices>> => {
-  const machine = options.machine ?? {}
-  const owner = machine.devicePrivateOwner ?? "gpusvm"
-  const driver = DriverService.layer(configFor(options.config, owner), {
-    ...options.driver,
-    ...(options.policy === undefined ? {} : { policy: options.policy })
-  })
-  return driver.pipe(Layer.provideMerge(Simulated.layer(machine))) as Layer.Layer<
+): Layer.Layer<SimulatedStack, InvalidConfig | E, Exclude<R, SimulatedServices>> =>
+  over(Simulated.layer(options.machine ?? {}), options.machine?.devicePrivateOwner ?? "gpusvm", options) as Layer.Layer<
     SimulatedStack,
     InvalidConfig | E,
     Exclude<R, SimulatedServices>
   >
-}
+
+/** The driver (with its config and policy) over `machine`, whose pagemaps carry `owner`. */
+const over = <M, EM, E, R>(machine: Layer.Layer<M, EM>, owner: string, options: StackOptions<unknown, E, R>) =>
+  DriverService.layer(configFor(options.config, owner), {
+    ...options.driver,
+    ...(options.policy === undefined ? {} : { policy: options.policy })
+  }).pipe(Layer.provideMerge(machine))
 
 /**
  * The whole stack over a fresh native machine (a helper process):
@@ -98,19 +98,12 @@ export const simulated = <E = never, R = never>(
  */
 export const native = <E = never, R = never>(
   options: StackOptions<NativeOptions, E, R> = {}
-): Layer.Layer<NativeStack, NativeError | InvalidConfig | E, Exclude<R, NativeServices>> => {
-  const machine = options.machine ?? {}
-  const owner = machine.devicePrivateOwner ?? "native-gpu"
-  const driver = DriverService.layer(configFor(options.config, owner), {
-    ...options.driver,
-    ...(options.policy === undefined ? {} : { policy: options.policy })
-  })
-  return driver.pipe(Layer.provideMerge(Native.layer(machine))) as Layer.Layer<
+): Layer.Layer<NativeStack, NativeError | InvalidConfig | E, Exclude<R, NativeServices>> =>
+  over(Native.layer(options.machine ?? {}), options.machine?.devicePrivateOwner ?? "native-gpu", options) as Layer.Layer<
     NativeStack,
     NativeError | InvalidConfig | E,
     Exclude<R, NativeServices>
   >
-}
 
 /**
  * The driver service (`yield* Driver`) with its layer and the one-call stacks:

@@ -20,14 +20,7 @@
  */
 import { Context, Effect, Layer } from "effect"
 import { Cpu } from "../../services/Cpu.ts"
-import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
-import { Dma } from "../../services/Dma.ts"
-import { Gpu } from "../../services/Gpu.ts"
-import { Hmm } from "../../services/Hmm.ts"
 import { Machine, type Injection, type MachineServices } from "../../services/Machine.ts"
-import { Mm } from "../../services/Mm.ts"
-import { MmuNotifier } from "../../services/MmuNotifier.ts"
-import { Pagemaps } from "../../services/Pagemaps.ts"
 import { HelperUnavailable, type NativeError, NotLinux, PfnHidden, UffdUnavailable } from "./Errors.ts"
 import { eventLoop } from "./Events.ts"
 import { Helper, helperBinary } from "./Helper.ts"
@@ -40,6 +33,7 @@ import { makeMm } from "./NativeMm.ts"
 import { makeMmuNotifier } from "./NativeMmuNotifier.ts"
 import { makePagemap } from "./NativePagemap.ts"
 import { NativeState, type NotifierSource } from "./NativeState.ts"
+import { machineContext } from "../common/MachineContext.ts"
 import { ProcFiles } from "./Proc.ts"
 import { type Capabilities, probe, require } from "./Probe.ts"
 
@@ -132,18 +126,18 @@ export const layer = (options: NativeOptions = {}): Layer.Layer<NativeServices, 
       }))))
     ))
     const all = vramBytes > 0 ? [pm] : []
-    return Context.make(Cpu, makeCpu(st)).pipe(
-      Context.add(Mm, makeMm(st)),
-      Context.add(MmuNotifier, makeMmuNotifier(st)),
-      Context.add(Hmm, makeHmm(st)),
-      Context.add(Dma, makeDma(st)),
-      Context.add(Machine, makeMachineService(st)),
-      Context.add(Gpu, makeGpu(st, all)),
-      Context.add(DevicePagemaps, { all }),
-      Context.add(DevicePagemap, pm),
-      Context.add(Pagemaps, new Map(all.map((p) => [p.id, p] as const))),
-      Context.add(NativeMachine, makeNativeMachine(st))
-    )
+    return machineContext({
+      cpu: makeCpu(st),
+      mm: makeMm(st),
+      mmu: makeMmuNotifier(st),
+      hmm: makeHmm(st),
+      dma: makeDma(st),
+      machine: makeMachineService(st),
+      gpu: makeGpu(st, all),
+      pagemaps: all,
+      primary: pm,
+      mappers: new Map(all.map((p) => [p.id, p] as const))
+    }).pipe(Context.add(NativeMachine, makeNativeMachine(st)))
   }))
 
 /**

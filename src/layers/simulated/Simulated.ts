@@ -19,18 +19,11 @@
  * @since 0.1.0
  */
 import { Context, Effect, Layer } from "effect"
-import { Cpu } from "../../services/Cpu.ts"
-import { Gpu } from "../../services/Gpu.ts"
-import { DevicePagemap, DevicePagemaps } from "../../services/DevicePagemap.ts"
-import { Dma } from "../../services/Dma.ts"
-import { Hmm } from "../../services/Hmm.ts"
 import { KernelAlloc } from "../../services/KernelAlloc.ts"
 import { Machine, type MachineServices } from "../../services/Machine.ts"
-import { Mm } from "../../services/Mm.ts"
-import { MmuNotifier } from "../../services/MmuNotifier.ts"
 import { Interleaving } from "../../services/Interleaving.ts"
-import { Pagemaps } from "../../services/Pagemaps.ts"
 import { MachineState, SimState, type SimulatedOptions } from "./MachineState.ts"
+import { machineContext } from "../common/MachineContext.ts"
 import { makeCpu } from "./SimCpu.ts"
 import { makeGpu } from "./SimGpu.ts"
 import { makeDma } from "./SimDma.ts"
@@ -67,19 +60,18 @@ export type SimulatedServices = MachineServices | KernelAlloc
  */
 export const contextOf = (st: MachineState): Context.Context<SimulatedServices | SimState> => {
   const pm = makePagemaps(st)
-  return Context.make(Cpu, makeCpu(st)).pipe(
-    Context.add(Gpu, makeGpu(st)),
-    Context.add(Mm, makeMm(st)),
-    Context.add(MmuNotifier, makeMmuNotifier(st)),
-    Context.add(Hmm, makeHmm(st)),
-    Context.add(Dma, makeDma(st)),
-    Context.add(KernelAlloc, makeKernelAlloc(st)),
-    Context.add(Machine, makeMachineService(st)),
-    Context.add(SimState, st),
-    Context.add(DevicePagemaps, { all: pm.all }),
-    Context.add(DevicePagemap, pm.primary),
-    Context.add(Pagemaps, pm.mappers)
-  )
+  return machineContext({
+    cpu: makeCpu(st),
+    mm: makeMm(st),
+    mmu: makeMmuNotifier(st),
+    hmm: makeHmm(st),
+    dma: makeDma(st),
+    machine: makeMachineService(st),
+    gpu: makeGpu(st),
+    pagemaps: pm.all,
+    primary: pm.primary,
+    mappers: pm.mappers
+  }).pipe(Context.add(KernelAlloc, makeKernelAlloc(st)), Context.add(SimState, st))
 }
 
 /**
