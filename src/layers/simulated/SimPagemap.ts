@@ -285,7 +285,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
 
   const configs = resolvePagemaps(st.options, onViolation)
   const all = configs.map((c) => {
-    const vram = new Vram(c, onViolation, st.devmem.allocationId)
+    const vram = new Vram(c, onViolation, st.devmem.allocationId, st.frames.store)
     st.devmem.byId.set(c.id, vram)
     return makeOne(vram)
   })

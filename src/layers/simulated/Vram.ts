@@ -123,8 +123,12 @@ export class Vram {
   readonly dpaBase: number
   /** The allocator (`undefined` for a zero-size pagemap). */
   readonly buddy: Buddy.BuddyAllocator | undefined
-  /** Where device page buffers come from. */
-  readonly store = new PageStore()
+  /**
+   * Where device page buffers come from: the machine's page store by default
+   * (issue #16), so a page's buffer freed by a migration one way serves the
+   * next page migrating the other way instead of both memories holding it.
+   */
+  readonly store: PageStore
   /** Materialised contents by device pfn. */
   readonly bytes = new Map<number, Uint8Array>()
   /** Device pages in use, by device pfn. */
@@ -140,7 +144,8 @@ export class Vram {
   private readonly onViolation: (v: Violation) => void
   private readonly nextAllocationId: () => number
 
-  constructor(config: VramConfig, onViolation: (v: Violation) => void, nextAllocationId: () => number) {
+  constructor(config: VramConfig, onViolation: (v: Violation) => void, nextAllocationId: () => number, store: PageStore = new PageStore()) {
+    this.store = store
     this.id = config.id
     this.owner = config.owner
     this.proto = config.proto

@@ -58,7 +58,7 @@ const firstDifference = (got: Uint8Array, want: Uint8Array): number => {
  * @category constants
  * @since 0.2.0
  */
-export const STREAM_PIECE = 64 * 1024 * 1024
+export const STREAM_PIECE = 8 * 1024 * 1024
 
 /** `f(offset, length)` for each piece of `[0, length)`, in order, stopping when `f` returns true. */
 const pieces = <E>(length: number, f: (offset: number, length: number) => Effect.Effect<boolean, E>): Effect.Effect<void, E> =>
