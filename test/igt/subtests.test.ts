@@ -12,6 +12,7 @@ import {
   ESECTIONS,
   FAMILIES,
   globToRegExp,
+  IGT_SOURCE,
   matching,
   MSECTIONS,
   needs,
@@ -21,7 +22,9 @@ import {
   skipReason,
   subtest
 } from "../../src/igt/Subtests.ts"
-import { gpusvm, show } from "../cli/support.ts"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
+import { gpusvm, ROOT, show } from "../cli/support.ts"
 
 // The family prefixes of igt_main, written as a product: 4 single/double runs, 6 `many` variants,
 // and 3 parallel kinds × 5 variants (the same five suffixes for threads, shared-VM threads and processes).
@@ -179,6 +182,25 @@ describe("IGT xe_exec_system_allocator subtests (#17 part 4)", () => {
         assert.isUndefined(skipReason(t), t.name)
       } else assert.isString(skipReason(t), `${t.name}: nothing claims to run yet`)
     }
+  })
+})
+
+describe("docs/igt.md (#17 part 4)", () => {
+  it("#17 part 4: docs/igt.md names the IGT commit read and the table's counts (total, vacuous, needs per source)", () => {
+    const doc = readFileSync(join(ROOT, "docs", "igt.md"), "utf8")
+    assert.include(doc, IGT_SOURCE.commit)
+    assert.include(doc, IGT_SOURCE.path)
+    const live = allSubtests().filter((t) => t.vacuous === undefined)
+    const count = (source: string) => live.filter((t) => needs(t).some((n) => n.source === source)).length
+    const fmt = (n: number) => n.toLocaleString("en-US")
+    assert.include(doc, `**${fmt(allSubtests().length)}** subtests`)
+    assert.include(doc, `${allSubtests().length - live.length} subtests do nothing in IGT`)
+    assert.include(doc, `That leaves ${fmt(live.length)} subtests`)
+    for (const [source, label] of [["#14", "| #14 |"], ["#17 part 1", "| #17 part 1 |"], ["#17 part 2", "| #17 part 2 |"], ["#17 part 3", "| #17 part 3 |"]]) {
+      assert.include(doc, `${label} ${fmt(count(source!))} |`, source)
+    }
+    const onlyExec = live.filter((t) => needs(t).every((n) => n.source === "#17 part 3")).length
+    assert.include(doc, `${onlyExec} subtests need nothing but the exec model`)
   })
 })
 
