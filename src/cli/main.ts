@@ -10,6 +10,7 @@
  *   cannot express (a file mapping, hugetlb without reserved huge pages) is
  *   reported `skipped` and is no failure.
  * - `gpusvm scenarios`: lists the built-in scenarios.
+ * - `gpusvm igt list [--filter GLOB]`: the IGT subtest names (`igt.ts`).
  *
  * A command line the parser rejects prints one line on stderr (exit 2); help
  * is printed only for `--help`.
@@ -32,6 +33,8 @@ import * as Trace from "./trace.ts"
 import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
 // issue #19: `gpusvm report`, and `simulate --events / --html`
 import * as ReportHtml from "./report-html.ts"
+// issue #17: `gpusvm igt list`
+import { igt } from "./igt.ts"
 
 const setExit = (code: number) =>
   Effect.sync(() => {
@@ -210,7 +213,7 @@ const scenarios = Command.make(
  */
 export const gpusvm = Command.make("gpusvm").pipe(
   Command.withDescription(`GPU Shared Virtual Memory (drm_gpusvm) as an executable Effect model. ${EXIT_CODES}`),
-  Command.withSubcommands([simulate, explore, scenarios, ReportHtml.report])
+  Command.withSubcommands([simulate, explore, scenarios, ReportHtml.report, igt])
 )
 
 gpusvm.pipe(
