@@ -173,6 +173,8 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
         return AccessSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
+      case "expect-metrics":
+        return Expectations.expectMetrics(env, step, where)
       case "expect-error":
         return Expectations.expectError(env, step, where, run)
       case "barrier":

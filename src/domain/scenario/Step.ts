@@ -95,6 +95,8 @@ export type PrefetchStep = StepOf<"prefetch">
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */
 export type ExpectRangesStep = StepOf<"expect-ranges">
+/** @category models @since 0.3.0 */
+export type ExpectMetricsStep = StepOf<"expect-metrics">
 /** @category models @since 0.1.0 */
 export type BarrierStep = StepOf<"barrier">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */

@@ -67,7 +67,10 @@ const mremap = (env: RunEnv, step: MremapStep) => {
   const b = windowOf(env, step.buf, 0, undefined)
   if (b instanceof UnknownBuffer) return Effect.fail(b)
   return Effect.map(
-    env.cpu.mremap(b.addr, b.length, step.newLength, step.dontUnmap === true ? { dontUnmap: true } : {}),
+    env.cpu.mremap(b.addr, b.length, step.newLength, {
+      ...(step.newAddr === undefined ? {} : { newAddr: step.newAddr }),
+      ...(step.dontUnmap === true ? { dontUnmap: true } : {})
+    }),
     (addr) => {
       env.buffers.set(step.as ?? step.buf, { addr, length: step.newLength })
     }

@@ -65,6 +65,9 @@ export const MadviseDontneedStep = Schema.Struct({ op: Schema.Literal("madvise-d
 
 /**
  * `mremap`: move/resize a buffer; `as` names the new buffer (else `buf` keeps its name).
+ * `newAddr` is `MREMAP_FIXED | MREMAP_MAYMOVE` to that page-aligned address (it must not
+ * overlap the old range; whatever is mapped there is unmapped first, an UNMAP event);
+ * `dontUnmap` is `MREMAP_DONTUNMAP` (kernel-semantics §11.15, §11.17 part 7).
  *
  * @category schemas
  * @since 0.1.0
@@ -74,6 +77,7 @@ export const MremapStep = Schema.Struct({
   buf: BufferName,
   newLength: PageLength,
   as: optional(BufferName),
+  newAddr: optional(NonNegativeIntLike),
   dontUnmap: optional(Schema.Boolean)
 })
 
