@@ -160,6 +160,8 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
       case "madvise-dontneed":
       case "mprotect":
       case "mremap":
+      case "mlock":
+      case "munlock":
       case "exit":
         return MemorySteps.run(env, step, where)
       case "cpu-write":

@@ -124,14 +124,17 @@ describe("§11.17 part 7: expect-metrics", () => {
 
 const builtin = (name: string) => JSON.parse(readFileSync(join(SCENARIOS, `${name}.json`), "utf8")) as { steps: ReadonlyArray<unknown> }
 
+/** Runs built-in `name` under three seeds; each run must be ok. */
+const builtinPasses = (name: string) =>
+  Effect.forEach([1, 7, 99], (seed) =>
+    Effect.map(runSteps(builtin(name).steps, seed), (r) => {
+      assert.isTrue(r.ok, `${name} seed ${seed}: ${show(r)}`)
+      return r
+    }))
+
 describe("§11.17 part 7 / §11.15: MREMAP_DONTUNMAP on a shared mapping", () => {
   it.effect("§11.15 §11.17 IGT once-mmap-shared-remap-dontunmap: the moved pages keep the GPU's bytes; the old shared range stays mapped and refaults the same shmem bytes", () =>
-    Effect.gen(function*() {
-      for (const seed of [1, 7, 99]) {
-        const r = yield* runSteps(builtin("once-mmap-shared-remap-dontunmap").steps, seed)
-        assert.isTrue(r.ok, `seed ${seed}: ${show(r)}`)
-      }
-    }))
+    Effect.asVoid(builtinPasses("once-mmap-shared-remap-dontunmap")))
 
   it.effect("§11.15 MREMAP_DONTUNMAP on a private anonymous mapping leaves the old range empty (reads zero), unlike a shared one", () =>
     Effect.gen(function*() {
@@ -141,6 +144,30 @@ describe("§11.17 part 7 / §11.15: MREMAP_DONTUNMAP on a shared mapping", () =>
         { op: "mremap", buf: "a", newLength: "64K", newAddr: B, as: "b", dontUnmap: true },
         { op: "cpu-read", buf: "a", expect: "zero" },
         { op: "cpu-read", buf: "b", expect: 5 }
+      ])
+      assert.isTrue(r.ok, show(r))
+    }))
+})
+
+describe("§11.17 part 4: mlock / munlock / MAP_LOCKED steps", () => {
+  it.effect("§11.17 IGT once-malloc-mlock: mlocked pages still migrate to VRAM on the GPU fault and back on the CPU read", () =>
+    Effect.map(builtinPasses("once-malloc-mlock"), (rs) => {
+      for (const r of rs) assert.isAtLeast(r.metrics.bytesToVram, 64 * 1024)
+    }))
+
+  it.effect("§11.17 mlock populates at once: MAP_LOCKED and a partial mlock keep CPU/GPU data coherent; mlock over a hole is VmaNotFound (Linux ENOMEM) (IGT mmap-mlock)", () =>
+    Effect.gen(function*() {
+      const r = yield* runSteps([
+        { op: "mmap", as: "a", length: "64K", locked: true },
+        { op: "mmap", as: "b", length: "64K" },
+        { op: "mlock", buf: "b", offset: "16K", length: "16K" },
+        { op: "gpu-write", buf: "a", pattern: 3 },
+        { op: "gpu-write", buf: "b", pattern: 4 },
+        { op: "munlock", buf: "b" },
+        { op: "cpu-read", buf: "a", expect: 3 },
+        { op: "cpu-read", buf: "b", expect: 4 },
+        { op: "munmap", buf: "b", offset: "16K", length: "16K" },
+        { op: "expect-error", step: { op: "mlock", buf: "b" }, tag: "VmaNotFound" }
       ])
       assert.isTrue(r.ok, show(r))
     }))

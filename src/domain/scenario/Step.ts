@@ -81,6 +81,8 @@ export type MprotectStep = StepOf<"mprotect">
 export type MadviseDontneedStep = StepOf<"madvise-dontneed">
 /** @category models @since 0.1.0 */
 export type MremapStep = StepOf<"mremap">
+/** @category models @since 0.3.0 */
+export type MlockStep = StepOf<"mlock" | "munlock">
 /** @category models @since 0.1.0 */
 export type WriteStep = StepOf<"cpu-write" | "gpu-write">
 /** @category models @since 0.1.0 */
