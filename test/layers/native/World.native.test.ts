@@ -6,7 +6,9 @@
  * command and no generic system-call path).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
+import { nativeSkipReason } from "../../../src/cli/load.ts"
+import { decodeScenario } from "../../../src/domain/Scenario.ts"
 import { Cpu } from "../../../src/services/Cpu.ts"
 import { Mm } from "../../../src/services/Mm.ts"
 import { lacks, machineLayer, needs } from "./support.ts"
@@ -42,4 +44,18 @@ describe("§11.17 native machine", () => {
         assert.include(e.message, "not supported on the native machine")
       }
     }).pipe(Effect.provide(machineLayer())), T)
+})
+
+describe("§11.17 the CLI skips mlock scenarios on the native machine", () => {
+  it("§11.17 nativeSkipReason names mlock for mlock / munlock steps and mmap locked, and nothing for a plain scenario", () => {
+    const reason = (steps: ReadonlyArray<unknown>) => {
+      const exit = decodeScenario({ name: "t", steps })
+      if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+      return nativeSkipReason(exit.value, () => 0)
+    }
+    assert.include(reason([{ op: "mmap", as: "a", length: "64K", locked: true }, { op: "cpu-read", buf: "a", expect: "zero" }]), "mlock")
+    assert.include(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "mlock", buf: "a" }]), "mlock")
+    assert.include(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "expect-error", step: { op: "munlock", buf: "a" }, tag: "VmaNotFound" }]), "mlock")
+    assert.isUndefined(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "cpu-read", buf: "a", expect: "zero" }]))
+  })
 })
