@@ -188,14 +188,19 @@ export const hugePagesFree = (): number => {
 
 /**
  * Why the native machine cannot express `scenario`, or `undefined`: a file
- * mapping (the native machine maps anonymous and hugetlb memory only), or
- * hugetlb mappings needing more huge pages than the host has free.
+ * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
+ * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
+ * or hugetlb mappings needing more huge pages than the host has free.
  *
  * @category cli
  */
 export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number = hugePagesFree): string | undefined => {
-  const mmaps = scenario.threads.flatMap((t) => t.steps.map((s) => (s.op === "expect-error" ? s.step : s))).filter((s) => s.op === "mmap")
+  const steps = scenario.threads.flatMap((t) => t.steps.map((s) => (s.op === "expect-error" ? s.step : s)))
+  const mmaps = steps.filter((s) => s.op === "mmap")
   if (mmaps.some((s) => s.kind === "file")) return "file mappings are simulated only (the native machine maps anonymous and hugetlb memory)"
+  if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
+    return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
+  }
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {
     const free = freeHugePages()

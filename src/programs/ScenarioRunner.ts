@@ -160,6 +160,8 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
       case "madvise-dontneed":
       case "mprotect":
       case "mremap":
+      case "mlock":
+      case "munlock":
       case "exit":
         return MemorySteps.run(env, step, where)
       case "cpu-write":
@@ -173,6 +175,8 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
         return AccessSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
+      case "expect-metrics":
+        return Expectations.expectMetrics(env, step, where)
       case "expect-error":
         return Expectations.expectError(env, step, where, run)
       case "barrier":

@@ -43,6 +43,11 @@ export interface MmapOptions {
   readonly fileSeed?: number
   /** A name for the mapping (shown in `/proc/<pid>/maps`-like listings). */
   readonly name?: string
+  /**
+   * `MAP_LOCKED`: the new VMA is VM_LOCKED and populated at once, as by `mlock` (kernel-semantics
+   * §11.17). The native machine refuses it (`InvalidArgument`: its helper has no mlock).
+   */
+  readonly locked?: boolean
 }
 
 /**
@@ -83,8 +88,26 @@ export class Cpu extends Context.Service<Cpu, {
    * mmap lock for reading (kernel-semantics §11.9): it may race faults and `populate_mm`.
    */
   readonly madviseDontNeed: (addr: number, length: number) => Effect.Effect<void, InvalidArgument>
-  /** `mremap(2)` with `MREMAP_MAYMOVE`: move, grow or shrink; returns the new address. Raises UNMAP on the old range. */
+  /**
+   * `mremap(2)` with `MREMAP_MAYMOVE`: move, grow or shrink; returns the new address. Raises UNMAP on the old range.
+   * With `newAddr` (`MREMAP_FIXED`, page aligned, not overlapping the old range) whatever is mapped there is
+   * unmapped first (UNMAP), as Linux does (kernel-semantics §11.17).
+   */
   readonly mremap: (addr: number, oldLength: number, newLength: number, o?: MremapOptions) => Effect.Effect<number, InvalidArgument>
+  /**
+   * `mlock(2)`: `[addr, addr + length)` (widened to pages) becomes VM_LOCKED — its VMAs are split at
+   * the edges and no longer merge with unlocked neighbours — and is populated (`__mm_populate`: every
+   * page faulted in, for writing where the VMA is private and writable, which breaks COW with a CLEAR;
+   * device-private pages come back to RAM first; PROT_NONE parts are locked, not populated). Takes the
+   * mmap lock for writing to set the flags, then for reading to populate. Locked pages still migrate to
+   * device memory (`migrate_vma` does not refuse VM_LOCKED). Errors: a hole → `VmaNotFound` (Linux
+   * ENOMEM); a device page that cannot come back → `BadAddress`; bad arguments, after `exit`, or on the
+   * native machine (no mlock in its helper) →
+   * `InvalidArgument` (kernel-semantics §11.17).
+   */
+  readonly mlock: (addr: number, length: number) => Effect.Effect<void, InvalidArgument | VmaNotFound | BadAddress>
+  /** `munlock(2)`: clears VM_LOCKED over the window (pages stay); errors as `mlock` (never `BadAddress` in practice: it populates nothing). No notifier event. */
+  readonly munlock: (addr: number, length: number) => Effect.Effect<void, InvalidArgument | VmaNotFound | BadAddress>
   /**
    * A CPU load: faults pages in (device-private pages migrate back first,
    * `migrate_to_ram`). `InvalidArgument` for a length over `MAX_RW_COUNT`

@@ -68,6 +68,10 @@ describe("Scenario: valid files", () => {
         { op: "expect-ranges", ranges: [["0x7f0000000000", "0x7f0000200000"], [0, 4096]] },
         { op: "barrier", name: "b1" },
         { op: "munmap", buf: "a" },
+        { op: "expect-metrics", faults: { min: 1 }, bytesToVram: { eq: "64K" }, invalidations: { unmap: { max: 3 } } },
+        { op: "mmap", as: "l", length: "64K", locked: true },
+        { op: "mlock", buf: "l", offset: "4K", length: "8K" },
+        { op: "munlock", buf: "l" },
         { op: "exit" }
       ]
     })
@@ -95,6 +99,14 @@ describe("Scenario: valid files", () => {
     assert.deepStrictEqual(steps[6], { op: "gpu-read", buf: "a", expect: "zero" })
     assert.deepStrictEqual(steps[16], { op: "expect-error", step: { op: "gpu-fault", buf: "b", offset: 3 * MiB }, tag: "BadAddress" })
     assert.deepStrictEqual(steps[17], { op: "expect-ranges", ranges: [[0x7f00_0000_0000, 0x7f00_0020_0000], [0, 4096]] })
+    // §11.17 part 7: expect-metrics bounds decode like lengths
+    assert.deepStrictEqual(steps[20], { op: "expect-metrics", faults: { min: 1 }, bytesToVram: { eq: 64 * KiB }, invalidations: { unmap: { max: 3 } } })
+    // §11.17 part 4: mmap locked, mlock / munlock windows
+    assert.deepStrictEqual(steps.slice(21, 24), [
+      { op: "mmap", as: "l", length: 64 * KiB, locked: true },
+      { op: "mlock", buf: "l", offset: 4 * KiB, length: 8 * KiB },
+      { op: "munlock", buf: "l" }
+    ])
     assert.deepStrictEqual(s.machine, {
       vramBytes: 256 * MiB,
       schedule: { seed: 7 },

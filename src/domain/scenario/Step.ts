@@ -81,6 +81,8 @@ export type MprotectStep = StepOf<"mprotect">
 export type MadviseDontneedStep = StepOf<"madvise-dontneed">
 /** @category models @since 0.1.0 */
 export type MremapStep = StepOf<"mremap">
+/** @category models @since 0.3.0 */
+export type MlockStep = StepOf<"mlock" | "munlock">
 /** @category models @since 0.1.0 */
 export type WriteStep = StepOf<"cpu-write" | "gpu-write">
 /** @category models @since 0.1.0 */
@@ -95,6 +97,8 @@ export type PrefetchStep = StepOf<"prefetch">
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */
 export type ExpectRangesStep = StepOf<"expect-ranges">
+/** @category models @since 0.3.0 */
+export type ExpectMetricsStep = StepOf<"expect-metrics">
 /** @category models @since 0.1.0 */
 export type BarrierStep = StepOf<"barrier">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */

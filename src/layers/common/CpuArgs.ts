@@ -73,6 +73,25 @@ export const checkWindow = (call: string, addr: number, length: number): Invalid
 }
 
 /**
+ * Validates `mlock` / `munlock(addr, length)` and returns the page window they act on: like Linux
+ * (`do_mlock`: `len = PAGE_ALIGN(len + offset_in_page(start)); start &= PAGE_MASK`) the address is
+ * rounded down and the end up to a page; a zero length is an empty window (`[s, s)`, nothing to do).
+ * Errors: not an address, a negative or non-integer length, or an end past 2^53 → `InvalidArgument`
+ * (kernel-semantics §11.17).
+ *
+ * @category validation
+ * @since 0.3.0
+ */
+export const checkLockWindow = (call: string, addr: number, length: number): readonly [number, number] | InvalidArgument => {
+  if (!isAddress(addr)) return invalid(`${call}: addr is not an address in [0, 2^53)`)
+  if (!Number.isSafeInteger(length) || length < 0) return invalid(`${call}: length must be a non-negative integer`, addr)
+  const start = addr - (addr % PAGE_SIZE)
+  const end = Math.ceil((addr + length) / PAGE_SIZE) * PAGE_SIZE
+  if (end > ADDRESS_LIMIT) return invalid(`${call}: addr + length is past 2^53`, addr)
+  return [start, end]
+}
+
+/**
  * Validates the arguments of `mprotect(addr, length, prot)`: the window, then `prot`.
  *
  * @category validation

@@ -24,7 +24,9 @@
  * Placement: like the simulated machine, the lowest free window at or above
  * 4 GiB aligned to `align` (MAP_FIXED_NOREPLACE). `kind: "file"` and
  * `"special"` are `InvalidArgument` (no simulated files in a real process);
- * hugetlb needs reserved huge pages (`OutOfMemory` otherwise).
+ * hugetlb needs reserved huge pages (`OutOfMemory` otherwise). `mlock`,
+ * `munlock` and `MAP_LOCKED` (kernel-semantics §11.17) are `InvalidArgument`
+ * saying so: the helper has no mlock command nor a generic system-call path.
  *
  * @since 0.1.0
  */
@@ -55,6 +57,14 @@ export const MMAP_BASE = 2 ** 32
  * @category constants
  */
 export const MMAP_LIMIT = 2 ** 46
+
+/**
+ * The typed refusal of a call the helper cannot carry out (kernel-semantics §11.17: mlock / MAP_LOCKED).
+ *
+ * @category constructors
+ */
+export const notNative = (call: string, addr?: number): InvalidArgument =>
+  bad(`${call}: not supported on the native machine (its helper has no mlock command)`, addr)
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
@@ -111,6 +121,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
     const args = checkMmap(o, NATIVE_KINDS, "the native machine")
     if (args instanceof InvalidArgument) return yield* args
+    if (o.locked === true) return yield* notNative("mmap: locked (MAP_LOCKED)")
     const { kind, prot, length, minAlign } = args
     const align = Math.max(args.align, minAlign)
     const flags = (o.shared === true ? 1 : 0) | (kind === "hugetlb" ? 4 : 0)
@@ -377,7 +388,11 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       }))
     })))
 
-  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })
+  /** §11.17: the helper has no mlock/munlock command (and no generic syscall path), so the native machine refuses them. */
+  const mlock = (addr: number, _length: number) => Effect.fail(notNative("mlock", addr))
+  const munlock = (addr: number, _length: number) => Effect.fail(notNative("munlock", addr))
+
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit })
 }
 
 /** `VmaNotFound` check of mprotect: every byte of `[start, end)` mapped. */

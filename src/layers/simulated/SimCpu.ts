@@ -45,7 +45,7 @@ import { cowExtent, faultPage, migrateToRam, releaseOrphans, unmapRange, zapRang
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
-import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
+import { checkedAccess, checkAccessArgs, checkLockWindow, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
 /** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
 const checkHugeEdges = (st: MachineState, call: string, start: number, end: number): InvalidArgument | undefined => {
@@ -120,12 +120,17 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
           name: o.name,
           object,
           pgoff: 0,
-          fileSeed: kind === "file" ? (o.fileSeed ?? 0) : undefined
+          fileSeed: kind === "file" ? (o.fileSeed ?? 0) : undefined,
+          ...(o.locked === true ? { locked: true } : {})
         }
         st.vmas.insert(rec)
       })
       return start
-    })))
+    }))).pipe(
+      // MAP_LOCKED (kernel-semantics §11.17): do_mmap sets VM_LOCKED, then mm_populate — under the
+      // read lock, errors ignored (a racing munmap just leaves less to populate)
+      Effect.tap((start) => o.locked === true ? Effect.ignore(lock.withRead(ifAlive(st, "mmap", populate(start, start + length)))) : Effect.void)
+    )
   })
 
   const munmap = Effect.fnUntraced(function*(addr: number, length: number) {
@@ -344,6 +349,69 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }
   }
 
+  /**
+   * `__mm_populate` over `[start, end)` (mmap read lock held): per VMA part, skipping VM_PFNMAP and
+   * PROT_NONE ones, device-private pages come back first (`migrate_to_ram`, as GUP's fault does), then
+   * every page is faulted in — for writing where the VMA is private and writable
+   * (`populate_vma_page_range`: FOLL_WRITE iff `(vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE`), which
+   * breaks COW on present pages after a CLEAR over them. Kernel-semantics §11.17.
+   */
+  const populate = (start: number, end: number): Effect.Effect<void, BadAddress> =>
+    Effect.forEach(
+      st.vmas.intersecting(start, end).filter((v) => v.kind !== "special" && (v.prot.read || v.prot.write || v.prot.exec))
+        .map((v) => [Math.max(start, v.start), Math.min(end, v.end), v.prot.write && !v.shared] as const),
+      ([s, e, write]) =>
+        Effect.andThen(migrateDevicePages(s, e), Effect.suspend(() => {
+          const touch = Effect.sync(() => {
+            let vma: VmaRec | undefined
+            for (let vpn = vpnOf(s); vpn < vpnOf(e); vpn++) {
+              if (vma === undefined || vpn * PAGE_SIZE >= vma.end) vma = st.vmas.find(vpn * PAGE_SIZE)
+              if (vma === undefined) return // unmapped meanwhile: nothing left to populate here
+              faultPage(st, vma, vpn, write)
+            }
+          })
+          const cow = write ? cowExtent(st, s, e) : undefined
+          return cow === undefined ? touch : notifiers.invalidate(cow[0], cow[1], "clear", touch)
+        })),
+      { discard: true }
+    )
+
+  /** Sets or clears VM_LOCKED over `[s, e)` (`mlock_fixup`: split at the edges, then merge what now matches); mmap write lock held. */
+  const setLocked = (call: string, s: number, e: number, locked: boolean): Effect.Effect<void, VmaNotFound> =>
+    Effect.suspend(() => {
+      // Linux: ENOMEM when part of the window is not mapped (here VmaNotFound, as mprotect)
+      if (!st.vmas.covers(s, e)) return Effect.fail(new VmaNotFound({ reason: `${call}: [addr, addr + length) is not entirely mapped`, addr: s }))
+      st.vmas.carve(s, e)
+      for (const v of st.vmas.intersecting(s, e)) {
+        if (locked) v.locked = true
+        else delete v.locked
+      }
+      st.vmas.mergeAround(s, e)
+      return Effect.void
+    })
+
+  /**
+   * `mlock` (`locked`) / `munlock`: validates and rounds the window, sets or clears VM_LOCKED under the
+   * write lock; `mlock` then populates under the read lock (do_mlock drops the write lock first,
+   * then `__mm_populate`; kernel-semantics §11.9, §11.17).
+   */
+  const lockCall = (call: string, locked: boolean) =>
+    Effect.fnUntraced(function*(addr: number, length: number) {
+      yield* point
+      const w = checkLockWindow(call, addr, length)
+      if (w instanceof InvalidArgument) return yield* w
+      const [s, e] = w
+      if (s === e) return
+      yield* lock.withWrite(ifAlive(st, call, Effect.gen(function*() {
+        const huge = checkHugeEdges(st, call, s, e)
+        if (huge !== undefined) return yield* huge
+        yield* setLocked(call, s, e, locked)
+      })))
+      if (locked) yield* lock.withRead(ifAlive(st, call, populate(s, e)))
+    })
+  const mlock = lockCall("mlock", true)
+  const munlock = lockCall("munlock", false)
+
   const read = Effect.fnUntraced(function*(addr: number, length: number) {
     yield* point
     const err = checkAccessArgs("read", addr, length)
@@ -395,5 +463,5 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
     }))
   })
 
-  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, read, write, exit })
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit })
 }

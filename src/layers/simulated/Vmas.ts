@@ -7,7 +7,9 @@
  * - Merging (`vma_merge`): after every change {@link Vmas.mergeAround} merges
  *   adjacent records that are "the same mapping": equal protection, kind,
  *   shared flag, name, backing object, and (for object-backed mappings)
- *   contiguous object offsets. `special` VMAs (VM_PFNMAP) never merge.
+ *   contiguous object offsets, and the same VM_LOCKED flag (kernel-semantics
+ *   §11.17: a locked VMA never merges with an unlocked one). `special` VMAs
+ *   (VM_PFNMAP) never merge.
  * - Placement (`get_unmapped_area`): first fit upward from {@link MMAP_BASE},
  *   below {@link MMAP_LIMIT} (2^47, the x86-64 user space top).
  *
@@ -52,6 +54,8 @@ export interface VmaRec {
   readonly object: number
   pgoff: number
   readonly fileSeed: number | undefined
+  /** VM_LOCKED (`mlock` / `MAP_LOCKED`, kernel-semantics §11.17); absent = unlocked. */
+  locked?: boolean
 }
 
 /**
@@ -77,6 +81,7 @@ export const mergeable = (a: VmaRec, b: VmaRec): boolean =>
   a.name === b.name &&
   a.object === b.object &&
   a.fileSeed === b.fileSeed &&
+  (a.locked === true) === (b.locked === true) && // §11.17: vm_flags differ in VM_LOCKED
   Prot.equals(a.prot, b.prot) &&
   (a.object === 0 || b.pgoff === a.pgoff + (a.end - a.start))
 

@@ -1,6 +1,7 @@
 /**
  * The expectation steps of a scenario (scenarios.md): `expect-ranges` compares
- * the live GPU SVM ranges with a list, `expect-error` runs a nested step and
+ * the live GPU SVM ranges with a list, `expect-metrics` bounds the run's
+ * counters so far (kernel-semantics §11.17 part 7), `expect-error` runs a nested step and
  * requires it to fail with a typed error whose `_tag` (or whose
  * `GpuFaultError` cause's `_tag`) is the expected one. An unmet expectation is
  * a failure of the run, never an error of the step.
@@ -10,6 +11,9 @@
 import { Cause, Effect, Exit } from "effect"
 import { hex } from "../../domain/Address.ts"
 import type { ExpectErrorStep, ExpectRangesStep, NestedStep } from "../../domain/Scenario.ts"
+import type { ResultMetrics } from "../../domain/ScenarioResult.ts"
+import type { ExpectMetricsStep } from "../../domain/scenario/Step.ts"
+import { readMetrics } from "./Invariants.ts"
 import { fail, type RunEnv } from "./RunEnv.ts"
 import { type StepError, tagsOf } from "./StepError.ts"
 
@@ -28,6 +32,57 @@ export const expectRanges = (env: RunEnv, step: ExpectRangesStep, where: string)
     const want = step.ranges
     const same = got.length === want.length && got.every(([s, e], i) => s === want[i]![0] && e === want[i]![1])
     if (!same) fail(env, where, `live ranges ${show(got) || "(none)"}, expected ${show(want) || "(none)"}`)
+  })
+
+/** One bound of `expect-metrics`. */
+type Bound = { readonly eq?: number; readonly min?: number; readonly max?: number }
+
+/** What is wrong with `value` under `b`, if anything. */
+const unmet = (name: string, value: number, b: Bound): string | undefined => {
+  if (b.eq !== undefined && value !== b.eq) return `${name} is ${value}, expected ${b.eq}`
+  if (b.min !== undefined && value < b.min) return `${name} is ${value}, expected at least ${b.min}`
+  if (b.max !== undefined && value > b.max) return `${name} is ${value}, expected at most ${b.max}`
+  return undefined
+}
+
+/** The scalar counters of `expect-metrics` (the keyed ones are `faultRetries` and `invalidations`). */
+const SCALARS = [
+  "faults", "rangesCreated", "rangesRemoved", "notifiersCreated", "notifiersRemoved", "bytesToVram", "bytesToRam",
+  "evictions", "gcRuns", "dmaMappingsLive", "deviceBytesLive"
+] as const satisfies ReadonlyArray<keyof ResultMetrics & keyof ExpectMetricsStep>
+
+/**
+ * The unmet bounds of `step` against `m`, one line each (empty when all hold).
+ *
+ * @category helpers
+ * @since 0.3.0
+ */
+export const unmetMetrics = (m: ResultMetrics, step: ExpectMetricsStep): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  const check = (name: string, value: number, b: Bound | undefined) => {
+    if (b === undefined) return
+    const bad = unmet(name, value, b)
+    if (bad !== undefined) out.push(bad)
+  }
+  for (const k of SCALARS) check(k, m[k], step[k])
+  for (const [k, b] of Object.entries(step.faultRetries ?? {})) {
+    check(`faultRetries.${k}`, m.faultRetries[k as keyof ResultMetrics["faultRetries"]], b)
+  }
+  for (const [k, b] of Object.entries(step.invalidations ?? {})) check(`invalidations.${k}`, m.invalidations[k] ?? 0, b)
+  return out
+}
+
+/**
+ * `expect-metrics`: reads the counters the result's `metrics` reports, now
+ * (`Invariants.readMetrics`), and records one failure per unmet bound.
+ *
+ * @category interpreters
+ * @since 0.3.0
+ */
+export const expectMetrics = (env: RunEnv, step: ExpectMetricsStep, where: string): Effect.Effect<void> =>
+  Effect.map(readMetrics(env), (m) => {
+    const bad = unmetMetrics(m, step)
+    if (bad.length > 0) fail(env, where, bad.join("; "))
   })
 
 /**

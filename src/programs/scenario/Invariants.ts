@@ -13,7 +13,7 @@
 import { Effect } from "effect"
 import { hex } from "../../domain/Address.ts"
 import type { Range } from "../../domain/Range.ts"
-import type { ScenarioResult } from "../../domain/ScenarioResult.ts"
+import type { ResultMetrics, ScenarioResult } from "../../domain/ScenarioResult.ts"
 import { Mm } from "../../services/Mm.ts"
 import type { RunEnv } from "./RunEnv.ts"
 
@@ -34,6 +34,40 @@ const treeIntegrity = (env: RunEnv, ranges: ReadonlyArray<Range>, notifiers: Rea
 const sum = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0)
 
 /**
+ * The run's counters now, as the result's `metrics` reports them (the driver's fault counters,
+ * GPU SVM's range/notifier counts, the machine's invalidations and live DMA mappings, the
+ * pagemaps' traffic and usage). `finish` snapshots them for the result; `expect-metrics` reads
+ * them mid-run (kernel-semantics §11.17 part 7). No locks: each service's counter read is atomic.
+ *
+ * @category invariants
+ * @since 0.3.0
+ */
+export const readMetrics = (env: RunEnv): Effect.Effect<ResultMetrics> =>
+  Effect.gen(function*() {
+    const { svm, machine, driver, pagemaps } = env
+    const stats = yield* machine.stats
+    const counters = yield* driver.counters
+    const svmStats = yield* svm.stats
+    const usage = yield* Effect.forEach(pagemaps, (p) => p.usage)
+    const traffic = yield* Effect.forEach(pagemaps, (p) => p.traffic)
+    return {
+      faults: counters.faults,
+      faultRetries: { ...counters.faultRetries },
+      rangesCreated: svmStats.rangesCreated,
+      rangesRemoved: svmStats.rangesRemoved,
+      notifiersCreated: svmStats.notifiersCreated,
+      notifiersRemoved: svmStats.notifiersRemoved,
+      invalidations: { unmap: 0, clear: 0, migrate: 0, ...stats.invalidations },
+      bytesToVram: sum(traffic.map((t) => t.bytesToVram)),
+      bytesToRam: sum(traffic.map((t) => t.bytesToRam)),
+      evictions: sum(traffic.map((t) => t.evictions)) + counters.evictions,
+      gcRuns: counters.gcRuns,
+      dmaMappingsLive: stats.dmaMappingsLive,
+      deviceBytesLive: sum(usage.map((u) => u.usedBytes))
+    }
+  })
+
+/**
  * Snapshots, checks the invariants, tears down and builds the run's result
  * (its `durationMs` is filled in by the caller, 0 here).
  *
@@ -42,15 +76,11 @@ const sum = (xs: ReadonlyArray<number>) => xs.reduce((a, b) => a + b, 0)
  */
 export const finish = (env: RunEnv): Effect.Effect<ScenarioResult, never, Mm> =>
   Effect.gen(function*() {
-    const { svm, machine, driver, pagemaps, violations } = env
+    const { svm, machine, pagemaps, violations } = env
     // Snapshot for the result, before teardown.
     const ranges = yield* svm.ranges()
     const notifiers = yield* svm.notifiers
-    const stats = yield* machine.stats
-    const counters = yield* driver.counters
-    const svmStats = yield* svm.stats
-    const usage = yield* Effect.forEach(pagemaps, (p) => p.usage)
-    const traffic = yield* Effect.forEach(pagemaps, (p) => p.traffic)
+    const metrics = yield* readMetrics(env)
     treeIntegrity(env, ranges, notifiers)
 
     // Teardown, then invariant 3: no leaks.
@@ -86,21 +116,7 @@ export const finish = (env: RunEnv): Effect.Effect<ScenarioResult, never, Mm> =>
       ok: violations.length === 0 && env.failures.length === 0,
       violations,
       failures: env.failures,
-      metrics: {
-        faults: counters.faults,
-        faultRetries: { ...counters.faultRetries },
-        rangesCreated: svmStats.rangesCreated,
-        rangesRemoved: svmStats.rangesRemoved,
-        notifiersCreated: svmStats.notifiersCreated,
-        notifiersRemoved: svmStats.notifiersRemoved,
-        invalidations: { unmap: 0, clear: 0, migrate: 0, ...stats.invalidations },
-        bytesToVram: sum(traffic.map((t) => t.bytesToVram)),
-        bytesToRam: sum(traffic.map((t) => t.bytesToRam)),
-        evictions: sum(traffic.map((t) => t.evictions)) + counters.evictions,
-        gcRuns: counters.gcRuns,
-        dmaMappingsLive: stats.dmaMappingsLive,
-        deviceBytesLive: sum(usage.map((u) => u.usedBytes))
-      },
+      metrics,
       ranges: ranges.map((r) => ({ start: r.start, end: r.end, flags: { ...r.flags } })),
       notifiers: notifiers.map((n) => ({ start: n.start, end: n.end })),
       durationMs: 0

@@ -1,6 +1,7 @@
 /**
  * The CPU address-space steps of a scenario (scenarios.md "Steps"): `mmap`,
- * `munmap`, `madvise-dontneed`, `mprotect`, `mremap` and `exit`, each one call
+ * `munmap`, `madvise-dontneed`, `mprotect`, `mremap`, `mlock`, `munlock`
+ * (kernel-semantics §11.17) and `exit`, each one call
  * of the `Cpu` service (`exit` also tears GPU SVM down, as a process exit
  * followed by the driver's `drm_gpusvm_fini`).
  *
@@ -10,6 +11,7 @@ import { Effect } from "effect"
 import type { BadAddress, InvalidArgument, OutOfMemory, VmaNotFound } from "../../domain/Errors.ts"
 import * as Prot from "../../domain/Prot.ts"
 import type { MadviseDontneedStep, MmapStep, MprotectStep, MremapStep, MunmapStep, StepOf } from "../../domain/Scenario.ts"
+import type { MlockStep } from "../../domain/scenario/Step.ts"
 import { type Interpreter, type RunEnv, windowOf } from "./RunEnv.ts"
 import { UnknownBuffer } from "./StepError.ts"
 
@@ -19,7 +21,7 @@ import { UnknownBuffer } from "./StepError.ts"
  * @category models
  * @since 0.2.0
  */
-export type MemoryStep = MmapStep | MunmapStep | MadviseDontneedStep | MprotectStep | MremapStep | StepOf<"exit">
+export type MemoryStep = MmapStep | MunmapStep | MadviseDontneedStep | MprotectStep | MremapStep | MlockStep | StepOf<"exit">
 
 /**
  * The ops of {@link MemoryStep}.
@@ -27,7 +29,7 @@ export type MemoryStep = MmapStep | MunmapStep | MadviseDontneedStep | MprotectS
  * @category models
  * @since 0.2.0
  */
-export const MEMORY_OPS = ["mmap", "munmap", "madvise-dontneed", "mprotect", "mremap", "exit"] as const
+export const MEMORY_OPS = ["mmap", "munmap", "madvise-dontneed", "mprotect", "mremap", "mlock", "munlock", "exit"] as const
 
 /**
  * The errors of this family.
@@ -56,6 +58,7 @@ const mmap = (env: RunEnv, step: MmapStep) =>
       ...(step.kind === undefined ? {} : { kind: step.kind }),
       ...(step.shared === undefined ? {} : { shared: step.shared }),
       prot: protOf(step.prot),
+      ...(step.locked === undefined ? {} : { locked: step.locked }),
       ...(step.kind === "file" ? { fileSeed: fileSeedOf(step.as) } : {})
     }),
     (addr) => {
@@ -67,7 +70,10 @@ const mremap = (env: RunEnv, step: MremapStep) => {
   const b = windowOf(env, step.buf, 0, undefined)
   if (b instanceof UnknownBuffer) return Effect.fail(b)
   return Effect.map(
-    env.cpu.mremap(b.addr, b.length, step.newLength, step.dontUnmap === true ? { dontUnmap: true } : {}),
+    env.cpu.mremap(b.addr, b.length, step.newLength, {
+      ...(step.newAddr === undefined ? {} : { newAddr: step.newAddr }),
+      ...(step.dontUnmap === true ? { dontUnmap: true } : {})
+    }),
     (addr) => {
       env.buffers.set(step.as ?? step.buf, { addr, length: step.newLength })
     }
@@ -93,11 +99,15 @@ export const run: Interpreter<MemoryStep, MemoryStepError> = (env, step) => {
       })))
     case "munmap":
     case "madvise-dontneed":
+    case "mlock":
+    case "munlock":
     case "mprotect": {
       const w = windowOf(env, step.buf, step.offset, step.length)
       if (w instanceof UnknownBuffer) return Effect.fail(w)
       if (step.op === "munmap") return env.cpu.munmap(w.addr, w.length)
       if (step.op === "madvise-dontneed") return env.cpu.madviseDontNeed(w.addr, w.length)
+      if (step.op === "mlock") return env.cpu.mlock(w.addr, w.length)
+      if (step.op === "munlock") return env.cpu.munlock(w.addr, w.length)
       return env.cpu.mprotect(w.addr, w.length, protOf(step.prot))
     }
   }

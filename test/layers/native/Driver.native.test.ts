@@ -176,6 +176,7 @@ const inexpressible = (s: Scenario): string | undefined => {
       const inner = step.op === "expect-error" ? step.step : step
       if (inner.op === "mmap" && inner.kind === "file") return "kind file (no simulated files in a real process)"
       if (inner.op === "mmap" && inner.kind === "hugetlb") return "hugetlb (no reserved huge pages)"
+      if ((inner.op === "mmap" && inner.locked === true) || inner.op === "mlock" || inner.op === "munlock") return "mlock (§11.17: no mlock in the native helper)"
     }
   }
   return undefined

@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import { Schema } from "effect"
+import { MMU_EVENTS } from "../../MmuRange.ts"
 import { formatHex, NonNegativeIntLike } from "../Numbers.ts"
 import { NonEmpty } from "./Fields.ts"
 
@@ -25,6 +26,59 @@ const RangePair = Schema.Tuple([NonNegativeIntLike, NonNegativeIntLike]).check(
 export const ExpectRangesStep = Schema.Struct({
   op: Schema.Literal("expect-ranges"),
   ranges: Schema.Array(RangePair)
+})
+
+const optional = Schema.optionalKey
+
+/**
+ * A bound on one counter of `expect-metrics`: `eq`, `min` and/or `max` (at least one; all inclusive).
+ *
+ * @category schemas
+ * @since 0.3.0
+ */
+export const MetricBound = Schema.Struct({
+  eq: optional(NonNegativeIntLike),
+  min: optional(NonNegativeIntLike),
+  max: optional(NonNegativeIntLike)
+}).check(Schema.makeFilter((b) => b.eq !== undefined || b.min !== undefined || b.max !== undefined || "expected at least one of eq, min, max"))
+
+/** `invalidations` of `expect-metrics`: bounds by MMU notifier event name. */
+const InvalidationBounds = Schema.Record(Schema.String, MetricBound).check(
+  Schema.makeFilter((r: Readonly<Record<string, unknown>>) => {
+    const bad = Object.keys(r).find((k) => !(MMU_EVENTS as ReadonlyArray<string>).includes(k))
+    return bad === undefined || { path: [bad], issue: `expected an MMU notifier event (${MMU_EVENTS.join(", ")}), got "${bad}"` }
+  })
+)
+
+/**
+ * `expect-metrics`: bounds on the run's counters so far — the same counters, read the same way,
+ * as the result's `metrics` (kernel-semantics §11.17 part 7). Each field is optional; an unmet
+ * bound is a failure of the run.
+ *
+ * @category schemas
+ * @since 0.3.0
+ */
+export const ExpectMetricsStep = Schema.Struct({
+  op: Schema.Literal("expect-metrics"),
+  faults: optional(MetricBound),
+  faultRetries: optional(Schema.Struct({
+    EAGAIN: optional(MetricBound),
+    EBUSY: optional(MetricBound),
+    EOPNOTSUPP: optional(MetricBound),
+    EFAULT: optional(MetricBound),
+    EPERM: optional(MetricBound)
+  })),
+  rangesCreated: optional(MetricBound),
+  rangesRemoved: optional(MetricBound),
+  notifiersCreated: optional(MetricBound),
+  notifiersRemoved: optional(MetricBound),
+  invalidations: optional(InvalidationBounds),
+  bytesToVram: optional(MetricBound),
+  bytesToRam: optional(MetricBound),
+  evictions: optional(MetricBound),
+  gcRuns: optional(MetricBound),
+  dmaMappingsLive: optional(MetricBound),
+  deviceBytesLive: optional(MetricBound)
 })
 
 /**
@@ -49,4 +103,4 @@ export const ExitStep = Schema.Struct({ op: Schema.Literal("exit") })
  * @category schemas
  * @since 0.1.0
  */
-export const controlSteps = [ExpectRangesStep, BarrierStep, ExitStep] as const
+export const controlSteps = [ExpectRangesStep, ExpectMetricsStep, BarrierStep, ExitStep] as const

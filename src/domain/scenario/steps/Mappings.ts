@@ -1,6 +1,6 @@
 /**
  * The address-space steps of a scenario (`scenarios.md`): the mm system calls
- * `mmap`, `munmap`, `mprotect`, `madvise(MADV_DONTNEED)` and `mremap`, one
+ * `mmap`, `munmap`, `mprotect`, `madvise(MADV_DONTNEED)`, `mremap`, `mlock` and `munlock`, one
  * Schema per op. Their lengths are page multiples.
  *
  * @since 0.1.0
@@ -22,7 +22,8 @@ const partFields = {
 }
 
 /**
- * `mmap`: a new mapping named `as` (malloc is an anonymous mmap).
+ * `mmap`: a new mapping named `as` (malloc is an anonymous mmap); `locked` is `MAP_LOCKED`
+ * (kernel-semantics §11.17).
  *
  * @category schemas
  * @since 0.1.0
@@ -36,7 +37,8 @@ export const MmapStep = Schema.Struct({
   align: optional(Alignment),
   kind: optional(Schema.Literals(["anonymous", "file", "hugetlb"])),
   shared: optional(Schema.Boolean),
-  prot: optional(Prot)
+  prot: optional(Prot),
+  locked: optional(Schema.Boolean)
 })
 
 /**
@@ -64,7 +66,26 @@ export const MprotectStep = Schema.Struct({ op: Schema.Literal("mprotect"), ...p
 export const MadviseDontneedStep = Schema.Struct({ op: Schema.Literal("madvise-dontneed"), ...partFields })
 
 /**
+ * `mlock`: lock all or part of a buffer — VM_LOCKED, populated at once (kernel-semantics §11.17).
+ *
+ * @category schemas
+ * @since 0.3.0
+ */
+export const MlockStep = Schema.Struct({ op: Schema.Literal("mlock"), ...partFields })
+
+/**
+ * `munlock`: unlock all or part of a buffer (kernel-semantics §11.17).
+ *
+ * @category schemas
+ * @since 0.3.0
+ */
+export const MunlockStep = Schema.Struct({ op: Schema.Literal("munlock"), ...partFields })
+
+/**
  * `mremap`: move/resize a buffer; `as` names the new buffer (else `buf` keeps its name).
+ * `newAddr` is `MREMAP_FIXED | MREMAP_MAYMOVE` to that page-aligned address (it must not
+ * overlap the old range; whatever is mapped there is unmapped first, an UNMAP event);
+ * `dontUnmap` is `MREMAP_DONTUNMAP` (kernel-semantics §11.15, §11.17 part 7).
  *
  * @category schemas
  * @since 0.1.0
@@ -74,6 +95,7 @@ export const MremapStep = Schema.Struct({
   buf: BufferName,
   newLength: PageLength,
   as: optional(BufferName),
+  newAddr: optional(NonNegativeIntLike),
   dontUnmap: optional(Schema.Boolean)
 })
 
@@ -83,4 +105,4 @@ export const MremapStep = Schema.Struct({
  * @category schemas
  * @since 0.1.0
  */
-export const mappingSteps = [MmapStep, MunmapStep, MprotectStep, MadviseDontneedStep, MremapStep] as const
+export const mappingSteps = [MmapStep, MunmapStep, MprotectStep, MadviseDontneedStep, MremapStep, MlockStep, MunlockStep] as const
