@@ -577,8 +577,8 @@ const MADVISE_FLAGS: ReadonlyArray<Flag> = [
  * - the wider world (#14): `fork` (`FORK_READ`, `CPU_FAULT_PROCESS`),
  *   several processes (`processes()`, `processes_evict()`,
  *   `CPU_FAULT_PROCESS`), several VMs (`threads()` without a shared VM: each
- *   thread's `test_exec` creates its own; every child process has its own),
- *   `mlock` (`LOCK`; `partial()` with `REMAP` maps `MAP_LOCKED`);
+ *   thread's `test_exec` creates its own; every child process has its own)
+ *   (mlock / `MAP_LOCKED` exist: #14 part 4);
  * - Xe madvise attributes (#17 part 1): the `MADVISE_*`, `PREFERRED_LOC_*`,
  *   `MIGRATE_ALL_PAGES` and `PREFETCH_*_ATTR` / `PREFETCH_SPLIT_VMA` flags;
  * - buffer objects and binds (#17 part 2): `BO_UNMAP`, `BO_MAP`,
@@ -601,8 +601,7 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
   if (call.fn === "processes" || call.fn === "processes_evict") add("#14", "several processes (one child per engine, each with its own VM)")
   if (has("CPU_FAULT_PROCESS")) add("#14", "fork and several processes (CPU_FAULT_PROCESS: 8 children read the result)")
   if (call.fn === "threads" && !call.sharedVm) add("#14", "several VMs (threads() without a shared VM: one VM per thread)")
-  if (has("LOCK")) add("#14", "mlock (LOCK)")
-  if (call.fn === "partial" && has("REMAP")) add("#14", "mlock (partial() remaps with MAP_LOCKED)")
+  // mlock / MAP_LOCKED (LOCK, partial() remaps with MAP_LOCKED) exist in the model (#14 part 4): no need
   if (MADVISE_FLAGS.some(has)) {
     add("#17 part 1", `madvise attributes (${MADVISE_FLAGS.filter(has).join(", ")})`)
   }
