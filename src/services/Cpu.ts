@@ -10,6 +10,7 @@
  *
  * @since 0.1.0
  */
+import type { MachineServices } from "./Machine.ts"
 import { Context, type Effect } from "effect"
 import type { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../domain/Errors.ts"
 import type { Prot } from "../domain/Prot.ts"
@@ -121,4 +122,16 @@ export class Cpu extends Context.Service<Cpu, {
    * space, and the address space goes away (kernel-semantics §11.1); `Mm.acquire` fails after.
    */
   readonly exit: Effect.Effect<void>
+  /**
+   * `fork(2)` (kernel-semantics §11.17): a child process on the same machine with a copy-on-write
+   * copy of this address space, returned as the child's own machine services (its `Cpu`, `Mm`,
+   * notifiers, `Hmm`, `Dma`, `Machine`, a fresh GPU VM, the machine's shared device memory).
+   * Private mappings: one PROTECTION_PAGE invalidation per VMA to this process's notifiers, inside
+   * which every present page becomes read-only here and is copied read-only to the child; a later
+   * write by either side breaks the COW with a CLEAR. Device-private pages become read-only (a write
+   * brings them back to RAM). Shared mappings stay shared (the child faults them in from the same
+   * object). `VM_LOCKED` is not inherited. Holds the mmap lock for writing. Errors: after `exit`, or on
+   * a machine that cannot fork (the native one) → `InvalidArgument`.
+   */
+  readonly fork: Effect.Effect<Context.Context<MachineServices>, InvalidArgument>
 }>()("gpusvm/Cpu") {}

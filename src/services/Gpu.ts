@@ -77,11 +77,12 @@ export const gpuAccess = (
 ): GpuAccess => f as GpuAccess
 
 /**
- * The simulated GPU.
+ * The `Gpu` service's interface (one GPU VM).
  *
- * @category services
+ * @category models
+ * @since 0.4.0
  */
-export class Gpu extends Context.Service<Gpu, {
+export interface GpuApi {
   /**
    * A GPU access of `[addr, addr + length)`: `read` returns the bytes, `write`
    * stores `bytes`, `atomic` increments the little-endian u32 at `addr` and
@@ -97,6 +98,19 @@ export class Gpu extends Context.Service<Gpu, {
   readonly setFaultHandler: (h: FaultHandler) => Effect.Effect<void>
   /** Is any PTE of `[start, end)` present? */
   readonly isBound: (start: number, end: number) => Effect.Effect<boolean>
-  /** Counters. */
+  /** Counters (this VM's). */
   readonly stats: Effect.Effect<GpuStats>
-}>()("gpusvm/Gpu") {}
+  /**
+   * A new GPU VM on the same device (Xe's `xe_vm_create`; kernel-semantics §11.17, IGT
+   * "one VM per thread"): its own GPU page table and fault handler, the same memories. Each
+   * `Driver.layer` over it is its own GPU SVM instance on the process's mm.
+   */
+  readonly createVm: Effect.Effect<GpuApi>
+}
+
+/**
+ * The simulated GPU.
+ *
+ * @category services
+ */
+export class Gpu extends Context.Service<Gpu, GpuApi>()("gpusvm/Gpu") {}

@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import { Context, type Effect } from "effect"
+import type { InvalidArgument } from "../domain/Errors.ts"
 
 /**
  * One invariant breach the machine observed (e.g. `dma-unmap-unknown`, `frame-freed-while-mapped`,
@@ -80,8 +81,19 @@ export class Machine extends Context.Service<Machine, {
   readonly violations: Effect.Effect<ReadonlyArray<Violation>>
   /** Adds fault injections (counts add up). */
   readonly inject: (i: Injection) => Effect.Effect<void>
-  /** Current counters. */
+  /**
+   * Current counters: `notifiersLive` is this process's, the rest machine-wide
+   * (memory, the IOMMU and the invalidation counts are shared by every process).
+   */
   readonly stats: Effect.Effect<MachineStats>
+  /**
+   * A new process on this machine (kernel-semantics §11.17, IGT `processes-*`): an empty address
+   * space of its own, sharing the machine's memory, IOMMU, GPU device and its VRAM (pagemaps are
+   * per device: an allocation of one process may be evicted by another's populate). Returns the
+   * process's machine services; its `Gpu` is a fresh VM. Errors: a machine that cannot host more
+   * processes (the native one) → `InvalidArgument`.
+   */
+  readonly spawn: Effect.Effect<Context.Context<MachineServices>, InvalidArgument>
 }>()("gpusvm/Machine") {}
 
 /**

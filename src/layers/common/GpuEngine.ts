@@ -248,6 +248,8 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
         handler = h
       }),
     isBound: (start, end) => Effect.sync(() => ptes.isBound(start, end)),
-    stats: Effect.sync((): GpuStats => ({ ...stats, ptesLive: ptes.size }))
+    stats: Effect.sync((): GpuStats => ({ ...stats, ptesLive: ptes.size })),
+    // kernel-semantics §11.17: another VM of the same device (own page table and handler, same memories)
+    createVm: Effect.sync(() => makeGpuEngine(memory, options))
   })
 }

@@ -63,8 +63,8 @@ export const MMAP_LIMIT = 2 ** 46
  *
  * @category constructors
  */
-export const notNative = (call: string, addr?: number): InvalidArgument =>
-  bad(`${call}: not supported on the native machine (its helper has no mlock command)`, addr)
+export const notNative = (call: string, addr?: number, why = "its helper has no mlock command"): InvalidArgument =>
+  bad(`${call}: not supported on the native machine (${why})`, addr)
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
@@ -392,7 +392,10 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   const mlock = (addr: number, _length: number) => Effect.fail(notNative("mlock", addr))
   const munlock = (addr: number, _length: number) => Effect.fail(notNative("munlock", addr))
 
-  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit })
+  /** §11.17: the helper is one process with no fork command; fork is simulated-only for now. */
+  const fork = Effect.fail(notNative("fork", undefined, "its helper has no fork command"))
+
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit, fork })
 }
 
 /** `VmaNotFound` check of mprotect: every byte of `[start, end)` mapped. */

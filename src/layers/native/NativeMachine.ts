@@ -7,6 +7,7 @@
  * @since 0.1.0
  */
 import { Context, Effect } from "effect"
+import { InvalidArgument } from "../../domain/Errors.ts"
 import { Machine, type Injection } from "../../services/Machine.ts"
 import type { Hello } from "./Helper.ts"
 import type { NativeState, UffdCounters } from "./NativeState.ts"
@@ -52,7 +53,9 @@ export const makeMachineService = (st: NativeState): Machine["Service"] =>
   Machine.of({
     violations: Effect.sync(() => [...st.violations]),
     inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
-    stats: Effect.sync(() => st.stats())
+    stats: Effect.sync(() => st.stats()),
+    // §11.17: one helper process per machine; several processes are simulated-only for now
+    spawn: Effect.fail(new InvalidArgument({ reason: "spawn: not supported on the native machine (one helper process per machine)" }))
   })
 
 /**

@@ -45,7 +45,9 @@ export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolea
   if (pte.writable || vma.shared) return false
   if (pte.pfn === ZERO_PFN) return true
   const f = st.frames.frameOf(pte.pfn)
-  return f === undefined || f.cacheRef
+  if (f === undefined || f.cacheRef) return true
+  // kernel-semantics §11.17: a frame fork shares with another address space (or KSM merged) is copied
+  return f.order === 0 ? f.mapcount > 1 : f.forked === true
 }
 
 /**
@@ -63,8 +65,10 @@ export const cowExtent = (st: MachineState, start: number, end: number): readonl
     const e = vpnOf(Math.min(end, v.end))
     st.pt.forEachIn(s, e, (vpn, pte) => {
       if (pte.kind === "system" && needsCopy(st, v, pte)) {
-        if (lo < 0) lo = vpn
-        hi = vpn + 1
+        // a hugetlb COW copies the whole huge page (hugetlb_wp)
+        const [a, b] = v.kind === "hugetlb" ? [vpn - (vpn % HUGE_PAGES), vpn - (vpn % HUGE_PAGES) + HUGE_PAGES] : [vpn, vpn + 1]
+        if (lo < 0 || a < lo) lo = a
+        if (b > hi) hi = b
       }
     })
   }
@@ -180,6 +184,7 @@ const breakCow = (st: MachineState, vma: VmaRec, vpn: number, pte: SystemPte): v
     }
     return
   }
+  if (vma.kind === "hugetlb") return copyHugeBlock(st, vpn, pte)
   if (pte.order !== 0) st.pt.splitBlock(vpn)
   const old = pte.pfn
   const f = st.frames.alloc(0)
@@ -192,6 +197,24 @@ const breakCow = (st: MachineState, vma: VmaRec, vpn: number, pte: SystemPte): v
     const of = st.frames.frameOf(old)
     if (of !== undefined) st.frames.unmap(of)
   }
+}
+
+/** `hugetlb_wp` (kernel-semantics §11.17: a hugetlb page fork shared): the whole 2 MiB page is copied into a fresh huge frame. */
+const copyHugeBlock = (st: MachineState, vpn: number, pte: SystemPte): void => {
+  const head = vpn - (vpn % HUGE_PAGES)
+  const oldHead = pte.pfn - (vpn - head)
+  const f = st.frames.alloc(HUGE_PAGE_ORDER)
+  for (let i = 0; i < HUGE_PAGES; i++) st.frames.copyPage(oldHead + i, f.head + i)
+  const old = st.frames.frameOf(oldHead)
+  for (let i = 0; i < HUGE_PAGES; i++) {
+    const e = st.pt.get(head + i)
+    if (e !== undefined && e.kind === "system") {
+      e.pfn = f.head + i
+      e.writable = true
+      if (old !== undefined) st.frames.unmap(old)
+    }
+  }
+  f.mapcount += HUGE_PAGES
 }
 
 /**
@@ -245,7 +268,8 @@ export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>)
     if (r.object !== 0 && st.cache.objects.get(r.object)?.kind === "shmem") ids.add(r.object)
   }
   if (ids.size === 0) return
-  for (const r of st.vmas.list) ids.delete(r.object)
+  // kernel-semantics §11.17: another process (a fork child) may still map the object
+  for (const p of st.world.processes) for (const r of p.vmas.list) ids.delete(r.object)
   for (const id of ids) st.cache.release(id)
 }
 

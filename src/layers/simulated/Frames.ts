@@ -59,6 +59,13 @@ export interface Frame {
   cacheRef: boolean
   /** Source of unwritten bytes (page-cache frames of a file). */
   readonly fill: FileFill | undefined
+  /**
+   * A compound (2 MiB) anonymous frame fork shared between two address spaces
+   * (kernel-semantics §11.17): a write to it copies from then on (Linux clears
+   * `PageAnonExclusive` at fork and does not reuse a large folio it cannot
+   * prove exclusive).
+   */
+  forked?: boolean
 }
 
 /**

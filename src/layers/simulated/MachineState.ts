@@ -4,11 +4,17 @@
  * reaching memory through the IOMMU, VRAM / device-private pages,
  * `migrate_to_ram`).
  *
- * One `MachineState` holds one address space (VMAs, page table, mmap lock, MMU
- * notifiers), system memory (frames, page cache), the IOMMU, the device
- * memory of its pagemaps (`devmem`, see `Vram.ts` / `SimPagemap.ts`),
- * fault-injection counters, violations and counters. Every service of `Simulated.layer` closes
- * over the same instance; each build of the layer makes a fresh one.
+ * One `MachineState` is one process on the machine: its address space (VMAs,
+ * page table, mmap lock, MMU notifiers, mm references). What the processes of
+ * one machine share lives in its {@link MachineWorld} and is reached through
+ * the same fields (`frames`, `cache`, `iommu`, `devmem`, `inject`,
+ * `violations`, `invalidations`, `schedule`): system memory (frames, page
+ * cache), the IOMMU, the device memory of its pagemaps (`devmem`, see
+ * `Vram.ts` / `SimPagemap.ts`), fault-injection counters, violations and
+ * counters (kernel-semantics §11.17: several processes share one GPU and its
+ * VRAM). Every service of `Simulated.layer` closes over one instance; each
+ * build of the layer makes a fresh machine with one process, and
+ * {@link MachineState.spawn} / `fork` (`SimCpu.ts`) add processes.
  *
  * Locking: the structures are plain mutable JS objects changed only inside
  * single synchronous steps; the mmap lock orders CPU changes (writers) against
@@ -105,14 +111,34 @@ export interface MachineHooks {
 }
 
 /**
- * The state of one simulated machine.
+ * What the processes of one simulated machine share (kernel-semantics §11.17):
+ * the live processes (for the shmem objects several address spaces map, and
+ * for the no-leak checks) and the next process id.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export class MachineWorld {
+  /** The processes of the machine that have not been reaped, in creation order. */
+  readonly processes = new Set<MachineState>()
+  /** The pid the next process gets. */
+  nextPid = 1
+}
+
+/**
+ * The state of one process of a simulated machine (and, through its shared
+ * fields, of the machine).
  *
  * @category models
  */
 export class MachineState {
+  /** The machine's shared part (every process of the machine has the same one). */
+  readonly world: MachineWorld
+  /** This process's id (1 for the machine's first process). */
+  readonly pid: number
   readonly options: SimulatedOptions
-  /** Every violation recorded, in order. */
-  readonly violations: Array<Violation> = []
+  /** Every violation recorded, in order (machine-wide). */
+  readonly violations: Array<Violation>
   /** Invalidations raised, by event. */
   readonly invalidations: Record<MmuEvent, number>
   /** Pending injections. */
@@ -127,8 +153,8 @@ export class MachineState {
   readonly schedule: YieldSchedule
   /** Device-private entries currently in the page table. */
   devicePtes = 0
-  /** Device memory of the configured pagemaps (`Vram.ts`), by id. */
-  readonly devmem = new Devmem()
+  /** Device memory of the configured pagemaps (`Vram.ts`), by id (machine-wide). */
+  readonly devmem: Devmem
   /** References taken by `Mm.acquire` and not yet released (`mmget_not_zero` / `mmput`). */
   mmRefs = 0
   /** False once the process exited (`mm_users == 0`). */
@@ -140,17 +166,38 @@ export class MachineState {
   /** The run's yield-point source (`Interleaving`), read when the machine was built. */
   readonly interleaving: InterleavingApi
 
-  constructor(options: SimulatedOptions = {}, interleaving: InterleavingApi = uncontrolled) {
-    this.options = options
-    this.interleaving = interleaving
-    this.lock = makeMmapLock({ slowPath: lockWait(interleaving, "mmap lock") })
-    this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
-    this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0, seqRace: 0, evictPfnAllocFail: 0 }
-    this.addInjection(options.inject ?? {})
+  /**
+   * A fresh machine with one process (no `sibling`), or a new process on the
+   * machine of `sibling`, sharing its memory, IOMMU, device memory, injections,
+   * violations, counters and schedule (kernel-semantics §11.17).
+   */
+  constructor(options: SimulatedOptions = {}, interleaving: InterleavingApi = uncontrolled, sibling?: MachineState) {
+    this.options = sibling?.options ?? options
+    this.interleaving = sibling?.interleaving ?? interleaving
+    this.world = sibling?.world ?? new MachineWorld()
+    this.pid = this.world.nextPid++
+    this.world.processes.add(this)
+    this.lock = makeMmapLock({ slowPath: lockWait(this.interleaving, "mmap lock") })
+    if (sibling !== undefined) {
+      this.violations = sibling.violations
+      this.invalidations = sibling.invalidations
+      this.inject = sibling.inject
+      this.frames = sibling.frames
+      this.cache = sibling.cache
+      this.iommu = sibling.iommu
+      this.devmem = sibling.devmem
+    } else {
+      this.violations = []
+      this.invalidations = Object.fromEntries(MMU_EVENTS.map((e) => [e, 0])) as Record<MmuEvent, number>
+      this.inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0, copyFail: 0, seqRace: 0, evictPfnAllocFail: 0 }
+      this.addInjection(options.inject ?? {})
+      const recordViolation = (v: Violation) => this.recordViolation(v)
+      this.frames = new Frames(recordViolation)
+      this.cache = new PageCache(this.frames)
+      this.iommu = new Iommu(this.frames, options.iovaBase ?? 0x1000_0000)
+      this.devmem = new Devmem()
+    }
     const onViolation = (v: Violation) => this.recordViolation(v)
-    this.frames = new Frames(onViolation)
-    this.cache = new PageCache(this.frames)
-    this.iommu = new Iommu(this.frames, options.iovaBase ?? 0x1000_0000)
     this.notifiers = new IntervalNotifiers({
       takeNonBlockable: () => {
         if (this.inject.nonBlockable <= 0) return false
@@ -163,8 +210,17 @@ export class MachineState {
       },
       ...(interleaving.controlled ? { afterCallbacks: interleaving.point("mmu notifiers returned") } : {})
     })
-    this.schedule = makeYieldSchedule(options.schedule, interleaving)
-    this.thp = options.thp ?? true
+    this.schedule = sibling?.schedule ?? makeYieldSchedule(options.schedule, interleaving)
+    this.thp = this.options.thp ?? true
+  }
+
+  /**
+   * A new, empty process on this machine (no VMAs, no notifiers), sharing its
+   * memory, IOMMU and device memory: another program opening the same GPU
+   * (kernel-semantics §11.17, IGT `processes-*`).
+   */
+  spawn(): MachineState {
+    return new MachineState(this.options, this.interleaving, this)
   }
 
   /** Records a violation (never throws). */

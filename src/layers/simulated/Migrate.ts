@@ -13,7 +13,7 @@
 import { Clock, Duration, Effect, Semaphore } from "effect"
 import { HUGE_PAGE_ORDER, PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress, Busy, OutOfMemory } from "../../domain/Errors.ts"
-import type { MachineState } from "./MachineState.ts"
+import { MachineState } from "./MachineState.ts"
 import { type DevicePte, vpnOf } from "./PageTable.ts"
 import type { DevAllocation, Vram } from "./Vram.ts"
 
@@ -86,6 +86,8 @@ export interface MigrationEngine {
  * @since 0.1.0
  */
 export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
+  const existing = engines.get(st)
+  if (existing !== undefined) return existing
   const notifiers = st.notifiers
   /** Serialises migrations back to RAM that run under the mmap read lock. */
   const migrateLock = Semaphore.makeUnsafe(1)
@@ -160,9 +162,16 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     return notifiers.invalidate(s, e, "migrate", Effect.sync(() => commitToRam(vram, ptes)), vram.owner)
   }
 
-  /** `drm_pagemap_evict_to_ram` of one allocation (caller holds the mmap write lock). False: copy failed. */
+  /**
+   * `drm_pagemap_evict_to_ram` of one allocation (caller holds the mmap write
+   * lock, or populate's read lock). False: copy failed. An allocation of
+   * another process (kernel-semantics §11.17: VRAM is shared) is evicted
+   * through that process's address space and notifiers, as
+   * `drm_pagemap_evict_to_ram` works on the allocation's own mm.
+   */
   const evictAllocation = (vram: Vram, a: DevAllocation): Effect.Effect<boolean> =>
     Effect.suspend(() => {
+      if (a.mm !== undefined && a.mm !== st && a.mm instanceof MachineState) return makeMigrationEngine(a.mm).evictAllocation(vram, a)
       const ptes = entriesOf(vram, a)
       if (ptes.length === 0) {
         vram.release(a)
@@ -361,7 +370,7 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       }
       if (vram.freeBytes < bytes) return yield* populateOom("eviction could not free enough device memory", start)
     }
-    const a = vram.allocate(need, expiresAt)
+    const a = vram.allocate(need, expiresAt, st)
     if (a === undefined) return yield* populateOom("device memory allocation failed", start)
     // Whatever ends this call before the commit (copy failure, interruption), the unused allocation goes back.
     return yield* Effect.ensuring(
@@ -404,5 +413,10 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     }
   })
 
-  return { migrateToDevmem, migrateToRam, evictAllocation }
+  const engine: MigrationEngine = { migrateToDevmem, migrateToRam, evictAllocation }
+  engines.set(st, engine)
+  return engine
 }
+
+/** The engine of each process (one per address space). */
+const engines = new WeakMap<MachineState, MigrationEngine>()

@@ -34,7 +34,9 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import { type Context, Effect } from "effect"
+import type { MachineServices } from "../../services/Machine.ts"
+import { forkProcess } from "./Fork.ts"
 import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
@@ -69,7 +71,7 @@ const PUD_SIZE = 2 ** 30
  *
  * @category functions
  */
-export const makeCpu = (st: MachineState): Cpu["Service"] => {
+export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) => Context.Context<MachineServices>): Cpu["Service"] => {
   const point = st.schedule.at("cpu")
   const notifiers = st.notifiers
   const lock = st.lock
@@ -455,13 +457,24 @@ export const makeCpu = (st: MachineState): Cpu["Service"] => {
       return Effect.andThen(
         notifiers.invalidate(0, ADDRESS_LIMIT, "release", Effect.void),
         notifiers.invalidate(0, ADDRESS_LIMIT, "unmap", Effect.sync(() => {
-          for (const v of [...st.vmas.list]) zapRange(st, v.start, v.end)
+          const removed = [...st.vmas.list]
+          for (const v of removed) zapRange(st, v.start, v.end)
           st.vmas.list.length = 0
-          st.cache.releaseAll()
+          // every object no other process of the machine maps (kernel-semantics §11.17: a fork child may)
+          const mapped = new Set<number>()
+          for (const p of st.world.processes) for (const r of p.vmas.list) mapped.add(r.object)
+          for (const id of [...st.cache.objects.keys()]) if (!mapped.has(id)) st.cache.release(id)
         }))
       )
     }))
   })
 
-  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit })
+  /** `fork(2)` (kernel-semantics §11.17, `Fork.ts`): the child's services (a fresh GPU VM among them). */
+  const fork = Effect.gen(function*() {
+    yield* point
+    if (!st.alive) return yield* bad("fork: the address space has exited")
+    return servicesOf(yield* forkProcess(st))
+  })
+
+  return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit, fork })
 }

@@ -5,8 +5,8 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
-import { Machine, type Injection } from "../../services/Machine.ts"
+import { type Context, Effect } from "effect"
+import { Machine, type Injection, type MachineServices } from "../../services/Machine.ts"
 import type { MachineState } from "./MachineState.ts"
 
 /**
@@ -14,9 +14,14 @@ import type { MachineState } from "./MachineState.ts"
  *
  * @category functions
  */
-export const makeMachineService = (st: MachineState): Machine["Service"] =>
+export const makeMachineService = (
+  st: MachineState,
+  servicesOf: (process: MachineState) => Context.Context<MachineServices>
+): Machine["Service"] =>
   Machine.of({
     violations: Effect.sync(() => [...st.violations]),
     inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
-    stats: Effect.sync(() => st.stats())
+    stats: Effect.sync(() => st.stats()),
+    // kernel-semantics §11.17: a new process sharing the machine's memory, IOMMU and device memory
+    spawn: Effect.sync(() => servicesOf(st.spawn()))
   })

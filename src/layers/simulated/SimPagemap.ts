@@ -283,10 +283,15 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
     }
   }
 
-  const configs = resolvePagemaps(st.options, onViolation)
+  // a later process of the machine resolves the same options again: their problems were recorded once already
+  const configs = resolvePagemaps(st.options, st.devmem.byId.size > 0 ? () => {} : onViolation)
+  // kernel-semantics §11.17: pagemaps are per device, so a second process of the machine gets the same device memory
   const all = configs.map((c) => {
-    const vram = new Vram(c, onViolation, st.devmem.allocationId, st.frames.store)
-    st.devmem.byId.set(c.id, vram)
+    let vram = st.devmem.byId.get(c.id)
+    if (vram === undefined) {
+      vram = new Vram(c, onViolation, st.devmem.allocationId, st.frames.store)
+      st.devmem.byId.set(c.id, vram)
+    }
     return makeOne(vram)
   })
   const primary = all[0] ??

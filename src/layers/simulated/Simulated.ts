@@ -61,12 +61,12 @@ export type SimulatedServices = MachineServices | KernelAlloc
 export const contextOf = (st: MachineState): Context.Context<SimulatedServices | SimState> => {
   const pm = makePagemaps(st)
   return machineContext({
-    cpu: makeCpu(st),
+    cpu: makeCpu(st, contextOf),
     mm: makeMm(st),
     mmu: makeMmuNotifier(st),
     hmm: makeHmm(st),
     dma: makeDma(st),
-    machine: makeMachineService(st),
+    machine: makeMachineService(st, contextOf),
     gpu: makeGpu(st),
     pagemaps: pm.all,
     primary: pm.primary,

@@ -70,6 +70,12 @@ export interface DevAllocation {
   lastUse: number
   /** Blocks returned to the allocator. */
   freed: boolean
+  /**
+   * The process whose pages the allocation holds (a `MachineState`; kernel-semantics
+   * §11.17: VRAM is shared by the machine's processes, so another process's
+   * populate may evict it, through its owner's address space).
+   */
+  readonly mm: object | undefined
 }
 
 /**
@@ -191,7 +197,7 @@ export class Vram {
    * `drm_buddy_alloc_blocks` for `npages` pages as a new allocation (pages not
    * yet in use); `undefined` when fewer bytes are free. All-or-nothing.
    */
-  allocate(npages: number, expiresAt: number): DevAllocation | undefined {
+  allocate(npages: number, expiresAt: number, mm?: object): DevAllocation | undefined {
     if (this.buddy === undefined || npages <= 0) return undefined
     const blocks = this.buddy.allocPages(npages * PAGE_SIZE)
     if (blocks === undefined) return undefined
@@ -208,7 +214,8 @@ export class Vram {
       livePages: 0,
       expiresAt,
       lastUse: this.stamp(),
-      freed: false
+      freed: false,
+      mm
     }
     this.allocations.set(a.id, a)
     return a
