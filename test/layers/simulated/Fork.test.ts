@@ -32,6 +32,9 @@ const watch = (mn: MmuNotifier["Service"], addr: number, len: number) =>
     return log
   })
 
+/** The simulated state behind a process's services (white-box: the services `fork` / `spawn` return are the simulated ones). */
+const stateOf = (c: Context.Context<unknown>) => Context.get(c as Context.Context<SimState>, SimState)
+
 const events = (log: ReadonlyArray<MmuRange>, base: number) => log.map((r) => [r.event, r.start - base, r.end - base])
 
 describe("§11.17 fork (simulated)", () => {
@@ -43,7 +46,7 @@ describe("§11.17 fork (simulated)", () => {
       const log = yield* watch(mn, a, 64 * KiB)
       const child = yield* cpu.fork
       assert.deepStrictEqual(events(log, a), [["protection-page", 0, 64 * KiB]])
-      const cst = Context.get(child, SimState)
+      const cst = stateOf(child)
       assert.notStrictEqual(cst, st)
       assert.strictEqual(cst.frames, st.frames, "one machine: the frames are shared")
       for (let v = vpnOf(a); v < vpnOf(a + 16 * KiB); v++) {
@@ -77,7 +80,7 @@ describe("§11.17 fork (simulated)", () => {
       yield* cpu.write(a + 8 * KiB, pattern(4 * KiB, 6))
       assert.deepStrictEqual(events(plog, a), [["clear", 8 * KiB, 12 * KiB]])
       assert.deepStrictEqual(yield* ccpu.read(a + 8 * KiB, 4 * KiB), pattern(16 * KiB, 1).subarray(8 * KiB, 12 * KiB))
-      const cst = Context.get(child, SimState)
+      const cst = stateOf(child)
       assert.notStrictEqual(st.pt.get(vpnOf(a + 8 * KiB)), cst.pt.get(vpnOf(a + 8 * KiB)))
     })))
 
@@ -89,7 +92,7 @@ describe("§11.17 fork (simulated)", () => {
       const log = yield* watch(mn, a, 16 * KiB)
       const child = yield* cpu.fork
       assert.deepStrictEqual(log, [])
-      const cst = Context.get(child, SimState)
+      const cst = stateOf(child)
       assert.strictEqual(cst.pt.size, 0, "vma_needs_copy is false for a shared mapping: the child faults from the object")
       const ccpu = Context.get(child, Cpu)
       yield* ccpu.write(a, pattern(4 * KiB, 8))
@@ -121,7 +124,7 @@ describe("§11.17 fork (simulated)", () => {
       yield* cpu.write(a, pattern(16 * KiB, 5))
       const framesBefore = st.frames.liveBasePages
       const child = yield* cpu.fork
-      const cst = Context.get(child, SimState)
+      const cst = stateOf(child)
       assert.isTrue(st.vmas.find(a)!.locked === true)
       assert.isFalse(cst.vmas.find(a)!.locked === true)
       const ccpu = Context.get(child, Cpu)
@@ -152,7 +155,7 @@ describe("§11.17 several processes on one machine (simulated)", () => {
       const a = yield* cpu.mmap({ length: 16 * KiB, addr: 0x2_0000_0000, fixed: true })
       yield* cpu.write(a, pattern(16 * KiB, 1))
       const other = yield* machine.spawn
-      const ost = Context.get(other, SimState)
+      const ost = stateOf(other)
       assert.strictEqual(ost.iommu, st.iommu)
       assert.strictEqual(ost.vmas.list.length, 0)
       assert.notStrictEqual(Context.get(other, Gpu), yield* Gpu)
