@@ -33,7 +33,7 @@ const watch = (mn: MmuNotifier["Service"], addr: number, len: number) =>
   })
 
 /** The simulated state behind a process's services (white-box: the services `fork` / `spawn` return are the simulated ones). */
-const stateOf = (c: Context.Context<unknown>) => Context.get(c as Context.Context<SimState>, SimState)
+const stateOf = <R>(c: Context.Context<R>) => Context.get(c as unknown as Context.Context<SimState>, SimState)
 
 const events = (log: ReadonlyArray<MmuRange>, base: number) => log.map((r) => [r.event, r.start - base, r.end - base])
 
