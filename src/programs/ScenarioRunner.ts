@@ -24,7 +24,7 @@
  *
  * @since 0.1.0
  */
-import { Clock, Effect, Exit, type Layer, Option } from "effect"
+import { Clock, Context, Effect, Exit, type Layer, Option, Scope } from "effect"
 import type { GpuSvmConfigInput, KernelProfile } from "../domain/GpuSvmConfig.ts"
 import type { NestedStep, Scenario, Step } from "../domain/Scenario.ts"
 import { stepPath } from "../domain/Scenario.ts"
@@ -45,7 +45,8 @@ import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
-import type { RunEnv } from "./scenario/RunEnv.ts"
+import * as Processes from "./scenario/Processes.ts"
+import { type ProcessEnv, type RunEnv, type VmEnv, viewOf, withVm } from "./scenario/RunEnv.ts"
 import type { StepError } from "./scenario/StepError.ts"
 
 /**
@@ -151,9 +152,10 @@ export const requestOf = (scenario: Scenario, options: RunOptions = {}): StackRe
   }
 }
 
-/** The dispatcher: each op to its family's interpreter. */
-const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
+/** The dispatcher: each op to its family's interpreter (a step's `vm` picks that VM of the thread's process). */
+const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
   const run = (step: Step | NestedStep, where: string): Effect.Effect<void, StepError> => {
+    const env = "vm" in step ? withVm(base, step.vm) : base
     switch (step.op) {
       case "mmap":
       case "munmap":
@@ -181,6 +183,10 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
         return Expectations.expectError(env, step, where, run)
       case "barrier":
         return barriers.arrive(step.name, where)
+      case "fork":
+        return env.world.fork(env, step.as, where)
+      case "wait":
+        return env.world.wait(env, step.process, where)
     }
   }
   return run
@@ -233,34 +239,49 @@ export const run = (scenario: Scenario, factory: StackFactory, options: RunOptio
     const failures: Array<ResultFailure> = []
     const violations: Array<ResultViolation> = []
     const body = Effect.gen(function*() {
-      const env: RunEnv = {
-        scenario,
-        il,
-        cpu: yield* Cpu,
-        gpu: yield* Gpu,
-        svm: yield* GpuSvm,
-        driver: yield* Driver,
-        machine: yield* Machine,
-        pagemaps: (yield* DevicePagemaps).all,
-        buffers: new Map(),
-        failures,
-        violations,
-        exited: false
-      }
-      const barriers = yield* Barriers.make(env)
-      const step = exec(env, barriers)
+      const scope = yield* Scope.Scope
+      const request = requestOf(scenario, options)
+      const recipe: Processes.VmRecipe = { config: request.config, driver: request.driver, policy: request.policy }
+      const shared = { scenario, il, failures, violations }
+      const specs = Processes.specsOf(scenario)
+      // The first process's first VM is the factory's stack.
+      const ctx = yield* Effect.context<ScenarioStack>()
+      const firstVm: VmEnv = { name: specs[0]!.vms[0]!, gpu: Context.get(ctx, Gpu), svm: Context.get(ctx, GpuSvm), driver: Context.get(ctx, Driver) }
+      const primary = yield* Processes.processOver(specs[0]!, true, ctx, firstVm, new Map(), recipe, scope)
+      const barriers = yield* Barriers.make(shared)
       // No yield point of its own at a thread's start: a thread runs, when forked,
       // up to its first service call (whose yield point the explorer controls) or
       // its first barrier; a point here would only add schedules that differ in
       // when a thread reached a barrier nobody else had reached yet.
       const budget: Budget.WorkBudget = { ...Budget.DEFAULT_BUDGET, ...(options.timeoutMs === undefined ? {} : { ms: options.timeoutMs }), ...options.budget }
-      const meter = Budget.meter(env, budget, now, started)
-      const thread = (steps: ReadonlyArray<Step>, t: number) => Effect.ensuring(threadSteps(env, step, meter, steps, t), barriers.threadDone)
-      const threads = Effect.forEach(scenario.threads, (t, i) => asActor(thread(t.steps, i), `t${i}`), { concurrency: "unbounded", discard: true })
+      let meter: Budget.Meter | undefined
+      const world = Processes.makeWorld({
+        shared,
+        barriers,
+        recipe,
+        scope,
+        specs,
+        runThread: (env, t) => threadSteps(env, exec(env, barriers), meter!, scenario.threads[t]!.steps, t)
+      })
+      const env = viewOf({ ...shared, world: world.world }, primary, primary.vms[0]!)
+      meter = Budget.meter(env, budget, now, started)
+      // kernel-semantics §11.17: the other processes that start with the run share the machine (Machine.spawn)
+      const others: Array<ProcessEnv> = []
+      for (const spec of specs.slice(1)) {
+        if (spec.forked) continue
+        const pctx = yield* primary.machine.spawn.pipe(Effect.orDie)
+        others.push(yield* Processes.processOver(spec, false, pctx, undefined, new Map(), recipe, scope))
+      }
+      yield* world.start(primary)
+      for (const p of others) yield* world.start(p)
+      const threads = world.join
       // the wall-clock guard for a step that itself never ends (under the
       // explorer the scheduler's step bound does this)
       const finished = il.controlled ? yield* Effect.asSome(threads) : yield* threads.pipe(Effect.timeoutOption(budget.ms))
-      if (Option.isNone(finished)) yield* meter.timedOut
+      if (Option.isNone(finished)) {
+        yield* meter.timedOut
+        yield* world.interrupt
+      }
       const result = yield* Invariants.finish(env)
       return { ...result, durationMs: Math.round(((yield* now) - started) * 1000) / 1000 }
     })

@@ -13,11 +13,12 @@
  *
  * @since 0.2.0
  */
-import { Effect, Exit, Option, Schema } from "effect"
+import { Deferred, Effect, Exit, Option, Schema } from "effect"
 import { hex } from "../domain/Address.ts"
 import { decodeScenario } from "../domain/Scenario.ts"
 import { Driver } from "../programs/Driver.ts"
 import { finish } from "../programs/scenario/Invariants.ts"
+import { type ProcessEnv, type RunWorld, viewOf } from "../programs/scenario/RunEnv.ts"
 import { Cpu } from "../services/Cpu.ts"
 import { DevicePagemaps } from "../services/DevicePagemap.ts"
 import { Gpu } from "../services/Gpu.ts"
@@ -150,20 +151,24 @@ const scenario = (() => {
 export const assertNoLeaks: Effect.Effect<void, LeakDetected, Cpu | Gpu | GpuSvm | Driver | Machine | Mm> = Effect.gen(
   function*() {
     const pagemaps = (yield* Effect.serviceOption(DevicePagemaps)).pipe(Option.map((p) => p.all), Option.getOrElse(() => []))
-    const result = yield* finish({
-      scenario,
-      il: yield* Interleaving,
+    const process: ProcessEnv = {
+      name: "p0",
+      primary: true,
       cpu: yield* Cpu,
-      gpu: yield* Gpu,
-      svm: yield* GpuSvm,
-      driver: yield* Driver,
+      mm: yield* Mm,
       machine: yield* Machine,
       pagemaps,
+      vms: [{ name: "v0", gpu: yield* Gpu, svm: yield* GpuSvm, driver: yield* Driver }],
       buffers: new Map(),
-      failures: [],
-      violations: [],
-      exited: false
-    })
+      exited: false,
+      done: yield* Deferred.make<void>()
+    }
+    const world: RunWorld = {
+      processes: new Map([[process.name, process]]),
+      fork: () => Effect.die("assertNoLeaks runs no steps"),
+      wait: () => Effect.die("assertNoLeaks runs no steps")
+    }
+    const result = yield* finish(viewOf({ scenario, il: yield* Interleaving, failures: [], violations: [], world }, process, process.vms[0]!))
     const leaks = result.violations.filter((v) => LEAKS.has(v.invariant))
     if (leaks.length > 0) return yield* new LeakDetected({ leaks })
   }

@@ -72,6 +72,8 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "fork", as: "c" },
+        { op: "wait", process: "c" },
         { op: "exit" }
       ]
     })

@@ -9,6 +9,7 @@
 import { Schema } from "effect"
 import * as GpuSvmConfig from "../GpuSvmConfig.ts"
 import { NonNegativeIntLike, NotifierSize, PageMultiple, PositiveIntLike } from "./Numbers.ts"
+import { ProcessName, VmName } from "./steps/Fields.ts"
 import { Step } from "./Step.ts"
 
 const optional = Schema.optionalKey
@@ -90,9 +91,45 @@ export const DEFAULT_MIGRATE_POLICY: MigratePolicy = "xe"
  * @category schemas
  * @since 0.1.0
  */
-export const ScenarioThread = Schema.Struct({ steps: Schema.Array(Step) })
+export const ScenarioThread = Schema.Struct({
+  steps: Schema.Array(Step),
+  /** kernel-semantics §11.17: the GPU VM of its process the thread's GPU steps use (default the first). */
+  vm: optional(VmName)
+})
 /** @category models @since 0.1.0 */
 export type ScenarioThread = typeof ScenarioThread.Type
+
+/**
+ * A list of VM names: at least one, all distinct.
+ *
+ * @category schemas
+ * @since 0.4.0
+ */
+export const VmNames = Schema.Array(VmName).check(
+  Schema.makeFilter((vs: ReadonlyArray<string>) => {
+    if (vs.length === 0) return "expected at least one VM"
+    const dup = vs.find((v, i) => vs.indexOf(v) !== i)
+    return dup === undefined || `VM ${JSON.stringify(dup)} is listed twice`
+  })
+)
+
+/**
+ * Schema of one process of the `processes` form (kernel-semantics §11.17):
+ * its name, its GPU VMs (`vms`, default one named `"v0"`), and its steps (one
+ * thread) or threads. A process some `fork` step names with `as` is that
+ * fork's child and starts when the fork runs; every other starts with the run.
+ *
+ * @category schemas
+ * @since 0.4.0
+ */
+export const ScenarioProcess = Schema.Struct({
+  name: ProcessName,
+  vms: optional(VmNames),
+  steps: optional(Schema.Array(Step)),
+  threads: optional(Schema.Array(ScenarioThread))
+})
+/** @category models @since 0.4.0 */
+export type ScenarioProcess = typeof ScenarioProcess.Type
 
 const ScenarioName = Schema.String.check(
   Schema.makeFilter((s: string) =>
@@ -125,6 +162,12 @@ export const ScenarioFileShape = Schema.Struct({
   steps: optional(Schema.Array(Step)),
   threads: optional(
     Schema.Array(ScenarioThread).check(Schema.makeFilter((ts) => ts.length > 0 || "expected at least one thread"))
+  ),
+  /** kernel-semantics §11.17: the GPU VMs of the one process of the `steps` / `threads` forms (default `["v0"]`). */
+  vms: optional(VmNames),
+  /** kernel-semantics §11.17: several processes on one machine, each with its own threads and VMs. */
+  processes: optional(
+    Schema.Array(ScenarioProcess).check(Schema.makeFilter((ps) => ps.length > 0 || "expected at least one process"))
   )
 })
 /**

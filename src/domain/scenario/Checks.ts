@@ -24,13 +24,101 @@ import type { NestedStep, Step } from "./Step.ts"
  * @since 0.1.0
  */
 export const exactlyOneOfStepsThreads = (f: ScenarioFileType): true | PathIssue => {
-  if (f.steps !== undefined && f.threads !== undefined) {
-    return { path: ["threads"], issue: `give either "steps" (one thread) or "threads", not both` }
+  const given = (["steps", "threads", "processes"] as const).filter((k) => f[k] !== undefined)
+  if (given.length > 1) {
+    return { path: [given[1]!], issue: `give either "steps" (one thread), "threads" or "processes", not ${given.map((g) => `"${g}"`).join(" and ")}` }
   }
-  if (f.steps === undefined && f.threads === undefined) {
-    return { path: ["steps"], issue: `missing key: give "steps" (one thread) or "threads"` }
+  if (given.length === 0) return { path: ["steps"], issue: `missing key: give "steps" (one thread), "threads" or "processes"` }
+  if (f.processes !== undefined && f.vms !== undefined) {
+    return { path: ["vms"], issue: `with "processes", give each process its own "vms"` }
+  }
+  for (const [i, p] of (f.processes ?? []).entries()) {
+    if (p.steps !== undefined && p.threads !== undefined) {
+      return { path: ["processes", i, "threads"], issue: `give either "steps" (one thread) or "threads", not both` }
+    }
   }
   return true
+}
+
+/** The process of the `steps` / `threads` forms (and the name `fork` children of it see). */
+const DEFAULT_PROCESS = "p0"
+/** The VM a process has when it lists none. */
+const DEFAULT_VM = "v0"
+
+/** The processes of a file: name, VMs, and the threads with their paths. */
+const processesOf = (f: ScenarioFileType) =>
+  f.processes !== undefined
+    ? f.processes.map((p, i) => ({
+      name: p.name,
+      vms: p.vms ?? [DEFAULT_VM],
+      at: ["processes", i] as ReadonlyArray<PropertyKey>,
+      threads: p.threads !== undefined
+        ? p.threads.map((t, j) => ({ steps: t.steps, vm: t.vm, at: ["processes", i, "threads", j] as ReadonlyArray<PropertyKey> }))
+        : [{ steps: p.steps ?? [], vm: undefined, at: ["processes", i] as ReadonlyArray<PropertyKey> }]
+    }))
+    : [{
+      name: DEFAULT_PROCESS,
+      vms: f.vms ?? [DEFAULT_VM],
+      at: [] as ReadonlyArray<PropertyKey>,
+      threads: f.threads !== undefined
+        ? f.threads.map((t, j) => ({ steps: t.steps, vm: t.vm, at: ["threads", j] as ReadonlyArray<PropertyKey> }))
+        : [{ steps: f.steps ?? [], vm: undefined, at: [] as ReadonlyArray<PropertyKey> }]
+    }]
+
+/**
+ * The process checks (kernel-semantics §11.17): process names distinct; every
+ * `fork.as` names a listed process other than the first and its own (in the
+ * `steps` / `threads` forms: any new name, a child with no threads), and no
+ * process is the child of two forks; every `wait.process` names a process of
+ * the scenario other than the waiting thread's; every `vm` (of a thread or a
+ * GPU step) names a VM of its process.
+ *
+ * @category checks
+ * @since 0.4.0
+ */
+export const processIssues = (f: ScenarioFileType): Array<PathIssue> => {
+  const issues: Array<PathIssue> = []
+  const procs = processesOf(f)
+  const listed = new Set<string>()
+  procs.forEach((p) => {
+    if (listed.has(p.name)) issues.push({ path: [...p.at, "name"], issue: `process ${JSON.stringify(p.name)} is listed twice` })
+    listed.add(p.name)
+  })
+  const forkedBy = new Map<string, string>()
+  const known = new Set<string>(listed)
+  for (const p of procs) for (const t of p.threads) for (const s of t.steps) if (s.op === "fork") known.add(s.as)
+  for (const p of procs) {
+    for (const t of p.threads) {
+      if (t.vm !== undefined && !p.vms.includes(t.vm)) {
+        issues.push({ path: [...t.at, "vm"], issue: `unknown VM ${JSON.stringify(t.vm)} of process ${JSON.stringify(p.name)} (its VMs: ${p.vms.join(", ")})` })
+      }
+      t.steps.forEach((s, i) => {
+        const here: ReadonlyArray<PropertyKey> = [...t.at, "steps", i]
+        const inner = s.op === "expect-error" ? s.step : s
+        if ("vm" in inner && inner.vm !== undefined && !p.vms.includes(inner.vm)) {
+          issues.push({ path: [...here, ...(s.op === "expect-error" ? ["step"] : []), "vm"], issue: `unknown VM ${JSON.stringify(inner.vm)} of process ${JSON.stringify(p.name)} (its VMs: ${p.vms.join(", ")})` })
+        }
+        if (s.op === "fork") {
+          const first = forkedBy.get(s.as)
+          if (s.as === p.name || (f.processes !== undefined && s.as === procs[0]!.name)) {
+            issues.push({ path: [...here, "as"], issue: `process ${JSON.stringify(s.as)} cannot be the child of a fork: it starts with the run` })
+          } else if (f.processes !== undefined && !listed.has(s.as)) {
+            issues.push({ path: [...here, "as"], issue: `unknown process ${JSON.stringify(s.as)}: list the child under "processes" (with no steps if it does nothing)` })
+          } else if (first !== undefined) {
+            issues.push({ path: [...here, "as"], issue: `process ${JSON.stringify(s.as)} is already the child of the fork at ${first}` })
+          } else if (f.processes === undefined && s.as === DEFAULT_PROCESS) {
+            issues.push({ path: [...here, "as"], issue: `"${DEFAULT_PROCESS}" is the scenario's own process; give the child another name` })
+          }
+          forkedBy.set(s.as, formatPath(here))
+        }
+        if (s.op === "wait") {
+          if (s.process === p.name) issues.push({ path: [...here, "process"], issue: `a process cannot wait for itself` })
+          else if (!known.has(s.process)) issues.push({ path: [...here, "process"], issue: `unknown process ${JSON.stringify(s.process)}` })
+        }
+      })
+    }
+  }
+  return issues
 }
 
 /**
@@ -115,9 +203,7 @@ export const liveNameIssues = (f: ScenarioFileType): Array<PathIssue> =>
 
 /** The threads of a file with the path of each thread's `steps`. */
 const threadsOf = (f: ScenarioFileType): ReadonlyArray<{ readonly steps: ReadonlyArray<Step>; readonly at: ReadonlyArray<PropertyKey> }> =>
-  f.threads !== undefined
-    ? f.threads.map((t, i) => ({ steps: t.steps, at: ["threads", i, "steps"] }))
-    : [{ steps: f.steps ?? [], at: ["steps"] }]
+  processesOf(f).flatMap((p) => p.threads.map((t) => ({ steps: t.steps, at: [...t.at, "steps"] })))
 
 /** The buffer a step reads or changes, if any. */
 const bufOf = (s: Step | NestedStep): string | undefined => ("buf" in s ? s.buf : undefined)
@@ -130,7 +216,42 @@ const bufOf = (s: Step | NestedStep): string | undefined => ("buf" in s ? s.buf 
  * @since 0.1.0
  */
 export const bufferIssues = (f: ScenarioFileType): Array<PathIssue> => {
-  const threads = threadsOf(f)
+  // kernel-semantics §11.17: each process has its own buffer names; a fork child starts with its parent's
+  const procs = processesOf(f)
+  const parentOf = new Map<string, string>()
+  for (const p of procs) for (const t of p.threads) for (const st of t.steps) if (st.op === "fork") parentOf.set(st.as, p.name)
+  const sizesIn = (name: string): Map<string, Set<number>> => {
+    const out = new Map<string, Set<number>>()
+    for (const t of procs.find((p) => p.name === name)?.threads ?? []) {
+      for (const st of t.steps) {
+        const add = (n: string, size: number) => {
+          let set = out.get(n)
+          if (set === undefined) out.set(n, set = new Set())
+          set.add(size)
+        }
+        if (st.op === "mmap") add(st.as, st.length)
+        else if (st.op === "mremap") add(st.as ?? st.buf, st.newLength)
+      }
+    }
+    return out
+  }
+  const inheritedBy = (name: string): Map<string, Set<number>> => {
+    const out = new Map<string, Set<number>>()
+    const seen = new Set<string>([name])
+    for (let p = parentOf.get(name); p !== undefined && !seen.has(p); p = parentOf.get(p)) {
+      seen.add(p)
+      for (const [n, set] of sizesIn(p)) out.set(n, new Set([...(out.get(n) ?? []), ...set]))
+    }
+    return out
+  }
+  return procs.flatMap((p) => bufferIssuesOf(p.threads.map((t) => ({ steps: t.steps, at: [...t.at, "steps"] })), inheritedBy(p.name)))
+}
+
+/** The buffer checks of one process's threads; `inherited`: the names (and sizes) a fork child gets from its parents. */
+const bufferIssuesOf = (
+  threads: ReadonlyArray<{ readonly steps: ReadonlyArray<Step>; readonly at: ReadonlyArray<PropertyKey> }>,
+  inherited: ReadonlyMap<string, ReadonlySet<number>>
+): Array<PathIssue> => {
   // Every size a name is given anywhere (mmap, mremap as, mremap resize), and which threads create it.
   const sizes = new Map<string, Set<number>>()
   const creators = new Map<string, Set<number>>()
@@ -167,6 +288,8 @@ export const bufferIssues = (f: ScenarioFileType): Array<PathIssue> => {
         const all = sizes.get(name)!
         return all.size === 1 ? [...all][0] : undefined
       }
+      const inh = inherited.get(name)
+      if (inh !== undefined) return inh.size === 1 ? [...inh][0] : undefined
       if (!reported.has(name)) {
         reported.add(name)
         issues.push({

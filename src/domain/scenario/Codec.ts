@@ -8,8 +8,9 @@
  */
 import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
-import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
-import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, memoryIssues, svmIssues } from "./Checks.ts"
+import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, type ScenarioProcess, ScenarioThread, VmNames } from "./Blocks.ts"
+import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, memoryIssues, processIssues, svmIssues } from "./Checks.ts"
+import { ProcessName } from "./steps/Fields.ts"
 import { escapeExcerpt, type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
 
 /**
@@ -29,10 +30,26 @@ const byFileOrder = (a: PathIssue, b: PathIssue): number => {
 const ScenarioFile = ScenarioFileShape.check(
   Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
   Schema.makeFilter((f: ScenarioFileType) => {
-    const issues = [...svmIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f)].sort(byFileOrder)
+    const issues = [...svmIssues(f), ...processIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f)].sort(byFileOrder)
     return issues.length === 0 ? true : issues
   })
 )
+
+/**
+ * Schema of a thread in the normal form: a file's thread, plus the name of its
+ * process when the file used the `processes` form (kernel-semantics §11.17).
+ *
+ * @category schemas
+ * @since 0.4.0
+ */
+export const ScenarioNormalThread = Schema.Struct({
+  ...ScenarioThread.fields,
+  process: Schema.optionalKey(ProcessName)
+})
+
+/** A file's process as normal-form threads (each naming the process). */
+const threadsOfProcess = (p: ScenarioProcess): Array<typeof ScenarioNormalThread.Type> =>
+  (p.threads ?? (p.steps === undefined ? [] : [{ steps: p.steps }])).map((t) => ({ ...t, process: p.name }))
 
 /**
  * Schema of a decoded scenario (the normal form: always `threads`, always a
@@ -45,7 +62,11 @@ const ScenarioFile = ScenarioFileShape.check(
 export const ScenarioNormal = Schema.Struct({
   ...commonFields,
   policy: Schema.Struct({ migrate: MigratePolicy }),
-  threads: Schema.Array(ScenarioThread)
+  threads: Schema.Array(ScenarioNormalThread),
+  /** The VMs of the one process (`steps` / `threads` forms). */
+  vms: Schema.optionalKey(VmNames),
+  /** The processes (the `processes` form): names and VMs; each thread names its process. */
+  processes: Schema.optionalKey(Schema.Array(Schema.Struct({ name: ProcessName, vms: Schema.optionalKey(VmNames) })))
 })
 
 /**
@@ -61,14 +82,27 @@ export const Scenario = ScenarioFile.pipe(
     Schema.toType(ScenarioNormal),
     SchemaTransformation.transform({
       decode: (f: ScenarioFileType): typeof ScenarioNormal.Type => {
-        const { steps, threads, policy, ...rest } = f
+        const { steps, threads, policy, processes, ...rest } = f
+        const migrate = { migrate: policy?.migrate ?? DEFAULT_MIGRATE_POLICY }
+        if (processes !== undefined) {
+          return {
+            ...rest,
+            policy: migrate,
+            threads: processes.flatMap(threadsOfProcess),
+            processes: processes.map((p) => (p.vms === undefined ? { name: p.name } : { name: p.name, vms: p.vms }))
+          }
+        }
+        return { ...rest, policy: migrate, threads: threads ?? [{ steps: steps ?? [] }] }
+      },
+      encode: (s: typeof ScenarioNormal.Type): ScenarioFileType => {
+        const { processes, threads, ...rest } = s
+        const plain = (ts: ReadonlyArray<typeof ScenarioNormalThread.Type>) => ts.map(({ process: _p, ...t }) => t)
+        if (processes === undefined) return { ...rest, threads: plain(threads) }
         return {
           ...rest,
-          policy: { migrate: policy?.migrate ?? DEFAULT_MIGRATE_POLICY },
-          threads: threads ?? [{ steps: steps ?? [] }]
+          processes: processes.map((p) => ({ ...p, threads: plain(threads.filter((t) => t.process === p.name)) }))
         }
-      },
-      encode: (s: typeof ScenarioNormal.Type): ScenarioFileType => s
+      }
     })
   )
 )

@@ -101,6 +101,10 @@ export type ExpectRangesStep = StepOf<"expect-ranges">
 export type ExpectMetricsStep = StepOf<"expect-metrics">
 /** @category models @since 0.1.0 */
 export type BarrierStep = StepOf<"barrier">
+/** @category models @since 0.4.0 */
+export type ForkStep = StepOf<"fork">
+/** @category models @since 0.4.0 */
+export type WaitStep = StepOf<"wait">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */
 export type ProtName = MprotectStep["prot"]
 /** Mapping kinds of `mmap`. @category models @since 0.1.0 */

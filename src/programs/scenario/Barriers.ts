@@ -31,6 +31,18 @@ export interface Barriers {
   readonly arrive: (name: string, where: string) => Effect.Effect<void, BarrierDeadlock>
   /** A thread ended (normally or not): one fewer thread that can arrive. */
   readonly threadDone: Effect.Effect<void>
+  /**
+   * A thread of a fork child started, or a fork child's teardown is pending (kernel-semantics
+   * §11.17): one more party that can still make progress (`threadDone` when it ends).
+   */
+  readonly threadStarted: Effect.Effect<void>
+  /**
+   * The step at `where` blocks on something other than a barrier (`wait` for
+   * a process, kernel-semantics §11.17): it counts as waiting for the deadlock
+   * check, and fails with `BarrierDeadlock` (naming `label`) if every running
+   * thread ends up waiting.
+   */
+  readonly block: <A, E>(where: string, label: string, wait: Effect.Effect<A, E>) => Effect.Effect<A, E | BarrierDeadlock>
 }
 
 const partiesOf = (scenario: Scenario): Map<string, number> => {
@@ -50,23 +62,31 @@ const partiesOf = (scenario: Scenario): Map<string, number> => {
  * @category constructors
  * @since 0.2.0
  */
-export const make = (env: RunEnv): Effect.Effect<Barriers> =>
+export const make = (env: Pick<RunEnv, "scenario" | "il" | "violations">): Effect.Effect<Barriers> =>
   Effect.gen(function*() {
     const barriers = new Map<string, Barrier>()
     for (const [name, parties] of partiesOf(env.scenario)) {
       barriers.set(name, { parties, arrived: 0, gate: yield* Deferred.make<void, BarrierDeadlock>() })
     }
-    let running = env.scenario.threads.length
+    // the threads running now: those of the processes that start with the run (fork children's start later)
+    const forked = new Set(env.scenario.threads.flatMap((t) => t.steps.flatMap((s) => (s.op === "fork" ? [s.as] : []))))
+    // (and one more per process but the first that starts with the run: its teardown, see `ScenarioRunner`)
+    let running = env.scenario.threads.filter((t) => t.process === undefined || !forked.has(t.process)).length +
+      (env.scenario.processes ?? []).slice(1).filter((p) => !forked.has(p.name)).length
     const waitingAt = new Map<string, string>()
     let deadlocked = false
+    const deadlock = yield* Deferred.make<never, BarrierDeadlock>()
     const checkDeadlock = Effect.suspend(() => {
       if (deadlocked || waitingAt.size === 0 || waitingAt.size < running) return Effect.void
       deadlocked = true
       env.violations.push({
         invariant: "deadlock",
-        detail: `every running thread waits at a barrier no other thread can reach: ${[...waitingAt].map(([w, n]) => `${w} at barrier ${n}`).join("; ")}`
+        detail: `every running thread waits at a barrier no other thread can reach: ${[...waitingAt].map(([w, n]) => `${w} at ${n}`).join("; ")}`
       })
-      return Effect.forEach(barriers, ([name, b]) => Deferred.fail(b.gate, new BarrierDeadlock({ barrier: name })), { discard: true })
+      return Effect.andThen(
+        Effect.forEach(barriers, ([name, b]) => Deferred.fail(b.gate, new BarrierDeadlock({ barrier: name })), { discard: true }),
+        Deferred.fail(deadlock, new BarrierDeadlock({ barrier: "(a wait for a process)" }))
+      )
     })
     const arrive = (name: string, where: string) =>
       Effect.suspend(() => {
@@ -75,21 +95,32 @@ export const make = (env: RunEnv): Effect.Effect<Barriers> =>
         const gate = b.gate
         b.arrived++
         if (b.arrived < b.parties) {
-          waitingAt.set(where, name)
+          waitingAt.set(where, `barrier ${name}`)
           const wait = Effect.ensuring(Deferred.await(gate), Effect.sync(() => waitingAt.delete(where)))
           return Effect.andThen(checkDeadlock, env.il.blocking(`barrier ${name} at ${where}`, wait))
         }
         b.arrived = 0
         // its waiters are released now, not when they next run: the deadlock
         // check must not count them as waiting any longer
-        for (const [w, n] of waitingAt) if (n === name) waitingAt.delete(w)
+        for (const [w, n] of waitingAt) if (n === `barrier ${name}`) waitingAt.delete(w)
         return Effect.flatMap(Deferred.make<void, BarrierDeadlock>(), (next) => {
           b.gate = next
           return Deferred.succeed(gate, undefined)
         })
       })
+    const block = <A, E>(where: string, label: string, wait: Effect.Effect<A, E>): Effect.Effect<A, E | BarrierDeadlock> =>
+      Effect.suspend(() => {
+        if (deadlocked) return Effect.fail(new BarrierDeadlock({ barrier: label }))
+        waitingAt.set(where, label)
+        const guarded = Effect.ensuring(Effect.raceFirst(wait, Deferred.await(deadlock)), Effect.sync(() => waitingAt.delete(where)))
+        return Effect.andThen(checkDeadlock, env.il.blocking(`${label} at ${where}`, guarded))
+      })
     return {
       arrive,
-      threadDone: Effect.andThen(Effect.sync(() => running--), checkDeadlock)
+      threadDone: Effect.andThen(Effect.sync(() => running--), checkDeadlock),
+      threadStarted: Effect.sync(() => {
+        running++
+      }),
+      block
     }
   })

@@ -14,8 +14,8 @@ import { Effect } from "effect"
 import { hex } from "../../domain/Address.ts"
 import type { Range } from "../../domain/Range.ts"
 import type { ResultMetrics, ScenarioResult } from "../../domain/ScenarioResult.ts"
-import { Mm } from "../../services/Mm.ts"
-import type { RunEnv } from "./RunEnv.ts"
+import { exitProcess } from "./MemorySteps.ts"
+import { type RunEnv, viewOf } from "./RunEnv.ts"
 
 const treeIntegrity = (env: RunEnv, ranges: ReadonlyArray<Range>, notifiers: ReadonlyArray<{ readonly start: number; readonly end: number }>) => {
   const sizes = new Set(env.svm.config.chunkSizes)
@@ -67,39 +67,84 @@ export const readMetrics = (env: RunEnv): Effect.Effect<ResultMetrics> =>
     }
   })
 
+/** Every VM of every process of the run, as views (the primary's first VM first). */
+const allViews = (env: RunEnv): Array<RunEnv> => {
+  const out: Array<RunEnv> = []
+  for (const p of env.world.processes.values()) for (const vm of p.vms) out.push(viewOf(env, p, vm))
+  return out
+}
+
+/**
+ * The result's counters: `readMetrics` of the primary VM, with the driver and
+ * GPU SVM counters summed over every VM of every process (kernel-semantics
+ * §11.17); the machine's and the pagemaps' are machine-wide already.
+ */
+const runMetrics = (env: RunEnv): Effect.Effect<ResultMetrics> =>
+  Effect.gen(function*() {
+    const base = yield* readMetrics(env)
+    const others = allViews(env).filter((v) => v.svm !== env.svm)
+    if (others.length === 0) return base
+    const out = { ...base, faultRetries: { ...base.faultRetries } }
+    for (const v of others) {
+      const c = yield* v.driver.counters
+      const s = yield* v.svm.stats
+      out.faults += c.faults
+      for (const k of Object.keys(out.faultRetries) as Array<keyof typeof out.faultRetries>) out.faultRetries[k] += c.faultRetries[k]
+      out.rangesCreated += s.rangesCreated
+      out.rangesRemoved += s.rangesRemoved
+      out.notifiersCreated += s.notifiersCreated
+      out.notifiersRemoved += s.notifiersRemoved
+      out.evictions += c.evictions
+      out.gcRuns += c.gcRuns
+    }
+    return out
+  })
+
 /**
  * Snapshots, checks the invariants, tears down and builds the run's result
- * (its `durationMs` is filled in by the caller, 0 here).
+ * (its `durationMs` is filled in by the caller, 0 here). `env` is the primary
+ * process's first VM; every other process and VM of the run (kernel-semantics
+ * §11.17) is checked and torn down too.
  *
  * @category invariants
  * @since 0.2.0
  */
-export const finish = (env: RunEnv): Effect.Effect<ScenarioResult, never, Mm> =>
+export const finish = (env: RunEnv): Effect.Effect<ScenarioResult> =>
   Effect.gen(function*() {
     const { svm, machine, pagemaps, violations } = env
+    const views = allViews(env)
     // Snapshot for the result, before teardown.
     const ranges = yield* svm.ranges()
     const notifiers = yield* svm.notifiers
-    const metrics = yield* readMetrics(env)
-    treeIntegrity(env, ranges, notifiers)
+    const metrics = yield* runMetrics(env)
+    for (const v of views) {
+      treeIntegrity(v, yield* v.svm.ranges(), yield* v.svm.notifiers)
+    }
 
-    // Teardown, then invariant 3: no leaks.
-    if (!env.exited) {
-      yield* env.cpu.exit
-      yield* svm.fini
-    }
+    // Teardown (every process not yet exited), then invariant 3: no leaks.
+    for (const p of env.world.processes.values()) yield* exitProcess(p)
     const after = yield* machine.stats
-    if ((yield* svm.notifiers).length > 0 || after.notifiersLive > 0) {
-      violations.push({ invariant: "no-leaks", detail: `${after.notifiersLive} MMU notifiers left after exit` })
+    for (const p of env.world.processes.values()) {
+      const pstats = p === env.process ? after : yield* p.machine.stats
+      const left = pstats.notifiersLive
+      let svmLeft = false
+      for (const vm of p.vms) if ((yield* vm.svm.notifiers).length > 0) svmLeft = true
+      if (svmLeft || left > 0) {
+        violations.push({ invariant: "no-leaks", detail: `${left} MMU notifiers left after exit${p.primary ? "" : ` of process ${p.name}`}` })
+      }
+      for (const vm of p.vms) {
+        if ((yield* vm.svm.ranges()).length > 0) violations.push({ invariant: "no-leaks", detail: `ranges left after fini${p.primary && vm === p.vms[0] ? "" : ` (process ${p.name}, VM ${vm.name})`}` })
+      }
+      // kernel-semantics §11.16: every mmget_not_zero must have had its mmput by now (the 6.17 range_evict leak).
+      const mmRefs = yield* p.mm.references
+      if (mmRefs > 0) violations.push({ invariant: "mm-ref-leak", detail: `${mmRefs} mm references (mmget_not_zero without mmput) left after teardown${p.primary ? "" : ` of process ${p.name}`}` })
     }
-    if ((yield* svm.ranges()).length > 0) violations.push({ invariant: "no-leaks", detail: "ranges left after fini" })
-    // kernel-semantics §11.16: every mmget_not_zero must have had its mmput by now (the 6.17 range_evict leak).
-    const mmRefs = yield* (yield* Mm).references
-    if (mmRefs > 0) violations.push({ invariant: "mm-ref-leak", detail: `${mmRefs} mm references (mmget_not_zero without mmput) left after teardown` })
     // kernel-semantics §11.16: the 6.17 get_pages restart loop spent its work budget.
-    const livelocks = (yield* svm.stats).livelocks
-    if (livelocks > 0) {
-      violations.push({ invariant: "livelock", detail: `${livelocks} get_pages calls restarted without bound (kernel ${svm.config.kernel}) until the work budget was spent` })
+    for (const v of views) {
+      const livelocks = (yield* v.svm.stats).livelocks
+      if (livelocks > 0) {
+        violations.push({ invariant: "livelock", detail: `${livelocks} get_pages calls restarted without bound (kernel ${v.svm.config.kernel}) until the work budget was spent` })
+      }
     }
     if (after.dmaMappingsLive > 0) violations.push({ invariant: "no-leaks", detail: `${after.dmaMappingsLive} DMA mappings left after exit` })
     for (const p of pagemaps) {

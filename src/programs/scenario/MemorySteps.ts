@@ -7,12 +7,12 @@
  *
  * @since 0.2.0
  */
-import { Effect } from "effect"
+import { Deferred, Effect } from "effect"
 import type { BadAddress, InvalidArgument, OutOfMemory, VmaNotFound } from "../../domain/Errors.ts"
 import * as Prot from "../../domain/Prot.ts"
 import type { MadviseDontneedStep, MmapStep, MprotectStep, MremapStep, MunmapStep, StepOf } from "../../domain/Scenario.ts"
 import type { MlockStep } from "../../domain/scenario/Step.ts"
-import { type Interpreter, type RunEnv, windowOf } from "./RunEnv.ts"
+import { type Interpreter, type ProcessEnv, type RunEnv, windowOf } from "./RunEnv.ts"
 import { UnknownBuffer } from "./StepError.ts"
 
 /**
@@ -81,6 +81,25 @@ const mremap = (env: RunEnv, step: MremapStep) => {
 }
 
 /**
+ * `exit(2)` of a process of the run, then `fini` of every GPU SVM instance
+ * on it (kernel-semantics §11.1, §11.17: a process's exit tears down only its
+ * own ranges); completes its `done` (what `wait` joins). Idempotent.
+ *
+ * @category interpreters
+ * @since 0.4.0
+ */
+export const exitProcess = (p: ProcessEnv): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (p.exited) return Effect.void
+    return Effect.andThen(
+      Effect.andThen(p.cpu.exit, Effect.forEach(p.vms, (vm) => vm.svm.fini, { discard: true })),
+      Effect.andThen(Effect.sync(() => {
+        p.exited = true
+      }), Deferred.succeed(p.done, undefined))
+    )
+  })
+
+/**
  * Runs one address-space step. Errors: the `Cpu` call's typed error, or
  * `UnknownBuffer`.
  *
@@ -94,9 +113,7 @@ export const run: Interpreter<MemoryStep, MemoryStepError> = (env, step) => {
     case "mremap":
       return mremap(env, step)
     case "exit":
-      return Effect.andThen(env.cpu.exit, Effect.andThen(env.svm.fini, Effect.sync(() => {
-        env.exited = true
-      })))
+      return exitProcess(env.process)
     case "munmap":
     case "madvise-dontneed":
     case "mlock":

@@ -8,7 +8,7 @@
 import { Schema } from "effect"
 import { NonNegativeIntLike, PositiveIntLike } from "../Numbers.ts"
 import { Expect, Pattern } from "../Patterns.ts"
-import { BufferName } from "./Fields.ts"
+import { BufferName, vmField } from "./Fields.ts"
 
 const optional = Schema.optionalKey
 
@@ -38,7 +38,7 @@ export const CpuWriteStep = Schema.Struct({ op: Schema.Literal("cpu-write"), ...
  * @category schemas
  * @since 0.1.0
  */
-export const GpuWriteStep = Schema.Struct({ op: Schema.Literal("gpu-write"), ...writeFields })
+export const GpuWriteStep = Schema.Struct({ op: Schema.Literal("gpu-write"), ...writeFields, ...vmField })
 /**
  * `cpu-read`: the CPU reads and compares with `expect`.
  *
@@ -52,7 +52,7 @@ export const CpuReadStep = Schema.Struct({ op: Schema.Literal("cpu-read"), ...re
  * @category schemas
  * @since 0.1.0
  */
-export const GpuReadStep = Schema.Struct({ op: Schema.Literal("gpu-read"), ...readFields })
+export const GpuReadStep = Schema.Struct({ op: Schema.Literal("gpu-read"), ...readFields, ...vmField })
 
 /**
  * `gpu-atomic-inc`: a 32-bit atomic increment by the GPU at `offset`.
@@ -63,7 +63,8 @@ export const GpuReadStep = Schema.Struct({ op: Schema.Literal("gpu-read"), ...re
 export const GpuAtomicIncStep = Schema.Struct({
   op: Schema.Literal("gpu-atomic-inc"),
   buf: BufferName,
-  offset: NonNegativeIntLike
+  offset: NonNegativeIntLike,
+  ...vmField
 })
 
 /**

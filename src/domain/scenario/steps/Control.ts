@@ -9,7 +9,7 @@
 import { Schema } from "effect"
 import { MMU_EVENTS } from "../../MmuRange.ts"
 import { formatHex, NonNegativeIntLike } from "../Numbers.ts"
-import { NonEmpty } from "./Fields.ts"
+import { NonEmpty, ProcessName, vmField } from "./Fields.ts"
 
 const RangePair = Schema.Tuple([NonNegativeIntLike, NonNegativeIntLike]).check(
   Schema.makeFilter(([start, end]: readonly [number, number]) =>
@@ -25,7 +25,8 @@ const RangePair = Schema.Tuple([NonNegativeIntLike, NonNegativeIntLike]).check(
  */
 export const ExpectRangesStep = Schema.Struct({
   op: Schema.Literal("expect-ranges"),
-  ranges: Schema.Array(RangePair)
+  ranges: Schema.Array(RangePair),
+  ...vmField
 })
 
 const optional = Schema.optionalKey
@@ -78,7 +79,8 @@ export const ExpectMetricsStep = Schema.Struct({
   evictions: optional(MetricBound),
   gcRuns: optional(MetricBound),
   dmaMappingsLive: optional(MetricBound),
-  deviceBytesLive: optional(MetricBound)
+  deviceBytesLive: optional(MetricBound),
+  ...vmField
 })
 
 /**
@@ -98,9 +100,30 @@ export const BarrierStep = Schema.Struct({ op: Schema.Literal("barrier"), name: 
 export const ExitStep = Schema.Struct({ op: Schema.Literal("exit") })
 
 /**
+ * `fork`: `fork(2)` of the thread's process (kernel-semantics §11.17). `as`
+ * names the child; the child runs the threads listed under that name in
+ * `processes` (none listed: it exits at once), with a copy of the parent's
+ * buffer names and its own GPU VMs (`vms` of its entry, default one). The
+ * parent goes on at once; `wait` joins the child.
+ *
+ * @category schemas
+ * @since 0.4.0
+ */
+export const ForkStep = Schema.Struct({ op: Schema.Literal("fork"), as: ProcessName })
+
+/**
+ * `wait`: waits until process `process` has finished its threads and exited
+ * (`waitpid(2)`; any process of the scenario but the thread's own).
+ *
+ * @category schemas
+ * @since 0.4.0
+ */
+export const WaitStep = Schema.Struct({ op: Schema.Literal("wait"), process: ProcessName })
+
+/**
  * The control step Schemas, in the order of `scenarios.md`.
  *
  * @category schemas
  * @since 0.1.0
  */
-export const controlSteps = [ExpectRangesStep, ExpectMetricsStep, BarrierStep, ExitStep] as const
+export const controlSteps = [ExpectRangesStep, ExpectMetricsStep, BarrierStep, ExitStep, ForkStep, WaitStep] as const

@@ -7,7 +7,7 @@
  */
 import { Schema } from "effect"
 import { NonNegativeIntLike, PositiveIntLike } from "../Numbers.ts"
-import { BufferName } from "./Fields.ts"
+import { BufferName, vmField } from "./Fields.ts"
 
 const optional = Schema.optionalKey
 
@@ -21,7 +21,8 @@ export const GpuFaultStep = Schema.Struct({
   op: Schema.Literal("gpu-fault"),
   buf: BufferName,
   offset: optional(NonNegativeIntLike),
-  write: optional(Schema.Boolean)
+  write: optional(Schema.Boolean),
+  ...vmField
 })
 
 /**
@@ -35,7 +36,8 @@ export const PrefetchStep = Schema.Struct({
   buf: BufferName,
   offset: optional(NonNegativeIntLike),
   length: optional(PositiveIntLike),
-  to: Schema.Literals(["vram", "system"])
+  to: Schema.Literals(["vram", "system"]),
+  ...vmField
 })
 
 /**
