@@ -136,7 +136,10 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             options: st.options
           }
         })
-      ).pipe(Layer.provide(layerOf(policy)))
+        // fresh: a policy reads the machine's pagemaps when built, and a built-in policy layer is one
+        // shared value that would otherwise be memoised across every Driver.layer of a run (kernel-semantics
+        // §11.17: another process's or VM's driver must get its own)
+      ).pipe(Layer.provide(Layer.fresh(layerOf(policy))))
       const core = GpuSvm.layer(decoded, Invalidation.callback(st, gpu))
       const locked = Layer.effect(
         GpuSvm,

@@ -184,10 +184,20 @@ export const toDecodeError = (issue: SchemaIssue.Issue, file?: string): Scenario
 /**
  * The path a runner names a step by in failures: `steps[i]` when the scenario
  * has one thread, `threads[t].steps[i]` otherwise (the normal form; a file
- * that wrote a single thread under `threads` is named as if it used `steps`).
+ * that wrote a single thread under `threads` is named as if it used `steps`);
+ * in the `processes` form `processes[p].steps[i]` or
+ * `processes[p].threads[t].steps[i]`.
  *
  * @category formatting
  * @since 0.1.0
  */
-export const stepPath = (scenario: Scenario, thread: number, index: number): string =>
-  scenario.threads.length === 1 && thread === 0 ? `steps[${index}]` : `threads[${thread}].steps[${index}]`
+export const stepPath = (scenario: Scenario, thread: number, index: number): string => {
+  const t = scenario.threads[thread]
+  if (scenario.processes !== undefined && t?.process !== undefined) {
+    // kernel-semantics §11.17: the `processes` form names a step by its process
+    const p = scenario.processes.findIndex((x) => x.name === t.process)
+    const mine = scenario.threads.filter((x) => x.process === t.process)
+    return mine.length === 1 ? `processes[${p}].steps[${index}]` : `processes[${p}].threads[${mine.indexOf(t)}].steps[${index}]`
+  }
+  return scenario.threads.length === 1 && thread === 0 ? `steps[${index}]` : `threads[${thread}].steps[${index}]`
+}
