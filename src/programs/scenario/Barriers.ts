@@ -70,9 +70,9 @@ export const make = (env: Pick<RunEnv, "scenario" | "il" | "violations">): Effec
     }
     // the threads running now: those of the processes that start with the run (fork children's start later)
     const forked = new Set(env.scenario.threads.flatMap((t) => t.steps.flatMap((s) => (s.op === "fork" ? [s.as] : []))))
-    // (and one more per process but the first that starts with the run: its teardown, see `ScenarioRunner`)
+    // (and one for a process but the first with no threads: its teardown, see `Processes.ts`)
     let running = env.scenario.threads.filter((t) => t.process === undefined || !forked.has(t.process)).length +
-      (env.scenario.processes ?? []).slice(1).filter((p) => !forked.has(p.name)).length
+      (env.scenario.processes ?? []).slice(1).filter((p) => !forked.has(p.name) && !env.scenario.threads.some((t) => t.process === p.name)).length
     const waitingAt = new Map<string, string>()
     let deadlocked = false
     const deadlock = yield* Deferred.make<never, BarrierDeadlock>()

@@ -166,16 +166,23 @@ export const makeWorld = (deps: {
   const register = (p: ProcessEnv) =>
     Effect.andThen(Effect.sync(() => processes.set(p.name, p)), Deferred.succeed(born.get(p.name)!, p))
 
-  /** The threads of `p`, concurrently, each in its own VM's view; then the exit of every process but the first. */
+  /**
+   * The threads of `p`, concurrently, each in its own VM's view; then the exit
+   * of every process but the first. For the deadlock check the last thread of
+   * such a process stays a running party until its process has exited (a
+   * `wait` for it can still end); a process with no threads is one party.
+   */
   const lifecycle = (p: ProcessEnv): Effect.Effect<void> => {
     const spec = specOf(p.name)
+    let left = spec.threads.length
+    const ended = Effect.suspend(() => (--left > 0 || p.primary ? barriers.threadDone : Effect.void))
     const threads = Effect.forEach(spec.threads, (t) => {
       const vmName = shared.scenario.threads[t]!.vm
       const vm = p.vms.find((v) => v.name === vmName) ?? p.vms[0]!
-      return asActor(Effect.ensuring(runThread(viewOf({ ...shared, world }, p, vm), t), barriers.threadDone), `t${t}`)
+      return asActor(Effect.ensuring(runThread(viewOf({ ...shared, world }, p, vm), t), ended), `t${t}`)
     }, { concurrency: "unbounded", discard: true })
     if (p.primary) return threads
-    // kernel-semantics §11.17: a process's exit tears down only its own ranges (its teardown is one more party for the deadlock check)
+    // kernel-semantics §11.17: a process's exit tears down only its own ranges
     return Effect.andThen(threads, asActor(Effect.ensuring(exitProcess(p), barriers.threadDone), p.name))
   }
 
@@ -187,8 +194,8 @@ export const makeWorld = (deps: {
         const spec = specOf(child)
         const p = yield* processOver(spec, false, ctx, undefined, new Map(env.buffers), recipe, scope)
         yield* register(p)
-        yield* barriers.threadStarted // its teardown
-        for (const _ of spec.threads) yield* barriers.threadStarted
+        // its threads (or, with none, its teardown) are parties of the deadlock check from now on
+        for (let i = 0; i < Math.max(spec.threads.length, 1); i++) yield* barriers.threadStarted
         lifecycles.push(yield* Effect.forkIn(lifecycle(p), scope, { startImmediately: true }))
         if (shared.il.controlled) yield* shared.il.note(`${where} forked ${child}`)
       }),
