@@ -28,7 +28,7 @@ export const exactlyOneOfStepsThreads = (f: ScenarioFileType): true | PathIssue 
   if (given.length > 1) {
     return { path: [given[1]!], issue: `give either "steps" (one thread), "threads" or "processes", not ${given.map((g) => `"${g}"`).join(" and ")}` }
   }
-  if (given.length === 0) return { path: ["steps"], issue: `missing key: give "steps" (one thread), "threads" or "processes"` }
+  if (given.length === 0) return { path: ["steps"], issue: `missing key: give "steps" (one thread) or "threads" (or "processes")` }
   if (f.processes !== undefined && f.vms !== undefined) {
     return { path: ["vms"], issue: `with "processes", give each process its own "vms"` }
   }

@@ -83,7 +83,11 @@ export const specsOf = (scenario: Scenario): Array<ProcessSpec> => {
   return specs
 }
 
-/** What a run's processes need to build VMs: the GPU SVM config, the driver's options and the policy. */
+/**
+ * What a run's processes need to build VMs: the GPU SVM config, the driver's options and the policy.
+ *
+ * @category models
+ */
 export interface VmRecipe {
   readonly config: GpuSvmConfigInput
   readonly driver: DriverOptions
