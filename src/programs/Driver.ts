@@ -13,6 +13,7 @@
  *
  * @since 0.1.0
  */
+import * as BufferObjects from "./BufferObjects.ts"
 import { Context, Effect, type Fiber, Layer, Option } from "effect"
 import type { GpuFaultError, InvalidConfig } from "../domain/Errors.ts"
 import * as Config from "../domain/GpuSvmConfig.ts"
@@ -60,6 +61,8 @@ export interface DriverApi {
   readonly counters: Effect.Effect<DriverCounters>
   /** The resolved options. */
   readonly options: DriverState.ResolvedOptions
+  /** Buffer objects and GPU VM binds beside the CPU-address mirror (kernel-semantics §11.17, `BufferObjects.ts`). */
+  readonly bo: BufferObjects.BufferObjectsApi
 }
 
 /**
@@ -133,7 +136,8 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             gcWorker,
             prefetch: Prefetch.run(env, pagemaps[0]),
             counters: Effect.sync(() => structuredClone(st.counters)),
-            options: st.options
+            options: st.options,
+            bo: BufferObjects.make(st, svm, gpu, pagemaps[0])
           }
         })
         // fresh: a policy reads the machine's pagemaps when built, and a built-in policy layer is one
@@ -143,7 +147,8 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
       const core = GpuSvm.layer(decoded, Invalidation.callback(st, gpu))
       const locked = Layer.effect(
         GpuSvm,
-        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.withSvmLock(svm.fini) }))
+        // §11.17: the VM's buffer objects go first (unbound and freed), as xe_vm_close_and_put does
+        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.withSvmLock(Effect.andThen(BufferObjects.teardown(st), svm.fini)) }))
       ).pipe(Layer.provide(core))
       return driver.pipe(Layer.provideMerge(locked))
     }))
@@ -151,3 +156,4 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
 }
 
 type FaultEnv = FaultHandler.FaultEnv
+

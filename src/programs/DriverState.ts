@@ -6,6 +6,8 @@
  *
  * @since 0.1.0
  */
+import { VmBinds } from "../domain/VmBinds.ts"
+import type { DeviceBo, DevicePagemapApi } from "../services/DevicePagemap.ts"
 import { Interleaving, lockHooks } from "../services/Interleaving.ts"
 import { Effect, Latch, type Metric, Semaphore } from "effect"
 import type { Range } from "../domain/Range.ts"
@@ -180,6 +182,10 @@ export interface DriverState {
   readonly seen: Set<number>
   /** Device-private owner of the driver's own device memory (from the GpuSvm config). */
   readonly owner: string | undefined
+  /** The VM's BO bindings and mirror holes (kernel-semantics §11.17, `BufferObjects.ts`). */
+  readonly vmBinds: VmBinds
+  /** The VM's buffer objects by id (`BufferObjects.ts`). */
+  readonly bos: Map<number, { readonly bo: DeviceBo; readonly pagemap: DevicePagemapApi }>
 }
 
 /**
@@ -210,7 +216,9 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
       return Metrics.read(metrics)
     },
     seen: new Set(),
-    owner
+    owner,
+    vmBinds: new VmBinds(),
+    bos: new Map()
   }
   })
 

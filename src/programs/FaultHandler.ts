@@ -29,8 +29,9 @@
  *
  * @since 0.1.0
  */
+import * as BufferObjects from "./BufferObjects.ts"
 import { Effect, Option, Result } from "effect"
-import { AccessDenied, Again, GpuFaultError, type GpuFaultCause, PermissionDenied } from "../domain/Errors.ts"
+import { AccessDenied, Again, BadAddress, GpuFaultError, type GpuFaultCause, PermissionDenied } from "../domain/Errors.ts"
 import type { Range } from "../domain/Range.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
@@ -144,6 +145,15 @@ const doubled = (ms: number): number => (ms === 0 ? 1 : ms * 2)
 const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
   const { st, svm, policy } = env
   const o = st.options
+  // kernel-semantics §11.17: a BO-bound window is the BO's GPU VMA (rebind it, never an SVM range);
+  // where the CPU-address mirror is unbound there is no GPU VMA at all
+  if (!st.vmBinds.plain) {
+    const where = BufferObjects.classify(st, fault.addr)
+    if (where === "bo") return yield* BufferObjects.rebindAt(st, env.gpu, fault.addr)
+    if (where === "unmirrored") {
+      return yield* giveUp(fault, "no GPU VMA: the CPU-address mirror is unbound here", 0, new BadAddress({ reason: "no GPU VMA at the address (mirror unbound)", addr: fault.addr }))
+    }
+  }
   // §11.3: `ctx.read_only` is the GPU mirror's, not the CPU VMA's. With the
   // default writable mirror it is false and find_or_insert refuses (EPERM) any
   // fault in a CPU VMA without write permission; `readOnlyMirror` faults reads

@@ -41,6 +41,7 @@ import type { PolicyName } from "./MigrationPolicy.ts"
 import { stepSpan } from "./Spans.ts"
 import * as AccessSteps from "./scenario/AccessSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
+import * as BoSteps from "./scenario/BoSteps.ts"
 import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
@@ -183,6 +184,13 @@ const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
         return Expectations.expectError(env, step, where, run)
       case "barrier":
         return barriers.arrive(step.name, where)
+      case "bo-create":
+      case "bo-bind":
+      case "bo-unbind":
+      case "bo-destroy":
+      case "vm-unbind":
+      case "vm-bind":
+        return BoSteps.run(env, step, where)
       case "fork":
         return env.world.fork(env, step.as, where)
       case "wait":

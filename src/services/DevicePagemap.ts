@@ -53,6 +53,20 @@ export interface PagemapTraffic {
 }
 
 /**
+ * The device memory of one buffer object (Xe `xe_bo_create` with a VRAM
+ * placement; kernel-semantics §11.17, IGT `bo-unmap`, `evict-malloc-mix-bo`):
+ * its size and its device addresses, one per buddy block, in order (what
+ * `Gpu.bind` takes).
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export interface DeviceBo {
+  readonly bytes: number
+  readonly addrs: ReadonlyArray<DeviceAddress>
+}
+
+/**
  * The operations of one device memory region.
  *
  * @category models
@@ -110,6 +124,19 @@ export interface DevicePagemapApi {
   readonly readDevice: (devAddr: number, length: number) => Effect.Effect<Uint8Array, BadAddress>
   /** Writes device memory directly (the GPU's path to VRAM); same rules as `readDevice`. */
   readonly writeDevice: (devAddr: number, bytes: Uint8Array) => Effect.Effect<void, BadAddress>
+  /**
+   * A buffer object's memory: `bytes` (a positive multiple of 4 KiB) of this
+   * pagemap's device memory, zero-filled and pinned until `freeBo` — SVM
+   * allocations are evicted (least recently used first) to make room, as TTM
+   * evicts for a new BO; a BO itself is never evicted here (a documented
+   * simplification: Xe may move an unpinned BO to system memory). Errors: not
+   * enough device memory even after evicting every SVM allocation →
+   * `OutOfMemory`; a bad size → `BadAddress`; a machine without BOs in device
+   * memory (the native one) → `OutOfMemory` saying so.
+   */
+  readonly allocateBo: (bytes: number) => Effect.Effect<DeviceBo, OutOfMemory | BadAddress>
+  /** Gives a buffer object's memory back (idempotent; an unknown BO is ignored). */
+  readonly freeBo: (bo: DeviceBo) => Effect.Effect<void>
 }
 
 /**

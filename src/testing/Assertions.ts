@@ -160,6 +160,7 @@ export const assertNoLeaks: Effect.Effect<void, LeakDetected, Cpu | Gpu | GpuSvm
       pagemaps,
       vms: [{ name: "v0", gpu: yield* Gpu, svm: yield* GpuSvm, driver: yield* Driver }],
       buffers: new Map(),
+      bos: new Map(),
       exited: false,
       done: yield* Deferred.make<void>()
     }

@@ -72,6 +72,13 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "bo-create", as: "o", length: "64K" },
+        { op: "mmap", as: "m", length: "64K" },
+        { op: "bo-bind", bo: "o", buf: "m" },
+        { op: "bo-unbind", bo: "o" },
+        { op: "bo-destroy", bo: "o" },
+        { op: "vm-unbind", buf: "m" },
+        { op: "vm-bind" },
         { op: "fork", as: "c" },
         { op: "wait", process: "c" },
         { op: "exit" }

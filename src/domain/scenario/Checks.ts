@@ -88,7 +88,15 @@ export const processIssues = (f: ScenarioFileType): Array<PathIssue> => {
   const known = new Set<string>(listed)
   for (const p of procs) for (const t of p.threads) for (const s of t.steps) if (s.op === "fork") known.add(s.as)
   for (const p of procs) {
+    // kernel-semantics §11.17: buffer objects are named per process by bo-create
+    const bos = new Set(p.threads.flatMap((t) => t.steps.flatMap((s) => (s.op === "bo-create" ? [s.as] : []))))
     for (const t of p.threads) {
+      t.steps.forEach((s, i) => {
+        const inner = s.op === "expect-error" ? s.step : s
+        if ("bo" in inner && !bos.has(inner.bo)) {
+          issues.push({ path: [...t.at, "steps", i, ...(s.op === "expect-error" ? ["step"] : []), "bo"], issue: `unknown buffer object ${JSON.stringify(inner.bo)}: no bo-create in process ${JSON.stringify(p.name)} creates it with "as"` })
+        }
+      })
       if (t.vm !== undefined && !p.vms.includes(t.vm)) {
         issues.push({ path: [...t.at, "vm"], issue: `unknown VM ${JSON.stringify(t.vm)} of process ${JSON.stringify(p.name)} (its VMs: ${p.vms.join(", ")})` })
       }

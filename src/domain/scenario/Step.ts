@@ -7,12 +7,13 @@
  */
 import { Schema } from "effect"
 import { accessSteps } from "./steps/Access.ts"
+import { boSteps } from "./steps/Bo.ts"
 import { controlSteps } from "./steps/Control.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps, ...boSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -103,6 +104,8 @@ export type ExpectMetricsStep = StepOf<"expect-metrics">
 export type BarrierStep = StepOf<"barrier">
 /** @category models @since 0.4.0 */
 export type ForkStep = StepOf<"fork">
+/** @category models @since 0.4.0 */
+export type BoStep = StepOf<"bo-create" | "bo-bind" | "bo-unbind" | "bo-destroy" | "vm-unbind" | "vm-bind">
 /** @category models @since 0.4.0 */
 export type WaitStep = StepOf<"wait">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */

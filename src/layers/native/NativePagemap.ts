@@ -314,6 +314,9 @@ export const makePagemap = (st: NativeState): NativePagemap => {
         const r = writeSync(devAddr, bytes)
         return r === undefined ? Effect.void : Effect.fail(new BadAddress({ reason: r, addr: devAddr }))
       }),
+    // §11.17: buffer objects are simulated only for now (the native pagemap's device memory backs SVM ranges alone)
+    allocateBo: (bytes) => Effect.fail(new OutOfMemory({ reason: `buffer objects (${bytes} bytes) are simulated only: the native pagemap has no BO allocator` })),
+    freeBo: () => Effect.void,
     readSync,
     writeSync,
     resolveFault

@@ -80,13 +80,13 @@
 import { Clock, Effect } from "effect"
 import { PAGE_SIZE, isAddress } from "../../domain/Address.ts"
 import type { DeviceAddress, DmaDirection } from "../../domain/DeviceAddress.ts"
-import { BadAddress } from "../../domain/Errors.ts"
+import { BadAddress, OutOfMemory } from "../../domain/Errors.ts"
 import type { DevicePage } from "../../domain/PageRef.ts"
-import type { DevicePagemapApi, PopulateOptions } from "../../services/DevicePagemap.ts"
+import type { DeviceBo, DevicePagemapApi, PopulateOptions } from "../../services/DevicePagemap.ts"
 import type { DeviceMapper } from "../../services/Pagemaps.ts"
 import type { MachineState, SimulatedOptions } from "./MachineState.ts"
 import { makeMigrationEngine, populateBad, populateOom } from "./Migrate.ts"
-import { DPA_SLOT, MAX_VRAM_BYTES, Vram, type VramConfig } from "./Vram.ts"
+import { type DevAllocation, DPA_SLOT, MAX_VRAM_BYTES, Vram, type VramConfig } from "./Vram.ts"
 
 const DIRS: ReadonlyArray<DmaDirection> = ["bidirectional", "to-device", "from-device"]
 
@@ -265,7 +265,41 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
         return Effect.void
       })
 
+    /** Buffer objects in device memory (kernel-semantics §11.17): pinned allocations, SVM evicted to make room. */
+    const bos = new Map<DeviceBo, DevAllocation>()
+    const allocateBo = (bytes: number): Effect.Effect<DeviceBo, OutOfMemory | BadAddress> =>
+      Effect.flatMap(point, () =>
+        lock.withWrite(Effect.gen(function*() {
+          if (!Number.isSafeInteger(bytes) || bytes <= 0 || bytes % PAGE_SIZE !== 0) {
+            return yield* new BadAddress({ reason: `bo_create: size ${bytes} is not a positive multiple of 4 KiB` })
+          }
+          if (vram.buddy === undefined || bytes > vram.totalBytes) {
+            return yield* new OutOfMemory({ reason: `bo_create: ${bytes} bytes do not fit in ${vram.totalBytes} bytes of device memory` })
+          }
+          for (const a of vram.lru()) {
+            if (vram.freeBytes >= bytes) break
+            if (!a.freed) yield* engine.evictAllocation(vram, a)
+          }
+          const a = vram.freeBytes >= bytes ? vram.allocate(bytes / PAGE_SIZE, 0, undefined, true) : undefined
+          if (a === undefined) return yield* new OutOfMemory({ reason: `bo_create: no room for ${bytes} bytes even after evicting every SVM allocation` })
+          const bo: DeviceBo = {
+            bytes,
+            addrs: a.blocks.map((b) => ({ addr: vram.dpaBase + b.offset, proto: vram.proto, order: Math.log2(b.size / PAGE_SIZE), dir: "bidirectional" as const }))
+          }
+          bos.set(bo, a)
+          return bo
+        })))
+    const freeBo = (bo: DeviceBo): Effect.Effect<void> =>
+      Effect.sync(() => {
+        const a = bos.get(bo)
+        if (a === undefined) return
+        bos.delete(bo)
+        vram.release(a)
+      })
+
     return {
+      allocateBo,
+      freeBo,
       id: vram.id,
       owner: vram.owner,
       proto: vram.proto,

@@ -76,6 +76,12 @@ export interface DevAllocation {
    * populate may evict it, through its owner's address space).
    */
   readonly mm: object | undefined
+  /**
+   * A buffer object's memory (Xe `xe_bo_create` in VRAM, kernel-semantics §11.17 / IGT
+   * `evict-malloc-mix-bo`): pinned — never an eviction candidate, never in `lru()` —
+   * until `releaseBo`; its pages are in use for device accesses without CPU entries.
+   */
+  readonly pinned: boolean
 }
 
 /**
@@ -139,6 +145,8 @@ export class Vram {
   readonly bytes = new Map<number, Uint8Array>()
   /** Device pages in use, by device pfn. */
   readonly pages = new Map<number, DevPage>()
+  /** Device pages of buffer objects (pinned allocations): in use, with no CPU entry (kernel-semantics §11.17). */
+  readonly boPages = new Set<number>()
   /** Live allocations by id. */
   readonly allocations = new Map<number, DevAllocation>()
   /** Live `device_map` mappings: device address → order → count. */
@@ -197,7 +205,7 @@ export class Vram {
    * `drm_buddy_alloc_blocks` for `npages` pages as a new allocation (pages not
    * yet in use); `undefined` when fewer bytes are free. All-or-nothing.
    */
-  allocate(npages: number, expiresAt: number, mm?: object): DevAllocation | undefined {
+  allocate(npages: number, expiresAt: number, mm?: object, pinned = false): DevAllocation | undefined {
     if (this.buddy === undefined || npages <= 0) return undefined
     const blocks = this.buddy.allocPages(npages * PAGE_SIZE)
     if (blocks === undefined) return undefined
@@ -215,9 +223,11 @@ export class Vram {
       expiresAt,
       lastUse: this.stamp(),
       freed: false,
-      mm
+      mm,
+      pinned
     }
     this.allocations.set(a.id, a)
+    if (pinned) for (const pfn of pfns) this.boPages.add(pfn)
     return a
   }
 
@@ -226,6 +236,16 @@ export class Vram {
     if (a.freed) return
     a.freed = true
     this.allocations.delete(a.id)
+    if (a.pinned) {
+      for (const pfn of a.pfns) {
+        this.boPages.delete(pfn)
+        const b = this.bytes.get(pfn)
+        if (b !== undefined) {
+          this.bytes.delete(pfn)
+          this.store.give(b)
+        }
+      }
+    }
     for (const pfn of a.pfns) {
       if (this.pages.get(pfn)?.alloc === a) this.dropPage(pfn)
     }
@@ -300,7 +320,7 @@ export class Vram {
     const first = Math.floor(dpa / PAGE_SIZE)
     const last = Math.floor((dpa + Math.max(length, 1) - 1) / PAGE_SIZE)
     for (let pfn = first; pfn <= last; pfn++) {
-      if (!this.pages.has(pfn)) {
+      if (!this.pages.has(pfn) && !this.boPages.has(pfn)) {
         return this.stale(
           this.ownsAddress(pfn * PAGE_SIZE)
             ? `${what}: device page ${pfn} of pagemap "${this.id}" is not in use (freed)`
@@ -355,7 +375,7 @@ export class Vram {
 
   /** Allocations by ascending last use (the eviction order). */
   lru(): Array<DevAllocation> {
-    return [...this.allocations.values()].sort((a, b) => a.lastUse - b.lastUse)
+    return [...this.allocations.values()].filter((a) => !a.pinned).sort((a, b) => a.lastUse - b.lastUse)
   }
 }
 

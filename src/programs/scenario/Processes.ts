@@ -138,6 +138,7 @@ export const processOver = (
       pagemaps: Context.get(ctx, DevicePagemaps).all,
       vms,
       buffers,
+      bos: new Map(),
       exited: false,
       done: yield* Deferred.make<void>()
     }

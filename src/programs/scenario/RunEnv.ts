@@ -78,6 +78,8 @@ export interface ProcessEnv {
   readonly pagemaps: ReadonlyArray<DevicePagemapApi>
   readonly vms: ReadonlyArray<VmEnv>
   readonly buffers: Map<string, Buffer>
+  /** Buffer objects by name (`bo-create … as`), each with the VM that created it (kernel-semantics §11.17). */
+  readonly bos: Map<string, { readonly vm: string; readonly id: number }>
   /** Set once the process exited and every GPU SVM of it was torn down. */
   exited: boolean
   /** Completes when the process has exited (`wait` joins it). */
