@@ -44,6 +44,7 @@ import * as Barriers from "./scenario/Barriers.ts"
 import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
+import * as KernelSteps from "./scenario/KernelSteps.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
 import type { RunEnv } from "./scenario/RunEnv.ts"
 import type { StepError } from "./scenario/StepError.ts"
@@ -173,6 +174,12 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
       case "prefetch":
       case "evict-all":
         return AccessSteps.run(env, step, where)
+      case "kernel-reclaim":
+      case "kernel-compact":
+      case "kernel-collapse":
+      case "kernel-ksm-merge":
+      case "kernel-split-thp":
+        return KernelSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":
@@ -245,7 +252,8 @@ export const run = (scenario: Scenario, factory: StackFactory, options: RunOptio
         buffers: new Map(),
         failures,
         violations,
-        exited: false
+        exited: false,
+        skipped: undefined
       }
       const barriers = yield* Barriers.make(env)
       const step = exec(env, barriers)
@@ -256,7 +264,16 @@ export const run = (scenario: Scenario, factory: StackFactory, options: RunOptio
       const budget: Budget.WorkBudget = { ...Budget.DEFAULT_BUDGET, ...(options.timeoutMs === undefined ? {} : { ms: options.timeoutMs }), ...options.budget }
       const meter = Budget.meter(env, budget, now, started)
       const thread = (steps: ReadonlyArray<Step>, t: number) => Effect.ensuring(threadSteps(env, step, meter, steps, t), barriers.threadDone)
-      const threads = Effect.forEach(scenario.threads, (t, i) => asActor(thread(t.steps, i), `t${i}`), { concurrency: "unbounded", discard: true })
+      const workers = Effect.forEach(scenario.threads, (t, i) => asActor(thread(t.steps, i), `t${i}`), { concurrency: "unbounded", discard: true })
+      // kernel-semantics §11.17: `machine.kernel` runs the kernel actor next to the threads until they finish
+      const kernel = scenario.machine?.kernel
+      let threadsDone = false
+      const threads = kernel === undefined ? workers : Effect.asVoid(Effect.all([
+        Effect.ensuring(workers, Effect.sync(() => {
+          threadsDone = true
+        })),
+        KernelSteps.daemon(env, kernel, requestOf(scenario, options).seed ?? 0, () => threadsDone)
+      ], { concurrency: "unbounded" }))
       // the wall-clock guard for a step that itself never ends (under the
       // explorer the scheduler's step bound does this)
       const finished = il.controlled ? yield* Effect.asSome(threads) : yield* threads.pipe(Effect.timeoutOption(budget.ms))

@@ -162,7 +162,8 @@ export const assertNoLeaks: Effect.Effect<void, LeakDetected, Cpu | Gpu | GpuSvm
       buffers: new Map(),
       failures: [],
       violations: [],
-      exited: false
+      exited: false,
+      skipped: undefined
     })
     const leaks = result.violations.filter((v) => LEAKS.has(v.invariant))
     if (leaks.length > 0) return yield* new LeakDetected({ leaks })

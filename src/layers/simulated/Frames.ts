@@ -59,6 +59,8 @@ export interface Frame {
   cacheRef: boolean
   /** Source of unwritten bytes (page-cache frames of a file). */
   readonly fill: FileFill | undefined
+  /** A KSM stable page (`folio_test_ksm`, kernel-semantics §11.17): never reused by a write fault, always copied. */
+  ksm?: boolean
 }
 
 /**

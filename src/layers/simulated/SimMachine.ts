@@ -1,22 +1,28 @@
 /**
  * The simulated `Machine` service: violations, fault injection and counters of
  * the shared machine state. No locking needed (each call is one synchronous
- * step); no errors.
+ * step); no errors but `kernelMove`'s `InvalidArgument` (`KernelMoves.ts`, kernel-semantics §11.17).
  *
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { Machine, type Injection } from "../../services/Machine.ts"
+import { Machine, type Injection, type KernelMoveKind } from "../../services/Machine.ts"
 import type { MachineState } from "./MachineState.ts"
+import { kernelMove } from "./KernelMoves.ts"
+import { afterPoint } from "./SeededYields.ts"
 
 /**
  * Builds the `Machine` service of machine `st`.
  *
  * @category functions
  */
-export const makeMachineService = (st: MachineState): Machine["Service"] =>
-  Machine.of({
+export const makeMachineService = (st: MachineState): Machine["Service"] => {
+  // a kernel page move is a service call like any other: a yield point first (kernel-semantics §11.17)
+  const point = st.schedule.at("kernel move")
+  return Machine.of({
     violations: Effect.sync(() => [...st.violations]),
     inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
-    stats: Effect.sync(() => st.stats())
+    stats: Effect.sync(() => st.stats()),
+    kernelMove: (kind: KernelMoveKind, start: number, end: number) => afterPoint(point, () => kernelMove(st, kind, start, end))
   })
+}

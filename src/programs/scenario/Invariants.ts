@@ -119,6 +119,7 @@ export const finish = (env: RunEnv): Effect.Effect<ScenarioResult, never, Mm> =>
       metrics,
       ranges: ranges.map((r) => ({ start: r.start, end: r.end, flags: { ...r.flags } })),
       notifiers: notifiers.map((n) => ({ start: n.start, end: n.end })),
-      durationMs: 0
+      durationMs: 0,
+      ...(env.skipped === undefined ? {} : { skipped: env.skipped })
     } satisfies ScenarioResult
   })

@@ -66,6 +66,8 @@ export interface RunEnv {
   readonly violations: Array<ResultViolation>
   /** Set by the `exit` step (the process exited and GPU SVM was torn down). */
   exited: boolean
+  /** Why the run is skipped, if it is: the machine cannot move pages on demand (`KernelSteps.ts`, kernel-semantics §11.17). */
+  skipped: string | undefined
 }
 
 /**
