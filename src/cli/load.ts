@@ -189,7 +189,8 @@ export const hugePagesFree = (): number => {
 /**
  * Why the native machine cannot express `scenario`, or `undefined`: a file
  * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
- * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
+ * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17), kernel page
+ * moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
  *
  * @category cli
@@ -201,6 +202,8 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
     return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
   }
+  // kernel-semantics §11.17: the host kernel moves pages when it likes, not on demand
+  if (scenario.machine?.kernel !== undefined || steps.some((s) => s.op.startsWith("kernel-"))) return "kernel page moves are simulated-only"
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {
     const free = freeHugePages()
