@@ -82,7 +82,13 @@ describe("§11.17 kernel page moves in scenarios", () => {
     Effect.gen(function*() {
       const s = decode({
         name: "k",
-        steps: [{ op: "mmap", as: "a", length: "8K" }, { op: "cpu-write", buf: "a", pattern: 1 }, { op: "kernel-reclaim", buf: "a" }, { op: "cpu-read", buf: "a", expect: 1 }]
+        steps: [
+          { op: "mmap", as: "a", length: "8K" },
+          { op: "cpu-write", buf: "a", pattern: 1 },
+          { op: "kernel-reclaim", buf: "a" },
+          { op: "expect-metrics", invalidations: { clear: { min: 1 } } }, // not run once skipped
+          { op: "cpu-read", buf: "a", expect: 1 }
+        ]
       })
       const unsupported: Runner.StackFactory = (req) =>
         Layer.effect(Machine, Effect.map(Machine, (m) => ({ ...m, kernelMove: () => Effect.succeed({ _tag: "Unsupported" as const, reason: "no" }) }))).pipe(
