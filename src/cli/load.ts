@@ -191,6 +191,7 @@ export const hugePagesFree = (): number => {
  * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
  * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
  * fork or several processes (one helper process per machine, §11.17),
+ * kernel page moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
  *
  * @category cli
@@ -205,6 +206,8 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   if (steps.some((s) => s.op === "fork") || (scenario.processes?.length ?? 1) > 1) {
     return "fork and several processes are simulated only (the native machine is one helper process; kernel-semantics §11.17)"
   }
+  // kernel-semantics §11.17: the host kernel moves pages when it likes, not on demand
+  if (scenario.machine?.kernel !== undefined || steps.some((s) => s.op.startsWith("kernel-"))) return "kernel page moves are simulated-only"
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {
     const free = freeHugePages()

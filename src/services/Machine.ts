@@ -72,6 +72,38 @@ export interface MachineStats {
 }
 
 /**
+ * The kinds of kernel-initiated page move (kernel-semantics §11.17): `reclaim` (anonymous pages
+ * swapped out, `shrink_folio_list` → `try_to_unmap`), `compact` (compaction / NUMA migration,
+ * `migrate_pages` → `try_to_migrate`), `collapse` (khugepaged, `collapse_huge_page`), `ksm-merge`
+ * (ksmd, `try_to_merge_one_page`), `split-thp` (`split_huge_pmd`).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export type KernelMoveKind = "reclaim" | "compact" | "collapse" | "ksm-merge" | "split-thp"
+
+/**
+ * Every {@link KernelMoveKind}, in the order of kernel-semantics §11.17.
+ *
+ * @category constants
+ * @since 0.3.0
+ */
+export const KERNEL_MOVE_KINDS: ReadonlyArray<KernelMoveKind> = ["reclaim", "compact", "collapse", "ksm-merge", "split-thp"]
+
+/**
+ * What a kernel page move did: `Moved` (how many 4 KiB pages changed and how many CLEAR
+ * invalidations it raised; 0 and 0 when nothing in the window was eligible), or `Unsupported` —
+ * the machine cannot make its kernel move pages on demand (the native machine: kernel page moves
+ * are simulated-only).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export type KernelMoveOutcome =
+  | { readonly _tag: "Moved"; readonly kind: KernelMoveKind; readonly pages: number; readonly events: number }
+  | { readonly _tag: "Unsupported"; readonly reason: string }
+
+/**
  * The machine itself.
  *
  * @category services
@@ -94,6 +126,14 @@ export class Machine extends Context.Service<Machine, {
    * processes (the native one) → `InvalidArgument`.
    */
   readonly spawn: Effect.Effect<Context.Context<MachineServices>, InvalidArgument>
+  /**
+   * Makes the kernel move the pages of `[start, end)` on its own (kernel-semantics §11.17; see
+   * {@link KernelMoveKind}): every move raises CLEAR over what it changes before it changes it;
+   * holes and ineligible pages (device-private, shared, file-backed, the zero page) are skipped.
+   * Errors: `InvalidArgument` for a window that is not page aligned or empty. An exited process
+   * moves nothing. The native machine answers `Unsupported`.
+   */
+  readonly kernelMove: (kind: KernelMoveKind, start: number, end: number) => Effect.Effect<KernelMoveOutcome, InvalidArgument>
 }>()("gpusvm/Machine") {}
 
 /**

@@ -166,6 +166,7 @@ export const assertNoLeaks: Effect.Effect<void, LeakDetected, Cpu | Gpu | GpuSvm
     }
     const world: RunWorld = {
       processes: new Map([[process.name, process]]),
+      skip: { reason: undefined },
       fork: () => Effect.die("assertNoLeaks runs no steps"),
       wait: () => Effect.die("assertNoLeaks runs no steps")
     }

@@ -72,6 +72,12 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        // kernel-semantics §11.17: the kernel page-move steps
+        { op: "kernel-reclaim", buf: "l", offset: "4K", length: "4K" },
+        { op: "kernel-compact", buf: "l" },
+        { op: "kernel-collapse", buf: "l" },
+        { op: "kernel-ksm-merge", buf: "l" },
+        { op: "kernel-split-thp", buf: "l" },
         { op: "bo-create", as: "o", length: "64K" },
         { op: "mmap", as: "m", length: "64K" },
         { op: "bo-bind", bo: "o", buf: "m" },

@@ -11,12 +11,14 @@ import * as GpuSvmConfig from "../GpuSvmConfig.ts"
 import { NonNegativeIntLike, NotifierSize, PageMultiple, PositiveIntLike } from "./Numbers.ts"
 import { ProcessName, VmName } from "./steps/Fields.ts"
 import { Step } from "./Step.ts"
+import { KernelBlock } from "./steps/Kernel.ts"
 
 const optional = Schema.optionalKey
 
 /**
  * Schema of the `machine` block: VRAM per pagemap (a page multiple; 0 = no device memory), the
- * seed of the thread interleaving, and fault-injection counts.
+ * seed of the thread interleaving, fault-injection counts, and the kernel actor's page-move rates
+ * (`kernel`, kernel-semantics §11.17).
  *
  * @category schemas
  * @since 0.1.0
@@ -36,7 +38,9 @@ export const MachineBlock = Schema.Struct({
     seqRace: optional(NonNegativeIntLike),
     /** kernel-semantics §11.16: the next N pfn-array allocations of `drm_gpusvm_range_evict` fail (ENOMEM). */
     evictPfnAllocFail: optional(NonNegativeIntLike)
-  }))
+  })),
+  /** kernel-semantics §11.17: the kernel actor's page-move rates (simulated only). */
+  kernel: optional(KernelBlock)
 })
 /** @category models @since 0.1.0 */
 export type MachineBlock = typeof MachineBlock.Type

@@ -10,7 +10,7 @@
  *
  * @since 0.1.0
  */
-import { ADDRESS_LIMIT, HUGE_PAGE_SIZE } from "../Address.ts"
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE } from "../Address.ts"
 import * as GpuSvmConfig from "../GpuSvmConfig.ts"
 import type { ScenarioFileType } from "./Blocks.ts"
 import { formatPath, type PathIssue } from "./Issues.ts"
@@ -465,3 +465,21 @@ export const memoryIssues = (f: ScenarioFileType): Array<PathIssue> => {
   }
   return issues
 }
+
+/**
+ * A kernel page-move step (`kernel-reclaim` … `kernel-split-thp`, kernel-semantics §11.17) acts on
+ * whole pages: its `offset` must be page aligned (its `length` is a page multiple by its Schema).
+ *
+ * @category checks
+ * @since 0.3.0
+ */
+export const kernelStepIssues = (f: ScenarioFileType): Array<PathIssue> =>
+  threadsOf(f).flatMap(({ steps, at }) =>
+    steps.flatMap((s0, i): Array<PathIssue> => {
+      const s = s0.op === "expect-error" ? s0.step : s0
+      const inner = s0.op === "expect-error" ? ["step"] : []
+      return s.op.startsWith("kernel-") && "offset" in s && s.offset !== undefined && s.offset % PAGE_SIZE !== 0
+        ? [{ path: [...at, i, ...inner, "offset"], issue: `a kernel page move acts on whole pages: offset must be a multiple of 4 KiB, got ${formatHex(s.offset)}` }]
+        : []
+    })
+  )

@@ -11,9 +11,10 @@ import { boSteps } from "./steps/Bo.ts"
 import { controlSteps } from "./steps/Control.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
+import { kernelSteps } from "./steps/Kernel.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps, ...boSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -94,6 +95,8 @@ export type GpuAtomicIncStep = StepOf<"gpu-atomic-inc">
 export type GpuFaultStep = StepOf<"gpu-fault">
 /** @category models @since 0.1.0 */
 export type PrefetchStep = StepOf<"prefetch">
+/** The kernel page-move steps (kernel-semantics §11.17). @category models @since 0.3.0 */
+export type KernelStep = StepOf<"kernel-reclaim" | "kernel-compact" | "kernel-collapse" | "kernel-ksm-merge" | "kernel-split-thp">
 /** @category models @since 0.1.0 */
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */

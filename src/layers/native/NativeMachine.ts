@@ -55,8 +55,17 @@ export const makeMachineService = (st: NativeState): Machine["Service"] =>
     inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
     stats: Effect.sync(() => st.stats()),
     // §11.17: one helper process per machine; several processes are simulated-only for now
-    spawn: Effect.fail(new InvalidArgument({ reason: "spawn: not supported on the native machine (one helper process per machine)" }))
+    spawn: Effect.fail(new InvalidArgument({ reason: "spawn: not supported on the native machine (one helper process per machine)" })),
+    // kernel-semantics §11.17: the host kernel moves pages when it likes; nothing asks it to on demand
+    kernelMove: () => Effect.succeed({ _tag: "Unsupported", reason: KERNEL_MOVES_SIMULATED_ONLY } as const)
   })
+
+/**
+ * Why the native machine answers `Unsupported` to `Machine.kernelMove` (kernel-semantics §11.17).
+ *
+ * @category constants
+ */
+export const KERNEL_MOVES_SIMULATED_ONLY = "kernel page moves are simulated-only"
 
 /**
  * Builds the `NativeMachine` service of machine `st`.

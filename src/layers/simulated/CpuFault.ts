@@ -46,7 +46,9 @@ export const needsCopy = (st: MachineState, vma: VmaRec, pte: SystemPte): boolea
   if (pte.pfn === ZERO_PFN) return true
   const f = st.frames.frameOf(pte.pfn)
   if (f === undefined || f.cacheRef) return true
-  // kernel-semantics §11.17: a frame fork shares with another address space (or KSM merged) is copied
+  // kernel-semantics §11.17: a KSM page is never reused (wp_can_reuse_anon_folio: folio_test_ksm → copy);
+  // a frame fork shares with another address space is copied
+  if (f.ksm === true) return true
   return f.order === 0 ? f.mapcount > 1 : f.forked === true
 }
 
@@ -81,7 +83,7 @@ const thpEligible = (st: MachineState, vma: VmaRec, vpn: number): boolean => {
   const head = vpn - (vpn % HUGE_PAGES)
   const start = head * PAGE_SIZE
   if (start < vma.start || start + HUGE_PAGE_SIZE > vma.end) return false
-  for (let v = head; v < head + HUGE_PAGES; v++) if (st.pt.get(v) !== undefined) return false
+  for (let v = head; v < head + HUGE_PAGES; v++) if (st.pt.get(v) !== undefined || st.swap.has(v)) return false
   return true
 }
 
@@ -126,6 +128,8 @@ export const faultPage = (st: MachineState, vma: VmaRec, vpn: number, write: boo
     return pte
   }
   const w = vma.prot.write
+  // kernel-semantics §11.17: a swap entry left by reclaim (`KernelMoves.ts`) swaps in (`do_swap_page`)
+  if (st.swap.size > 0 && st.swap.has(vpn)) return swapIn(st, vma, vpn)
   if (vma.kind === "hugetlb") {
     const head = vpn - (vpn % HUGE_PAGES)
     if (vma.shared) {
@@ -168,6 +172,19 @@ export const faultPage = (st: MachineState, vma: VmaRec, vpn: number, write: boo
     return e
   }
   return mapFresh(st, vpn, true)
+}
+
+/**
+ * `do_swap_page` for an anonymous swap entry: a NEW order-0 frame with the saved bytes, writable
+ * iff the VMA is (the folio is exclusive: 6.x maps it writable on read faults too, `pte_mkwrite`
+ * under `VM_WRITE`). No MMU notifier event (the entry was not present).
+ */
+const swapIn = (st: MachineState, vma: VmaRec, vpn: number): SystemPte => {
+  const saved = st.swap.get(vpn)
+  st.swap.delete(vpn)
+  const e = mapFresh(st, vpn, vma.prot.write)
+  if (saved !== undefined) st.frames.write(e.pfn, 0, saved, 0, PAGE_SIZE)
+  return e
 }
 
 /** `do_wp_page`: reuse the frame (make the entry, or the whole intact 2 MiB block, writable) or copy it. */
@@ -242,6 +259,8 @@ export const zapRange = (st: MachineState, start: number, end: number): void => 
     }
   })
   for (const v of doomed) st.pt.delete(v)
+  // swap entries of the window go too (free_swap_and_cache), kernel-semantics §11.17
+  if (st.swap.size > 0) for (const v of [...st.swap.keys()]) if (v >= vpnOf(start) && v < vpnOf(end)) st.swap.delete(v)
 }
 
 /**

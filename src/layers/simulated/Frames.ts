@@ -66,6 +66,8 @@ export interface Frame {
    * prove exclusive).
    */
   forked?: boolean
+  /** A KSM stable page (`folio_test_ksm`, kernel-semantics §11.17): never reused by a write fault, always copied. */
+  ksm?: boolean
 }
 
 /**

@@ -162,6 +162,16 @@ export class MachineState {
   readonly hooks: MachineHooks = { cpuTouchedDevicePage: undefined }
   /** Is THP enabled for private anonymous memory? */
   readonly thp: boolean
+  /**
+   * Swap entries of reclaimed anonymous pages (kernel-semantics §11.17, `KernelMoves.ts`): by
+   * virtual page number, the page's saved bytes (`undefined`: it read as zeros). A vpn here has no
+   * page-table entry; a fault on it swaps in (`do_swap_page`, `CpuFault.faultPage`).
+   */
+  readonly swap = new Map<number, Uint8Array | undefined>()
+  /** Kernel-initiated page moves done so far (`KernelMoves.ts`), by kind: pages moved. */
+  readonly kernelMoves: Record<string, number> = {}
+  /** `mmu_interval_read_retry` checks that found the sequence moved (`SimMmuNotifier.ts`). */
+  readRetriesMoved = 0
 
   /** The run's yield-point source (`Interleaving`), read when the machine was built. */
   readonly interleaving: InterleavingApi

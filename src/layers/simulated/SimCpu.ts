@@ -44,6 +44,7 @@ import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
 import { cowExtent, faultPage, migrateToRam, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
+import { moveSwap, splitStraddling } from "./KernelMoves.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
@@ -83,7 +84,8 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       if (hit.length === 0) return Effect.void
       const s = Math.max(start, hit[0]!.start)
       const e = Math.min(end, hit[hit.length - 1]!.end)
-      return notifiers.invalidate(s, e, "unmap", Effect.sync(() => unmapRange(st, start, end)))
+      // kernel-semantics §11.17: a THP the edges cut is split first (CLEAR over its 2 MiB)
+      return Effect.andThen(splitStraddling(st, start, end), notifiers.invalidate(s, e, "unmap", Effect.sync(() => unmapRange(st, start, end))))
     })
 
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
@@ -168,6 +170,8 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       const parts = st.vmas.intersecting(addr, end).filter((v) => !protEquals(v.prot, p))
         .map((v) => [Math.max(addr, v.start), Math.min(end, v.end)] as const)
       if (parts.length === 0) return
+      // kernel-semantics §11.17: __split_vma splits a THP the new VMA edges cut, CLEAR over its 2 MiB first
+      for (const [s, e] of parts) yield* splitStraddling(st, s, e)
       yield* Effect.sync(() => {
         for (const [s, e] of parts) {
           st.pt.splitAt(s) // __split_vma splits a huge mapping straddling the new VMA edges
@@ -228,13 +232,14 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       if (hit.length === 0) return
       const s = Math.max(addr, hit[0]!.start)
       const e = Math.min(end, hit[hit.length - 1]!.end)
+      yield* splitStraddling(st, s, e) // zap_pmd_range splits a THP the window cuts (§11.17)
       yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
     })))
   })
 
   /** Moves `[addr, addr + len)` of `vma` to `target` (page tables move; old VMA part removed unless `dontUnmap`). */
   const moveRange = (vma: VmaRec, addr: number, len: number, target: number, dontUnmap: boolean) =>
-    notifiers.invalidate(addr, addr + len, "unmap", Effect.sync(() => {
+    Effect.andThen(splitStraddling(st, addr, addr + len), notifiers.invalidate(addr, addr + len, "unmap", Effect.sync(() => {
       st.pt.splitAt(addr)
       st.pt.splitAt(addr + len)
       const shift = target - addr
@@ -249,6 +254,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
         if (!keepHuge) pte.order = 0
         st.pt.set(vpn + dv, pte)
       }
+      moveSwap(st, addr, len, dv) // swap entries move with their page tables (§11.17)
       const rec: VmaRec = { ...vma, start: target, end: target + len, pgoff: vma.pgoff + (addr - vma.start) }
       if (!dontUnmap) {
         const removed = st.vmas.remove(addr, addr + len)
@@ -257,7 +263,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       } else {
         st.vmas.insert(rec)
       }
-    }))
+    })))
 
   const mremap = Effect.fnUntraced(function*(addr: number, oldLength: number, newLength: number, o?: MremapOptions) {
     yield* point

@@ -45,7 +45,9 @@ export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
             st.inject.seqRace--
             return true
           }
-          return n.moved(h, seq)
+          const moved = n.moved(h, seq)
+          if (moved) st.readRetriesMoved++ // the read_retry path (kernel-semantics §11.17 drives it)
+          return moved
         })),
     setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq))
   })

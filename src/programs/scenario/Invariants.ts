@@ -164,6 +164,7 @@ export const finish = (env: RunEnv): Effect.Effect<ScenarioResult> =>
       metrics,
       ranges: ranges.map((r) => ({ start: r.start, end: r.end, flags: { ...r.flags } })),
       notifiers: notifiers.map((n) => ({ start: n.start, end: n.end })),
-      durationMs: 0
+      durationMs: 0,
+      ...(env.world.skip.reason === undefined ? {} : { skipped: env.world.skip.reason })
     } satisfies ScenarioResult
   })

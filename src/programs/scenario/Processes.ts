@@ -193,6 +193,7 @@ export const makeWorld = (deps: {
 
   const world: RunWorld = {
     processes,
+    skip: { reason: undefined },
     fork: (env, child, where) =>
       Effect.gen(function*() {
         const ctx = yield* env.cpu.fork

@@ -96,6 +96,8 @@ export interface ProcessEnv {
  */
 export interface RunWorld {
   readonly processes: Map<string, ProcessEnv>
+  /** Why the run is skipped, if it is: the machine cannot move pages on demand (`KernelSteps.ts`, kernel-semantics §11.17). */
+  readonly skip: { reason: string | undefined }
   /** The `fork` step of `env`'s thread: the child is started, the step returns. */
   readonly fork: (env: RunEnv, child: string, where: string) => Effect.Effect<void, StepError>
   /** The `wait` step: until process `name` has exited (or the run deadlocked). */

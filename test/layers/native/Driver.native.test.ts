@@ -167,6 +167,7 @@ describe("driver flows with device memory on the native machine", () => {
 
 /** Does the scenario need something the native machine cannot express (simulated files, hugetlb)? */
 const inexpressible = (s: Scenario): string | undefined => {
+  if (s.machine?.kernel !== undefined) return "kernel page moves (§11.17: simulated-only)"
   const inject = s.machine?.inject
   if (inject?.seqRace !== undefined || inject?.evictPfnAllocFail !== undefined) {
     return "simulated-machine injections (seqRace, evictPfnAllocFail: kernel-semantics §11.16)"
@@ -177,6 +178,7 @@ const inexpressible = (s: Scenario): string | undefined => {
       if (inner.op === "mmap" && inner.kind === "file") return "kind file (no simulated files in a real process)"
       if (inner.op === "mmap" && inner.kind === "hugetlb") return "hugetlb (no reserved huge pages)"
       if ((inner.op === "mmap" && inner.locked === true) || inner.op === "mlock" || inner.op === "munlock") return "mlock (§11.17: no mlock in the native helper)"
+      if (inner.op.startsWith("kernel-")) return "kernel page moves (§11.17: simulated-only)"
     }
   }
   return undefined
