@@ -61,8 +61,9 @@ const describeResult = (r: ScenarioResult): string =>
     ...r.violations.map((v) => `  violation ${v.invariant}: ${v.detail}`)
   ].join("\n")
 
-const stepsOf = (raw: { steps?: ReadonlyArray<Step>; threads?: ReadonlyArray<{ steps: ReadonlyArray<Step> }> }) =>
-  [...(raw.steps ?? []), ...(raw.threads ?? []).flatMap((t) => t.steps)]
+type RawThreads = { steps?: ReadonlyArray<Step>; threads?: ReadonlyArray<{ steps: ReadonlyArray<Step> }> }
+const stepsOf = (raw: RawThreads & { processes?: ReadonlyArray<RawThreads> }): Array<Step> =>
+  [...(raw.steps ?? []), ...(raw.threads ?? []).flatMap((t) => t.steps), ...(raw.processes ?? []).flatMap(stepsOf)]
 
 describe("built-in scenarios: the set", () => {
   it("holds every required IGT-derived scenario, and at least 30", () => {
