@@ -14,7 +14,8 @@
  * @since 0.1.0
  */
 import { Context, Effect, type Fiber, Layer, Option } from "effect"
-import type { GpuFaultError, InvalidConfig } from "../domain/Errors.ts"
+import type { GpuFaultError, InvalidArgument, InvalidConfig } from "../domain/Errors.ts"
+import type { AttrRange } from "../domain/MemAttrs.ts"
 import * as Config from "../domain/GpuSvmConfig.ts"
 import { DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { Dma } from "../services/Dma.ts"
@@ -24,6 +25,7 @@ import type { Hmm } from "../services/Hmm.ts"
 import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
 import { asActor } from "../services/Interleaving.ts"
+import * as Attributes from "./Attributes.ts"
 import * as DriverState from "./DriverState.ts"
 import { type DriverOptions, GC_ACTOR } from "./DriverState.ts"
 import * as FaultHandler from "./FaultHandler.ts"
@@ -60,6 +62,21 @@ export interface DriverApi {
   readonly counters: Effect.Effect<DriverCounters>
   /** The resolved options. */
   readonly options: DriverState.ResolvedOptions
+  /**
+   * `DRM_IOCTL_XE_MADVISE` over `[start, end)`: sets the given attributes
+   * (preferred location + migration policy, atomic, PAT; one ioctl per kind),
+   * splitting attribute ranges as Xe splits VMAs and zapping GPU PTEs only
+   * where a value changed (`Attributes.madvise`). Takes the driver SVM lock.
+   * `InvalidArgument` for an unaligned, empty or out-of-window range, an
+   * unknown pagemap or value, or no attribute.
+   */
+  readonly madvise: (start: number, end: number, attrs: Attributes.MadviseAttrs) => Effect.Effect<void, InvalidArgument>
+  /**
+   * `VM_QUERY_MEM_RANGE_ATTRS`: the attribute ranges overlapping `[start, end)`,
+   * whole, in address order. `InvalidArgument` for an unaligned, empty or
+   * out-of-window range.
+   */
+  readonly queryAttrs: (start: number, end: number) => Effect.Effect<ReadonlyArray<AttrRange>, InvalidArgument>
 }
 
 /**
@@ -120,6 +137,7 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             onNone: () => [],
             onSome: (p) => p.all
           })
+          st.attrs.pagemaps = pagemaps
           const env: FaultEnv = { st, svm, gpu, mm, policy }
           const handleFault = FaultHandler.handle(env)
           yield* gpu.setFaultHandler(handleFault)
@@ -133,7 +151,9 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             gcWorker,
             prefetch: Prefetch.run(env, pagemaps[0]),
             counters: Effect.sync(() => structuredClone(st.counters)),
-            options: st.options
+            options: st.options,
+            madvise: Attributes.madvise({ st, svm, gpu }),
+            queryAttrs: Attributes.queryAttrs(st)
           }
         })
       ).pipe(Layer.provide(layerOf(policy)))

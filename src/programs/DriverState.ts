@@ -8,7 +8,9 @@
  */
 import { Interleaving, lockHooks } from "../services/Interleaving.ts"
 import { Effect, Latch, type Metric, Semaphore } from "effect"
+import * as MemAttrs from "../domain/MemAttrs.ts"
 import type { Range } from "../domain/Range.ts"
+import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import * as Metrics from "./Metrics.ts"
 
 /**
@@ -80,6 +82,14 @@ export interface DriverOptions {
    * same map as `Metric.MetricRegistry` to e.g. `OtlpMetrics.layer`).
    */
   readonly metricRegistry?: Metric.MetricRegistry
+  /**
+   * Xe's `has_device_atomics_on_smem` device flag: GPU atomics with the
+   * madvise attribute `atomic: "device"` work on system memory, so they need
+   * no migration (`xe_vma_need_vram_for_atomic`). Default `false`: every GPU
+   * atomic on a discrete device needs VRAM, as before madvise. `global` and
+   * `undefined` need VRAM either way; `cpu` is `EACCES`.
+   */
+  readonly deviceAtomicsOnSmem?: boolean
 }
 
 /**
@@ -97,6 +107,7 @@ export interface ResolvedOptions {
   readonly migrateTries: number
   readonly readOnlyMirror: boolean
   readonly onSplitVma: "retry" | "recreate"
+  readonly deviceAtomicsOnSmem: boolean
 }
 
 /**
@@ -112,7 +123,8 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   timesliceMs: o.timesliceMs ?? 0,
   migrateTries: o.migrateTries ?? 3,
   readOnlyMirror: o.readOnlyMirror ?? false,
-  onSplitVma: o.onSplitVma ?? "retry"
+  onSplitVma: o.onSplitVma ?? "retry",
+  deviceAtomicsOnSmem: o.deviceAtomicsOnSmem ?? false
 })
 
 /**
@@ -142,6 +154,21 @@ export const GC_ACTOR = "gc-worker"
 export interface OwnMigration {
   readonly start: number
   readonly end: number
+}
+
+/**
+ * The driver's madvise attributes (`Attributes.ts`): the pieces of the GPU VA
+ * window with their `xe_vma_mem_attr` (one map per driver instance: per VM), and
+ * the device memory the driver may name (set once when `Driver.layer` builds).
+ * Mutated only under the driver SVM lock (Xe's `vm->lock` held for writing).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface AttrState {
+  map: MemAttrs.AttrMap
+  /** The machine's pagemaps (the first is the device's own VRAM, `"device"`); empty: an integrated device. */
+  pagemaps: ReadonlyArray<DevicePagemapApi>
 }
 
 /**
@@ -180,6 +207,8 @@ export interface DriverState {
   readonly seen: Set<number>
   /** Device-private owner of the driver's own device memory (from the GpuSvm config). */
   readonly owner: string | undefined
+  /** The madvise attributes of the driver's GPU VA window (`Attributes.ts`). */
+  readonly attrs: AttrState
 }
 
 /**
@@ -196,8 +225,9 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
       Effect.uninterruptibleMask((restore) => Effect.andThen(restore(take), Effect.ensuring(restore(e), svmLock.release(1))))
     const before = hooks.before
     const metrics = Metrics.make(options?.metricRegistry)
+    const resolved = resolve(options)
     return {
-    options: resolve(options),
+    options: resolved,
     svmLock,
     withSvmLock: before === undefined ? svmLock.withPermits(1) : <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.andThen(before, locked(e)),
     gcQueue: [],
@@ -210,7 +240,8 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
       return Metrics.read(metrics)
     },
     seen: new Set(),
-    owner
+    owner,
+    attrs: { map: MemAttrs.make(resolved.gpuvaStart, resolved.gpuvaEnd), pagemaps: [] }
   }
   })
 
