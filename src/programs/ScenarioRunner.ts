@@ -8,7 +8,7 @@
  *
  * The steps are run by one interpreter per op family (`scenario/`):
  * `MemorySteps` (mmap … exit), `AccessSteps` (reads, writes, faults, prefetch,
- * eviction), `Expectations` (expect-ranges, expect-error), `Barriers`
+ * eviction), `MadviseSteps` (Xe madvise attributes), `Expectations` (expect-ranges, expect-error), `Barriers`
  * (barriers and deadlock detection); `Invariants` ends the run.
  *
  * Threads run concurrently (one fiber each), meet at named barriers, and
@@ -44,6 +44,7 @@ import * as Barriers from "./scenario/Barriers.ts"
 import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
+import * as MadviseSteps from "./scenario/MadviseSteps.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
 import type { RunEnv } from "./scenario/RunEnv.ts"
 import type { StepError } from "./scenario/StepError.ts"
@@ -173,6 +174,9 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
       case "prefetch":
       case "evict-all":
         return AccessSteps.run(env, step, where)
+      case "madvise":
+      case "expect-attrs":
+        return MadviseSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":

@@ -10,9 +10,10 @@ import { accessSteps } from "./steps/Access.ts"
 import { controlSteps } from "./steps/Control.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
+import { madviseSteps } from "./steps/Madvise.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...madviseSteps, ...controlSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -93,6 +94,10 @@ export type GpuAtomicIncStep = StepOf<"gpu-atomic-inc">
 export type GpuFaultStep = StepOf<"gpu-fault">
 /** @category models @since 0.1.0 */
 export type PrefetchStep = StepOf<"prefetch">
+/** @category models @since 0.3.0 */
+export type MadviseStep = StepOf<"madvise">
+/** @category models @since 0.3.0 */
+export type ExpectAttrsStep = StepOf<"expect-attrs">
 /** @category models @since 0.1.0 */
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */

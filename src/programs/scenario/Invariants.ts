@@ -63,7 +63,8 @@ export const readMetrics = (env: RunEnv): Effect.Effect<ResultMetrics> =>
       evictions: sum(traffic.map((t) => t.evictions)) + counters.evictions,
       gcRuns: counters.gcRuns,
       dmaMappingsLive: stats.dmaMappingsLive,
-      deviceBytesLive: sum(usage.map((u) => u.usedBytes))
+      deviceBytesLive: sum(usage.map((u) => u.usedBytes)),
+      madviseInvalidations: counters.madviseInvalidations
     }
   })
 

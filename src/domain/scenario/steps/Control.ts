@@ -78,7 +78,8 @@ export const ExpectMetricsStep = Schema.Struct({
   evictions: optional(MetricBound),
   gcRuns: optional(MetricBound),
   dmaMappingsLive: optional(MetricBound),
-  deviceBytesLive: optional(MetricBound)
+  deviceBytesLive: optional(MetricBound),
+  madviseInvalidations: optional(MetricBound)
 })
 
 /**
