@@ -97,7 +97,7 @@ export const ResultMetrics = Schema.Struct({
   gcRuns: Count,
   dmaMappingsLive: Count,
   deviceBytesLive: Count,
-  /** Madvise calls that zapped GPU PTEs (`xe_vm_invalidate_madvise_range`); absent in results of older versions. */
+  /** Madvise calls that zapped GPU PTEs (`xe_vm_invalidate_madvise_range`); absent when 0. */
   madviseInvalidations: Schema.optionalKey(Count)
 })
 /** @category models @since 0.1.0 */
