@@ -96,7 +96,9 @@ export const ResultMetrics = Schema.Struct({
   evictions: Count,
   gcRuns: Count,
   dmaMappingsLive: Count,
-  deviceBytesLive: Count
+  deviceBytesLive: Count,
+  /** Madvise calls that zapped GPU PTEs (`xe_vm_invalidate_madvise_range`); absent when 0. */
+  madviseInvalidations: Schema.optionalKey(Count)
 })
 /** @category models @since 0.1.0 */
 export type ResultMetrics = typeof ResultMetrics.Type

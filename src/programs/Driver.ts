@@ -15,7 +15,8 @@
  */
 import * as BufferObjects from "./BufferObjects.ts"
 import { Context, Effect, type Fiber, Layer, Option } from "effect"
-import type { GpuFaultError, InvalidConfig } from "../domain/Errors.ts"
+import type { GpuFaultError, InvalidArgument, InvalidConfig } from "../domain/Errors.ts"
+import type { AttrRange } from "../domain/MemAttrs.ts"
 import * as Config from "../domain/GpuSvmConfig.ts"
 import { DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { Dma } from "../services/Dma.ts"
@@ -25,6 +26,7 @@ import type { Hmm } from "../services/Hmm.ts"
 import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
 import { asActor } from "../services/Interleaving.ts"
+import * as Attributes from "./Attributes.ts"
 import * as DriverState from "./DriverState.ts"
 import { type DriverOptions, GC_ACTOR } from "./DriverState.ts"
 import * as FaultHandler from "./FaultHandler.ts"
@@ -63,6 +65,21 @@ export interface DriverApi {
   readonly options: DriverState.ResolvedOptions
   /** Buffer objects and GPU VM binds beside the CPU-address mirror (kernel-semantics §11.17, `BufferObjects.ts`). */
   readonly bo: BufferObjects.BufferObjectsApi
+  /**
+   * `DRM_IOCTL_XE_MADVISE` over `[start, end)`: sets the given attributes
+   * (preferred location + migration policy, atomic, PAT; one ioctl per kind),
+   * splitting attribute ranges as Xe splits VMAs and zapping GPU PTEs only
+   * where a value changed (`Attributes.madvise`). Takes the driver SVM lock.
+   * `InvalidArgument` for an unaligned, empty or out-of-window range, an
+   * unknown pagemap or value, or no attribute.
+   */
+  readonly madvise: (start: number, end: number, attrs: Attributes.MadviseAttrs) => Effect.Effect<void, InvalidArgument>
+  /**
+   * `VM_QUERY_MEM_RANGE_ATTRS`: the attribute ranges overlapping `[start, end)`,
+   * whole, in address order. `InvalidArgument` for an unaligned, empty or
+   * out-of-window range.
+   */
+  readonly queryAttrs: (start: number, end: number) => Effect.Effect<ReadonlyArray<AttrRange>, InvalidArgument>
 }
 
 /**
@@ -123,6 +140,7 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             onNone: () => [],
             onSome: (p) => p.all
           })
+          st.attrs.pagemaps = pagemaps
           const env: FaultEnv = { st, svm, gpu, mm, policy }
           const handleFault = FaultHandler.handle(env)
           yield* gpu.setFaultHandler(handleFault)
@@ -137,7 +155,9 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             prefetch: Prefetch.run(env, pagemaps[0]),
             counters: Effect.sync(() => structuredClone(st.counters)),
             options: st.options,
-            bo: BufferObjects.make(st, svm, gpu, pagemaps[0])
+            bo: BufferObjects.make(st, svm, gpu, pagemaps[0]),
+            madvise: Attributes.madvise({ st, svm, gpu }),
+            queryAttrs: Attributes.queryAttrs(st)
           }
         })
         // fresh: a policy reads the machine's pagemaps when built, and a built-in policy layer is one

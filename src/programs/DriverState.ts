@@ -10,6 +10,7 @@ import { VmBinds } from "../domain/VmBinds.ts"
 import type { DeviceBo, DevicePagemapApi } from "../services/DevicePagemap.ts"
 import { Interleaving, lockHooks } from "../services/Interleaving.ts"
 import { Effect, Latch, type Metric, Semaphore } from "effect"
+import * as MemAttrs from "../domain/MemAttrs.ts"
 import type { Range } from "../domain/Range.ts"
 import * as Metrics from "./Metrics.ts"
 
@@ -82,6 +83,14 @@ export interface DriverOptions {
    * same map as `Metric.MetricRegistry` to e.g. `OtlpMetrics.layer`).
    */
   readonly metricRegistry?: Metric.MetricRegistry
+  /**
+   * Xe's `has_device_atomics_on_smem` device flag: GPU atomics with the
+   * madvise attribute `atomic: "device"` work on system memory, so they need
+   * no migration (`xe_vma_need_vram_for_atomic`). Default `false`: every GPU
+   * atomic on a discrete device needs VRAM, as before madvise. `global` and
+   * `undefined` need VRAM either way; `cpu` is `EACCES`.
+   */
+  readonly deviceAtomicsOnSmem?: boolean
 }
 
 /**
@@ -99,6 +108,7 @@ export interface ResolvedOptions {
   readonly migrateTries: number
   readonly readOnlyMirror: boolean
   readonly onSplitVma: "retry" | "recreate"
+  readonly deviceAtomicsOnSmem: boolean
 }
 
 /**
@@ -114,7 +124,8 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   timesliceMs: o.timesliceMs ?? 0,
   migrateTries: o.migrateTries ?? 3,
   readOnlyMirror: o.readOnlyMirror ?? false,
-  onSplitVma: o.onSplitVma ?? "retry"
+  onSplitVma: o.onSplitVma ?? "retry",
+  deviceAtomicsOnSmem: o.deviceAtomicsOnSmem ?? false
 })
 
 /**
@@ -144,6 +155,21 @@ export const GC_ACTOR = "gc-worker"
 export interface OwnMigration {
   readonly start: number
   readonly end: number
+}
+
+/**
+ * The driver's madvise attributes (`Attributes.ts`): the pieces of the GPU VA
+ * window with their `xe_vma_mem_attr` (one map per driver instance: per VM), and
+ * the device memory the driver may name (set once when `Driver.layer` builds).
+ * Mutated only under the driver SVM lock (Xe's `vm->lock` held for writing).
+ *
+ * @category models
+ * @since 0.3.0
+ */
+export interface AttrState {
+  map: MemAttrs.AttrMap
+  /** The machine's pagemaps (the first is the device's own VRAM, `"device"`); empty: an integrated device. */
+  pagemaps: ReadonlyArray<DevicePagemapApi>
 }
 
 /**
@@ -186,6 +212,8 @@ export interface DriverState {
   readonly vmBinds: VmBinds
   /** The VM's buffer objects by id (`BufferObjects.ts`). */
   readonly bos: Map<number, { readonly bo: DeviceBo; readonly pagemap: DevicePagemapApi }>
+  /** The madvise attributes of the driver's GPU VA window (`Attributes.ts`). */
+  readonly attrs: AttrState
 }
 
 /**
@@ -202,8 +230,9 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
       Effect.uninterruptibleMask((restore) => Effect.andThen(restore(take), Effect.ensuring(restore(e), svmLock.release(1))))
     const before = hooks.before
     const metrics = Metrics.make(options?.metricRegistry)
+    const resolved = resolve(options)
     return {
-    options: resolve(options),
+    options: resolved,
     svmLock,
     withSvmLock: before === undefined ? svmLock.withPermits(1) : <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.andThen(before, locked(e)),
     gcQueue: [],
@@ -218,7 +247,8 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
     seen: new Set(),
     owner,
     vmBinds: new VmBinds(),
-    bos: new Map()
+    bos: new Map(),
+    attrs: { map: MemAttrs.make(resolved.gpuvaStart, resolved.gpuvaEnd), pagemaps: [] }
   }
   })
 

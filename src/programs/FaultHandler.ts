@@ -23,6 +23,12 @@
  * find_or_insert); with `readOnlyMirror` reads there are faulted read-only
  * and writes refused up front.
  *
+ * Madvise attributes (`Attributes.ts`): the fault's GPU VA window is the
+ * madvise piece containing it (so no range crosses a piece); its atomic
+ * attribute decides whether an atomic needs VRAM (`xe_vma_need_vram_for_atomic`;
+ * `cpu` → `GpuFaultError` with cause `AccessDenied`, EACCES, at once), and the
+ * policy gets its attributes (preferred location, migration policy).
+ *
  * A range whose VMA mprotect split (§11.4) is retried until `maxRetries`, then
  * given up with reason `SPLIT_VMA_LIVELOCK`; `onSplitVma: "recreate"` drops it
  * so the next round creates one inside the VMA as it is now.
@@ -37,6 +43,7 @@ import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { Mm } from "../services/Mm.ts"
+import * as Attributes from "./Attributes.ts"
 import { checkPagesThresholdFor, type DriverState } from "./DriverState.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Metrics from "./Metrics.ts"
@@ -169,7 +176,11 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       readOnly = true
     }
   }
-  const devmemOnly = fault.atomic && policy.atomicNeedsVram
+  // xe_vma_need_vram_for_atomic: the madvise atomic attribute of the fault's
+  // piece decides whether an atomic needs VRAM; `cpu` refuses it (EACCES).
+  const need = Attributes.needVramForAtomic(st, Attributes.pieceAt(st, fault.addr).attrs, fault.atomic, fault.addr)
+  if (need instanceof AccessDenied) return yield* giveUp(fault, "GPU atomic where the madvise atomic attribute is cpu", 0, need)
+  const devmemOnly = need && policy.atomicNeedsVram
   // §11.8: Xe's `devmem_possible ? SZ_64K : 0`, unless the user set one.
   const checkPagesThreshold = checkPagesThresholdFor(o, policy.devmemPossible)
   let timeslice = o.timesliceMs
@@ -187,7 +198,10 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       checkPagesThreshold,
       timesliceMs: timeslice
     }
-    const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, o.gpuvaStart, o.gpuvaEnd, ctx))
+    // The GPU VMA of the fault is its madvise piece (re-read each round: the
+    // collector may have reset attributes): ranges never cross a piece.
+    const piece = Attributes.pieceAt(st, fault.addr)
+    const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, piece.start, piece.end, ctx))
     if (Result.isFailure(found)) return yield* giveUp(fault, findFailed(found.failure), round, found.failure)
     const range = found.success
     if (!st.seen.has(range.id)) {
@@ -203,7 +217,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
     // §11.6: `--migrate_try_count >= 0 && needs_migrate_to_vram(...)`.
     migrateLeft--
     if (migrateLeft >= 0) {
-      const target = yield* policy.target(svm, range, fault)
+      const target = yield* policy.target(svm, range, { write: fault.write, atomic: fault.atomic, devmemOnly, attrs: piece.attrs })
       if (target !== undefined) {
         const migrated = yield* Effect.result(migrateRange(env, target, range, timeslice))
         if (devmemOnly) timeslice = doubled(timeslice)

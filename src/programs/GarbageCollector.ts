@@ -14,6 +14,7 @@ import { Effect, Option } from "effect"
 import type { Range } from "../domain/Range.ts"
 import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
+import * as MemAttrs from "../domain/MemAttrs.ts"
 import type { DriverState } from "./DriverState.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Spans from "./Spans.ts"
@@ -51,6 +52,9 @@ const collectOne = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, 
   yield* Effect.uninterruptible(Effect.andThen(unbind(gpu, r, st.metrics), svm.rangeRemove(r)))
   Metrics.add(st.metrics, Metrics.rangesRemovedTotal)
   st.seen.delete(r.id)
+  // xe_svm_range_set_default_attr: the madvise attributes of an unmapped range go
+  // back to the defaults (unless the piece at its start already has them).
+  st.attrs.map = MemAttrs.resetDefault(st.attrs.map, r.start, r.end)
 })
 
 const batch = Effect.fnUntraced(function*(st: DriverState, svm: GpuSvmApi, gpu: Gpu["Service"], ranges: ReadonlyArray<Range>) {

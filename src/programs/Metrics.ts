@@ -58,6 +58,8 @@ export interface DriverCounters {
   gcRuns: number
   migrations: number
   migrationFailures: number
+  /** Madvise calls that zapped GPU PTEs (a value changed where PTEs existed; `xe_vm_invalidate_madvise_range`). */
+  madviseInvalidations: number
 }
 
 const counter = (name: string, description: string, attributes?: Metric.Metric.AttributeSet) =>
@@ -181,6 +183,19 @@ export const migrationFailuresTotal = counter("gpusvm_migration_failures_total",
 export const tlbFlushesTotal = counter("gpusvm_tlb_flushes_total", "GPU zap + TLB flushes requested by the driver")
 
 /**
+ * `gpusvm_madvise_invalidations_total`: madvise calls (one attribute kind each)
+ * that zapped GPU PTEs and flushed the TLB (`xe_vm_invalidate_madvise_range`
+ * with a non-empty tile mask): a value changed over ranges that had PTEs. A
+ * madvise that sets the value a piece already has skips it
+ * (`skip_invalidation`), so it does not count (IGT
+ * `madvise-no-range-invalidate-same-attr`).
+ *
+ * @category metrics
+ * @since 0.3.0
+ */
+export const madviseInvalidationsTotal = counter("gpusvm_madvise_invalidations_total", "Madvise calls that zapped GPU PTEs")
+
+/**
  * The metric store of one driver instance: its registry and the context the
  * driver's programs update it through.
  *
@@ -206,7 +221,8 @@ const ALL: ReadonlyArray<Metric.Counter<number>> = [
   gcRunsTotal,
   migrationsTotal,
   migrationFailuresTotal,
-  tlbFlushesTotal
+  tlbFlushesTotal,
+  madviseInvalidationsTotal
 ]
 
 /**
@@ -289,6 +305,7 @@ export const read = (m: DriverMetrics): DriverCounters => {
     evictions: count(m, evictionsTotal),
     gcRuns: count(m, gcRunsTotal),
     migrations: count(m, migrationsTotal),
-    migrationFailures: count(m, migrationFailuresTotal)
+    migrationFailures: count(m, migrationFailuresTotal),
+    madviseInvalidations: count(m, madviseInvalidationsTotal)
   }
 }

@@ -7,14 +7,21 @@
  *   already in device memory, whenever a pagemap exists;
  * - `xe`: like Xe's `xe_svm_range_needs_migrate_to_vram`: anonymous, not
  *   hugetlb, at least 64 KiB, a pagemap exists, not already there (`scanMm`);
- *   atomics need device memory (`devmemOnly`).
+ *   atomics need device memory (`devmemOnly`). The target is the range's
+ *   madvise preferred location (`xe_vma_resolve_pagemap`): `system` → stay in
+ *   place unless the fault needs VRAM (then the device's own pagemap, as Xe's
+ *   `!!dpagemap || ctx.devmem_only`), `device` → the device's own pagemap, a
+ *   pagemap id → that pagemap; with migration policy `only-system-pages`,
+ *   pages already in another pagemap's memory are left there.
  *
  * @since 0.1.0
  */
 import { Context, Effect, Layer } from "effect"
+import { DEFAULT_ATTRS, type MemAttrs } from "../domain/MemAttrs.ts"
 import type { Range } from "../domain/Range.ts"
 import { type DevicePagemapApi, DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
+import { resolvePagemap } from "./Attributes.ts"
 
 /**
  * The fault being handled, as the policy sees it.
@@ -24,6 +31,10 @@ import type { GpuSvmApi } from "../services/GpuSvm.ts"
 export interface FaultKind {
   readonly write: boolean
   readonly atomic: boolean
+  /** The fault needs device memory (`ctx.devmem_only`: an atomic that needs VRAM); default false. */
+  readonly devmemOnly?: boolean
+  /** The madvise attributes of the range's piece of the GPU VA window; default the defaults. */
+  readonly attrs?: MemAttrs
 }
 
 /**
@@ -72,9 +83,15 @@ const make = (name: "always" | "xe", minBytes: number) =>
         name,
         devmemPossible: pm !== undefined,
         atomicNeedsVram: name === "xe" && pm !== undefined,
-        target: (svm: GpuSvmApi, range: Range, _fault: FaultKind) => {
+        target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => {
           if (pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes) return Effect.succeed(undefined)
-          return Effect.map(svm.scanMm(range, pm.owner), (where) => (where === "equal" ? undefined : pm))
+          if (name === "always") return Effect.map(svm.scanMm(range, pm.owner), (where) => (where === "equal" ? undefined : pm))
+          // xe: xe_vma_resolve_pagemap, then needs_migrate_to_vram(…, !!dpagemap || devmem_only)
+          const attrs = fault.attrs ?? DEFAULT_ATTRS
+          const target = resolvePagemap(pagemaps, attrs) ?? (fault.devmemOnly === true ? pm : undefined)
+          if (target === undefined) return Effect.succeed(undefined)
+          return Effect.map(svm.scanMm(range, target.owner), (where) =>
+            where === "equal" || (attrs.migrationPolicy === "only-system-pages" && (where === "other" || where === "mixed")) ? undefined : target)
         }
       } satisfies MigrationPolicyApi
     })

@@ -15,6 +15,7 @@ import { Effect, Option, Result } from "effect"
 import { alignUp } from "../domain/Address.ts"
 import { GpuFaultError } from "../domain/Errors.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
+import * as Attributes from "./Attributes.ts"
 import type { FaultEnv } from "./FaultHandler.ts"
 import { bindRange, migrateRange } from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
@@ -60,7 +61,9 @@ export const run = (env: FaultEnv, pagemap: DevicePagemapApi | undefined) =>
       // §11.3: read-only only through a read-only mirror, as in the fault handler.
       const readOnly = st.options.readOnlyMirror && !vma.value.prot.write
       const ctx = { readOnly, devmemPossible: pagemap !== undefined, checkPagesThreshold: 0 }
-      const found = yield* Effect.result(svm.rangeFindOrInsert(addr, st.options.gpuvaStart, st.options.gpuvaEnd, ctx))
+      // the madvise piece is the GPU VMA: ranges never cross one (Attributes.pieceAt)
+      const piece = Attributes.pieceAt(st, addr)
+      const found = yield* Effect.result(svm.rangeFindOrInsert(addr, piece.start, piece.end, ctx))
       if (Result.isFailure(found)) {
         return yield* GpuFaultError.of(addr, "prefetch: no GPU SVM range", found.failure)
       }

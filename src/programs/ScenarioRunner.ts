@@ -8,7 +8,7 @@
  *
  * The steps are run by one interpreter per op family (`scenario/`):
  * `MemorySteps` (mmap … exit), `AccessSteps` (reads, writes, faults, prefetch,
- * eviction), `Expectations` (expect-ranges, expect-error), `Barriers`
+ * eviction), `MadviseSteps` (Xe madvise attributes), `Expectations` (expect-ranges, expect-error), `Barriers`
  * (barriers and deadlock detection); `Invariants` ends the run.
  *
  * Threads run concurrently (one fiber each), meet at named barriers, and
@@ -46,6 +46,7 @@ import * as Budget from "./scenario/Budget.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
 import * as KernelSteps from "./scenario/KernelSteps.ts"
+import * as MadviseSteps from "./scenario/MadviseSteps.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
 import * as Processes from "./scenario/Processes.ts"
 import { type ProcessEnv, type RunEnv, type VmEnv, viewOf, withVm } from "./scenario/RunEnv.ts"
@@ -183,6 +184,9 @@ const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
       case "kernel-ksm-merge":
       case "kernel-split-thp":
         return KernelSteps.run(env, step, where)
+      case "madvise":
+      case "expect-attrs":
+        return MadviseSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":

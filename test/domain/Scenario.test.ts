@@ -72,6 +72,8 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "madvise", buf: "l", offset: "4K", length: "8K", preferredLoc: "system", migrationPolicy: "all-pages", atomic: "cpu", pat: 3 },
+        { op: "expect-attrs", buf: "l", length: "64K", ranges: [{ offset: 0, length: "64K", atomic: "undefined" }] },
         // kernel-semantics §11.17: the kernel page-move steps
         { op: "kernel-reclaim", buf: "l", offset: "4K", length: "4K" },
         { op: "kernel-compact", buf: "l" },
@@ -121,6 +123,11 @@ describe("Scenario: valid files", () => {
       { op: "mmap", as: "l", length: 64 * KiB, locked: true },
       { op: "mlock", buf: "l", offset: 4 * KiB, length: 8 * KiB },
       { op: "munlock", buf: "l" }
+    ])
+    // Xe madvise attributes: sizes decode like lengths
+    assert.deepStrictEqual(steps.slice(24, 26), [
+      { op: "madvise", buf: "l", offset: 4 * KiB, length: 8 * KiB, preferredLoc: "system", migrationPolicy: "all-pages", atomic: "cpu", pat: 3 },
+      { op: "expect-attrs", buf: "l", length: 64 * KiB, ranges: [{ offset: 0, length: 64 * KiB, atomic: "undefined" }] }
     ])
     assert.deepStrictEqual(s.machine, {
       vramBytes: 256 * MiB,

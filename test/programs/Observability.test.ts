@@ -91,7 +91,8 @@ describe("§7 driver metrics: one effect Metric registry per driver", () => {
         evictions: 0,
         gcRuns: 3,
         migrations: 64,
-        migrationFailures: 2
+        migrationFailures: 2,
+        madviseInvalidations: 0
       })
       // bytes to VRAM: the windows of the 64 successful driver migrations
       assert.strictEqual(c.bytesToVram, 64 * 4 * KiB)

@@ -12,9 +12,10 @@ import { controlSteps } from "./steps/Control.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { kernelSteps } from "./steps/Kernel.ts"
+import { madviseSteps } from "./steps/Madvise.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...madviseSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -97,6 +98,10 @@ export type GpuFaultStep = StepOf<"gpu-fault">
 export type PrefetchStep = StepOf<"prefetch">
 /** The kernel page-move steps (kernel-semantics §11.17). @category models @since 0.3.0 */
 export type KernelStep = StepOf<"kernel-reclaim" | "kernel-compact" | "kernel-collapse" | "kernel-ksm-merge" | "kernel-split-thp">
+/** @category models @since 0.3.0 */
+export type MadviseStep = StepOf<"madvise">
+/** @category models @since 0.3.0 */
+export type ExpectAttrsStep = StepOf<"expect-attrs">
 /** @category models @since 0.1.0 */
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */

@@ -65,6 +65,7 @@ export const unmetMetrics = (m: ResultMetrics, step: ExpectMetricsStep): Readonl
     if (bad !== undefined) out.push(bad)
   }
   for (const k of SCALARS) check(k, m[k], step[k])
+  check("madviseInvalidations", m.madviseInvalidations ?? 0, step.madviseInvalidations)
   for (const [k, b] of Object.entries(step.faultRetries ?? {})) {
     check(`faultRetries.${k}`, m.faultRetries[k as keyof ResultMetrics["faultRetries"]], b)
   }

@@ -63,7 +63,9 @@ export const readMetrics = (env: RunEnv): Effect.Effect<ResultMetrics> =>
       evictions: sum(traffic.map((t) => t.evictions)) + counters.evictions,
       gcRuns: counters.gcRuns,
       dmaMappingsLive: stats.dmaMappingsLive,
-      deviceBytesLive: sum(usage.map((u) => u.usedBytes))
+      deviceBytesLive: sum(usage.map((u) => u.usedBytes)),
+      // only when a madvise zapped anything: results of runs without one keep their shape
+      ...(counters.madviseInvalidations === 0 ? {} : { madviseInvalidations: counters.madviseInvalidations })
     }
   })
 

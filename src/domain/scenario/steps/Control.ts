@@ -80,6 +80,7 @@ export const ExpectMetricsStep = Schema.Struct({
   gcRuns: optional(MetricBound),
   dmaMappingsLive: optional(MetricBound),
   deviceBytesLive: optional(MetricBound),
+  madviseInvalidations: optional(MetricBound),
   ...vmField
 })
 
