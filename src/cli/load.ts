@@ -190,6 +190,7 @@ export const hugePagesFree = (): number => {
  * Why the native machine cannot express `scenario`, or `undefined`: a file
  * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
  * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
+ * device-exclusive access (`make-exclusive`, `svm.systemAtomics: "exclusive"`, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
  *
  * @category cli
@@ -200,6 +201,9 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   if (mmaps.some((s) => s.kind === "file")) return "file mappings are simulated only (the native machine maps anonymous and hugetlb memory)"
   if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
     return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
+  }
+  if (steps.some((s) => s.op === "make-exclusive") || scenario.svm?.systemAtomics === "exclusive") {
+    return "device-exclusive access (make-exclusive, svm.systemAtomics \"exclusive\") is simulated only (make_device_exclusive needs an in-kernel driver)"
   }
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {

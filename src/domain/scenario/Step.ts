@@ -8,11 +8,12 @@
 import { Schema } from "effect"
 import { accessSteps } from "./steps/Access.ts"
 import { controlSteps } from "./steps/Control.ts"
+import { exclusiveSteps } from "./steps/Exclusive.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...exclusiveSteps, ...controlSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -93,6 +94,8 @@ export type GpuAtomicIncStep = StepOf<"gpu-atomic-inc">
 export type GpuFaultStep = StepOf<"gpu-fault">
 /** @category models @since 0.1.0 */
 export type PrefetchStep = StepOf<"prefetch">
+/** kernel-semantics §11.17. @category models @since 0.3.0 */
+export type MakeExclusiveStep = StepOf<"make-exclusive">
 /** @category models @since 0.1.0 */
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */
