@@ -72,6 +72,7 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "make-exclusive", buf: "l", offset: "16K", length: "8K" },
         { op: "exit" }
       ]
     })
@@ -107,6 +108,8 @@ describe("Scenario: valid files", () => {
       { op: "mlock", buf: "l", offset: 4 * KiB, length: 8 * KiB },
       { op: "munlock", buf: "l" }
     ])
+    // §11.17 part 5: make-exclusive windows decode like lengths
+    assert.deepStrictEqual(steps[24], { op: "make-exclusive", buf: "l", offset: 16 * KiB, length: 8 * KiB })
     assert.deepStrictEqual(s.machine, {
       vramBytes: 256 * MiB,
       schedule: { seed: 7 },
