@@ -192,6 +192,7 @@ export const hugePagesFree = (): number => {
  * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
  * fork or several processes (one helper process per machine, §11.17),
  * kernel page moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
+ * device-exclusive access (`make-exclusive`, `svm.systemAtomics: "exclusive"`, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
  *
  * @category cli
@@ -208,6 +209,9 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   }
   // kernel-semantics §11.17: the host kernel moves pages when it likes, not on demand
   if (scenario.machine?.kernel !== undefined || steps.some((s) => s.op.startsWith("kernel-"))) return "kernel page moves are simulated-only"
+  if (steps.some((s) => s.op === "make-exclusive") || scenario.svm?.systemAtomics === "exclusive") {
+    return "device-exclusive access (make-exclusive, svm.systemAtomics \"exclusive\") is simulated only (make_device_exclusive needs an in-kernel driver)"
+  }
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {
     const free = freeHugePages()

@@ -22,7 +22,7 @@ import { DevicePagemaps } from "../services/DevicePagemap.ts"
 import type { Dma } from "../services/Dma.ts"
 import { Gpu, type GpuPageFault } from "../services/Gpu.ts"
 import { GpuSvm, type GpuSvmApi } from "../services/GpuSvm.ts"
-import type { Hmm } from "../services/Hmm.ts"
+import { Hmm } from "../services/Hmm.ts"
 import { Mm } from "../services/Mm.ts"
 import type { MmuNotifier } from "../services/MmuNotifier.ts"
 import { asActor } from "../services/Interleaving.ts"
@@ -57,6 +57,12 @@ export interface DriverApi {
    * forked in the layer's scope, interrupted when it closes.
    */
   readonly gcWorker: Fiber.Fiber<never>
+  /**
+   * The explicit device-exclusive request (kernel-semantics §11.17, `HMM_DMIRROR_EXCLUSIVE`): every page
+   * of `[start, end)` taken with `make_device_exclusive` and bound for GPU atomics, whatever
+   * `systemAtomics` says; see `FaultHandler.makeExclusive`.
+   */
+  readonly makeExclusive: (start: number, end: number) => Effect.Effect<void, GpuFaultError>
   /** Migrates and binds `[start, end)` ahead of use. */
   readonly prefetch: (start: number, end: number, o: Prefetch.PrefetchOptions) => Effect.Effect<void, GpuFaultError>
   /** A snapshot of the driver's counters. */
@@ -135,13 +141,14 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
         Effect.gen(function*() {
           const svm = yield* GpuSvm
           const mm = yield* Mm
+          const hmm = yield* Hmm
           const policy = yield* MigrationPolicy
           const pagemaps = Option.match(yield* Effect.serviceOption(DevicePagemaps), {
             onNone: () => [],
             onSome: (p) => p.all
           })
           st.attrs.pagemaps = pagemaps
-          const env: FaultEnv = { st, svm, gpu, mm, policy }
+          const env: FaultEnv = { st, svm, gpu, mm, policy, hmm }
           const handleFault = FaultHandler.handle(env)
           yield* gpu.setFaultHandler(handleFault)
           // §11.2: the GC actor, an ordinary fiber in the layer's scope.
@@ -153,6 +160,7 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             idle: st.gcIdle.await,
             gcWorker,
             prefetch: Prefetch.run(env, pagemaps[0]),
+            makeExclusive: FaultHandler.makeExclusive(env),
             counters: Effect.sync(() => structuredClone(st.counters)),
             options: st.options,
             bo: BufferObjects.make(st, svm, gpu, pagemaps[0]),

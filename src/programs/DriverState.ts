@@ -77,6 +77,23 @@ export interface DriverOptions {
    */
   readonly onSplitVma?: "retry" | "recreate"
   /**
+   * How the GPU does atomics on pages in system memory (kernel-semantics §11.17):
+   * - `"native"` (default, as Xe): the device's atomics reach system memory
+   *   through any writable PTE; with the `xe` policy an atomic fault needs device
+   *   memory anyway (`devmem_only`, Xe migrates to VRAM for device atomics and
+   *   never calls `make_device_exclusive`).
+   * - `"exclusive"` (a named option, as nouveau's SVM does): the device cannot
+   *   do atomics to system memory over its bus. System-memory PTEs are bound
+   *   without the atomic bit, so an atomic faults; an atomic fault is not
+   *   devmem-only, and if its range stays in system memory the handler takes
+   *   the faulting page with `make_device_exclusive` (after get_pages, owner =
+   *   the driver, so the invalidation callback skips that EXCLUSIVE event) and
+   *   binds it with the atomic bit. A CPU touch of the page revokes it
+   *   (EXCLUSIVE with no owner): the callback zaps the GPU PTEs and the next
+   *   atomic re-faults. Simulated machine only (native: `InvalidArgument`).
+   */
+  readonly systemAtomics?: "native" | "exclusive"
+  /**
    * The `Metric.MetricRegistry` the driver counts into (design.md §7). Default:
    * a fresh registry per driver instance, so two drivers (or two scenario runs)
    * never mix numbers. Pass one to share it with a metrics exporter (provide the
@@ -109,6 +126,7 @@ export interface ResolvedOptions {
   readonly readOnlyMirror: boolean
   readonly onSplitVma: "retry" | "recreate"
   readonly deviceAtomicsOnSmem: boolean
+  readonly systemAtomics: "native" | "exclusive"
 }
 
 /**
@@ -125,7 +143,8 @@ export const resolve = (o: DriverOptions = {}): ResolvedOptions => ({
   migrateTries: o.migrateTries ?? 3,
   readOnlyMirror: o.readOnlyMirror ?? false,
   onSplitVma: o.onSplitVma ?? "retry",
-  deviceAtomicsOnSmem: o.deviceAtomicsOnSmem ?? false
+  deviceAtomicsOnSmem: o.deviceAtomicsOnSmem ?? false,
+  systemAtomics: o.systemAtomics ?? "native"
 })
 
 /**

@@ -37,13 +37,16 @@
  */
 import * as BufferObjects from "./BufferObjects.ts"
 import { Effect, Option, Result } from "effect"
+import { PAGE_SIZE } from "../domain/Address.ts"
 import { AccessDenied, Again, BadAddress, GpuFaultError, type GpuFaultCause, PermissionDenied } from "../domain/Errors.ts"
 import type { Range } from "../domain/Range.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
+import type { Hmm } from "../services/Hmm.ts"
 import type { Mm } from "../services/Mm.ts"
 import * as Attributes from "./Attributes.ts"
+import * as DeviceExclusive from "./DeviceExclusive.ts"
 import { checkPagesThresholdFor, type DriverState } from "./DriverState.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Metrics from "./Metrics.ts"
@@ -61,6 +64,8 @@ export interface FaultEnv {
   readonly gpu: Gpu["Service"]
   readonly mm: Mm["Service"]
   readonly policy: MigrationPolicyApi
+  /** `make_device_exclusive` (kernel-semantics §11.17, the `systemAtomics: "exclusive"` path). */
+  readonly hmm: Hmm["Service"]
 }
 
 const giveUp = (fault: GpuPageFault, reason: string, retries: number, last?: GpuFaultCause) =>
@@ -95,15 +100,20 @@ export const migrateRange = (env: FaultEnv, target: DevicePagemapApi, range: Ran
  *
  * @category functions
  */
-export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean): Effect.Effect<boolean> =>
-  env.svm.withNotifierLock(bindLocked(env, range, readOnly))
+export const bindRange = (env: FaultEnv, range: Range, readOnly: boolean, taken?: readonly [number, number]): Effect.Effect<boolean> =>
+  env.svm.withNotifierLock(bindLocked(env, range, readOnly, taken))
 
-/** The body of {@link bindRange}, under the notifier lock (no per-call generator closure: issue #16). */
-const bindLocked = Effect.fnUntraced(function*(env: FaultEnv, range: Range, readOnly: boolean) {
+/**
+ * The body of {@link bindRange}, under the notifier lock (no per-call generator closure: issue #16).
+ * `taken`: the pages just made device-exclusive, the only system-memory PTEs given the atomic bit
+ * (kernel-semantics §11.17, `DeviceExclusive.atomicWindow`).
+ */
+const bindLocked = Effect.fnUntraced(function*(env: FaultEnv, range: Range, readOnly: boolean, taken: readonly [number, number] | undefined) {
   if (!(yield* env.svm.rangePagesValid(range))) return false
   const live = yield* env.svm.range(range)
   if (Option.isNone(live) || live.value.dmaAddr === undefined) return false
-  yield* env.gpu.bind(live.value.start, live.value.end, live.value.dmaAddr, { readOnly })
+  const atomicWindow = DeviceExclusive.atomicWindow(env.st, taken)
+  yield* env.gpu.bind(live.value.start, live.value.end, live.value.dmaAddr, atomicWindow === undefined ? { readOnly } : { readOnly, atomicWindow })
   return true
 })
 
@@ -149,18 +159,25 @@ const doubled = (ms: number): number => (ms === 0 ? 1 : ms * 2)
  * The fault loop, under the driver SVM lock; `__xe_svm_handle_pagefault` step
  * by step.
  */
-const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
+const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exclusiveEnd?: number) {
   const { st, svm, policy } = env
   const o = st.options
   // kernel-semantics §11.17: a BO-bound window is the BO's GPU VMA (rebind it, never an SVM range);
   // where the CPU-address mirror is unbound there is no GPU VMA at all
   if (!st.vmBinds.plain) {
     const where = BufferObjects.classify(st, fault.addr)
-    if (where === "bo") return yield* BufferObjects.rebindAt(st, env.gpu, fault.addr)
+    if (where === "bo") {
+      yield* BufferObjects.rebindAt(st, env.gpu, fault.addr)
+      return exclusiveEnd ?? fault.addr
+    }
     if (where === "unmirrored") {
       return yield* giveUp(fault, "no GPU VMA: the CPU-address mirror is unbound here", 0, new BadAddress({ reason: "no GPU VMA at the address (mirror unbound)", addr: fault.addr }))
     }
   }
+  // §11.17: an atomic that the device can only do on system memory through device-exclusive access
+  // (`systemAtomics: "exclusive"`, or the explicit request `exclusiveEnd`), as nouveau does.
+  const explicit = exclusiveEnd !== undefined
+  const exclusive = explicit || (fault.atomic && o.systemAtomics === "exclusive")
   // §11.3: `ctx.read_only` is the GPU mirror's, not the CPU VMA's. With the
   // default writable mirror it is false and find_or_insert refuses (EPERM) any
   // fault in a CPU VMA without write permission; `readOnlyMirror` faults reads
@@ -180,13 +197,14 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
   // piece decides whether an atomic needs VRAM; `cpu` refuses it (EACCES).
   const need = Attributes.needVramForAtomic(st, Attributes.pieceAt(st, fault.addr).attrs, fault.atomic, fault.addr)
   if (need instanceof AccessDenied) return yield* giveUp(fault, "GPU atomic where the madvise atomic attribute is cpu", 0, need)
-  const devmemOnly = need && policy.atomicNeedsVram
+  const devmemOnly = need && policy.atomicNeedsVram && !exclusive
   // §11.8: Xe's `devmem_possible ? SZ_64K : 0`, unless the user set one.
   const checkPagesThreshold = checkPagesThresholdFor(o, policy.devmemPossible)
   let timeslice = o.timesliceMs
   // §11.6: Xe's migrate_try_count, spent by every round that reaches the
   // migration check, whether it migrates, fails or finds nothing to do.
-  let migrateLeft = devmemOnly ? o.migrateTries : 1
+  // the explicit request takes the pages where they are (dmirror_exclusive does not migrate)
+  let migrateLeft = devmemOnly ? o.migrateTries : explicit ? 0 : 1
   let last: GpuFaultCause | undefined
   let split = false
   for (let round = 0; round <= o.maxRetries; round++) {
@@ -260,7 +278,18 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
       }
       return yield* giveUp(fault, "get_pages failed", round, e)
     }
-    if (yield* Spans.bind(range.start, range.end, bindRange(env, range, readOnly))) return
+    let taken: readonly [number, number] | undefined
+    if (exclusive) {
+      const t = yield* Effect.result(takeExclusive(env, range, fault, exclusiveEnd))
+      if (Result.isFailure(t)) {
+        last = t.failure
+        if (t.failure._tag !== "Busy") return yield* giveUp(fault, "make_device_exclusive failed", round, last)
+        Metrics.countRetry(st.metrics, "EBUSY")
+        continue
+      }
+      taken = t.success
+    }
+    if (yield* Spans.bind(range.start, range.end, bindRange(env, range, readOnly, taken))) return range.end
     last = new Again({ reason: "pages invalidated before the bind", addr: fault.addr })
     split = false
     if (devmemOnly) timeslice = doubled(timeslice)
@@ -270,10 +299,47 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault) {
 })
 
 /**
+ * After get_pages, for an exclusive fault (kernel-semantics §11.17): the pages
+ * to take — the faulting page, or `[fault.addr, exclusiveEnd)` clipped to the
+ * range for the explicit request — taken with `make_device_exclusive` when the
+ * range is in system memory. Returns the window taken (to bind with the atomic
+ * bit), `undefined` when the range is in device memory (atomics there are
+ * native); fails with the call's typed error.
+ */
+const takeExclusive = Effect.fnUntraced(function*(env: FaultEnv, range: Range, fault: GpuPageFault, exclusiveEnd: number | undefined) {
+  const live = yield* env.svm.range(range)
+  if (Option.isSome(live) && live.value.flags.hasDevmemPages) return undefined
+  const page = Math.floor(fault.addr / PAGE_SIZE) * PAGE_SIZE
+  const end = exclusiveEnd === undefined ? page + PAGE_SIZE : Math.min(range.end, exclusiveEnd)
+  yield* DeviceExclusive.take(env.st, env.hmm, env.mm, page, end)
+  const window: readonly [number, number] = [page, end]
+  return window
+})
+
+/**
  * `FaultHandler.handle`: resolves one GPU page fault (the GPU then retries the
  * access). Takes the driver SVM lock. Errors: `GpuFaultError` (bounded).
  *
  * @category functions
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
-  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, loop(env, fault))))
+  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, Effect.asVoid(loop(env, fault)))))
+
+/**
+ * The explicit device-exclusive request over `[start, end)` (kernel-semantics
+ * §11.17; the scenario step `make-exclusive`, `lib/test_hmm.c`'s
+ * `HMM_DMIRROR_EXCLUSIVE`): range by range, under the driver SVM lock, the
+ * fault loop of an atomic fault at the window's next page that takes every
+ * page of the window inside the range with `make_device_exclusive` after
+ * get_pages and binds them with the atomic bit; no migration. Not counted as
+ * a GPU fault. Errors: `GpuFaultError` (bounded, as a fault).
+ *
+ * @category functions
+ * @since 0.3.0
+ */
+export const makeExclusive = (env: FaultEnv) => (start: number, end: number): Effect.Effect<void, GpuFaultError> =>
+  DeviceExclusive.makeExclusive(
+    (addr, windowEnd) => env.st.withSvmLock(loop(env, { addr, write: true, atomic: true }, windowEnd)),
+    start,
+    end
+  )

@@ -13,7 +13,10 @@
  *   garbage collector and wake the collector worker (§11.2).
  *
  * A MIGRATE event whose owner is our own device, inside a window the driver is
- * migrating itself, is skipped (we caused it, and unbound the range first).
+ * migrating itself, is skipped (we caused it, and unbound the range first); so
+ * is an EXCLUSIVE event whose owner is the driver (its own
+ * `make_device_exclusive`, kernel-semantics §11.17), while a revocation
+ * (EXCLUSIVE with no owner) zaps and unmaps like any other event.
  *
  * @since 0.1.0
  */
@@ -26,6 +29,7 @@ import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi, GpuSvmOps } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
 import { queueForGc } from "./DriverState.ts"
+import * as DeviceExclusive from "./DeviceExclusive.ts"
 import * as Metrics from "./Metrics.ts"
 import * as Spans from "./Spans.ts"
 
@@ -63,6 +67,9 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
     Spans.invalidate(notifier, mmuRange, Effect.gen(function*() {
       Metrics.countInvalidation(st.metrics, mmuRange.event)
       if (causedByUs(st, mmuRange)) return
+      // §11.17: our own make_device_exclusive (owner = us): the device is taking the page, not losing it.
+      // A revocation (remove_device_exclusive_entry, no owner) goes on like any invalidation: zap, unmap.
+      if (DeviceExclusive.ownEvent(st, mmuRange)) return
       const start = Math.max(mmuRange.start, notifier.start)
       const end = Math.min(mmuRange.end, notifier.end)
       if (start >= end) return

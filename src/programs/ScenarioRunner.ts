@@ -40,6 +40,7 @@ import type { DriverOptions } from "./DriverState.ts"
 import type { PolicyName } from "./MigrationPolicy.ts"
 import { stepSpan } from "./Spans.ts"
 import * as AccessSteps from "./scenario/AccessSteps.ts"
+import * as ExclusiveSteps from "./scenario/ExclusiveSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
 import * as BoSteps from "./scenario/BoSteps.ts"
 import * as Budget from "./scenario/Budget.ts"
@@ -149,7 +150,8 @@ export const requestOf = (scenario: Scenario, options: RunOptions = {}): StackRe
       ...(svmSpec.gpuvaEnd === undefined ? {} : { gpuvaEnd: svmSpec.gpuvaEnd }),
       ...(svmSpec.checkPagesThreshold === undefined ? {} : { checkPagesThreshold: svmSpec.checkPagesThreshold }),
       ...(svmSpec.readOnlyMirror === undefined ? {} : { readOnlyMirror: svmSpec.readOnlyMirror }),
-      ...(svmSpec.onSplitVma === undefined ? {} : { onSplitVma: svmSpec.onSplitVma })
+      ...(svmSpec.onSplitVma === undefined ? {} : { onSplitVma: svmSpec.onSplitVma }),
+      ...(svmSpec.systemAtomics === undefined ? {} : { systemAtomics: svmSpec.systemAtomics })
     },
     policy: scenario.policy.migrate
   }
@@ -187,6 +189,8 @@ const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
       case "madvise":
       case "expect-attrs":
         return MadviseSteps.run(env, step, where)
+      case "make-exclusive":
+        return ExclusiveSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":

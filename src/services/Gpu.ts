@@ -90,8 +90,20 @@ export interface GpuApi {
    * `GpuFaultError` when it gives up or none is registered.
    */
   readonly access: GpuAccess
-  /** Binds `[rangeStart, rangeEnd)` to device addresses (one per page run, in order), replacing older PTEs. */
-  readonly bind: (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) => Effect.Effect<void>
+  /**
+   * Binds `[rangeStart, rangeEnd)` to device addresses (one per page run, in order), replacing older PTEs.
+   * `readOnly`: writes and atomics through them fault. `atomicWindow` (kernel-semantics §11.17): when
+   * given, system-memory PTEs carry the atomic bit only inside `[start, end)` — an atomic through one
+   * without it faults, as a GPU that cannot do atomics to system memory over its bus faults unless the
+   * driver mapped the page for atomics (nouveau's `NVIF_VMM_PFNMAP_V0_A` after `make_device_exclusive`);
+   * absent, every PTE carries it. Device-memory PTEs always do.
+   */
+  readonly bind: (
+    rangeStart: number,
+    rangeEnd: number,
+    addrs: ReadonlyArray<DeviceAddress>,
+    o?: { readonly readOnly?: boolean; readonly atomicWindow?: readonly [number, number] }
+  ) => Effect.Effect<void>
   /** Zaps the PTEs of `[start, end)` and flushes the TLB (one flush per call). */
   readonly invalidate: (start: number, end: number) => Effect.Effect<void>
   /** Registers the driver's page-fault handler (the last registration wins). */

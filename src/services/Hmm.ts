@@ -1,10 +1,11 @@
 /**
- * `Hmm`: `hmm_range_fault` (kernel-semantics §8).
+ * `Hmm`: `hmm_range_fault` (kernel-semantics §8) and `make_device_exclusive`
+ * (kernel-semantics §11.17).
  *
  * @since 0.1.0
  */
 import { Context, type Effect } from "effect"
-import type { BadAddress, Busy, PermissionDenied } from "../domain/Errors.ts"
+import type { BadAddress, Busy, InvalidArgument, PermissionDenied } from "../domain/Errors.ts"
 import type { HmmPfn } from "../domain/HmmPfn.ts"
 import type { NotifierHandle } from "../domain/NotifierHandle.ts"
 
@@ -43,4 +44,31 @@ export class Hmm extends Context.Service<Hmm, {
    * device pages migrated back to RAM) stands (kernel-semantics §11.5).
    */
   readonly rangeFault: (r: HmmRange) => Effect.Effect<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied>
+  /**
+   * `make_device_exclusive(mm, addr, owner)` for every page of the page-aligned
+   * window `[start, end)`, in address order, stopping at the first error (as
+   * `lib/test_hmm.c`'s `dmirror_exclusive` loops it; kernel-semantics §11.17).
+   * Per page: the page is faulted in writable (`get_user_page_vma_remote` with
+   * `FOLL_WRITE | FOLL_SPLIT_PMD`: a device-exclusive entry already there is
+   * revoked first, a device-private page migrates back, COW breaks, a THP
+   * mapping splits); then an EXCLUSIVE invalidation over the page whose
+   * `owner` is `owner` (so the caller's own notifier callback can recognise
+   * and skip it) replaces the PTE with a device-exclusive entry. Any later CPU
+   * touch of the page — read or write, and `rangeFault` with `fault` — revokes
+   * it: an EXCLUSIVE invalidation with no owner (every notifier, the
+   * caller's included), then the normal PTE is back and the device must take
+   * it again. mprotect leaves the entry in place (6.15+); munmap / madvise
+   * drop it. Caller holds the mmap read lock.
+   *
+   * Errors: malformed window → `InvalidArgument`; no VMA, PROT_NONE /
+   * VM_PFNMAP or a VMA without write permission (GUP's EFAULT) or an exited
+   * address space → `BadAddress`; a page that is not an anonymous folio
+   * (shared / shmem / hugetlb mappings; Linux's EOPNOTSUPP) → `InvalidArgument`
+   * saying so; the page changed between the fault and the replacement (the
+   * kernel's folio-lock / second-walk EBUSY) → `Busy`. Pages done before the
+   * error stay device-exclusive. The native machine has no such call (its
+   * helper cannot reach the kernel's `make_device_exclusive`):
+   * `InvalidArgument` saying so.
+   */
+  readonly makeDeviceExclusive: (start: number, end: number, owner: string) => Effect.Effect<void, BadAddress | Busy | InvalidArgument>
 }>()("gpusvm/Hmm") {}

@@ -89,6 +89,7 @@ describe("Scenario: valid files", () => {
         { op: "vm-bind" },
         { op: "fork", as: "c" },
         { op: "wait", process: "c" },
+        { op: "make-exclusive", buf: "l", offset: "16K", length: "8K" },
         { op: "exit" }
       ]
     })
@@ -129,6 +130,8 @@ describe("Scenario: valid files", () => {
       { op: "madvise", buf: "l", offset: 4 * KiB, length: 8 * KiB, preferredLoc: "system", migrationPolicy: "all-pages", atomic: "cpu", pat: 3 },
       { op: "expect-attrs", buf: "l", length: 64 * KiB, ranges: [{ offset: 0, length: 64 * KiB, atomic: "undefined" }] }
     ])
+    // §11.17 part 5: make-exclusive windows decode like lengths
+    assert.deepStrictEqual(steps.find((s) => s.op === "make-exclusive"), { op: "make-exclusive", buf: "l", offset: 16 * KiB, length: 8 * KiB })
     assert.deepStrictEqual(s.machine, {
       vramBytes: 256 * MiB,
       schedule: { seed: 7 },

@@ -66,7 +66,9 @@ export const SvmSpec = Schema.Struct({
   /** kernel-semantics §11.3: a read-only GPU mirror (default false, Xe's writable mirror). */
   readOnlyMirror: optional(Schema.Boolean),
   /** kernel-semantics §11.4: `"retry"` (default, Xe's bounded livelock) or `"recreate"` (drop and re-create the range). */
-  onSplitVma: optional(Schema.Literals(["retry", "recreate"]))
+  onSplitVma: optional(Schema.Literals(["retry", "recreate"])),
+  /** kernel-semantics §11.17: `"native"` (default, Xe) or `"exclusive"` (GPU atomics on system memory through device-exclusive access, as nouveau). */
+  systemAtomics: optional(Schema.Literals(["native", "exclusive"]))
 })
 /** @category models @since 0.1.0 */
 export type SvmSpec = typeof SvmSpec.Type

@@ -419,8 +419,9 @@ export const svmIssues = (f: ScenarioFileType): Array<PathIssue> => {
  */
 export const MEMORY_LIMIT = 16 * 2 ** 30
 
-const ACCESS_OPS = new Set(["cpu-write", "gpu-write", "cpu-read", "gpu-read", "prefetch"])
-const WRITE_OPS = new Set(["cpu-write", "gpu-write", "gpu-atomic-inc"])
+const ACCESS_OPS = new Set(["cpu-write", "gpu-write", "cpu-read", "gpu-read", "prefetch", "make-exclusive"])
+// make-exclusive faults its pages in writable (§11.17), so it allocates them like a write
+const WRITE_OPS = new Set(["cpu-write", "gpu-write", "gpu-atomic-inc", "make-exclusive"])
 
 /**
  * The memory checks: no access step moves more than {@link MEMORY_LIMIT}, and

@@ -9,13 +9,14 @@ import { Schema } from "effect"
 import { accessSteps } from "./steps/Access.ts"
 import { boSteps } from "./steps/Bo.ts"
 import { controlSteps } from "./steps/Control.ts"
+import { exclusiveSteps } from "./steps/Exclusive.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { kernelSteps } from "./steps/Kernel.ts"
 import { madviseSteps } from "./steps/Madvise.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...madviseSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...exclusiveSteps, ...madviseSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -102,6 +103,8 @@ export type KernelStep = StepOf<"kernel-reclaim" | "kernel-compact" | "kernel-co
 export type MadviseStep = StepOf<"madvise">
 /** @category models @since 0.3.0 */
 export type ExpectAttrsStep = StepOf<"expect-attrs">
+/** kernel-semantics §11.17. @category models @since 0.3.0 */
+export type MakeExclusiveStep = StepOf<"make-exclusive">
 /** @category models @since 0.1.0 */
 export type ExpectErrorStep = StepOf<"expect-error">
 /** @category models @since 0.1.0 */

@@ -9,7 +9,8 @@
  * `touchDevice` for a device-memory PTE (the machine's VRAM).
  *
  * Mirrors the hardware side of the kernel's GPU fault path: a missing PTE (or a
- * write/atomic through a read-only one) is a GPU page fault delivered to the
+ * write/atomic through a read-only one, or an atomic through a PTE bound without
+ * the atomic bit, kernel-semantics §11.17) is a GPU page fault delivered to the
  * driver (`xe_svm_handle_pagefault` → kernel-semantics §10.1), after which the
  * access is retried, at most {@link MAX_FAULTS_PER_PAGE} faults per page
  * (design §8.5: bounded work, every give-up a typed `GpuFaultError`).
@@ -150,8 +151,13 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
   const { accessPoint, bindPoint } = options
   const { touchSystem, touchDevice, recordViolation } = memory
 
-  const bind = (rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, o?: { readonly readOnly?: boolean }) => {
-    const write = Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true))
+  const bind = (
+    rangeStart: number,
+    rangeEnd: number,
+    addrs: ReadonlyArray<DeviceAddress>,
+    o?: { readonly readOnly?: boolean; readonly atomicWindow?: readonly [number, number] }
+  ) => {
+    const write = Effect.sync(() => ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true, o?.atomicWindow, SYSTEM_PROTO))
     return bindPoint === undefined ? write : Effect.andThen(bindPoint, write)
   }
 
@@ -161,17 +167,29 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
       stats.tlbFlushes++
     })
 
-  /** Looks the PTE of `vpn` up and touches memory through it, in one synchronous step. */
-  const touch = (vpn: number, needWrite: boolean, pageOff: number, len: number, write: boolean, buf: Uint8Array, bufOff: number): Touched => {
+  /**
+   * Looks the PTE of `vpn` up and touches memory through it, in one synchronous step. A missing PTE, a
+   * write through a read-only one, or an atomic through one without the atomic bit (§11.17) faults.
+   */
+  const touch = (
+    vpn: number,
+    needWrite: boolean,
+    pageOff: number,
+    len: number,
+    write: boolean,
+    buf: Uint8Array,
+    bufOff: number,
+    needAtomic = false
+  ): Touched => {
     const pte = ptes.get(vpn)
-    if (pte === undefined || (needWrite && pte.readOnly)) return FAULT
+    if (pte === undefined || (needWrite && pte.readOnly) || (needAtomic && !pte.atomic)) return FAULT
     return (pte.proto === SYSTEM_PROTO ? touchSystem : touchDevice)(pte, vpn * PAGE_SIZE, pageOff, len, write, buf, bufOff)
   }
 
   /** One page's touch of kind `kind`; an atomic reads the old u32 into `buf` and writes old + 1 in the same step. */
   const touchKind = (vpn: number, pageOff: number, len: number, kind: Kind, buf: Uint8Array, bufOff: number): Touched => {
     if (kind !== ATOMIC) return touch(vpn, kind === WRITE, pageOff, len, kind === WRITE, buf, bufOff)
-    const r = touch(vpn, true, pageOff, 4, false, buf, 0)
+    const r = touch(vpn, true, pageOff, 4, false, buf, 0, true)
     if (r !== undefined) return r
     const next = new Uint8Array(4)
     new DataView(next.buffer).setUint32(0, (new DataView(buf.buffer, buf.byteOffset, 4).getUint32(0, true) + 1) % 2 ** 32, true)

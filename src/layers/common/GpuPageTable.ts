@@ -18,6 +18,8 @@ export interface GpuPte {
   readonly devAddr: number
   readonly proto: string
   readonly readOnly: boolean
+  /** The atomic bit: may the GPU do atomics through this PTE (kernel-semantics §11.17)? */
+  readonly atomic: boolean
 }
 
 /**
@@ -38,14 +40,29 @@ export class GpuPageTable {
     return this.ptes.get(vpn)
   }
 
-  /** Binds `[rangeStart, rangeEnd)` to `addrs` (one entry per run of `2^order` pages, in order), replacing older PTEs. */
-  bind(rangeStart: number, rangeEnd: number, addrs: ReadonlyArray<DeviceAddress>, readOnly: boolean): void {
+  /**
+   * Binds `[rangeStart, rangeEnd)` to `addrs` (one entry per run of `2^order` pages, in order), replacing
+   * older PTEs. With `atomicWindow`, system-memory PTEs (`systemProto`) outside it lack the atomic bit
+   * (kernel-semantics §11.17); every other PTE has it.
+   */
+  bind(
+    rangeStart: number,
+    rangeEnd: number,
+    addrs: ReadonlyArray<DeviceAddress>,
+    readOnly: boolean,
+    atomicWindow?: readonly [number, number],
+    systemProto?: string
+  ): void {
     let vpn = Math.floor(rangeStart / PAGE_SIZE)
     const endVpn = Math.ceil(rangeEnd / PAGE_SIZE)
+    const lo = atomicWindow === undefined ? 0 : atomicWindow[0] / PAGE_SIZE
+    const hi = atomicWindow === undefined ? Infinity : atomicWindow[1] / PAGE_SIZE
     for (const a of addrs) {
       const n = 2 ** a.order
+      const system = a.proto === systemProto
       for (let k = 0; k < n && vpn < endVpn; k++, vpn++) {
-        this.ptes.set(vpn, { devAddr: a.addr + k * PAGE_SIZE, proto: a.proto, readOnly })
+        const atomic = !system || (vpn >= lo && vpn < hi)
+        this.ptes.set(vpn, { devAddr: a.addr + k * PAGE_SIZE, proto: a.proto, readOnly, atomic })
       }
     }
   }

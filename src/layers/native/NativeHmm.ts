@@ -17,13 +17,14 @@
  * starting 2 MiB aligned; absent → not valid; holes without `fault` → error
  * entries. A present page with PFN 0 is `BadAddress` naming `PfnHidden`.
  * Finally, a moved notifier → `Busy`; otherwise the window's pagemap words are
- * kept for `readRetry`'s re-check.
+ * kept for `readRetry`'s re-check. `makeDeviceExclusive` (kernel-semantics
+ * §11.17) is refused with `InvalidArgument` ({@link NATIVE_NO_EXCLUSIVE}).
  *
  * @since 0.1.0
  */
 import { Effect } from "effect"
 import { HUGE_PAGE_ORDER, PAGE_SIZE } from "../../domain/Address.ts"
-import { BadAddress, type Busy, PermissionDenied } from "../../domain/Errors.ts"
+import { BadAddress, type Busy, InvalidArgument, PermissionDenied } from "../../domain/Errors.ts"
 import { type HmmPfn, NOT_VALID } from "../../domain/HmmPfn.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
@@ -31,6 +32,14 @@ import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmProlog
 import type { DeviceAlloc, NativeState } from "./NativeState.ts"
 import { errnoText } from "./NativeState.ts"
 import { isExclusive, isPresent, pfnOf } from "./Proc.ts"
+
+/**
+ * The reason of the native machine's refusal of `makeDeviceExclusive` (kernel-semantics §11.17).
+ *
+ * @category constants
+ */
+export const NATIVE_NO_EXCLUSIVE =
+  "make_device_exclusive: not supported on the native machine (device-exclusive access needs an in-kernel driver; the helper has none)"
 
 const ERROR_ENTRY: HmmPfn = { valid: false, write: false, error: true, order: 0, page: undefined }
 const HUGE = 512
@@ -156,5 +165,12 @@ export const makeHmm = (st: NativeState): Hmm["Service"] => {
     return out
   })
 
-  return Hmm.of({ rangeFault })
+  /**
+   * kernel-semantics §11.17: `make_device_exclusive` is a kernel-internal call the helper cannot reach
+   * (no driver of ours runs in the kernel), so the native machine refuses it with a typed error.
+   */
+  const makeDeviceExclusive = (start: number, _end: number, _owner: string) =>
+    Effect.fail(new InvalidArgument({ reason: NATIVE_NO_EXCLUSIVE, addr: start }))
+
+  return Hmm.of({ rangeFault, makeDeviceExclusive })
 }

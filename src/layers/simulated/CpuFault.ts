@@ -33,7 +33,7 @@ import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { NOT_VALID } from "../../domain/HmmPfn.ts"
 import { ZERO_PFN } from "./Frames.ts"
 import type { MachineState } from "./MachineState.ts"
-import { type DevicePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
+import { type DevicePte, type ExclusivePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
 
 /**
@@ -123,7 +123,8 @@ export const faultPage = (st: MachineState, vma: VmaRec, vpn: number, write: boo
   const pte = st.pt.get(vpn)
   if (pte !== undefined) {
     // A device-private entry is returned as is: its migration (the
-    // `cpuTouchedDevicePage` hook) is the caller's job, before this step.
+    // `cpuTouchedDevicePage` hook) is the caller's job, before this step; so is
+    // the revocation of a device-exclusive one (revokeExclusive, §11.17).
     if (pte.kind === "system" && write && !pte.writable) breakCow(st, vma, vpn, pte)
     return pte
   }
@@ -247,7 +248,9 @@ export const zapRange = (st: MachineState, start: number, end: number): void => 
   const doomed: Array<number> = []
   st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
     doomed.push(vpn)
-    if (pte.kind === "system") {
+    // a device-exclusive entry holds its frame like a present one (§11.17: zap_nonpresent_ptes drops it)
+    if (pte.kind === "system" || pte.kind === "exclusive") {
+      if (pte.kind === "exclusive") st.exclusivePtes--
       if (pte.pfn !== ZERO_PFN) {
         const f = st.frames.frameOf(pte.pfn)
         if (f !== undefined) st.frames.unmap(f)
@@ -336,6 +339,10 @@ export const hmmWalk = (
         out[i] = NOT_VALID
       } else if (pte.kind === "system") {
         out[i] = { valid: true, write: pte.writable, error: false, order: pte.order, page: { _tag: "System", pfn: pte.pfn } }
+      } else if (pte.kind === "exclusive") {
+        // §11.17 hmm_vma_handle_pte: a device-exclusive entry is "0" (not valid) when no fault is asked;
+        // with fault the caller revoked it first (revokeExclusive), like the kernel's `goto fault`.
+        out[i] = NOT_VALID
       } else if (owner !== undefined && pte.owner === owner) {
         out[i] = {
           valid: true,
@@ -384,3 +391,62 @@ export const migrateToRam = (
         : hook(vpn * PAGE_SIZE, pte)
     }, { discard: true })
   })
+
+/**
+ * Does `[start, end)` hold a device-exclusive entry (kernel-semantics §11.17)?
+ *
+ * @category functions
+ */
+export const hasExclusive = (st: MachineState, start: number, end: number): boolean => {
+  if (st.exclusivePtes === 0) return false
+  let found = false
+  st.pt.forEachIn(vpnOf(start), vpnOf(end), (_vpn, pte) => {
+    if (pte.kind === "exclusive") found = true
+  })
+  return found
+}
+
+/**
+ * `restore_exclusive_pte` of the entry at `vpn` if it is still the
+ * device-exclusive entry `pte` (the kernel's `pte_same` check): a present PTE
+ * of the same frame, writable iff the VMA is (`can_change_pte_writable`, 6.15+),
+ * order 0. Synchronous; mmap lock held.
+ *
+ * @category functions
+ */
+export const restoreExclusive = (st: MachineState, vpn: number, pte: ExclusivePte): void => {
+  if (st.pt.get(vpn) !== pte) return
+  const vma = st.vmas.find(vpn * PAGE_SIZE)
+  st.pt.set(vpn, { kind: "system", pfn: pte.pfn, writable: vma !== undefined && vma.prot.write, order: 0 })
+  st.exclusivePtes--
+}
+
+/**
+ * `do_swap_page` → `remove_device_exclusive_entry` for every device-exclusive
+ * entry of `[start, end)` (kernel-semantics §11.17), mmap read lock held: per
+ * page, an EXCLUSIVE invalidation over that page with no owner (so every
+ * notifier, the device's own included, drops its mapping: the device loses its
+ * atomic access), inside which the normal PTE is restored. An entry another
+ * fault restored meanwhile is left alone. The caller re-checks and repeats
+ * (the kernel's fault retry) before touching the pages.
+ *
+ * @category functions
+ */
+export const revokeExclusive = (st: MachineState, start: number, end: number): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    if (st.exclusivePtes === 0) return Effect.void
+    const hits: Array<[number, ExclusivePte]> = []
+    st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+      if (pte.kind === "exclusive") hits.push([vpn, pte])
+    })
+    return Effect.forEach(hits, ([vpn, pte]) =>
+      st.notifiers.invalidate(vpn * PAGE_SIZE, (vpn + 1) * PAGE_SIZE, "exclusive", Effect.sync(() => restoreExclusive(st, vpn, pte))), { discard: true })
+  })
+
+/**
+ * Revoke rounds a CPU access makes before giving up when a device keeps re-taking its pages (SimCpu's
+ * `touchPages`, kernel-semantics §11.17).
+ *
+ * @category constants
+ */
+export const MAX_REVOKE_ROUNDS = 1000

@@ -18,6 +18,9 @@
  *   read-only into the child (`copy_present_pte` / `copy_huge_pmd`: the frame
  *   gains a mapping, so a later write by either side breaks the COW with a
  *   CLEAR — `CpuFault.needsCopy`);
+ * - a device-exclusive entry is restored to a present PTE first
+ *   (`try_restore_exclusive_pte`, HMM selftest `exclusive_cow`) and then
+ *   copied as any COW page;
  * - a device-private entry of a COW mapping is made read-only in the parent
  *   (`copy_nonpresent_pte`: `make_readable_device_private_entry`), so a parent
  *   write goes through `migrate_to_ram` and breaks the COW back to RAM.
@@ -37,13 +40,25 @@
  */
 import { Effect } from "effect"
 import { PAGE_SIZE } from "../../domain/Address.ts"
+import { restoreExclusive } from "./CpuFault.ts"
 import { ZERO_PFN } from "./Frames.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
 
 /** The child's entry for the parent's `pte` (write-protecting the parent's where needed). */
-const copyEntry = (parent: MachineState, child: MachineState, vpn: number, pte: Pte): void => {
+const copyEntry = (parent: MachineState, child: MachineState, vpn: number, entry: Pte): void => {
+  let pte = entry
+  if (pte.kind === "exclusive") {
+    // copy_nonpresent_pte → try_restore_exclusive_pte (HMM selftest exclusive_cow): the device-exclusive
+    // entry becomes a present PTE again (the device was invalidated by the PROTECTION_PAGE already), then
+    // it is copied as any COW page
+    restoreExclusive(parent, vpn, pte)
+    const restored = parent.pt.get(vpn)
+    if (restored === undefined) return
+    pte = restored
+  }
+  if (pte.kind === "exclusive") return
   if (pte.kind === "system") {
     pte.writable = false
     if (pte.pfn !== ZERO_PFN) {

@@ -153,6 +153,8 @@ export class MachineState {
   readonly schedule: YieldSchedule
   /** Device-private entries currently in the page table. */
   devicePtes = 0
+  /** Device-exclusive entries currently in the page table (kernel-semantics §11.17; 0 skips every scan for them). */
+  exclusivePtes = 0
   /** Device memory of the configured pagemaps (`Vram.ts`), by id (machine-wide). */
   readonly devmem: Devmem
   /** References taken by `Mm.acquire` and not yet released (`mmget_not_zero` / `mmput`). */

@@ -251,7 +251,10 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       if (pte !== undefined && pte.kind === "device" && pte.pagemap === vram.id) continue
       vpns.push(v)
     }
-    if (vpns.length !== a.pfns.length || windowBusy(start, end)) {
+    // §11.17: migrate_vma_collect_pmd skips device-exclusive entries (not device-private), so fewer
+    // pages are collected than asked and the migration is EBUSY, as drm_pagemap_migrate_to_devmem says.
+    const exclusive = st.exclusivePtes > 0 && vpns.some((v) => st.pt.get(v)?.kind === "exclusive")
+    if (vpns.length !== a.pfns.length || exclusive || windowBusy(start, end)) {
       vram.release(a)
       return "busy"
     }

@@ -15,6 +15,13 @@
  *   installed by `SimPagemap.ts`). Installed by `populate_mm`
  *   (`SimPagemap.ts`); its `order` is the order of the device block it belongs
  *   to while the whole aligned run of that block is intact, else 0.
+ * - `exclusive`: a device-exclusive entry (`is_device_exclusive_entry`,
+ *   kernel-semantics §11.17): `make_device_exclusive` replaced the present PTE
+ *   of an anonymous page with it so a device may do atomics on the frame; any
+ *   CPU touch (read or write) revokes it (`remove_device_exclusive_entry`:
+ *   an EXCLUSIVE invalidation with no owner, then the normal PTE is restored,
+ *   `CpuFault.revokeExclusive`). The frame stays mapped (Linux 6.15+ keeps the
+ *   mapcount for these entries).
  *
  * Plain synchronous code; callers hold the mmap lock (reading for faults,
  * writing for unmaps/protection changes), like the kernel's PT lock nesting.
@@ -56,11 +63,29 @@ export interface DevicePte {
 }
 
 /**
+ * A device-exclusive entry (`swp_entry` of type DEVICE_EXCLUSIVE, kernel-semantics
+ * §11.17): frame `pfn` stays the page's, reachable by the device that took it
+ * (`owner`, the `make_device_exclusive` caller) and by no CPU access. Always
+ * order 0 (`FOLL_SPLIT_PMD`). `writable` is kept only for the union's shape:
+ * since Linux 6.15 there is one entry type and `restore_exclusive_pte` takes
+ * the writability from the VMA (so mprotect leaves the entry as it is).
+ *
+ * @category models
+ */
+export interface ExclusivePte {
+  readonly kind: "exclusive"
+  readonly pfn: number
+  readonly owner: string
+  writable: boolean
+  order: number
+}
+
+/**
  * One page-table entry.
  *
  * @category models
  */
-export type Pte = SystemPte | DevicePte
+export type Pte = SystemPte | DevicePte | ExclusivePte
 
 /**
  * Pages per 2 MiB block.

@@ -43,7 +43,7 @@ import type { Prot } from "../../domain/Prot.ts"
 import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
-import { cowExtent, faultPage, migrateToRam, releaseOrphans, unmapRange, zapRange } from "./CpuFault.ts"
+import { cowExtent, faultPage, hasExclusive, MAX_REVOKE_ROUNDS, migrateToRam, releaseOrphans, revokeExclusive, unmapRange, zapRange } from "./CpuFault.ts"
 import { moveSwap, splitStraddling } from "./KernelMoves.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
@@ -335,6 +335,43 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     })))
   })
 
+  /**
+   * A CPU load / store of `[s, e)` under the mmap read lock (all checks done): device-exclusive entries
+   * are revoked first (kernel-semantics §11.17: `remove_device_exclusive_entry`, an EXCLUSIVE event per
+   * page), device-private pages migrate back, then `run(touch)` runs the synchronous `touch` (wrapped as
+   * the caller needs, e.g. inside a CLEAR for COW). If a device re-took a page between the revocation and
+   * the touch, the touch does nothing and the whole access retries (the kernel's fault retry), bounded by
+   * `MAX_REVOKE_ROUNDS` (then `BadAddress`).
+   */
+  const touchPages = <A>(
+    call: string,
+    s: number,
+    e: number,
+    run: (touch: Effect.Effect<boolean>) => Effect.Effect<boolean>,
+    result: Effect.Effect<A>,
+    touch?: () => void
+  ): Effect.Effect<A, BadAddress> => {
+    const attempt = (round: number): Effect.Effect<A, BadAddress> =>
+      revokeExclusive(st, s, e).pipe(
+        Effect.andThen(migrateDevicePages(s, e)),
+        Effect.andThen(Effect.suspend(() =>
+          run(Effect.sync(() => {
+            if (hasExclusive(st, s, e)) return false
+            touch?.()
+            return true
+          }))
+        )),
+        Effect.flatMap((ok) => {
+          if (ok) return result
+          if (round === MAX_REVOKE_ROUNDS) {
+            return Effect.fail(new BadAddress({ reason: `${call}: device-exclusive entries re-taken ${MAX_REVOKE_ROUNDS} times in a row`, addr: s }))
+          }
+          return attempt(round + 1)
+        })
+      )
+    return attempt(0)
+  }
+
   /** `migrate_to_ram` for every device-private entry of `[start, end)` (`CpuFault.migrateToRam`), mmap read lock held. */
   const migrateDevicePages = (start: number, end: number): Effect.Effect<void, BadAddress> => migrateToRam(st, start, end, anyDevicePage, "")
 
@@ -369,7 +406,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       st.vmas.intersecting(start, end).filter((v) => v.kind !== "special" && (v.prot.read || v.prot.write || v.prot.exec))
         .map((v) => [Math.max(start, v.start), Math.min(end, v.end), v.prot.write && !v.shared] as const),
       ([s, e, write]) =>
-        Effect.andThen(migrateDevicePages(s, e), Effect.suspend(() => {
+        Effect.andThen(Effect.andThen(revokeExclusive(st, s, e), migrateDevicePages(s, e)), Effect.suspend(() => {
           const touch = Effect.sync(() => {
             let vma: VmaRec | undefined
             for (let vpn = vpnOf(s); vpn < vpnOf(e); vpn++) {
@@ -425,12 +462,10 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     const err = checkAccessArgs("read", addr, length)
     if (err !== undefined) return yield* err
     if (length === 0) return new Uint8Array(0)
-    return yield* lock.withRead(checkedAccess(st, st.vmas, "read", addr, length, (s, e) => Effect.gen(function*() {
-      yield* migrateDevicePages(s, e)
+    return yield* lock.withRead(checkedAccess(st, st.vmas, "read", addr, length, (s, e) => {
       const out = new Uint8Array(length)
-      access(addr, out, false)
-      return out
-    })))
+      return touchPages("read", s, e, (touch) => touch, Effect.succeed(out), () => access(addr, out, false))
+    }))
   })
 
   const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
@@ -438,13 +473,11 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     const err = checkWriteArgs(addr, bytes)
     if (err !== undefined) return yield* err
     if (bytes.length === 0) return
-    yield* lock.withRead(checkedAccess(st, st.vmas, "write", addr, bytes.length, (s, e) => Effect.gen(function*() {
-      yield* migrateDevicePages(s, e)
-      const cow = cowExtent(st, s, e)
-      const doWrite = Effect.sync(() => access(addr, bytes, true))
-      if (cow === undefined) return yield* doWrite
-      return yield* notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
-    })))
+    yield* lock.withRead(checkedAccess(st, st.vmas, "write", addr, bytes.length, (s, e) =>
+      touchPages("write", s, e, (doWrite) => {
+        const cow = cowExtent(st, s, e)
+        return cow === undefined ? doWrite : notifiers.invalidate(cow[0], cow[1], "clear", doWrite)
+      }, Effect.void, () => access(addr, bytes, true))))
   })
 
   /**

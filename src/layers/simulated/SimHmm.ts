@@ -27,17 +27,27 @@
  * kernel ignores REQ_WRITE without REQ_FAULT). Finally, if the notifier's
  * sequence moved during the walk: `Busy`.
  *
+ * `makeDeviceExclusive` (kernel-semantics §11.17) is `make_device_exclusive`
+ * per page: see the service's contract (`services/Hmm.ts`). A device-exclusive
+ * entry met by `rangeFault` with `fault` is revoked first (EXCLUSIVE, no
+ * owner), so that call ends in `Busy` and the retry sees the normal page;
+ * without `fault` it is reported not valid.
+ *
  * The caller holds the mmap read lock (`Mm.withReadLock`), as in the kernel.
  *
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { BadAddress, type Busy, type PermissionDenied } from "../../domain/Errors.ts"
+import { isWindow, PAGE_SIZE } from "../../domain/Address.ts"
+import { BadAddress, Busy, InvalidArgument, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
 import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
-import { cowExtent, hmmWalk, migrateToRam } from "./CpuFault.ts"
+import { cowExtent, faultPage, hmmWalk, migrateToRam, revokeExclusive } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
+import { vpnOf } from "./PageTable.ts"
+
+const anyDevicePage = (): boolean => true
 
 /**
  * Builds the `Hmm` service of machine `st`.
@@ -76,6 +86,9 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     const stop = err === undefined ? r.end : Math.max(r.start, err.addr ?? r.start)
     if (stop > r.start) {
       const head: HmmRange = stop === r.end ? r : { ...r, end: stop }
+      // §11.17 hmm_vma_handle_pte: a device-exclusive entry with fault asked is `goto fault` → do_swap_page →
+      // remove_device_exclusive_entry (EXCLUSIVE, no owner: the sequence moves, so this call ends Busy).
+      if (st.exclusivePtes > 0) yield* revokeExclusive(st, head.start, head.end)
       if (st.devicePtes > 0) yield* migrateForeign(head)
       if (r.write) {
         const cow = cowExtent(st, r.start, stop)
@@ -91,5 +104,66 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     return out
   })
 
-  return Hmm.of({ rangeFault })
+  /**
+   * `make_device_exclusive` of the page at `addr` (kernel-semantics §11.17, mm/rmap.c): GUP with
+   * `FOLL_WRITE | FOLL_SPLIT_PMD`, the anonymous-folio check, then the EXCLUSIVE invalidation owned by
+   * `owner` inside which the still-present, writable PTE becomes a device-exclusive entry.
+   */
+  const exclusiveOne = Effect.fnUntraced(function*(addr: number, owner: string) {
+    const vma = st.vmas.find(addr)
+    // GUP's check_vma_flags with FOLL_WRITE: no VMA, VM_PFNMAP / PROT_NONE, or no VM_WRITE → -EFAULT
+    if (vma === undefined || vma.kind === "special" || !vma.prot.write) {
+      return yield* new BadAddress({ reason: "make_device_exclusive: no writable VMA at the address (GUP FOLL_WRITE)", addr })
+    }
+    const vpn = vpnOf(addr)
+    // GUP faults the page in for writing: an entry some device holds exclusively is revoked first (a
+    // second device taking it), a device-private page migrates back, COW breaks (CLEAR), THP splits.
+    yield* revokeExclusive(st, addr, addr + PAGE_SIZE)
+    if (st.devicePtes > 0) yield* migrateToRam(st, addr, addr + PAGE_SIZE, anyDevicePage, "make_device_exclusive: ")
+    const cow = cowExtent(st, addr, addr + PAGE_SIZE)
+    const fault = Effect.sync(() => {
+      const v = st.vmas.find(addr)
+      if (v === undefined) return
+      faultPage(st, v, vpn, true)
+      st.pt.splitBlock(vpn) // FOLL_SPLIT_PMD
+    })
+    yield* cow === undefined ? fault : notifiers.invalidate(cow[0], cow[1], "clear", fault)
+    // `!folio_test_anon(folio) || folio_test_hugetlb(folio)` → -EOPNOTSUPP (a private file page is anonymous after the COW above)
+    if (vma.shared || vma.kind === "hugetlb") {
+      return yield* new InvalidArgument({
+        reason: `make_device_exclusive: not an anonymous folio (a ${vma.shared ? "shared " : ""}${vma.kind} mapping; Linux's EOPNOTSUPP)`,
+        addr
+      })
+    }
+    const done = yield* notifiers.invalidate(
+      addr,
+      addr + PAGE_SIZE,
+      "exclusive",
+      Effect.sync(() => {
+        // the second walk (folio_walk_start): still the same present, writable, PTE-mapped page?
+        const pte = st.pt.get(vpn)
+        if (pte === undefined || pte.kind !== "system" || !pte.writable || pte.order !== 0) return false
+        st.pt.set(vpn, { kind: "exclusive", pfn: pte.pfn, owner, writable: true, order: 0 })
+        st.exclusivePtes++
+        return true
+      }),
+      owner
+    )
+    if (!done) return yield* new Busy({ reason: "make_device_exclusive: the page changed under the call", addr })
+  })
+
+  const makeDeviceExclusive = Effect.fnUntraced(function*(
+    start: number,
+    end: number,
+    owner: string
+  ): Effect.fn.Return<void, BadAddress | Busy | InvalidArgument> {
+    if (point !== Effect.void) yield* point
+    if (!isWindow(start, end) || start % PAGE_SIZE !== 0 || end % PAGE_SIZE !== 0) {
+      return yield* new InvalidArgument({ reason: "make_device_exclusive: [start, end) must be a non-empty page-aligned window", addr: start })
+    }
+    if (!st.alive) return yield* new BadAddress({ reason: "make_device_exclusive: the address space has exited", addr: start })
+    for (let a = start; a < end; a += PAGE_SIZE) yield* exclusiveOne(a, owner)
+  })
+
+  return Hmm.of({ rangeFault, makeDeviceExclusive })
 }

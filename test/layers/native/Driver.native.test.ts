@@ -172,9 +172,11 @@ const inexpressible = (s: Scenario): string | undefined => {
   if (inject?.seqRace !== undefined || inject?.evictPfnAllocFail !== undefined) {
     return "simulated-machine injections (seqRace, evictPfnAllocFail: kernel-semantics §11.16)"
   }
+  if (s.svm?.systemAtomics === "exclusive") return "device-exclusive access (§11.17: make_device_exclusive needs an in-kernel driver)"
   for (const t of s.threads) {
     for (const step of t.steps) {
       const inner = step.op === "expect-error" ? step.step : step
+      if (inner.op === "make-exclusive") return "device-exclusive access (§11.17: make_device_exclusive needs an in-kernel driver)"
       if (inner.op === "mmap" && inner.kind === "file") return "kind file (no simulated files in a real process)"
       if (inner.op === "mmap" && inner.kind === "hugetlb") return "hugetlb (no reserved huge pages)"
       if ((inner.op === "mmap" && inner.locked === true) || inner.op === "mlock" || inner.op === "munlock") return "mlock (§11.17: no mlock in the native helper)"

@@ -59,3 +59,16 @@ describe("§11.17 the CLI skips mlock scenarios on the native machine", () => {
     assert.isUndefined(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "cpu-read", buf: "a", expect: "zero" }]))
   })
 })
+
+describe("§11.17 the CLI skips device-exclusive scenarios on the native machine", () => {
+  it("§11.17 nativeSkipReason names device-exclusive access for a make-exclusive step and for svm.systemAtomics exclusive", () => {
+    const reason = (o: Record<string, unknown>) => {
+      const exit = decodeScenario({ name: "t", ...o })
+      if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
+      return nativeSkipReason(exit.value, () => 0)
+    }
+    assert.include(reason({ steps: [{ op: "mmap", as: "a", length: "64K" }, { op: "make-exclusive", buf: "a" }] }), "device-exclusive")
+    assert.include(reason({ svm: { systemAtomics: "exclusive" }, steps: [{ op: "mmap", as: "a", length: "64K" }] }), "device-exclusive")
+    assert.isUndefined(reason({ svm: { systemAtomics: "native" }, steps: [{ op: "mmap", as: "a", length: "64K" }] }))
+  })
+})
