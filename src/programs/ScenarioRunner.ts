@@ -42,6 +42,7 @@ import { stepSpan } from "./Spans.ts"
 import * as AccessSteps from "./scenario/AccessSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
 import * as Budget from "./scenario/Budget.ts"
+import * as ExecSteps from "./scenario/ExecSteps.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
 import * as MemorySteps from "./scenario/MemorySteps.ts"
@@ -173,6 +174,9 @@ const exec = (env: RunEnv, barriers: Barriers.Barriers) => {
       case "prefetch":
       case "evict-all":
         return AccessSteps.run(env, step, where)
+      case "gpu-exec": // issue #17 part 3: IGT's exec
+      case "expect-dword":
+        return ExecSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":

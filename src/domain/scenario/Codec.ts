@@ -9,7 +9,7 @@
 import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
 import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, ScenarioThread } from "./Blocks.ts"
-import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, liveNameIssues, memoryIssues, svmIssues } from "./Checks.ts"
+import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, execTargetIssues, liveNameIssues, memoryIssues, svmIssues } from "./Checks.ts"
 import { escapeExcerpt, type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
 
 /**
@@ -29,7 +29,7 @@ const byFileOrder = (a: PathIssue, b: PathIssue): number => {
 const ScenarioFile = ScenarioFileShape.check(
   Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
   Schema.makeFilter((f: ScenarioFileType) => {
-    const issues = [...svmIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f)].sort(byFileOrder)
+    const issues = [...svmIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f), ...execTargetIssues(f)].sort(byFileOrder)
     return issues.length === 0 ? true : issues
   })
 )

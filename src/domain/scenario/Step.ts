@@ -8,11 +8,12 @@
 import { Schema } from "effect"
 import { accessSteps } from "./steps/Access.ts"
 import { controlSteps } from "./steps/Control.ts"
+import { execSteps } from "./steps/Exec.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...controlSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...execSteps, ...controlSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -99,6 +100,10 @@ export type ExpectErrorStep = StepOf<"expect-error">
 export type ExpectRangesStep = StepOf<"expect-ranges">
 /** @category models @since 0.3.0 */
 export type ExpectMetricsStep = StepOf<"expect-metrics">
+/** @category models @since 0.4.0 */
+export type GpuExecStep = StepOf<"gpu-exec">
+/** @category models @since 0.4.0 */
+export type ExpectDwordStep = StepOf<"expect-dword">
 /** @category models @since 0.1.0 */
 export type BarrierStep = StepOf<"barrier">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */
