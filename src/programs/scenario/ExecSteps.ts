@@ -153,6 +153,7 @@ const gpuExec = Effect.fnUntraced(function*(env: RunEnv, step: GpuExecStep, wher
     if (atomic) for (const a of stores) yield* env.cpu.write(a, u32(step.value - 1))
     yield* env.cpu.write(batchAddr, batch)
   }
+  if (step.exec === false) return
   const reset = step.fenceReset ?? "after"
   // 2. data[idx].exec_sync = 0 (IGT -race: the fence lives in the data buffer)
   if (fence !== undefined && reset === "before") yield* env.cpu.write(fence, u64(0n))

@@ -41,7 +41,8 @@ export const Dword = intCodec({ expected: "a 32-bit unsigned value", min: 0, max
  * `ATOMIC_BATCH` / `partial-atomic-*` (the CPU first writes `value - 1` to the
  * store target, the GPU's `MI_ATOMIC_INC` makes it `value`); `writeBatch:
  * false` runs a batch already in memory (IGT's `-eocheck` odd iterations);
- * `fence` absent is an exec without a sync (IGT's `touch_all_pages` but the
+ * `exec: false` only writes the batch (IGT writes batches ahead of their exec:
+ * `touch_all_pages`, `partial`, the `-eocheck` next batch); `fence` absent is an exec without a sync (IGT's `touch_all_pages` but the
  * last); `fenceReset` is when the CPU zeroes the fence: `after` its poll
  * (`exec_ufence[0] = 0`, the default), `before` the exec (`data[idx].exec_sync
  * = 0`, IGT's `-race`), `none`; `queue` is the exec queue (default 0);
@@ -59,6 +60,7 @@ export const GpuExecStep = Schema.Struct({
   value: Dword,
   atomic: optional(Schema.Boolean),
   writeBatch: optional(Schema.Boolean),
+  exec: optional(Schema.Boolean),
   fence: optional(ExecTarget),
   fenceReset: optional(Schema.Literals(["after", "before", "none"])),
   queue: optional(NonNegativeIntLike),
