@@ -380,7 +380,7 @@ describe("Scenario: patterns", () => {
 
 describe("ScenarioResult", () => {
   const SAMPLE = {
-    scenario: "partial-munmap-cpu-fault",
+    scenario: "approx-partial-munmap-cpu-fault",
     ok: true,
     violations: [],
     failures: [],

@@ -133,8 +133,8 @@ const builtinPasses = (name: string) =>
     }))
 
 describe("§11.17 part 7 / §11.15: MREMAP_DONTUNMAP on a shared mapping", () => {
-  it.effect("§11.15 §11.17 IGT once-mmap-shared-remap-dontunmap: the moved pages keep the GPU's bytes; the old shared range stays mapped and refaults the same shmem bytes", () =>
-    Effect.asVoid(builtinPasses("once-mmap-shared-remap-dontunmap")))
+  it.effect("§11.15 §11.17 IGT approx-once-mmap-shared-remap-dontunmap: the moved pages keep the GPU's bytes; the old shared range stays mapped and refaults the same shmem bytes", () =>
+    Effect.asVoid(builtinPasses("approx-once-mmap-shared-remap-dontunmap")))
 
   it.effect("§11.15 MREMAP_DONTUNMAP on a private anonymous mapping leaves the old range empty (reads zero), unlike a shared one", () =>
     Effect.gen(function*() {
@@ -150,8 +150,8 @@ describe("§11.17 part 7 / §11.15: MREMAP_DONTUNMAP on a shared mapping", () =>
 })
 
 describe("§11.17 part 4: mlock / munlock / MAP_LOCKED steps", () => {
-  it.effect("§11.17 IGT once-malloc-mlock: mlocked pages still migrate to VRAM on the GPU fault and back on the CPU read", () =>
-    Effect.map(builtinPasses("once-malloc-mlock"), (rs) => {
+  it.effect("§11.17 IGT approx-once-malloc-mlock: mlocked pages still migrate to VRAM on the GPU fault and back on the CPU read", () =>
+    Effect.map(builtinPasses("approx-once-malloc-mlock"), (rs) => {
       for (const r of rs) assert.isAtLeast(r.metrics.bytesToVram, 64 * 1024)
     }))
 

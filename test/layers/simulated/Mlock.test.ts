@@ -1,7 +1,7 @@
 /**
  * mlock / MAP_LOCKED on the simulated machine (kernel-semantics §11.17, issue
  * #14 part 4; IGT xe_exec_system_allocator's LOCK sections, e.g.
- * `once-malloc-mlock`): VM_LOCKED is set over the window, the pages are
+ * `approx-once-malloc-mlock`): VM_LOCKED is set over the window, the pages are
  * populated at mlock (`__mm_populate`), locked VMAs do not merge with unlocked
  * neighbours, and munlock merges them back.
  */
@@ -26,7 +26,7 @@ const present = (st: { readonly pt: { forEachIn: (s: number, e: number, f: (vpn:
 }
 
 describe("§11.17 mlock / munlock (simulated)", () => {
-  it.effect("§11.17 mlock populates every page of the window (mm_populate) and sets VM_LOCKED; IGT once-malloc-mlock", () =>
+  it.effect("§11.17 mlock populates every page of the window (mm_populate) and sets VM_LOCKED; IGT approx-once-malloc-mlock", () =>
     onMachine(Effect.gen(function*() {
       const { cpu, st } = yield* services
       const a = yield* cpu.mmap({ length: 64 * KiB })
