@@ -46,15 +46,27 @@ export const DEVICE = { engines: 1, vram: true, defaultAlignment: 0x10000, csPre
 const SZ_4K = 0x1000
 const SZ_2M = 0x200000
 const MMAP_BASE = 0x1_0000_0000
-/** `sizeof(struct test_exec_data)`: batch[32], pad, vm_sync, exec_sync, data, expected_data. */
+/**
+ * `struct test_exec_data` of the source: its size and field offsets (batch[32], pad, vm_sync, exec_sync, data, expected_data).
+ *
+ * @category constants
+ */
 export const EXEC_DATA = { size: 160, batch: 0, vmSync: 136, execSync: 144, data: 152, expected: 156 } as const
-/** `sizeof(struct batch_data)`: batch[16], pad, data, expected_data. */
+/**
+ * `struct batch_data` of the source (`touch_all_pages`): its size and field offsets (batch[16], pad, data, expected_data).
+ *
+ * @category constants
+ */
 export const BATCH_DATA = { size: 80, batch: 0, data: 72, expected: 76 } as const
 /** `N_MULTI_FAULT`. */
 const N_MULTI_FAULT = 4
 
 const align = (n: number, a: number) => Math.ceil(n / a) * a
-/** `xe_bb_size(fd, size)`: `ALIGN(size + xe_cs_prefetch_size(fd), xe_get_default_alignment(fd))`. */
+/**
+ * IGT's `xe_bb_size(fd, size)`: `ALIGN(size + xe_cs_prefetch_size(fd), xe_get_default_alignment(fd))` on {@link DEVICE}.
+ *
+ * @category functions
+ */
 export const bbSize = (size: number): number => align(size + DEVICE.csPrefetchSize, DEVICE.defaultAlignment)
 
 /**
@@ -70,7 +82,11 @@ export type Built =
 
 /** A step as written in a scenario file. */
 type StepJson = Record<string, unknown> & { readonly op: string }
-/** A scenario file as JSON. */
+/**
+ * A generated scenario file as JSON (what `decodeScenario` reads).
+ *
+ * @category models
+ */
 export interface ScenarioJson {
   readonly name: string
   readonly description: string
