@@ -72,6 +72,8 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "gpu-exec", batch: { buf: "l" }, store: { buf: "l", offset: 152 }, value: 1, exec: false },
+        { op: "expect-dword", buf: "l", offset: 152, value: 1 },
         { op: "exit" }
       ]
     })
