@@ -118,7 +118,7 @@ describe("gpusvm simulate: metrics from the registry, traces over OTLP (spawned)
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     try {
       const { port } = server.address() as AddressInfo
-      const r = await gpusvm(["simulate", "--otlp", `http://127.0.0.1:${port}/v1/traces`, "approx-once-malloc", "fault"], 60_000)
+      const r = await gpusvm(["simulate", "--otlp", `http://127.0.0.1:${port}/v1/traces`, "approx-once-malloc", "approx-fault"], 60_000)
       assert.strictEqual(r.status, 0, show(r))
       assert.isAbove(bodies.length, 0, "no OTLP request received")
       for (const b of bodies) {
