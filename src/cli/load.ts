@@ -19,6 +19,8 @@ import { dirname, join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
 import { HUGE_PAGE_SIZE } from "../domain/Address.ts"
 import { decodeScenarioText, escapeExcerpt, type Scenario } from "../domain/Scenario.ts"
+import { build } from "../igt/Generate.ts"
+import { matching } from "../igt/Subtests.ts"
 
 /**
  * Bad input: unreadable file, invalid JSON, schema error, unknown scenario
@@ -219,3 +221,35 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   }
   return undefined
 }
+
+/**
+ * A generated IGT subtest of `igt:<name>` / `igt:<glob>` (issue #17 part 4):
+ * its scenario, or why it is not run (`vacuous`: IGT returns at once;
+ * `skipped`: what the model lacks).
+ *
+ * @category models
+ */
+export type IgtLoaded =
+  | { readonly kind: "scenario"; readonly name: string; readonly loaded: Loaded }
+  | { readonly kind: "vacuous" | "skipped"; readonly name: string; readonly reason: string }
+
+/**
+ * Expands `igt:<name>` or `igt:<glob>` into the generated subtests, in IGT's
+ * order; a glob matching nothing is a `LoadError`.
+ *
+ * @category cli
+ */
+export const loadIgt = (word: string): Effect.Effect<ReadonlyArray<IgtLoaded>, LoadError> =>
+  Effect.suspend(() => {
+    const glob = word.slice("igt:".length)
+    const subtests = matching(glob)
+    if (subtests.length === 0) {
+      return Effect.fail(new LoadError({ reason: `${word}: no IGT subtest matches "${glob}" (see \`gpusvm igt list\`)` }))
+    }
+    return Effect.succeed(subtests.map((t): IgtLoaded => {
+      const b = build(t)
+      return b.kind === "scenario"
+        ? { kind: "scenario", name: t.name, loaded: { scenario: b.scenario, source: `igt:${t.name}` } }
+        : { kind: b.kind, name: t.name, reason: b.reason }
+    }))
+  })

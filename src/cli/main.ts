@@ -10,7 +10,10 @@
  *   cannot express (a file mapping, hugetlb without reserved huge pages) is
  *   reported `skipped` and is no failure.
  * - `gpusvm scenarios`: lists the built-in scenarios.
- * - `gpusvm igt list [--filter GLOB]`: the IGT subtest names (`igt.ts`).
+ * - `gpusvm igt list [--filter GLOB]`: the IGT subtest names (`igt.ts`);
+ *   `gpusvm simulate igt:<name>` / `'igt:<glob>'` runs the generated subtests
+ *   (issue #17: vacuous and skipped ones are results with `skipped: reason`,
+ *   vacuous ones also `vacuous`); `gpusvm igt report` the coverage table.
  *
  * A command line the parser rejects prints one line on stderr (exit 2); help
  * is printed only for `--help`.
@@ -24,7 +27,7 @@ import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { type ScenarioResult, withEveryInvalidationEvent } from "../domain/ScenarioResult.ts"
-import { builtins, type Loaded, loadWord, nativeSkipReason } from "./load.ts"
+import { builtins, type Loaded, loadIgt, loadWord, nativeSkipReason } from "./load.ts"
 import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
@@ -148,7 +151,24 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
     // Every file is read and decoded first; the problems of all bad files are reported (one line each), nothing runs.
     const loaded: Array<Loaded> = []
     const problems: Array<string> = []
+    // issue #17: igt:<name|glob> expands to generated subtests; vacuous / skipped ones are results without a run
+    const notRun = new Map<Loaded, { readonly skipped: string; readonly vacuous?: string }>()
     for (const w of words) {
+      if (w.startsWith("igt:")) {
+        const expanded = yield* Effect.result(loadIgt(w))
+        if (expanded._tag === "Failure") problems.push(...expanded.failure.lines)
+        else {
+          for (const e of expanded.success) {
+            if (e.kind === "scenario") loaded.push(e.loaded)
+            else {
+              const placeholder: Loaded = { scenario: { name: `igt-${e.name}` } as Loaded["scenario"], source: `igt:${e.name}` }
+              notRun.set(placeholder, e.kind === "vacuous" ? { skipped: `vacuous: ${e.reason}`, vacuous: e.reason } : { skipped: e.reason })
+              loaded.push(placeholder)
+            }
+          }
+        }
+        continue
+      }
       const l = yield* Effect.result(loadWord(w))
       if (l._tag === "Failure") problems.push(...l.failure.lines)
       else loaded.push(l.success)
@@ -175,9 +195,18 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
     }
     const results = []
     for (let i = 0; i < loaded.length; i++) {
-      const { scenario } = loaded[i]!
+      const { scenario, source } = loaded[i]!
       if (!json) progress(i, loaded.length, scenario.name)
-      const skip = machine === "native" ? nativeSkipReason(scenario) : undefined
+      const igtNotRun = notRun.get(loaded[i]!)
+      if (igtNotRun !== undefined) {
+        const r = { ...skippedResult(scenario.name, igtNotRun.skipped), ...(igtNotRun.vacuous === undefined ? {} : { vacuous: igtNotRun.vacuous }) }
+        results.push(r)
+        if (json) yield* Console.log(JSON.stringify(r))
+        continue
+      }
+      const skip = machine === "native"
+        ? (source.startsWith("igt:") ? "generated IGT subtests use the simulated machine's address layout (fixed addresses)" : nativeSkipReason(scenario))
+        : undefined
       const result = skip !== undefined ? skippedResult(scenario.name, skip) : withEveryInvalidationEvent(
         yield* Runner.run(scenario, machine === "native" ? native : simulated, {
           ...(seedValue === undefined ? {} : { seed: seedValue }),

@@ -50,6 +50,8 @@ export {
   type ExpectErrorStep,
   type ExpectRangesStep,
   type GpuAtomicIncStep,
+  type ExpectDwordStep,
+  type GpuExecStep,
   type GpuFaultStep,
   type MadviseDontneedStep,
   type MappingKind,

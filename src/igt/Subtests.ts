@@ -11,8 +11,8 @@
  * `test_exec`, `threads` and `processes` in that source.
  *
  * Pure data and functions: no services, nothing runs. What a subtest needs
- * that the model lacks today is {@link needs}; a future
- * `gpusvm simulate igt:<name>` reports it as `skipped: reason`.
+ * that the model lacks today is {@link needs}; `gpusvm simulate igt:<name>`
+ * (src/igt/Generate.ts) reports it as `skipped: reason`.
  *
  * @since 0.1.0
  */
@@ -615,7 +615,7 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
 }
 
 /**
- * The one-line reason a future `gpusvm simulate igt:<name>` prints as
+ * The one-line reason `gpusvm simulate igt:<name>` prints as
  * `skipped: reason`, or undefined if the model lacks nothing (or the
  * subtest is vacuous).
  *

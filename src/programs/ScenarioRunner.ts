@@ -44,6 +44,7 @@ import * as ExclusiveSteps from "./scenario/ExclusiveSteps.ts"
 import * as Barriers from "./scenario/Barriers.ts"
 import * as BoSteps from "./scenario/BoSteps.ts"
 import * as Budget from "./scenario/Budget.ts"
+import * as ExecSteps from "./scenario/ExecSteps.ts"
 import * as Expectations from "./scenario/Expectations.ts"
 import * as Invariants from "./scenario/Invariants.ts"
 import * as KernelSteps from "./scenario/KernelSteps.ts"
@@ -191,6 +192,9 @@ const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
         return MadviseSteps.run(env, step, where)
       case "make-exclusive":
         return ExclusiveSteps.run(env, step, where)
+      case "gpu-exec": // issue #17 part 3: IGT's exec
+      case "expect-dword":
+        return ExecSteps.run(env, step, where)
       case "expect-ranges":
         return Expectations.expectRanges(env, step, where)
       case "expect-metrics":

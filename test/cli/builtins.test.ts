@@ -18,35 +18,35 @@ import { builtinNames, SCENARIOS } from "./support.ts"
 
 /** The subtests of IGT's xe_exec_system_allocator the set must cover (the issue's list). */
 const REQUIRED = [
-  "once-malloc",
-  "twice-malloc",
-  "many-malloc",
-  "once-large-malloc",
+  "approx-once-malloc",
+  "approx-twice-malloc",
+  "approx-many-malloc",
+  "approx-once-large-malloc",
   "once-64k-malloc",
-  "many-stride-malloc",
-  "once-mmap",
-  "once-mmap-shared",
-  "once-mmap-file",
-  "once-mmap-huge",
-  "many-new",
-  "many-free",
-  "many-mmap-free",
-  "once-malloc-race",
-  "once-malloc-nomemset",
+  "approx-many-stride-malloc",
+  "approx-once-mmap",
+  "approx-once-mmap-shared",
+  "approx-once-mmap-file",
+  "approx-once-mmap-huge",
+  "approx-many-new",
+  "approx-many-free",
+  "approx-many-mmap-free",
+  "approx-once-malloc-race",
+  "approx-once-malloc-nomemset",
   "mmap-remap",
   "mmap-remap-dontunmap",
   "mmap-remap-ro",
   "multi-fault",
   "prefetch",
-  "fault",
-  "partial-munmap-cpu-fault",
-  "partial-munmap-no-cpu-fault",
-  "partial-middle-munmap-cpu-fault",
-  "partial-middle-munmap-no-cpu-fault",
-  "partial-remap-cpu-fault",
-  "partial-atomic-munmap-cpu-fault",
-  "unaligned-alloc",
-  "evict-malloc",
+  "approx-fault",
+  "approx-partial-munmap-cpu-fault",
+  "approx-partial-munmap-no-cpu-fault",
+  "approx-partial-middle-munmap-cpu-fault",
+  "approx-partial-middle-munmap-no-cpu-fault",
+  "approx-partial-remap-cpu-fault",
+  "approx-partial-atomic-munmap-cpu-fault",
+  "approx-unaligned-alloc",
+  "approx-evict-malloc",
   "threads-many-malloc",
   "threads-shared-stride-race"
 ] as const
@@ -95,8 +95,8 @@ describe("built-in scenarios: the set", () => {
       const raw = JSON.parse(readFileSync(join(SCENARIOS, `${name}.json`), "utf8"))
       assert.notStrictEqual(raw.policy?.migrate ?? "xe", "never", `${name}: policy "never" would not exercise VRAM`)
     }
-    const evict = JSON.parse(readFileSync(join(SCENARIOS, "evict-malloc.json"), "utf8"))
-    assert.strictEqual(evict.machine?.vramBytes, "16M", "evict-malloc: the VRAM size the metrics test below assumes")
+    const evict = JSON.parse(readFileSync(join(SCENARIOS, "approx-evict-malloc.json"), "utf8"))
+    assert.strictEqual(evict.machine?.vramBytes, "16M", "approx-evict-malloc: the VRAM size the metrics test below assumes")
   })
 })
 
@@ -149,7 +149,7 @@ const traffic = (r: ScenarioResult) =>
 describe("built-in scenarios: where the data went", () => {
   it.effect("policy never, hugetlb and file mappings: nothing moves to VRAM", () =>
     Effect.gen(function*() {
-      for (const name of ["once-malloc-sysmem", "once-mmap-huge", "once-mmap-file", "once-mmap-shared-file"]) {
+      for (const name of ["once-malloc-sysmem", "approx-once-mmap-huge", "approx-once-mmap-file", "once-mmap-shared-file"]) {
         const r = yield* runBuiltin(name)
         assert.strictEqual(r.metrics.bytesToVram, 0, `${name}: ${traffic(r)}`)
       }
@@ -175,7 +175,7 @@ describe("built-in scenarios: where the data went", () => {
       assert.isAtLeast(r.metrics.bytesToRam, 2 * MiB, `prefetch to system must bring the 2 MiB back: ${traffic(r)}`)
     })
 
-    withVram("evict-malloc", (r) => {
+    withVram("approx-evict-malloc", (r) => {
       // more bytes copied in than the VRAM holds: some buffers had to be evicted to make room
       assert.isAbove(r.metrics.bytesToVram, 16 * MiB, `three 8 MiB buffers through 16 MiB of VRAM: ${traffic(r)}`)
       assert.isAbove(r.metrics.evictions, 0, traffic(r))
@@ -184,17 +184,17 @@ describe("built-in scenarios: where the data went", () => {
 
     // bytesToVram/bytesToRam count bytes actually copied: a never-touched buffer migrates for free,
     // so what proves the 2 MiB went to VRAM is the remaining 1 MiB being copied back for the CPU.
-    for (const name of ["partial-munmap-cpu-fault", "partial-munmap-no-cpu-fault", "partial-middle-munmap-cpu-fault", "partial-middle-munmap-no-cpu-fault"]) {
+    for (const name of ["approx-partial-munmap-cpu-fault", "approx-partial-munmap-no-cpu-fault", "approx-partial-middle-munmap-cpu-fault", "approx-partial-middle-munmap-no-cpu-fault"]) {
       withVram(name, (r) => {
         assert.isAtLeast(r.metrics.bytesToRam, 1 * MiB, `xe: the GPU write puts the 2 MiB range in VRAM; the 1 MiB left must be copied back: ${traffic(r)}`)
       })
     }
 
-    withVram("once-malloc", (r) => {
+    withVram("approx-once-malloc", (r) => {
       assert.isAtLeast(r.metrics.bytesToVram, 64 * 1024, `xe: a CPU-written 64 KiB range migrates on the GPU fault: ${traffic(r)}`)
     })
 
-    withVram("partial-atomic-munmap-cpu-fault", (r) => {
+    withVram("approx-partial-atomic-munmap-cpu-fault", (r) => {
       assert.isAbove(r.metrics.bytesToVram, 0, `xe: atomics need VRAM: ${traffic(r)}`)
     })
 

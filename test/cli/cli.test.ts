@@ -79,10 +79,10 @@ describe.concurrent("gpusvm (spawned)", { timeout: 30_000 }, () => {
         { steps: [{ op: "barrier", name: "w" }, { op: "gpu-read", buf: "a", expect: 4 }] }
       ]
     })
-    const r = await gpusvm(["simulate", "once-malloc", "partial-munmap-cpu-fault", file, "--json", "--seed", "3"])
+    const r = await gpusvm(["simulate", "approx-once-malloc", "approx-partial-munmap-cpu-fault", file, "--json", "--seed", "3"])
     assert.strictEqual(r.status, 0, show(r))
     const results = decodeLines(r.stdout)
-    assert.deepStrictEqual(results.map((x) => x.scenario), ["once-malloc", "partial-munmap-cpu-fault", "json-ok"])
+    assert.deepStrictEqual(results.map((x) => x.scenario), ["approx-once-malloc", "approx-partial-munmap-cpu-fault", "json-ok"])
     for (const x of results) {
       assert.isTrue(x.ok, `${x.scenario}: ${JSON.stringify(x.failures)} ${JSON.stringify(x.violations)}`)
       assert.isAbove(x.metrics.faults, 0, `${x.scenario}: the GPU must have faulted`)
@@ -93,7 +93,7 @@ describe.concurrent("gpusvm (spawned)", { timeout: 30_000 }, () => {
   })
 
   it("--machine native runs a scenario, or (on a host without the capabilities) is bad input naming what is missing", async () => {
-    const r = await gpusvm(["simulate", "once-malloc", "--machine", "native", "--json"], 60_000)
+    const r = await gpusvm(["simulate", "approx-once-malloc", "--machine", "native", "--json"], 60_000)
     if (r.status === 2) {
       assert.strictEqual(r.stdout, "", show(r))
       assert.match(r.stderr.trim(), /^gpusvm: --machine native: [^\n]+$/, show(r))
@@ -101,7 +101,7 @@ describe.concurrent("gpusvm (spawned)", { timeout: 30_000 }, () => {
     }
     assert.strictEqual(r.status, 0, show(r))
     const [result] = decodeLines(r.stdout)
-    assert.strictEqual(result!.scenario, "once-malloc")
+    assert.strictEqual(result!.scenario, "approx-once-malloc")
     assert.isTrue(result!.ok, `${JSON.stringify(result!.failures)} ${JSON.stringify(result!.violations)}`)
   }, 60_000)
 
@@ -144,7 +144,7 @@ describe.concurrent("gpusvm (spawned)", { timeout: 30_000 }, () => {
         }
       ]
     })
-    const r = await gpusvm(["simulate", "once-malloc", file, "--json"])
+    const r = await gpusvm(["simulate", "approx-once-malloc", file, "--json"])
     assert.strictEqual(r.status, 1, show(r))
     const [first, second] = decodeLines(r.stdout)
     assert.isTrue(first!.ok)
@@ -155,12 +155,12 @@ describe.concurrent("gpusvm (spawned)", { timeout: 30_000 }, () => {
 
 describe.concurrent("gpusvm bad input (spawned): exit 2, one line naming the file and JSON path, nothing run", { timeout: 30_000 }, () => {
   /**
-   * Runs `simulate once-malloc <args> --json` (a valid scenario first: nothing
+   * Runs `simulate approx-once-malloc <args> --json` (a valid scenario first: nothing
    * may run, so stdout stays empty) and checks exit 2 and one stderr line
    * containing every fragment.
    */
   const rejects = async (args: ReadonlyArray<string>, ...fragments: ReadonlyArray<string>) => {
-    const r = await gpusvm(["simulate", "once-malloc", ...args, "--json"])
+    const r = await gpusvm(["simulate", "approx-once-malloc", ...args, "--json"])
     assert.strictEqual(r.status, 2, show(r))
     assert.strictEqual(r.stdout, "", `nothing may run on bad input\n${show(r)}`)
     const lines = r.stderr.trim().split("\n")
@@ -234,7 +234,7 @@ describe.concurrent("gpusvm bad input (spawned): exit 2, one line naming the fil
   })
 
   it("an unknown flag is bad input too (exit 2, not the exit 1 of a failed scenario)", async () => {
-    const r = await gpusvm(["simulate", "once-malloc", "--no-such-flag"])
+    const r = await gpusvm(["simulate", "approx-once-malloc", "--no-such-flag"])
     assert.strictEqual(r.status, 2, `exit 1 means "a scenario failed" (scenarios.md); a usage error is bad input\n${show(r)}`)
   })
 })

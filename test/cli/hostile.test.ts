@@ -40,7 +40,7 @@ const results = (stdout: string): Array<ScenarioResult> =>
   })
 
 /** Whether this host runs the native machine (probed once). */
-const nativeProbe = spawnSync(process.execPath, [MAIN, "simulate", "--machine", "native", "--json", join(SCENARIOS, "once-malloc.json")], {
+const nativeProbe = spawnSync(process.execPath, [MAIN, "simulate", "--machine", "native", "--json", join(SCENARIOS, "approx-once-malloc.json")], {
   cwd: ROOT,
   encoding: "utf8",
   timeout: 60_000
@@ -173,23 +173,23 @@ describe.concurrent("#18 CLI polish (spawned)", { timeout: 90_000 }, () => {
   })
   it("the summary table shows human units (64K, not 0.06M) and FAIL lines name the scenario and its file", async () => {
     const bad = file("fails.json", { name: "fails", steps: [MMAP_A, { op: "cpu-read", buf: "a", expect: 7 }] })
-    const r = await gpusvm(["simulate", "once-malloc", bad])
+    const r = await gpusvm(["simulate", "approx-once-malloc", bad])
     assert.strictEqual(r.status, 1, show(r))
-    assert.match(r.stdout, /^once-malloc\s+ok\s+\d+\s+\d+\s+64K\s+64K\s/m, show(r))
+    assert.match(r.stdout, /^approx-once-malloc\s+ok\s+\d+\s+\d+\s+64K\s+64K\s/m, show(r))
     assert.notMatch(r.stdout, /\d\.\d\dM/)
     const fail = r.stdout.split("\n").find((l) => l.startsWith("FAIL fails steps[1]:"))
     assert.isDefined(fail, show(r))
     assert.isTrue(fail!.endsWith(` (in ${bad})`), fail)
   })
   it("--json invalidations carry every MMU notifier event (zeros included) on the simulated machine", async () => {
-    const r = await gpusvm(["simulate", "once-malloc", "--json"])
+    const r = await gpusvm(["simulate", "approx-once-malloc", "--json"])
     assert.strictEqual(r.status, 0, show(r))
     assert.sameMembers(Object.keys(results(r.stdout)[0]!.metrics.invalidations), [...MMU_EVENTS])
   })
   it.skipIf(noNative !== undefined)(`--machine native: same invalidation keys, skips what it cannot express (exit 0), and exits promptly after its output${noNative === undefined ? "" : ` — skipped: ${noNative}`}`, async () => {
     const started = performance.now()
     let lastOutput = started
-    const child = spawn(process.execPath, [MAIN, "simulate", "--machine", "native", "--json", "once-malloc", "once-mmap-file", "once-mmap-huge"], {
+    const child = spawn(process.execPath, [MAIN, "simulate", "--machine", "native", "--json", "approx-once-malloc", "approx-once-mmap-file", "approx-once-mmap-huge"], {
       cwd: ROOT,
       stdio: ["ignore", "pipe", "pipe"],
       timeout: 50_000

@@ -27,7 +27,7 @@ const retries = (r: Partial<Record<"EAGAIN" | "EBUSY" | "EOPNOTSUPP" | "EFAULT" 
 
 /** `metrics` of built-in scenarios as main (667e3b5) printed them, from its hand-kept driver counters. */
 const RECORDED: Record<string, unknown> = {
-  "evict-malloc": {
+  "approx-evict-malloc": {
     faults: 24, faultRetries: retries({}), rangesCreated: 12, rangesRemoved: 0, notifiersCreated: 1, notifiersRemoved: 0,
     invalidations: { unmap: 0, clear: 0, migrate: 40, ...noEvents }, bytesToVram: 25165824, bytesToRam: 33554432, evictions: 8,
     gcRuns: 0, dmaMappingsLive: 0, deviceBytesLive: 16777216
@@ -37,7 +37,7 @@ const RECORDED: Record<string, unknown> = {
     invalidations: { unmap: 0, clear: 0, migrate: 0, ...noEvents }, bytesToVram: 0, bytesToRam: 0, evictions: 0, gcRuns: 0,
     dmaMappingsLive: 1, deviceBytesLive: 0
   },
-  "many-free": {
+  "approx-many-free": {
     faults: 512, faultRetries: retries({}), rangesCreated: 512, rangesRemoved: 496, notifiersCreated: 32, notifiersRemoved: 31,
     invalidations: { unmap: 32, clear: 0, migrate: 0, ...noEvents }, bytesToVram: 0, bytesToRam: 0, evictions: 0, gcRuns: 47,
     dmaMappingsLive: 0, deviceBytesLive: 0
@@ -91,14 +91,14 @@ describe("gpusvm simulate: metrics from the registry, traces over OTLP (spawned)
 
   it("design §7 --trace FILE writes one parseable OTLP JSON TracesData with the driver's spans", async () => {
     const file = tmp.write("trace.json", "")
-    const r = await gpusvm(["simulate", "--trace", file, "once-malloc", "many-free"], 60_000)
+    const r = await gpusvm(["simulate", "--trace", file, "approx-once-malloc", "approx-many-free"], 60_000)
     assert.strictEqual(r.status, 0, show(r))
     assert.include(r.stdout, "2 passed, 0 failed")
     const data = JSON.parse(readFileSync(file, "utf8")) as TracesData
     const spans = spansOf(data)
     const names = new Set(spans.map((s) => s.name))
     for (const n of ["gpusvm.simulate", "gpusvm.fault", "gpusvm.invalidate", "gpusvm.gc", "gpusvm.step.mmap", "gpusvm.step.gpu-read"]) assert.isTrue(names.has(n), `no ${n} in ${[...names].join(", ")}`)
-    // once-malloc 1 + many-free 512 faults, one span each
+    // approx-once-malloc 1 + approx-many-free 512 faults, one span each
     assert.strictEqual(spans.filter((s) => s.name === "gpusvm.fault").length, 513)
     const fault = spans.find((s) => s.name === "gpusvm.fault")!
     assert.deepStrictEqual(fault.attributes.map((a) => a.key).sort(), ["gpusvm.addr", "gpusvm.atomic", "gpusvm.retries", "gpusvm.write"])
@@ -118,7 +118,7 @@ describe("gpusvm simulate: metrics from the registry, traces over OTLP (spawned)
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
     try {
       const { port } = server.address() as AddressInfo
-      const r = await gpusvm(["simulate", "--otlp", `http://127.0.0.1:${port}/v1/traces`, "once-malloc", "fault"], 60_000)
+      const r = await gpusvm(["simulate", "--otlp", `http://127.0.0.1:${port}/v1/traces`, "approx-once-malloc", "approx-fault"], 60_000)
       assert.strictEqual(r.status, 0, show(r))
       assert.isAbove(bodies.length, 0, "no OTLP request received")
       for (const b of bodies) {
@@ -135,19 +135,19 @@ describe("gpusvm simulate: metrics from the registry, traces over OTLP (spawned)
   }, 60_000)
 
   it("design §7 --otlp with a URL that does not parse, or --trace into a missing directory, is bad input (exit 2, nothing run)", async () => {
-    const url = await gpusvm(["simulate", "--otlp", "not a url", "once-malloc"])
+    const url = await gpusvm(["simulate", "--otlp", "not a url", "approx-once-malloc"])
     assert.strictEqual(url.status, 2, show(url))
     assert.include(url.stderr, "--otlp")
     assert.notInclude(url.stdout, "passed")
     const missing = `${tmp.dir}/no/such/dir/trace.json`
-    const file = await gpusvm(["simulate", "--trace", missing, "once-malloc"])
+    const file = await gpusvm(["simulate", "--trace", missing, "approx-once-malloc"])
     assert.strictEqual(file.status, 2, show(file))
     assert.include(file.stderr, "--trace")
     assert.isFalse(existsSync(missing))
   }, 60_000)
 
   it("design §7 --otlp to a receiver that is not there still finishes the run (exit 0, export bounded)", async () => {
-    const r = await gpusvm(["simulate", "--otlp", "http://127.0.0.1:9/v1/traces", "once-malloc"], 60_000)
+    const r = await gpusvm(["simulate", "--otlp", "http://127.0.0.1:9/v1/traces", "approx-once-malloc"], 60_000)
     assert.strictEqual(r.status, 0, show(r))
     assert.include(r.stdout, "1 passed, 0 failed")
   }, 60_000)

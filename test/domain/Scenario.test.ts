@@ -72,6 +72,8 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "l", length: "64K", locked: true },
         { op: "mlock", buf: "l", offset: "4K", length: "8K" },
         { op: "munlock", buf: "l" },
+        { op: "gpu-exec", batch: { buf: "l" }, store: { buf: "l", offset: 152 }, value: 1, exec: false },
+        { op: "expect-dword", buf: "l", offset: 152, value: 1 },
         { op: "madvise", buf: "l", offset: "4K", length: "8K", preferredLoc: "system", migrationPolicy: "all-pages", atomic: "cpu", pat: 3 },
         { op: "expect-attrs", buf: "l", length: "64K", ranges: [{ offset: 0, length: "64K", atomic: "undefined" }] },
         // kernel-semantics §11.17: the kernel page-move steps
@@ -405,7 +407,7 @@ describe("Scenario: patterns", () => {
 
 describe("ScenarioResult", () => {
   const SAMPLE = {
-    scenario: "partial-munmap-cpu-fault",
+    scenario: "approx-partial-munmap-cpu-fault",
     ok: true,
     violations: [],
     failures: [],

@@ -5,7 +5,7 @@
  * from the npm cache), and use it the way the README tells a user to: the
  * README's "### As a library" snippet, copied verbatim, runs with `npx node
  * main.ts` and prints what its last comment says; `npx gpusvm simulate
- * once-malloc` exits 0; the snippet typechecks against the tarball's
+ * approx-once-malloc` exits 0; the snippet typechecks against the tarball's
  * declarations; `gpusvm/testing` imports.
  *
  * One pack + install is shared by every test of the file (beforeAll); the
@@ -143,7 +143,7 @@ describe("gpusvm as a package: npm pack → a fresh project → the README's usa
   it("#15 part 8: the tarball holds dist (stacks and testing included), bin, scenarios and the native helper's sources and build script, and no tests", () => {
     const { files } = ready()
     const has = (p: string) => files.includes(p)
-    for (const p of ["package.json", "README.md", "bin/gpusvm.js", "dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "dist/stacks/Driver.js", "dist/stacks/Driver.d.ts", "scenarios/once-malloc.json", "native/helper.c", "native/build.mjs"]) {
+    for (const p of ["package.json", "README.md", "bin/gpusvm.js", "dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "dist/stacks/Driver.js", "dist/stacks/Driver.d.ts", "scenarios/approx-once-malloc.json", "native/helper.c", "native/build.mjs"]) {
       assert.isTrue(has(p), `${p} is in the tarball`)
     }
     assert.isTrue(has("dist/testing/index.js") && has("dist/testing/index.d.ts"), "dist/testing is in the tarball")
@@ -198,12 +198,12 @@ describe("gpusvm as a package: npm pack → a fresh project → the README's usa
     assert.strictEqual(r.status, 0, show(r))
   }, 60_000)
 
-  it("#15 part 8: `npx gpusvm simulate once-malloc` (a built-in scenario) exits 0 in the project", async () => {
+  it("#15 part 8: `npx gpusvm simulate approx-once-malloc` (a built-in scenario) exits 0 in the project", async () => {
     const { project } = ready()
-    const r = await run("npx", ["gpusvm", "simulate", "once-malloc"], project)
-    times["npx gpusvm simulate once-malloc"] = r.ms
+    const r = await run("npx", ["gpusvm", "simulate", "approx-once-malloc"], project)
+    times["npx gpusvm simulate approx-once-malloc"] = r.ms
     assert.strictEqual(r.status, 0, show(r))
-    assert.match(r.stdout, /once-malloc\s+ok/, show(r))
+    assert.match(r.stdout, /approx-once-malloc\s+ok/, show(r))
     assert.match(r.stdout, /1 passed, 0 failed/, show(r))
   }, 60_000)
 

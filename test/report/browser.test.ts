@@ -123,8 +123,8 @@ describe.skipIf(!hasChromium)(`HTML report in headless Chromium (issue #19; need
     await browser?.close()
   })
 
-  it("a passing built-in scenario (once-malloc): lanes and plots, no violation marker, no console error", async () => {
-    const s = await load("once-malloc")
+  it("a passing built-in scenario (approx-once-malloc): lanes and plots, no violation marker, no console error", async () => {
+    const s = await load("approx-once-malloc")
     const r = await run(s)
     expect(r.result.ok).toBe(true)
     expectViews(await open(write("passing", s, r), join(OUT, "passing.png")), 2, false)

@@ -21,8 +21,8 @@ const kinds = (events: ReadonlyArray<RunEvent>) => new Set(events.map((e) => e.k
 const sansDuration = ({ durationMs: _, ...rest }: { durationMs: number }) => rest
 
 describe("run event log (issue #19)", () => {
-  it("§10.1/§9 once-malloc: a GPU fault (with its range), the migration to VRAM and its MIGRATE invalidation, the range turning VRAM, the CPU read's kernel page move back (migrate_to_ram)", async () => {
-    const r = await Effect.runPromise(record(await load("once-malloc")))
+  it("§10.1/§9 approx-once-malloc: a GPU fault (with its range), the migration to VRAM and its MIGRATE invalidation, the range turning VRAM, the CPU read's kernel page move back (migrate_to_ram)", async () => {
+    const r = await Effect.runPromise(record(await load("approx-once-malloc")))
     const k = kinds(r.events)
     for (const want of ["op", "vma-created", "fault", "migration", "invalidation", "range-created", "notifier-created", "range-state", "page-move", "sample", "get-pages", "bind"]) {
       expect(k, want).toContain(want)
@@ -58,7 +58,7 @@ describe("run event log (issue #19)", () => {
   })
 
   it("every event round-trips through the JSONL schema", async () => {
-    const r = await Effect.runPromise(record(await load("once-malloc")))
+    const r = await Effect.runPromise(record(await load("approx-once-malloc")))
     const lines = toJsonl(r.events).trimEnd().split("\n")
     expect(lines.length).toBe(r.events.length)
     for (const line of lines) expect(Exit.isSuccess(decodeEventLine(line)), line).toBe(true)
@@ -66,7 +66,7 @@ describe("run event log (issue #19)", () => {
   })
 
   it("§10.2 the garbage collector's passes are on the gc-worker actor", async () => {
-    const r = await Effect.runPromise(record(await load("many-malloc")))
+    const r = await Effect.runPromise(record(await load("approx-many-malloc")))
     const gc = r.events.filter((e) => e.kind === "gc")
     expect(gc.length).toBeGreaterThan(0)
     for (const e of gc) expect(e.actor).toBe("gc-worker")
@@ -83,7 +83,7 @@ describe("run event log (issue #19)", () => {
   })
 
   it("a failed expectation is the verdict, on its thread, and the events of its step led to it", async () => {
-    const s = await load("once-malloc")
+    const s = await load("approx-once-malloc")
     const bad = { ...s, threads: [{ ...s.threads[0]!, steps: s.threads[0]!.steps.map((st, i) => (i === 2 ? { ...st, expect: 9 } : st)) }] }
     const r = await Effect.runPromise(record(bad as typeof s))
     const v = verdictOf(r.events)
@@ -99,8 +99,8 @@ describe("run event log (issue #19)", () => {
     try {
       const ev = join(t.dir, "e.jsonl"), html = join(t.dir, "s.html"), rep = join(t.dir, "r.html"), ex = join(t.dir, "x.jsonl")
       const [sim, report, explore] = await Promise.all([
-        gpusvm(["simulate", "once-malloc", "--events", ev, "--html", html], 60_000),
-        gpusvm(["report", "once-malloc", "-o", rep], 60_000),
+        gpusvm(["simulate", "approx-once-malloc", "--events", ev, "--html", html], 60_000),
+        gpusvm(["report", "approx-once-malloc", "-o", rep], 60_000),
         gpusvm(["explore", "kernel617-cve-2025-40336", "--kernel", "6.17", "--budget", "200", "--events", ex], 120_000)
       ])
       expect(sim.status, show(sim)).toBe(0)
@@ -115,7 +115,7 @@ describe("run event log (issue #19)", () => {
       }
       const cx = readFileSync(ex, "utf8").trimEnd().split("\n").map((l) => JSON.parse(l) as RunEvent)
       expect(cx.some((e) => e.kind === "violation" && e.what === "dma-map-past-range")).toBe(true)
-      const bad = await gpusvm(["simulate", "once-malloc", "fault", "--events", ev])
+      const bad = await gpusvm(["simulate", "approx-once-malloc", "approx-fault", "--events", ev])
       expect(bad.status, show(bad)).toBe(2)
     } finally {
       t.remove()

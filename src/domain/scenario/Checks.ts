@@ -213,6 +213,39 @@ export const liveNameIssues = (f: ScenarioFileType): Array<PathIssue> =>
 const threadsOf = (f: ScenarioFileType): ReadonlyArray<{ readonly steps: ReadonlyArray<Step>; readonly at: ReadonlyArray<PropertyKey> }> =>
   processesOf(f).flatMap((p) => p.threads.map((t) => ({ steps: t.steps, at: [...t.at, "steps"] })))
 
+/**
+ * The buffers a `gpu-exec` names (its batch, stores and fence, kernel-free
+ * IGT exec, issue #17 part 3) are created by some `mmap` / `mremap … as` of
+ * the file: an unknown name could never resolve. Offsets are checked when the
+ * step runs (the batch holds absolute addresses, like IGT's).
+ *
+ * @category checks
+ * @since 0.4.0
+ */
+export const execTargetIssues = (f: ScenarioFileType): Array<PathIssue> => {
+  const threads = threadsOf(f)
+  const created = new Set<string>()
+  for (const { steps } of threads) {
+    for (const s of steps) {
+      if (s.op === "mmap") created.add(s.as)
+      else if (s.op === "mremap") created.add(s.as ?? s.buf)
+    }
+  }
+  return threads.flatMap(({ steps, at }) =>
+    steps.flatMap((s, i): Array<PathIssue> => {
+      if (s.op !== "gpu-exec") return []
+      const targets: Array<[ReadonlyArray<PropertyKey>, string]> = [[["batch", "buf"], s.batch.buf]]
+      const stores = Array.isArray(s.store) ? s.store : [s.store]
+      stores.forEach((t, j) => targets.push([Array.isArray(s.store) ? ["store", j, "buf"] : ["store", "buf"], t.buf]))
+      if (s.fence !== undefined) targets.push([["fence", "buf"], s.fence.buf])
+      return targets.filter(([, b]) => !created.has(b)).map(([path, b]) => ({
+        path: [...at, i, ...path],
+        issue: `unknown buffer ${JSON.stringify(b)}: no mmap or mremap creates it with "as"`
+      }))
+    })
+  )
+}
+
 /** The buffer a step reads or changes, if any. */
 const bufOf = (s: Step | NestedStep): string | undefined => ("buf" in s ? s.buf : undefined)
 

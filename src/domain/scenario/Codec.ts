@@ -9,7 +9,7 @@
 import { Effect, Exit, Schema, SchemaTransformation } from "effect"
 import type { SchemaAST } from "effect"
 import { commonFields, DEFAULT_MIGRATE_POLICY, MigratePolicy, ScenarioFileShape, type ScenarioFileType, type ScenarioProcess, ScenarioThread, VmNames } from "./Blocks.ts"
-import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, kernelStepIssues, liveNameIssues, memoryIssues, processIssues, svmIssues } from "./Checks.ts"
+import { bufferIssues, errorTagIssues, exactlyOneOfStepsThreads, execTargetIssues, kernelStepIssues, liveNameIssues, memoryIssues, processIssues, svmIssues } from "./Checks.ts"
 import { ProcessName } from "./steps/Fields.ts"
 import { escapeExcerpt, type PathIssue, ScenarioDecodeError, toDecodeError } from "./Issues.ts"
 
@@ -30,7 +30,7 @@ const byFileOrder = (a: PathIssue, b: PathIssue): number => {
 const ScenarioFile = ScenarioFileShape.check(
   Schema.makeFilter(exactlyOneOfStepsThreads, undefined, true),
   Schema.makeFilter((f: ScenarioFileType) => {
-    const issues = [...svmIssues(f), ...processIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f), ...kernelStepIssues(f)].sort(byFileOrder)
+    const issues = [...svmIssues(f), ...processIssues(f), ...bufferIssues(f), ...liveNameIssues(f), ...errorTagIssues(f), ...memoryIssues(f), ...kernelStepIssues(f), ...execTargetIssues(f)].sort(byFileOrder)
     return issues.length === 0 ? true : issues
   })
 )

@@ -10,13 +10,14 @@ import { accessSteps } from "./steps/Access.ts"
 import { boSteps } from "./steps/Bo.ts"
 import { controlSteps } from "./steps/Control.ts"
 import { exclusiveSteps } from "./steps/Exclusive.ts"
+import { execSteps } from "./steps/Exec.ts"
 import { NonEmpty } from "./steps/Fields.ts"
 import { gpuSteps } from "./steps/Gpu.ts"
 import { kernelSteps } from "./steps/Kernel.ts"
 import { madviseSteps } from "./steps/Madvise.ts"
 import { mappingSteps } from "./steps/Mappings.ts"
 
-const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...exclusiveSteps, ...madviseSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
+const NESTABLE = [...mappingSteps, ...accessSteps, ...gpuSteps, ...execSteps, ...exclusiveSteps, ...madviseSteps, ...kernelSteps, ...controlSteps, ...boSteps] as const
 
 /**
  * Schema of a step allowed inside `expect-error`: any op but `expect-error`.
@@ -111,6 +112,10 @@ export type ExpectErrorStep = StepOf<"expect-error">
 export type ExpectRangesStep = StepOf<"expect-ranges">
 /** @category models @since 0.3.0 */
 export type ExpectMetricsStep = StepOf<"expect-metrics">
+/** @category models @since 0.4.0 */
+export type GpuExecStep = StepOf<"gpu-exec">
+/** @category models @since 0.4.0 */
+export type ExpectDwordStep = StepOf<"expect-dword">
 /** @category models @since 0.1.0 */
 export type BarrierStep = StepOf<"barrier">
 /** @category models @since 0.4.0 */

@@ -1,0 +1,221 @@
+/**
+ * The IGT exec model and the subtest generator (issue #17 parts 3 and 4):
+ * `gpu-exec` against what IGT's exec does (the batch fetched by the GPU, the
+ * dword stored, the fence signalled and polled, `-race`'s fence inside the
+ * data buffer, `fault`'s bad batch address), and the generated scenarios of a
+ * handful of subtests checked step by step against expectations written by
+ * hand from tests/intel/xe_exec_system_allocator.c (da668d6).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Exit } from "effect"
+import { simulated } from "../../src/cli/machines.ts"
+import { decodeScenario } from "../../src/domain/Scenario.ts"
+import { patternByte } from "../../src/domain/scenario/Patterns.ts"
+import { bbSize, build, type Built } from "../../src/igt/Generate.ts"
+import { subtest } from "../../src/igt/Subtests.ts"
+import * as Runner from "../../src/programs/ScenarioRunner.ts"
+import { decodeBatch, encodeBatch, MI } from "../../src/programs/scenario/ExecSteps.ts"
+
+const G = 0x1_0000_0000 // the first address the simulated machine (and the generator) places at
+const K64 = 0x10000
+
+const scenarioOf = (name: string): Extract<Built, { kind: "scenario" }> => {
+  const t = subtest(name)
+  assert.isDefined(t, name)
+  const b = build(t!)
+  if (b.kind !== "scenario") assert.fail(`${name}: ${b.kind}: ${b.reason}`)
+  return b as Extract<Built, { kind: "scenario" }>
+}
+const stepsOf = (name: string) => scenarioOf(name).file.threads[0]!.steps
+
+/** `expected_data` after `memset(data, 5, …)`: the u32 at `offset`, as the cpu-write of pattern 5 lays the bytes. */
+const memsetDword = (offset: number) => [0, 1, 2, 3].reduce((v, k) => v + patternByte(5, offset + k) * 256 ** k, 0)
+
+const runFile = (json: unknown) =>
+  Effect.gen(function*() {
+    const exit = decodeScenario(json, "test")
+    if (Exit.isFailure(exit)) return assert.fail(String(exit.cause))
+    return yield* Runner.run(exit.value, simulated)
+  })
+
+describe("#17 part 3: gpu-exec, IGT's exec", () => {
+  it("#17 part 3 the batch encodes as IGT's write_dword (MI_STORE_DWORD_IMM addr lo/hi value, MI_BATCH_BUFFER_END) and decodes back", () => {
+    const b = encodeBatch([0x1_2345_6788], 0xdeadbeef, false)
+    assert.strictEqual(b.length, 20)
+    assert.deepStrictEqual(decodeBatch(b), [{ kind: "store", addr: 0x1_2345_6788, value: 0xdeadbeef }])
+    assert.deepStrictEqual(decodeBatch(encodeBatch([0x1000], 0, true)), [{ kind: "atomic", addr: 0x1000 }])
+    assert.strictEqual(typeof decodeBatch(new Uint8Array(8).fill(5)), "string", "junk is not a batch")
+    assert.strictEqual(MI.BATCH_BUFFER_END, 0x05000000)
+  })
+
+  it.effect("#17 part 3 once-malloc's exec: the GPU fetches the batch from SVM memory, stores the dword, signals the fence; the CPU sees both", () =>
+    Effect.gen(function*() {
+      const r = yield* runFile({
+        name: "exec",
+        steps: [
+          { op: "mmap", as: "d", length: "64K" },
+          { op: "mmap", as: "f", length: "4K", shared: true },
+          { op: "cpu-write", buf: "d", pattern: 5 },
+          { op: "gpu-exec", batch: { buf: "d" }, store: { buf: "d", offset: 152 }, value: 0x12345678, fence: { buf: "f" } },
+          { op: "expect-dword", buf: "d", offset: 152, value: 0x12345678 },
+          { op: "expect-dword", buf: "f", value: 0 } // exec_ufence[0] = 0 after the poll
+        ]
+      })
+      assert.deepStrictEqual(r.failures, [])
+      assert.isTrue(r.ok)
+      assert.isAtLeast(r.metrics.faults, 1, "the batch fetch and the store fault through the fault path")
+    }))
+
+  it.effect("#17 part 3 -race: the fence inside the data buffer (exec_sync zeroed before the exec), and an atomic batch (MI_ATOMIC_INC after value - 1)", () =>
+    Effect.gen(function*() {
+      const r = yield* runFile({
+        name: "race",
+        steps: [
+          { op: "mmap", as: "d", length: "64K" },
+          { op: "gpu-exec", batch: { buf: "d" }, store: { buf: "d", offset: 152 }, value: 7, fence: { buf: "d", offset: 144 }, fenceReset: "before" },
+          { op: "gpu-exec", batch: { buf: "d", offset: 160 }, store: { buf: "d", offset: 312 }, value: 9, atomic: true, fence: { buf: "d", offset: 304 }, fenceReset: "before", queue: 1 }
+        ]
+      })
+      assert.deepStrictEqual(r.failures, [])
+      assert.isTrue(r.ok)
+    }))
+
+  it.effect("#17 part 3 IGT fault: a batch at batch_addr * 2 faults, the fence stays unsignalled and the queue is banned", () =>
+    Effect.gen(function*() {
+      const steps = [
+        { op: "mmap", as: "d", length: "2M" },
+        { op: "mmap", as: "f", length: "4K", shared: true },
+        { op: "gpu-exec", batch: { buf: "d" }, store: { buf: "d", offset: 152 }, value: 1, fence: { buf: "f" }, badBatch: true, check: false }
+      ]
+      const ok = yield* runFile({ name: "fault", steps })
+      assert.deepStrictEqual(ok.failures, [])
+      const again = yield* runFile({ name: "fault", steps: [...steps, { op: "gpu-exec", batch: { buf: "d", offset: 160 }, store: { buf: "d", offset: 312 }, value: 2, fence: { buf: "f" } }] })
+      assert.match(again.failures[0]?.detail ?? "", /exec queue 0 is banned/)
+    }))
+
+  it.effect("#17 part 3 a batch slot that holds no batch (writeBatch: false, nothing written) hangs the GPU: a failure, never a pass", () =>
+    Effect.gen(function*() {
+      const r = yield* runFile({
+        name: "nobatch",
+        steps: [
+          { op: "mmap", as: "d", length: "64K" },
+          { op: "cpu-write", buf: "d", pattern: 5 },
+          { op: "gpu-exec", batch: { buf: "d" }, store: { buf: "d", offset: 152 }, value: 3, writeBatch: false }
+        ]
+      })
+      assert.isFalse(r.ok)
+      assert.match(r.failures[0]?.detail ?? "", /is not a batch/)
+    }))
+})
+
+describe("#17 part 4: generated subtests, step by step against IGT", () => {
+  it("#17 part 4 once-malloc: test_exec(1 queue, 1 exec, bo_size 0): aligned_alloc, memset 5, bind fence, exec_ufence, one exec, frees", () => {
+    const bo = bbSize(160) // xe_bb_size(sizeof(test_exec_data) * 1) = 64K
+    assert.strictEqual(bo, K64)
+    assert.deepStrictEqual(stepsOf("once-malloc"), [
+      { op: "mmap", as: "data0", length: K64, addr: G, fixed: true },
+      { op: "cpu-write", buf: "data0", length: K64, pattern: 5 },
+      { op: "cpu-write", buf: "data0", offset: 136, length: 8, pattern: 0 },
+      { op: "mmap", as: "ufence1", length: 4096, addr: G + K64, fixed: true, shared: true },
+      { op: "cpu-write", buf: "ufence1", length: 4096, pattern: 5 },
+      { op: "gpu-exec", batch: { buf: "data0", offset: 0 }, store: { buf: "data0", offset: 152 }, value: memsetDword(156), fence: { buf: "ufence1" }, queue: 0 },
+      { op: "munmap", buf: "ufence1" },
+      { op: "munmap", buf: "data0" }
+    ])
+  })
+
+  it("#17 part 4 once-malloc-race: no exec_ufence; the fence is data[0].exec_sync, zeroed before the exec", () => {
+    assert.deepStrictEqual(stepsOf("once-malloc-race"), [
+      { op: "mmap", as: "data0", length: K64, addr: G, fixed: true },
+      { op: "cpu-write", buf: "data0", length: K64, pattern: 5 },
+      { op: "cpu-write", buf: "data0", offset: 136, length: 8, pattern: 0 },
+      {
+        op: "gpu-exec",
+        batch: { buf: "data0", offset: 0 },
+        store: { buf: "data0", offset: 152 },
+        value: memsetDword(156),
+        fence: { buf: "data0", offset: 144 },
+        fenceReset: "before",
+        queue: 0
+      },
+      { op: "munmap", buf: "data0" }
+    ])
+  })
+
+  it("#17 part 4 twice-mmap-remap: after each wait the buffer moves (mremap MAYMOVE|FIXED onto a fresh reservation), the check reads the new place", () => {
+    const v0 = memsetDword(156)
+    const v1 = memsetDword(160 + 156)
+    assert.deepStrictEqual(stepsOf("twice-mmap-remap"), [
+      { op: "mmap", as: "data0", length: K64, addr: G, fixed: true },
+      { op: "cpu-write", buf: "data0", length: K64, pattern: 5 },
+      { op: "cpu-write", buf: "data0", offset: 136, length: 8, pattern: 0 },
+      { op: "mmap", as: "ufence1", length: 4096, addr: G + K64, fixed: true, shared: true },
+      { op: "cpu-write", buf: "ufence1", length: 4096, pattern: 5 },
+      { op: "gpu-exec", batch: { buf: "data0", offset: 0 }, store: { buf: "data0", offset: 152 }, value: v0, fence: { buf: "ufence1" }, queue: 0, check: false },
+      { op: "mmap", as: "next2", length: K64, addr: G + 2 * K64, fixed: true, prot: "none" },
+      { op: "mremap", buf: "data0", newLength: K64, as: "data3", newAddr: G + 2 * K64 },
+      { op: "expect-dword", buf: "data3", offset: 152, value: v0 },
+      { op: "gpu-exec", batch: { buf: "data3", offset: 160 }, store: { buf: "data3", offset: 312 }, value: v1, fence: { buf: "ufence1" }, queue: 0, check: false },
+      { op: "mmap", as: "next4", length: K64, addr: G, fixed: true, prot: "none" },
+      { op: "mremap", buf: "data3", newLength: K64, as: "data5", newAddr: G },
+      { op: "expect-dword", buf: "data5", offset: 312, value: v1 },
+      { op: "munmap", buf: "ufence1" },
+      { op: "munmap", buf: "data5" }
+    ])
+  })
+
+  it("#17 part 4 many-stride-malloc and many-execqueues-malloc: data[i * 256] per exec in a stride-sized buffer; exec queue i % 16", () => {
+    const stride = stepsOf("many-stride-malloc")
+    assert.deepStrictEqual(stride[0], { op: "mmap", as: "data0", length: bbSize(256 * 128 * 160), addr: G, fixed: true })
+    const execs = stride.filter((s) => s.op === "gpu-exec")
+    assert.strictEqual(execs.length, 128)
+    assert.deepStrictEqual(execs.slice(0, 2).map((s) => s.batch), [{ buf: "data0", offset: 0 }, { buf: "data0", offset: 256 * 160 }])
+    const queues = stepsOf("many-execqueues-malloc").filter((s) => s.op === "gpu-exec").map((s) => s.queue)
+    assert.deepStrictEqual(queues.slice(0, 18), [...Array.from({ length: 16 }, (_, i) => i), 0, 1])
+  })
+
+  it("#17 part 4 partial-remap-cpu-fault: two batches written ahead, munmap of the first half after exec 0, MAP_LOCKED remap that holds exec 1's fence", () => {
+    const v1 = memsetDword(0x100000 + 160 + 156)
+    assert.deepStrictEqual(stepsOf("partial-remap-cpu-fault"), [
+      { op: "mmap", as: "res0", length: 0x400000, addr: G, fixed: true, prot: "none" },
+      { op: "mmap", as: "data1", length: 0x200000, addr: G, fixed: true },
+      { op: "cpu-write", buf: "data1", length: 0x200000, pattern: 5 },
+      { op: "cpu-write", buf: "data1", offset: 136, length: 8, pattern: 0 },
+      { op: "mmap", as: "ufence2", length: 4096, addr: G + 0x400000, fixed: true, shared: true },
+      { op: "cpu-write", buf: "ufence2", length: 4096, pattern: 5 },
+      { op: "gpu-exec", batch: { buf: "data1", offset: 0 }, store: { buf: "data1", offset: 152 }, value: memsetDword(156), exec: false },
+      { op: "gpu-exec", batch: { buf: "data1", offset: 0x100000 + 160 }, store: { buf: "data1", offset: 0x100000 + 312 }, value: v1, exec: false },
+      { op: "gpu-exec", batch: { buf: "data1", offset: 0 }, store: { buf: "data1", offset: 152 }, value: memsetDword(156), writeBatch: false, fence: { buf: "ufence2" } },
+      { op: "munmap", buf: "data1", offset: 0, length: 0x100000 },
+      { op: "mmap", as: "new3", length: 0x100000, addr: G, fixed: true, locked: true },
+      { op: "gpu-exec", batch: { buf: "data1", offset: 0x100000 + 160 }, store: { buf: "data1", offset: 0x100000 + 312 }, value: v1, writeBatch: false, fence: { buf: "new3" } },
+      { op: "munmap", buf: "ufence2" },
+      { op: "munmap", buf: "res0" }
+    ])
+  })
+
+  it("#17 part 4 unaligned-alloc: many_allocs(12M, 1.5M, 4K): 9 allocations, 384 batches each written before any exec, one fence on the last", () => {
+    const steps = stepsOf("unaligned-alloc")
+    const mmaps = steps.filter((s) => s.op === "mmap" && String(s.as).startsWith("alloc"))
+    assert.strictEqual(mmaps.length, 9) // (9 * (12M / 1.5M)) / 8
+    assert.isTrue(mmaps.every((s) => s.length === 0x180000 && Number(s.addr) % 0x200000 === 0), "aligned_alloc(SZ_2M, 1.5M)")
+    const writes = steps.filter((s) => s.op === "gpu-exec" && s.exec === false)
+    const execs = steps.filter((s) => s.op === "gpu-exec" && s.exec !== false)
+    assert.strictEqual(writes.length, 9 * 384)
+    assert.strictEqual(execs.filter((s) => s.fence !== undefined).length, 9, "num_syncs = 1 only on the last exec of each alloc")
+    assert.strictEqual(steps.filter((s) => s.op === "expect-dword").length, 9 * 384)
+  })
+
+  it("#17 part 4 vacuous and skipped subtests say so (IGT's early return; what the model lacks), never a scenario", () => {
+    const b = (n: string) => build(subtest(n)!)
+    assert.strictEqual(b("once-malloc-multi-fault").kind, "vacuous")
+    const fork = b("once-malloc-fork-read")
+    assert.strictEqual(fork.kind, "skipped")
+    assert.match(fork.kind === "skipped" ? fork.reason : "", /#14: fork/)
+    assert.match((b("once-malloc-busy") as { reason: string }).reason, /#17 part 2/)
+    assert.match((b("madvise-atomic-inc") as { reason: string }).reason, /#17 part 1/)
+    assert.match((b("threads-many-malloc") as { reason: string }).reason, /several VMs/)
+    assert.match((b("process-many-malloc") as { reason: string }).reason, /several processes/)
+    assert.match((b("compute") as { reason: string }).reason, /compute kernel/)
+  })
+})
