@@ -192,7 +192,7 @@ export const hugePagesFree = (): number => {
  * Why the native machine cannot express `scenario`, or `undefined`: a file
  * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
  * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
- * fork or several processes (one helper process per machine, §11.17),
+ * fork or several processes (one helper process per machine, §11.17), buffer objects,
  * kernel page moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
  * device-exclusive access (`make-exclusive`, `svm.systemAtomics: "exclusive"`, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
@@ -206,6 +206,7 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
     return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
   }
+  if (steps.some((s) => s.op === "bo-create")) return "buffer objects are simulated only (the native pagemap has no BO allocator; kernel-semantics §11.17)"
   if (steps.some((s) => s.op === "fork") || (scenario.processes?.length ?? 1) > 1) {
     return "fork and several processes are simulated only (the native machine is one helper process; kernel-semantics §11.17)"
   }

@@ -10,7 +10,7 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect, type Layer } from "effect"
 import { PROT_READ } from "../../../src/domain/Prot.ts"
 import type { Scenario } from "../../../src/domain/Scenario.ts"
-import { builtins, loadFile } from "../../../src/cli/load.ts"
+import { builtins, loadFile, nativeSkipReason } from "../../../src/cli/load.ts"
 import { native } from "../../../src/cli/machines.ts"
 import { Driver } from "../../../src/programs/Driver.ts"
 import * as Runner from "../../../src/programs/ScenarioRunner.ts"
@@ -165,25 +165,17 @@ describe("driver flows with device memory on the native machine", () => {
     }).pipe(Effect.provide(nativeDriver({ policy: "always" }))), T)
 })
 
-/** Does the scenario need something the native machine cannot express (simulated files, hugetlb)? */
+/**
+ * Does the scenario need something the native machine cannot express? What the CLI skips
+ * (`nativeSkipReason`: files, mlock, fork / processes, BOs, device-exclusive, kernel moves,
+ * hugetlb beyond the host's free huge pages), plus the simulated-only injections.
+ */
 const inexpressible = (s: Scenario): string | undefined => {
-  if (s.machine?.kernel !== undefined) return "kernel page moves (§11.17: simulated-only)"
   const inject = s.machine?.inject
   if (inject?.seqRace !== undefined || inject?.evictPfnAllocFail !== undefined) {
     return "simulated-machine injections (seqRace, evictPfnAllocFail: kernel-semantics §11.16)"
   }
-  if (s.svm?.systemAtomics === "exclusive") return "device-exclusive access (§11.17: make_device_exclusive needs an in-kernel driver)"
-  for (const t of s.threads) {
-    for (const step of t.steps) {
-      const inner = step.op === "expect-error" ? step.step : step
-      if (inner.op === "make-exclusive") return "device-exclusive access (§11.17: make_device_exclusive needs an in-kernel driver)"
-      if (inner.op === "mmap" && inner.kind === "file") return "kind file (no simulated files in a real process)"
-      if (inner.op === "mmap" && inner.kind === "hugetlb") return "hugetlb (no reserved huge pages)"
-      if ((inner.op === "mmap" && inner.locked === true) || inner.op === "mlock" || inner.op === "munlock") return "mlock (§11.17: no mlock in the native helper)"
-      if (inner.op.startsWith("kernel-")) return "kernel page moves (§11.17: simulated-only)"
-    }
-  }
-  return undefined
+  return nativeSkipReason(s)
 }
 
 describe("built-in scenarios on the native machine", () => {
