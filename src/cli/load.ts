@@ -202,9 +202,6 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
     return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
   }
-  if (steps.some((s) => s.op === "fork") || (scenario.processes?.length ?? 1) > 1) {
-    return "fork and several processes are simulated only (the native machine is one helper process; kernel-semantics §11.17)"
-  }
   const huge = mmaps.filter((s) => s.kind === "hugetlb").reduce((n, s) => n + s.length / HUGE_PAGE_SIZE, 0)
   if (huge > 0) {
     const free = freeHugePages()
