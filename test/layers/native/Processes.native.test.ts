@@ -19,7 +19,7 @@ import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
 import { Hmm } from "../../../src/services/Hmm.ts"
 import { Machine, type MachineServices } from "../../../src/services/Machine.ts"
 import { MmuNotifier, type NotifierHandle } from "../../../src/services/MmuNotifier.ts"
-import { lacks, machineLayer, needs } from "./support.ts"
+import { isGone, lacks, machineLayer, needs } from "./support.ts"
 
 const KiB = 1024
 const T = 30_000
@@ -28,15 +28,6 @@ const skip = lacks(...BASE)
 const NEEDS = needs(...BASE)
 
 const fill = (v: number, n: number) => new Uint8Array(n).fill(v)
-
-const isGone = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ESRCH"
-  }
-}
 
 /** The pid of a process's helper (its `NativeMachine`, which the native machine's process contexts carry too). */
 const pidOf = (ctx: Context.Context<MachineServices>): number => Context.get(ctx as unknown as Context.Context<NativeMachine>, NativeMachine).pid
@@ -51,14 +42,25 @@ const recorder = (start: number, length: number) =>
     return { h, events }
   })
 
+/** This process's Cpu and pagemap, and a spawned second process's. */
+const twoProcesses = Effect.gen(function*() {
+  const ctx = yield* (yield* Machine).spawn
+  return { cpu: yield* Cpu, pm: yield* DevicePagemap, ctx, cpu1: Context.get(ctx, Cpu), pm1: Context.get(ctx, DevicePagemap) }
+})
+
+/** A private 64 KiB buffer of `cpu` filled with `v`, then migrated to the device by `pm` when given. */
+const buffer = (cpu: Cpu["Service"], v: number, pm?: DevicePagemap["Service"]) =>
+  Effect.gen(function*() {
+    const a = yield* cpu.mmap({ length: 64 * KiB })
+    yield* cpu.write(a, fill(v, 64 * KiB))
+    if (pm !== undefined) yield* pm.populateMm(a, a + 64 * KiB)
+    return a
+  })
+
 describe("§11.17 native machine: Machine.spawn", () => {
   it.live.skipIf(skip)(`§11.17 spawn (IGT processes-*) is another helper process: an independent address space on the same device memory (${NEEDS})`, () =>
     Effect.gen(function*() {
-      const cpu = yield* Cpu
-      const pm = yield* DevicePagemap
-      const ctx = yield* (yield* Machine).spawn
-      const cpu1 = Context.get(ctx, Cpu)
-      const pm1 = Context.get(ctx, DevicePagemap)
+      const { cpu, cpu1, ctx, pm, pm1 } = yield* twoProcesses
       assert.notStrictEqual(pidOf(ctx), (yield* NativeMachine).pid)
       // the same placement in both processes: the same address, two different mappings
       const a = yield* cpu.mmap({ length: 64 * KiB })
@@ -81,17 +83,9 @@ describe("§11.17 native machine: Machine.spawn", () => {
 
   it.live.skipIf(skip)(`§11.17 eviction crosses processes (IGT processes-evict-malloc): a full device evicts the other process's allocation, bytes intact (${NEEDS})`, () =>
     Effect.gen(function*() {
-      const cpu = yield* Cpu
-      const pm = yield* DevicePagemap
-      const ctx = yield* (yield* Machine).spawn
-      const cpu1 = Context.get(ctx, Cpu)
-      const pm1 = Context.get(ctx, DevicePagemap)
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      yield* cpu.write(a, fill(3, 64 * KiB))
-      yield* pm.populateMm(a, a + 64 * KiB)
-      const b = yield* cpu1.mmap({ length: 64 * KiB })
-      yield* cpu1.write(b, fill(4, 64 * KiB))
-      yield* pm1.populateMm(b, b + 64 * KiB)
+      const { cpu, cpu1, pm, pm1 } = yield* twoProcesses
+      const a = yield* buffer(cpu, 3, pm)
+      const b = yield* buffer(cpu1, 4, pm1)
       const t = yield* pm.traffic
       assert.strictEqual(t.evictions, 1)
       assert.strictEqual((yield* pm.usage).allocations, 1)
@@ -104,8 +98,7 @@ describe("§11.17 native machine: Cpu.fork", () => {
   it.live.skipIf(skip)(`§11.17 fork (HMM anon_write_child, IGT fork-read): the child is a real COW copy; a private write by either side is not seen by the other (${NEEDS})`, () =>
     Effect.gen(function*() {
       const cpu = yield* Cpu
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      yield* cpu.write(a, fill(7, 64 * KiB))
+      const a = yield* buffer(cpu, 7)
       const ctx = yield* cpu.fork
       const child = Context.get(ctx, Cpu)
       const childPid = pidOf(ctx)
@@ -143,8 +136,7 @@ describe("§11.17 native machine: Cpu.fork", () => {
   it.live.skipIf(skip)(`§11.17 fork raises PROTECTION_PAGE over the private VMA on the parent's notifiers; the parent's next write breaks the COW with CLEAR (IGT fork-read) (${NEEDS})`, () =>
     Effect.gen(function*() {
       const cpu = yield* Cpu
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      yield* cpu.write(a, fill(7, 64 * KiB))
+      const a = yield* buffer(cpu, 7)
       const rec = yield* recorder(a, 64 * KiB)
       const ctx = yield* cpu.fork
       assert.deepStrictEqual(rec.events, [{ event: "protection-page", start: a, end: a + 64 * KiB }])
@@ -164,9 +156,7 @@ describe("§11.17 native machine: Cpu.fork", () => {
       const pm = yield* DevicePagemap
       const hmm = yield* Hmm
       const mmu = yield* MmuNotifier
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      yield* cpu.write(a, fill(7, 64 * KiB))
-      yield* pm.populateMm(a, a + 64 * KiB)
+      const a = yield* buffer(cpu, 7, pm)
       const rec = yield* recorder(a, 64 * KiB)
       const ctx = yield* cpu.fork
       assert.deepStrictEqual(rec.events.map((e) => e.event), ["protection-page"])
@@ -192,8 +182,7 @@ describe("§11.17 native machine: Cpu.fork", () => {
   it.live.skipIf(skip)(`§11.17 a fork child can migrate its own pages to the device (HMM anon_write_child, migrate variant) (${NEEDS})`, () =>
     Effect.gen(function*() {
       const cpu = yield* Cpu
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      yield* cpu.write(a, fill(7, 64 * KiB))
+      const a = yield* buffer(cpu, 7)
       const ctx = yield* cpu.fork
       const child = Context.get(ctx, Cpu)
       const cpm = Context.get(ctx, DevicePagemap)
