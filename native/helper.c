@@ -5,9 +5,10 @@
  * userfaultfd events as JSON lines on stdout. Three threads:
  *
  *  - control (main): reads stdin. Workload commands (mmap, munmap, mprotect,
- *    madvise, mremap, rd, wr, fork, exit) are queued to the worker; control
- *    commands (ping, reg, unreg, wp, copy, zero, wake, dontneed) run at once,
- *    so they can resolve a fault the worker is blocked in.
+ *    madvise, mremap, rd, wr, fork, forkc, exit) are queued to the worker;
+ *    control commands (ping, reg, unreg, wp, copy, zero, wake, dontneed,
+ *    populate, kill) run at once, so they can resolve a fault the worker is
+ *    blocked in.
  *  - worker: executes workload commands one at a time. Before replying to a
  *    command that may raise uffd events it waits until the reader has written
  *    every event already dequeued, so Node always sees a command's events
@@ -20,10 +21,17 @@
  *           {"ev":"remap","from":F,"to":T,"len":L}
  *           {"ev":"fork","fd":FD}
  *           {"ev":"pf","addr":A,"flags":F,"tid":T}
+ *           {"ev":"child","pid":P,"code":C,"signal":S}  (a forkc child reaped)
  * The first line is {"hello":1,...} with the pid, the uffd status and the
  * addresses of the two staging buffers Node fills/reads via /proc/<pid>/mem.
  *
  * stdin EOF (Node went away) or a dead parent (PR_SET_PDEATHSIG) ends it.
+ *
+ * forkc forks a child that keeps serving (child_main): a copy-on-write copy
+ * with its own uffd and threads, talking to Node over the abstract Unix socket
+ * "gpusvm-helper-<pid>" instead of stdin/stdout. This process tracks it, kills
+ * it on request (kill: only a child not reaped yet, never a reused pid) and
+ * reaps it (a reaper thread per child).
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -11,7 +11,9 @@
  * `notifier: "uffd"` munmap, madvise and mremap raise nothing themselves: the
  * uffd events (REMOVE before the zap, UNMAP / REMAP after) raise the
  * invalidations, before the command's reply is delivered. mprotect and exit
- * have no uffd event and are always raised by the Cpu; exit raises RELEASE
+ * have no uffd event and are always raised by the Cpu, and so is fork's
+ * PROTECTION_PAGE (uffd's FORK event arrives after the write-protect and is
+ * only a cross-check; see `fork` below); exit raises RELEASE
  * then UNMAP over the whole space, like `exit_mmap` (§11.1). A store that breaks
  * COW on present, not exclusive pages raises CLEAR over them first (uffd
  * never reports `wp_page_copy`).
