@@ -5,9 +5,10 @@
  * userfaultfd events as JSON lines on stdout. Three threads:
  *
  *  - control (main): reads stdin. Workload commands (mmap, munmap, mprotect,
- *    madvise, mremap, rd, wr, fork, exit) are queued to the worker; control
- *    commands (ping, reg, unreg, wp, copy, zero, wake, dontneed) run at once,
- *    so they can resolve a fault the worker is blocked in.
+ *    madvise, mremap, rd, wr, fork, forkc, exit) are queued to the worker;
+ *    control commands (ping, reg, unreg, wp, copy, zero, wake, dontneed,
+ *    populate, kill) run at once, so they can resolve a fault the worker is
+ *    blocked in.
  *  - worker: executes workload commands one at a time. Before replying to a
  *    command that may raise uffd events it waits until the reader has written
  *    every event already dequeued, so Node always sees a command's events
@@ -20,10 +21,17 @@
  *           {"ev":"remap","from":F,"to":T,"len":L}
  *           {"ev":"fork","fd":FD}
  *           {"ev":"pf","addr":A,"flags":F,"tid":T}
+ *           {"ev":"child","pid":P,"code":C,"signal":S}  (a forkc child reaped)
  * The first line is {"hello":1,...} with the pid, the uffd status and the
  * addresses of the two staging buffers Node fills/reads via /proc/<pid>/mem.
  *
  * stdin EOF (Node went away) or a dead parent (PR_SET_PDEATHSIG) ends it.
+ *
+ * forkc forks a child that keeps serving (child_main): a copy-on-write copy
+ * with its own uffd and threads, talking to Node over the abstract Unix socket
+ * "gpusvm-helper-<pid>" instead of stdin/stdout. This process tracks it, kills
+ * it on request (kill: only a child not reaped yet, never a reused pid) and
+ * reaps it (a reaper thread per child).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -40,7 +48,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -88,6 +99,11 @@ static int fork_events = 0;
 static unsigned char *io_stage;   /* worker rd/wr staging */
 static unsigned char *fill_stage; /* control UFFDIO_COPY source */
 static int flush_pipe[2];
+/* Node's channel: stdin/stdout of the first helper; a fork child's connected socket (forkc) */
+static int out_fd = 1;
+static FILE *cmd_in;
+/* Node's pid (the first helper's parent): the only peer a fork child accepts */
+static pid_t node_pid;
 
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -104,7 +120,7 @@ static void out_line(const char *fmt, ...) {
   pthread_mutex_lock(&out_mu);
   int off = 0;
   while (off < n) {
-    ssize_t w = write(1, buf + off, n - off);
+    ssize_t w = write(out_fd, buf + off, n - off);
     if (w < 0) {
       if (errno == EINTR) continue;
       _exit(3); /* Node is gone */
@@ -128,6 +144,7 @@ static const char *errname(int e) {
     case ESRCH: return "ESRCH";
     case ENOSYS: return "ENOSYS";
     case EBADF: return "EBADF";
+    case ECHILD: return "ECHILD";
     default: return "EOTHER";
   }
 }
@@ -252,6 +269,8 @@ static pthread_mutex_t q_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cv = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t q_space = PTHREAD_COND_INITIALIZER;
 
+static void fork_serving(uint64_t id);
+
 static void run_worker(struct cmd *c) {
   uint64_t *a = c->a;
   if (!strcmp(c->name, "mmap")) {
@@ -307,6 +326,8 @@ static void run_worker(struct cmd *c) {
     flush_events();
     if (pid < 0) return reply_err(c->id, e);
     out_line("{\"id\":%llu,\"ok\":1,\"addr\":%d}", (unsigned long long)c->id, (int)pid);
+  } else if (!strcmp(c->name, "forkc")) {
+    fork_serving(c->id);
   } else if (!strcmp(c->name, "exit")) {
     flush_events();
     reply_ok(c->id);
@@ -329,6 +350,59 @@ static void *worker_main(void *arg) {
     run_worker(&c);
   }
   return NULL;
+}
+
+/* ---- serving fork children (forkc): table, reaper, kill ---- */
+#define MAXCH 64
+static pthread_mutex_t ch_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t children[MAXCH]; /* serving children not reaped yet; 0 = free slot */
+
+/* Waits for child `arg` without reaping (WNOWAIT), then, under ch_mu, forgets and reaps it: kill_child never signals a reused pid. */
+static void *reaper_main(void *arg) {
+  pid_t pid = (pid_t)(intptr_t)arg;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR) {}
+  int status = 0;
+  pthread_mutex_lock(&ch_mu);
+  for (int i = 0; i < MAXCH; i++)
+    if (children[i] == pid) children[i] = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  pthread_mutex_unlock(&ch_mu);
+  out_line("{\"ev\":\"child\",\"pid\":%d,\"code\":%d,\"signal\":%d}", (int)pid, WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+           WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  return NULL;
+}
+
+static int track_child(pid_t pid) {
+  pthread_mutex_lock(&ch_mu);
+  int slot = -1;
+  for (int i = 0; i < MAXCH && slot < 0; i++)
+    if (children[i] == 0) slot = i;
+  if (slot >= 0) children[slot] = pid;
+  pthread_mutex_unlock(&ch_mu);
+  if (slot < 0) return EAGAIN;
+  pthread_t t;
+  pthread_attr_t at;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  int e = pthread_create(&t, &at, reaper_main, (void *)(intptr_t)pid);
+  pthread_attr_destroy(&at);
+  if (e) {
+    pthread_mutex_lock(&ch_mu);
+    children[slot] = 0;
+    pthread_mutex_unlock(&ch_mu);
+  }
+  return e;
+}
+
+static int kill_child(pid_t pid, int sig) {
+  int e = ESRCH;
+  pthread_mutex_lock(&ch_mu);
+  for (int i = 0; i < MAXCH; i++)
+    if (pid > 0 && children[i] == pid) e = kill(pid, sig) ? errno : 0;
+  pthread_mutex_unlock(&ch_mu);
+  return e;
 }
 
 /* ---- control commands ---- */
@@ -401,12 +475,16 @@ static void run_control(struct cmd *c) {
     int r = madvise((void *)(uintptr_t)a[0], a[1], a[2] ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
     return r ? reply_err(c->id, errno) : reply_ok(c->id);
   }
+  if (!strcmp(c->name, "kill")) { /* pid sig: only a serving fork child this process has not reaped yet (no pid reuse) */
+    int e = kill_child((pid_t)a[0], (int)a[1]);
+    return e ? reply_err(c->id, e) : reply_ok(c->id);
+  }
   reply_err(c->id, ENOSYS);
 }
 
 static int is_control(const char *n) {
   return !strcmp(n, "ping") || !strcmp(n, "reg") || !strcmp(n, "unreg") || !strcmp(n, "wp") || !strcmp(n, "copy") || !strcmp(n, "zero") ||
-         !strcmp(n, "wake") || !strcmp(n, "dontneed") || !strcmp(n, "populate");
+         !strcmp(n, "wake") || !strcmp(n, "dontneed") || !strcmp(n, "populate") || !strcmp(n, "kill");
 }
 
 /* ---- userfaultfd setup ---- */
@@ -478,24 +556,118 @@ static int parse(char *line, struct cmd *c) {
   return 1;
 }
 
-int main(void) {
+static void serve(void) __attribute__((noreturn));
+
+/*
+ * A serving fork child (forkc), on the forking worker's thread: a copy-on-write
+ * copy of the parent made by fork(2). Only this thread exists here; the locks
+ * the parent's other threads may have held are reset, the parent's channel,
+ * uffd and flush pipe are closed. It listens on the abstract socket
+ * "gpusvm-helper-<pid>" (ready), waits for the parent's go (the parent's
+ * reader has closed the FORK event's uffd by then, so no registration of the
+ * parent's is left on the child's VMAs), accepts Node (SO_PEERCRED pid ==
+ * Node's), opens its own userfaultfd and serves like the first helper.
+ */
+static void child_main(pid_t parent, int ready_w, int go_r) __attribute__((noreturn));
+static void child_main(pid_t parent, int ready_w, int go_r) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return 5;
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa;
+  if (getppid() != parent) _exit(5);
+  pthread_mutex_t m0 = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t c0 = PTHREAD_COND_INITIALIZER;
+  out_mu = m0, fl_mu = m0, q_mu = m0, ch_mu = m0;
+  fl_cv = c0, q_cv = c0, q_space = c0;
+  q_head = 0, q_len = 0, fl_asked = 0, fl_done = 0;
+  memset(children, 0, sizeof children);
+  close(0);
+  close(1);
+  if (uffd >= 0) close(uffd);
+  uffd = -1;
+  close(flush_pipe[0]);
+  close(flush_pipe[1]);
+  int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (ls < 0) _exit(8);
+  struct sockaddr_un sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_sigaction = on_fault;
-  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-  sigaction(SIGSEGV, &sa, NULL);
-  sigaction(SIGBUS, &sa, NULL);
+  sa.sun_family = AF_UNIX;
+  int n = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, "gpusvm-helper-%d", (int)getpid());
+  if (bind(ls, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n)) || listen(ls, 4)) _exit(9);
+  char b = 1;
+  while (write(ready_w, &b, 1) < 0 && errno == EINTR) {}
+  close(ready_w);
+  ssize_t r;
+  while ((r = read(go_r, &b, 1)) < 0 && errno == EINTR) {}
+  if (r != 1) _exit(0);
+  close(go_r);
+  int s = -1;
+  while (s < 0) {
+    s = accept4(ls, NULL, NULL, SOCK_CLOEXEC);
+    if (s < 0) {
+      if (errno == EINTR) continue;
+      _exit(10);
+    }
+    struct ucred cr;
+    socklen_t len = sizeof cr;
+    if (getsockopt(s, SOL_SOCKET, SO_PEERCRED, &cr, &len) || cr.pid != node_pid) {
+      close(s); /* never serve anyone but Node */
+      s = -1;
+    }
+  }
+  close(ls);
+  out_fd = s;
+  cmd_in = fdopen(s, "r");
+  if (cmd_in == NULL) _exit(11);
+  uffd_mode = "none";
+  uffd_errno = 0;
+  uffd_features = 0;
+  fork_events = 0;
+  serve();
+}
 
-  io_stage = mmap(NULL, STAGING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  fill_stage = mmap(NULL, STAGING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (io_stage == MAP_FAILED || fill_stage == MAP_FAILED) return 6;
-  memset(io_stage, 0, STAGING);
-  memset(fill_stage, 0, STAGING);
-  if (pipe2(flush_pipe, O_CLOEXEC)) return 7;
+/* forkc: fork a child that keeps serving (child_main); reply with its pid once it listens */
+static void fork_serving(uint64_t id) {
+  int ready[2], go[2];
+  if (pipe2(ready, O_CLOEXEC)) return reply_err(id, errno);
+  if (pipe2(go, O_CLOEXEC)) {
+    int e = errno;
+    close(ready[0]);
+    close(ready[1]);
+    return reply_err(id, e);
+  }
+  pid_t me = getpid();
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(ready[0]);
+    close(go[1]);
+    child_main(me, ready[1], go[0]);
+  }
+  int e = errno;
+  close(ready[1]);
+  close(go[0]);
+  /* the FORK event (EVENT_FORK) is read, printed and its uffd closed before this returns */
+  flush_events();
+  if (pid < 0) {
+    close(ready[0]);
+    close(go[1]);
+    return reply_err(id, e);
+  }
+  char b = 0;
+  ssize_t r;
+  while ((r = read(ready[0], &b, 1)) < 0 && errno == EINTR) {}
+  close(ready[0]);
+  if (r != 1 || (e = track_child(pid)) != 0) {
+    close(go[1]);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return reply_err(id, r != 1 ? ECHILD : e);
+  }
+  while (write(go[1], &b, 1) < 0 && errno == EINTR) {}
+  close(go[1]);
+  out_line("{\"id\":%llu,\"ok\":1,\"addr\":%d}", (unsigned long long)id, (int)pid);
+}
 
+/* The helper proper: uffd, threads, hello, then the control loop on cmd_in (the first helper's main and a fork child). */
+static void serve(void) {
+  if (pipe2(flush_pipe, O_CLOEXEC)) _exit(7);
   open_uffd();
   pthread_t rt, wt;
   if (uffd >= 0) pthread_create(&rt, NULL, reader_main, NULL);
@@ -509,7 +681,7 @@ int main(void) {
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
-  while ((n = getline(&line, &cap, stdin)) > 0) {
+  while ((n = getline(&line, &cap, cmd_in)) > 0) {
     struct cmd c;
     if (!parse(line, &c)) continue;
     if (is_control(c.name)) {
@@ -524,4 +696,25 @@ int main(void) {
     pthread_mutex_unlock(&q_mu);
   }
   _exit(0);
+}
+
+int main(void) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) return 5;
+  node_pid = getppid();
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_fault;
+  sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+  sigaction(SIGSEGV, &sa, NULL);
+  sigaction(SIGBUS, &sa, NULL);
+
+  io_stage = mmap(NULL, STAGING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  fill_stage = mmap(NULL, STAGING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (io_stage == MAP_FAILED || fill_stage == MAP_FAILED) return 6;
+  memset(io_stage, 0, STAGING);
+  memset(fill_stage, 0, STAGING);
+  cmd_in = stdin;
+  serve();
 }

@@ -192,7 +192,7 @@ export const hugePagesFree = (): number => {
  * Why the native machine cannot express `scenario`, or `undefined`: a file
  * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
  * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
- * fork or several processes (one helper process per machine, §11.17), buffer objects,
+ * buffer objects (no BO allocator natively, §11.17),
  * kernel page moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
  * device-exclusive access (`make-exclusive`, `svm.systemAtomics: "exclusive"`, §11.17),
  * or hugetlb mappings needing more huge pages than the host has free.
@@ -207,9 +207,6 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
     return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
   }
   if (steps.some((s) => s.op === "bo-create")) return "buffer objects are simulated only (the native pagemap has no BO allocator; kernel-semantics §11.17)"
-  if (steps.some((s) => s.op === "fork") || (scenario.processes?.length ?? 1) > 1) {
-    return "fork and several processes are simulated only (the native machine is one helper process; kernel-semantics §11.17)"
-  }
   // kernel-semantics §11.17: the host kernel moves pages when it likes, not on demand
   if (scenario.machine?.kernel !== undefined || steps.some((s) => s.op.startsWith("kernel-"))) return "kernel page moves are simulated-only"
   if (steps.some((s) => s.op === "make-exclusive") || scenario.svm?.systemAtomics === "exclusive") {

@@ -93,12 +93,12 @@ export class CapabilityMissing extends Schema.TaggedError<CapabilityMissing>()("
 /**
  * The helper process failed mid-operation: it exited or was killed (`died`),
  * its event stream closed (`closed`), or a request got no answer in time
- * (`timeout`).
+ * (`timeout`), or a fork child could not be made or reached (`fork`).
  *
  * @category errors
  */
 export class HelperFailed extends Schema.TaggedError<HelperFailed>()("HelperFailed", {
-  stage: Schema.Literals(["died", "closed", "timeout", "protocol", "io"]),
+  stage: Schema.Literals(["died", "closed", "timeout", "protocol", "io", "fork"]),
   detail: Schema.String
 }) {
   override get message(): string {

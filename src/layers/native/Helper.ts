@@ -3,14 +3,21 @@
  * hello, requests with ids, replies, userfaultfd events, death.
  *
  * - Control requests (`ping`, `reg`, `unreg`, `wp`, `copy`, `zero`, `wake`,
- *   `dontneed`, `populate`) run on the helper's control thread; their replies
+ *   `dontneed`, `populate`, `kill`) run on the helper's control thread; their replies
  *   resolve as soon as the line arrives, so they can resolve a fault the
  *   worker thread is blocked in.
  * - Workload requests (`mmap`, `munmap`, `mprotect`, `madvise`, `mremap`,
- *   `rd`, `wr`, `exit`) run one at a time on the worker thread. Their replies
+ *   `rd`, `wr`, `fork`, `forkc`, `exit`) run one at a time on the worker thread. Their replies
  *   and the uffd events go through one ordered inbox that the layer's event
  *   fiber drains: the helper writes a command's events before its reply, so a
  *   reply is delivered only after the invalidations its events raised.
+ * - A helper is the process Node spawned (`Helper.spawn`: stdin / stdout
+ *   pipes) or a serving fork child of another helper (`Helper.forkOf`, the
+ *   `forkc` command: a copy-on-write copy made by fork(2) that listens on the
+ *   abstract Unix socket `gpusvm-helper-<pid>`; Node connects, the child
+ *   checks Node's pid with SO_PEERCRED). A fork child is its parent helper's
+ *   child, not Node's: its parent kills it (`kill`, only a pid it has not
+ *   reaped, so never a reused one) and reaps it (a `child` line).
  * - Every request has a wall-clock timeout (a `setTimeout`, independent of the
  *   Effect clock, so a `TestClock` cannot turn it into a hang); on timeout,
  *   exit or a closed stdout every pending request fails with `HelperFailed`.
@@ -20,7 +27,10 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { existsSync, readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
+import { connect } from "node:net"
+import { constants as osConstants } from "node:os"
 import { createInterface } from "node:readline"
+import type { Readable, Writable } from "node:stream"
 import { Effect, Queue } from "effect"
 import { HelperFailed, HelperUnavailable } from "./Errors.ts"
 
@@ -99,7 +109,46 @@ export const helperBinary = `${nativeDir}build/gpusvm-helper`
  */
 export const statusFile = `${nativeDir}build/native-status.json`
 
-const CONTROL = new Set(["ping", "reg", "unreg", "wp", "copy", "zero", "wake", "dontneed", "populate"])
+const CONTROL = new Set(["ping", "reg", "unreg", "wp", "copy", "zero", "wake", "dontneed", "populate", "kill"])
+
+/**
+ * How a `Helper` reaches its process: the command stream, a way to signal it,
+ * and its exit (once reaped).
+ *
+ * @category models
+ */
+export interface Transport {
+  readonly input: Writable
+  readonly output: Readable
+  /** Sends a signal (best effort; the process may be gone). */
+  readonly signal: (signal: NodeJS.Signals) => void
+  /** Has the process been reaped? */
+  readonly reaped: () => boolean
+  /** Resolves once the process has exited and been reaped. */
+  readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+}
+
+const childTransport = (child: ChildProcess): Transport => ({
+  input: child.stdin!,
+  output: child.stdout!,
+  signal: (sig) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(sig)
+  },
+  reaped: () => child.exitCode !== null || child.signalCode !== null,
+  exited: new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode })
+    else {
+      child.once("exit", (code, signal) => resolve({ code, signal }))
+      // a process that never started (ENOENT, EACCES) has no exit
+      child.once("error", () => {
+        if (child.pid === undefined) resolve({ code: null, signal: null })
+      })
+    }
+  })
+})
+
+const signalName = (n: number): string | null =>
+  n === 0 ? null : ((Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0]) ?? `signal ${n}`)
 
 /**
  * The binary, building it on demand (`node native/build.mjs`, which never
@@ -129,7 +178,7 @@ export const ensureBinary = (path: string = helperBinary): HelperUnavailable | u
  * @category models
  */
 export class Helper {
-  readonly child: ChildProcess
+  readonly transport: Transport
   readonly hello: Hello
   readonly pid: number
   readonly timeoutMs: number
@@ -141,46 +190,53 @@ export class Helper {
   dead: HelperFailed | undefined
   /** Resolves when the process has exited (and been reaped). */
   readonly exited: Promise<{ readonly code: number | null; readonly signal: string | null }>
+  /** The helper this one is a fork child of (it kills and reaps this one), if any. */
+  readonly parent: Helper | undefined
   private nextId = 1
   private readonly pending = new Map<number, { readonly control: boolean; readonly done: (r: Reply | HelperFailed) => void }>()
   private stderr = ""
   private readonly onDeath: Array<(e: HelperFailed) => void> = []
+  /** Fork children by pid: called with their exit once this helper reaped them. */
+  private readonly onChildExit = new Map<number, (code: number | null, signal: string | null) => void>()
 
-  private constructor(child: ChildProcess, hello: Hello, inbox: Queue.Queue<InboxItem>, timeoutMs: number, rest: ReadonlyArray<string>) {
-    this.child = child
+  private constructor(
+    transport: Transport,
+    hello: Hello,
+    inbox: Queue.Queue<InboxItem>,
+    timeoutMs: number,
+    rest: ReadonlyArray<string>,
+    parent: Helper | undefined
+  ) {
+    this.transport = transport
     this.hello = hello
     this.pid = hello.pid
     this.inbox = inbox
     this.timeoutMs = timeoutMs
-    this.exited = new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) resolve({ code: child.exitCode, signal: child.signalCode })
-      else child.once("exit", (code, signal) => resolve({ code, signal }))
-    })
-    child.stdin!.on("error", () => {
+    this.parent = parent
+    this.exited = transport.exited
+    transport.input.on("error", () => {
       // EPIPE once the helper is gone: reported through `die`
     })
-    child.once("exit", (code, signal) => this.die("died", `helper ${this.pid} exited (${signal ?? `code ${code}`})${this.stderr ? `: ${this.stderr.slice(0, 300)}` : ""}`))
+    void transport.exited.then(({ code, signal }) =>
+      this.die("died", `helper ${this.pid} exited (${signal ?? `code ${code}`})${this.stderr ? `: ${this.stderr.slice(0, 300)}` : ""}`))
     for (const l of rest) this.onLine(l)
   }
 
   /**
-   * Spawns the helper and waits for its hello line (`timeoutMs`). Fails with
-   * `HelperUnavailable` when the binary is missing, does not start or says
-   * nothing sensible.
+   * Reads hello from `transport`'s output (`timeoutMs`), checks it names
+   * `expectPid` (never drive a process this layer did not start), and builds
+   * the helper. The transport is signalled SIGKILL on any failure.
    */
-  static spawn(path: string, timeoutMs: number): Effect.Effect<Helper, HelperUnavailable> {
+  private static start(
+    transport: Transport,
+    expectPid: number | undefined,
+    timeoutMs: number,
+    parent: Helper | undefined,
+    stderrOf: () => string
+  ): Effect.Effect<Helper, HelperUnavailable> {
     return Effect.flatMap(Queue.unbounded<InboxItem>(), (inbox) =>
       Effect.callback<Helper, HelperUnavailable>((resume) => {
-        const missing = ensureBinary(path)
-        if (missing !== undefined) return resume(Effect.fail(missing))
-        let child: ChildProcess
-        try {
-          child = spawn(path, [], { stdio: ["pipe", "pipe", "pipe"] })
-        } catch (e) {
-          return resume(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: String(e) })))
-        }
         let settled = false
-        let stderr = ""
         const early: Array<string> = []
         const settle = (e: Effect.Effect<Helper, HelperUnavailable>) => {
           if (settled) return
@@ -188,37 +244,28 @@ export class Helper {
           clearTimeout(timer)
           resume(e)
         }
-        const timer = setTimeout(() => {
-          child.kill("SIGKILL")
-          settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `no hello within ${timeoutMs} ms` })))
-        }, timeoutMs)
-        child.stderr!.on("data", (d: Buffer) => {
-          stderr += d.toString()
-        })
-        child.once("error", (e) => settle(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: String(e) }))))
-        child.once("exit", (code, signal) =>
-          settle(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: `exited before hello (${signal ?? code}) ${stderr}` }))))
-        const rl = createInterface({ input: child.stdout! })
+        const fail = (stage: string, detail: string) => {
+          transport.signal("SIGKILL")
+          settle(Effect.fail(new HelperUnavailable({ stage, stderr: detail })))
+        }
+        const timer = setTimeout(() => fail("hello", `no hello within ${timeoutMs} ms`), timeoutMs)
+        void transport.exited.then(({ code, signal }) =>
+          settle(Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: `exited before hello (${signal ?? code}) ${stderrOf()}` }))))
+        const rl = createInterface({ input: transport.output })
         let helper: Helper | undefined
         rl.on("line", (line) => {
           if (helper !== undefined) return helper.onLine(line)
           if (!settled && line.startsWith("{\"hello\"")) {
             try {
               const hello = JSON.parse(line) as Hello
-              if (hello.pid !== child.pid) {
-                // never read or write a process this layer did not start
-                child.kill("SIGKILL")
-                return settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `hello names pid ${hello.pid}, spawned ${child.pid}` })))
+              if (expectPid !== undefined && hello.pid !== expectPid) {
+                return fail("hello", `hello names pid ${hello.pid}, started ${expectPid}`)
               }
-              helper = new Helper(child, hello, inbox, timeoutMs, early)
-              helper.stderr = stderr
-              child.stderr!.on("data", (d: Buffer) => {
-                if (helper !== undefined && helper.stderr.length < 4000) helper.stderr += d.toString()
-              })
+              helper = new Helper(transport, hello, inbox, timeoutMs, early, parent)
+              helper.stderr = stderrOf()
               settle(Effect.succeed(helper))
             } catch (e) {
-              child.kill("SIGKILL")
-              settle(Effect.fail(new HelperUnavailable({ stage: "hello", stderr: `bad hello line: ${String(e)}` })))
+              fail("hello", `bad hello line: ${String(e)}`)
             }
           } else {
             early.push(line)
@@ -228,6 +275,79 @@ export class Helper {
           if (helper !== undefined) helper.die("closed", `helper ${helper.pid}: stdout closed`)
         })
       }))
+  }
+
+  /**
+   * Spawns the helper and waits for its hello line (`timeoutMs`). Fails with
+   * `HelperUnavailable` when the binary is missing, does not start or says
+   * nothing sensible.
+   */
+  static spawn(path: string, timeoutMs: number): Effect.Effect<Helper, HelperUnavailable> {
+    return Effect.suspend(() => {
+      const missing = ensureBinary(path)
+      if (missing !== undefined) return Effect.fail(missing)
+      let child: ChildProcess
+      try {
+        child = spawn(path, [], { stdio: ["pipe", "pipe", "pipe"] })
+      } catch (e) {
+        return Effect.fail(new HelperUnavailable({ stage: "spawn", stderr: String(e) }))
+      }
+      let stderr = ""
+      child.stderr!.on("data", (d: Buffer) => {
+        if (stderr.length < 4000) stderr += d.toString()
+      })
+      child.once("error", (e) => {
+        stderr += String(e)
+      })
+      return Helper.start(childTransport(child), child.pid, timeoutMs, undefined, () => stderr)
+    })
+  }
+
+  /**
+   * `fork(2)` of this helper into a child that keeps serving (the `forkc`
+   * workload command, see `native/helper.c`): connects to the child's socket
+   * and waits for its hello. The child is this helper's to kill and reap:
+   * its transport's `signal` asks this helper (`kill`), its `exited` is this
+   * helper's `child` line for it (or this helper's own death: the child got
+   * SIGKILL by PR_SET_PDEATHSIG). `HelperFailed` when the fork or the
+   * connection fails.
+   */
+  forkChild(): Effect.Effect<Helper, HelperFailed> {
+    return Effect.flatMap(this.request("forkc", []), (r) => {
+      if (r.ok !== 1 || r.addr === undefined) {
+        return Effect.fail(new HelperFailed({ stage: "fork", detail: `helper ${this.pid}: forkc: ${r.err ?? "no pid"} (errno ${r.errno ?? "?"})` }))
+      }
+      const pid = r.addr
+      const parent = this
+      let reaped = false
+      const exited = new Promise<{ readonly code: number | null; readonly signal: string | null }>((resolve) => {
+        const done = (code: number | null, signal: string | null) => {
+          reaped = true
+          this.onChildExit.delete(pid)
+          resolve({ code, signal })
+        }
+        this.onChildExit.set(pid, done)
+        this.whenDead(() => done(null, "SIGKILL"))
+      })
+      const socket = connect({ path: `\0gpusvm-helper-${pid}` })
+      socket.on("error", () => {
+        // a refused or broken connection: the child is killed below or reported through `die`
+      })
+      const transport: Transport = {
+        input: socket,
+        output: socket,
+        signal: (sig) => {
+          if (reaped || parent.dead !== undefined) return
+          Effect.runFork(Effect.ignore(parent.request("kill", [pid, osConstants.signals[sig] ?? 9])))
+        },
+        reaped: () => reaped,
+        exited
+      }
+      return Effect.mapError(
+        Helper.start(transport, pid, this.timeoutMs, this, () => ""),
+        (e) => new HelperFailed({ stage: "fork", detail: `helper ${this.pid}: fork child ${pid}: ${e.message}` })
+      )
+    })
   }
 
   /** Registers a callback for the helper's death (called at most once). */
@@ -255,6 +375,11 @@ export class Helper {
     }
     if (typeof msg !== "object" || msg === null) return
     if ("ev" in msg) {
+      const m = msg as { ev: string; pid?: number; code?: number; signal?: number }
+      if (m.ev === "child") {
+        this.onChildExit.get(m.pid ?? -1)?.(m.code !== undefined && m.code >= 0 ? m.code : null, signalName(m.signal ?? 0))
+        return
+      }
       if (this.direct) return
       Queue.offerUnsafe(this.inbox, { _tag: "Event", event: msg as UffdEvent })
       return
@@ -294,8 +419,7 @@ export class Helper {
           resume(r instanceof HelperFailed ? Effect.fail(r) : Effect.succeed(r))
         }
       })
-      const ok = this.child.stdin!.write(`${id} ${cmd} ${args.join(" ")}\n`)
-      void ok
+      this.transport.input.write(`${id} ${cmd} ${args.join(" ")}\n`)
       return Effect.sync(() => {
         settled = true
         clearTimeout(timer)
@@ -305,15 +429,15 @@ export class Helper {
   }
 
   /**
-   * Kills the process (default SIGKILL) and waits for it to be reaped (at most
+   * Kills the process (default SIGKILL; a fork child through its parent) and waits for it to be reaped (at most
    * `waitMs`). The wait's timer is cleared as soon as the process is reaped and
    * never keeps Node alive by itself (unref), so a CLI run ends as soon as its
    * work is done, not `waitMs` later.
    */
   kill(signal: NodeJS.Signals = "SIGKILL", waitMs = 5_000): Promise<void> {
-    if (this.child.exitCode === null && this.child.signalCode === null) {
+    if (!this.transport.reaped()) {
       try {
-        this.child.kill(signal)
+        this.transport.signal(signal)
       } catch {
         // already gone
       }

@@ -11,7 +11,9 @@
  * `notifier: "uffd"` munmap, madvise and mremap raise nothing themselves: the
  * uffd events (REMOVE before the zap, UNMAP / REMAP after) raise the
  * invalidations, before the command's reply is delivered. mprotect and exit
- * have no uffd event and are always raised by the Cpu; exit raises RELEASE
+ * have no uffd event and are always raised by the Cpu, and so is fork's
+ * PROTECTION_PAGE (uffd's FORK event arrives after the write-protect and is
+ * only a cross-check; see `fork` below); exit raises RELEASE
  * then UNMAP over the whole space, like `exit_mmap` (§11.1). A store that breaks
  * COW on present, not exclusive pages raises CLEAR over them first (uffd
  * never reports `wp_page_copy`).
@@ -30,15 +32,16 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
-import { HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
+import { type Context, Effect } from "effect"
+import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
 import type { Prot } from "../../domain/Prot.ts"
 import { equals as protEquals } from "../../domain/Prot.ts"
 import type { Vma, VmaKind } from "../../domain/Vma.ts"
 import { Cpu, type MmapOptions, type MremapOptions } from "../../services/Cpu.ts"
-import type { Reply } from "./Helper.ts"
-import { isExclusive, isPresent } from "./Proc.ts"
+import type { MachineServices } from "../../services/Machine.ts"
+import type { Helper, Reply } from "./Helper.ts"
+import { liveRuns } from "./NativePagemap.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
 import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
@@ -92,11 +95,12 @@ const findGap = (vmas: ReadonlyArray<Vma>, length: number, align: number): numbe
 const isFree = (vmas: ReadonlyArray<Vma>, start: number, end: number): boolean => !vmas.some((v) => v.start < end && start < v.end)
 
 /**
- * Builds the `Cpu` service of machine `st`.
+ * Builds the `Cpu` service of process `st`; `build` makes a fork child's
+ * helper a process of the same machine (`Native.ts`).
  *
  * @category functions
  */
-export const makeCpu = (st: NativeState): Cpu["Service"] => {
+export const makeCpu = (st: NativeState, build: BuildProcess): Cpu["Service"] => {
   const notifiers = st.notifiers
   const lock = st.lock
   const cpuRaises = st.config.notifier === "cpu"
@@ -314,27 +318,6 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
     return out
   })
 
-  /** Pages of `[start, end)` a store would copy (present, not exclusive, private writable VMA): the COW break extent. */
-  const cowExtent = (start: number, end: number): readonly [number, number] | undefined => {
-    let lo = -1
-    let hi = -1
-    for (const v of st.intersecting(start, end)) {
-      if (!v.prot.write || v.shared) continue
-      const s = Math.max(start, v.start)
-      const e = Math.min(end, v.end)
-      const w = st.proc.pagemapRaw(s, e)
-      for (let i = 0; i < w.length; i += 2) {
-        const h = w[i + 1]!
-        if (isPresent(h) && !isExclusive(h)) {
-          const p = s + (i / 2) * PAGE_SIZE
-          if (lo < 0) lo = p
-          hi = p + PAGE_SIZE
-        }
-      }
-    }
-    return lo < 0 ? undefined : [lo, hi]
-  }
-
   const write = Effect.fnUntraced(function*(addr: number, bytes: Uint8Array) {
     const err = checkWriteArgs(addr, bytes)
     if (err !== undefined) return yield* err
@@ -358,7 +341,7 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
       })
       const cow = yield* Effect.sync(() => {
         try {
-          return cowExtent(s, e)
+          return st.cowExtent(s, e)
         } catch {
           return undefined
         }
@@ -392,11 +375,76 @@ export const makeCpu = (st: NativeState): Cpu["Service"] => {
   const mlock = (addr: number, _length: number) => Effect.fail(notNative("mlock", addr))
   const munlock = (addr: number, _length: number) => Effect.fail(notNative("munlock", addr))
 
-  /** §11.17: the helper is one process with no fork command; fork is simulated-only for now. */
-  const fork = Effect.fail(notNative("fork", undefined, "its helper has no fork command"))
+  /**
+   * `fork(2)` (kernel-semantics §11.17, HMM selftests `anon_write_child*`, IGT
+   * `fork-read*`): the helper forks a child that keeps serving (`forkc`), a
+   * real copy-on-write copy made by Linux, and `build` makes it a process of
+   * this machine (its own NativeState, uffd, notifiers, GPU VM; the same
+   * device). Under the mmap write lock (`dup_mmap`); like `copy_page_range`,
+   * each private VMA of the workload gets one PROTECTION_PAGE invalidation on
+   * this process's notifiers around the fork, raised by the Cpu (uffd's FORK
+   * event, when the helper has it, is the cross-check). MAP_SHARED mappings
+   * get none and stay shared (Linux's doing).
+   *
+   * Device-private pages (this process's allocations): made read-only
+   * (`cow`: `hmm_range_fault` reports them without write and a write
+   * migrates them back to RAM first; a CPU touch migrates them back as
+   * before). The child cannot map the parent's device pages (its own uffd,
+   * its own helper), so — like the simulated machine — its copy is
+   * materialised at fork: the allocation's bytes at the fork are written
+   * into the child's (absent, unregistered) pages through
+   * `/proc/<child>/mem`. Unlike the simulated machine's read-only copy, that
+   * page is the child's exclusively: the child's first write to it breaks no
+   * COW (no CLEAR in the child).
+   */
+  const fork = Effect.suspend(() =>
+    lock.withWrite(ifAlive(st, "fork", Effect.gen(function*() {
+      const cow: Array<readonly [number, number]> = []
+      for (const v of st.vmas()) {
+        if (v.shared) continue
+        for (const [s, e] of st.workload) {
+          const a = Math.max(s, v.start)
+          const b = Math.min(e, v.end)
+          if (a < b) cow.push([a, b])
+        }
+      }
+      const copies: Array<{ readonly start: number; readonly bytes: Uint8Array }> = []
+      const body = Effect.gen(function*() {
+        for (const a of st.allocs.values()) {
+          a.cow = true
+          for (const [s, e] of liveRuns(a)) copies.push({ start: s, bytes: a.bytes.slice(s - a.start, e - a.start) })
+        }
+        return yield* Effect.mapError(st.helper.forkChild(), (e) => bad(`fork: ${e.message}`))
+      })
+      let cmd = st.expecting(0, ADDRESS_LIMIT, body)
+      for (let i = cow.length - 1; i >= 0; i--) cmd = notifiers.invalidate(cow[i]![0], cow[i]![1], "protection-page", cmd)
+      const helper = yield* cmd
+      st.touchMaps()
+      const child = yield* build(helper)
+      for (const c of copies) {
+        yield* Effect.try({
+          try: () => child.st.proc.writeMem(c.start, c.bytes),
+          catch: (e) => bad(`fork: materialising the child's copy of device pages through /proc/${helper.pid}/mem: ${String(e)}`, c.start)
+        })
+      }
+      child.st.workload = [...st.workload]
+      for (const [s, e] of child.st.workload) yield* child.st.registerEvents(s, e)
+      return child.ctx
+    }))))
 
   return Cpu.of({ mmap, munmap, mprotect, madviseDontNeed, mremap, mlock, munlock, read, write, exit, fork })
 }
+
+/**
+ * Makes a running helper a process of the machine (its state and services,
+ * its resources in the machine's scope). `InvalidArgument` naming why not.
+ *
+ * @category models
+ */
+export type BuildProcess = (helper: Helper) => Effect.Effect<
+  { readonly st: NativeState; readonly ctx: Context.Context<MachineServices> },
+  InvalidArgument
+>
 
 /** `VmaNotFound` check of mprotect: every byte of `[start, end)` mapped. */
 const checkAccessCover = (st: NativeState, start: number, end: number): string | undefined => {

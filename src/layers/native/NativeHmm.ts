@@ -11,7 +11,11 @@
  * on a read-only VMA → `PermissionDenied`; device-resident allocations not
  * owned by `devicePrivateOwner` migrate back first (populate on a
  * MISSING-registered range would only give EFAULT); owned ones are reported
- * as device pages. Entries: present → a system page (`write` = VMA writable
+ * as device pages (read-only after a fork of the process, and migrated back
+ * for a write — kernel-semantics §11.17). A write fault over pages a fork
+ * shares (present, not exclusive, private writable VMA) raises CLEAR over
+ * them first, as the COW break does (the caller's notifier then moved:
+ * `Busy`, and the retry finds the pages exclusive). Entries: present → a system page (`write` = VMA writable
  * and the page mapped exclusively or shared; pagemap has no PTE write bit),
  * `order` 9 for an aligned block of 512 present pages with contiguous PFNs
  * starting 2 MiB aligned; absent → not valid; holes without `fault` → error
@@ -103,7 +107,8 @@ export const makeHmm = (st: NativeState): Hmm["Service"] => {
         if (a !== undefined && a.gone[(va - a.start) / PAGE_SIZE] === 0) {
           out[i] = {
             valid: true,
-            write: v.prot.write,
+            // §11.17: after a fork the device-private entry is read-only (make_readable_device_private_entry)
+            write: v.prot.write && !a.cow,
             error: false,
             order: 0,
             page: { _tag: "Device", pagemap: st.config.pagemapId, devicePfn: (a.devAddr + (va - a.start)) / PAGE_SIZE, allocation: a.id, owner: pmOwner }
@@ -143,10 +148,23 @@ export const makeHmm = (st: NativeState): Hmm["Service"] => {
     if (r.fault) {
       const err = checkHmmFault(st.intersecting(r.start, r.end), r.start, r.end, r.write)
       if (err !== undefined) return yield* err
-      if (!mine) {
-        for (const a of st.allocsIn(r.start, r.end)) yield* st.migrateBack(a.start, a.end)
+      for (const a of st.allocsIn(r.start, r.end)) {
+        // foreign owner: back to RAM first; §11.17: a write to a read-only (forked) device-private entry
+        // goes through migrate_to_ram (do_swap_page), which breaks the COW back to RAM
+        if (!mine || (r.write && a.cow)) yield* st.migrateBack(a.start, a.end)
       }
       const owned = mine ? st.allocsIn(r.start, r.end) : []
+      if (r.write) {
+        // §11.17: a write fault on pages a fork shares breaks the COW (wp_page_copy): CLEAR first, like the Cpu's store
+        const cow = yield* Effect.sync(() => {
+          try {
+            return st.cowExtent(r.start, r.end)
+          } catch {
+            return undefined
+          }
+        })
+        if (cow !== undefined) yield* st.notifiers.invalidate(cow[0], cow[1], "clear", Effect.void)
+      }
       for (const [s, e] of outside(r.start, r.end, owned)) {
         // a fault of present (and, for writes, exclusively mapped or shared) pages changes nothing: skip the round trip
         if (!(yield* Effect.sync(() => satisfied(s, e, r.write)))) yield* populate(s, e, r.write)

@@ -7,7 +7,6 @@
  * @since 0.1.0
  */
 import { Context, Effect } from "effect"
-import { InvalidArgument } from "../../domain/Errors.ts"
 import { Machine, type Injection } from "../../services/Machine.ts"
 import type { Hello } from "./Helper.ts"
 import type { NativeState, UffdCounters } from "./NativeState.ts"
@@ -45,17 +44,19 @@ export interface NativeMachineApi {
 export class NativeMachine extends Context.Service<NativeMachine, NativeMachineApi>()("gpusvm/native/NativeMachine") {}
 
 /**
- * Builds the `Machine` service of machine `st`.
+ * Builds the `Machine` service of process `st` (its violations, injections
+ * and counters are the machine's: `NativeDevice`); `spawn` starts another
+ * helper process on the same machine (kernel-semantics §11.17).
  *
  * @category functions
  */
-export const makeMachineService = (st: NativeState): Machine["Service"] =>
+export const makeMachineService = (st: NativeState, spawn: Machine["Service"]["spawn"]): Machine["Service"] =>
   Machine.of({
     violations: Effect.sync(() => [...st.violations]),
     inject: (i: Injection) => Effect.sync(() => st.addInjection(i)),
     stats: Effect.sync(() => st.stats()),
-    // §11.17: one helper process per machine; several processes are simulated-only for now
-    spawn: Effect.fail(new InvalidArgument({ reason: "spawn: not supported on the native machine (one helper process per machine)" })),
+    // §11.17: another helper process on the same device (Native.ts)
+    spawn,
     // kernel-semantics §11.17: the host kernel moves pages when it likes; nothing asks it to on demand
     kernelMove: () => Effect.succeed({ _tag: "Unsupported", reason: KERNEL_MOVES_SIMULATED_ONLY } as const)
   })

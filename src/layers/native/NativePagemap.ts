@@ -27,6 +27,18 @@
  *
  * Device addresses come from a first-fit allocator over `vramBytes`; a full
  * VRAM evicts the oldest allocations first (`OutOfMemory` if still full).
+ * The device memory is the machine's, not the process's (kernel-semantics
+ * §11.17: pagemaps are per device): each process of the machine has its own
+ * pagemap object (migrating its own address space through its own helper)
+ * over one `NativeDevice`, so allocation, eviction (of any process's oldest
+ * allocation, through that process's helper), usage, traffic and `evictAll`
+ * are device-wide. A process's GPU reaches only its own allocations (another
+ * process's device address is a stale access).
+ *
+ * After a fork of the process, its allocations are `cow` (read-only
+ * device-private entries): `hmm_range_fault` reports them without write, and
+ * a write fault migrates them back to RAM (`NativeHmm.ts`); a CPU touch
+ * migrates them back anyway (MISSING fault).
  * Only private anonymous memory migrates (`canMigrateToDevmem`).
  *
  * @since 0.1.0
@@ -63,6 +75,27 @@ export interface NativePagemap extends DevicePagemapApi {
 }
 
 /**
+ * Live page runs `[start, end)` of an allocation (munmapped pages are gone).
+ *
+ * @category functions
+ */
+export const liveRuns = (a: DeviceAlloc): Array<readonly [number, number]> => {
+  const out: Array<readonly [number, number]> = []
+  const n = (a.end - a.start) / PAGE_SIZE
+  for (let i = 0; i < n;) {
+    if (a.gone[i] === 1) {
+      i++
+      continue
+    }
+    let j = i
+    while (j < n && a.gone[j] === 0) j++
+    out.push([a.start + i * PAGE_SIZE, a.start + j * PAGE_SIZE])
+    i = j
+  }
+  return out
+}
+
+/**
  * Builds the device pagemap of machine `st` (and installs `st.migrateBack`).
  *
  * @category functions
@@ -74,9 +107,9 @@ export const makePagemap = (st: NativeState): NativePagemap => {
   const fill = st.helper.hello.fill
   const stage = st.helper.hello.staging
 
-  /** First-fit device address for `len` bytes. */
+  /** First-fit device address for `len` bytes (over every process's allocations: one device memory, §11.17). */
   const allocDev = (len: number): number | undefined => {
-    const used = [...st.allocs.values()].map((a) => [a.devAddr, a.devAddr + (a.end - a.start)] as const).sort((a, b) => a[0] - b[0])
+    const used = st.device.allocations().map((a) => [a.devAddr, a.devAddr + (a.end - a.start)] as const).sort((a, b) => a[0] - b[0])
     let at = 0
     for (const [s, e] of used) {
       if (s - at >= len) break
@@ -88,23 +121,6 @@ export const makePagemap = (st: NativeState): NativePagemap => {
   const ctl = (call: string, cmd: string, args: ReadonlyArray<number>, addr: number) =>
     Effect.flatMap(st.requestAddr(call, cmd, args, addr), (r) =>
       r.ok === 1 ? Effect.succeed(r) : Effect.fail(new BadAddress({ reason: `${call}: ${cmd}: ${errnoText(r)}`, addr })))
-
-  /** Live page runs `[start, end)` of an allocation (munmapped pages are gone). */
-  const liveRuns = (a: DeviceAlloc): Array<readonly [number, number]> => {
-    const out: Array<readonly [number, number]> = []
-    const n = (a.end - a.start) / PAGE_SIZE
-    for (let i = 0; i < n;) {
-      if (a.gone[i] === 1) {
-        i++
-        continue
-      }
-      let j = i
-      while (j < n && a.gone[j] === 0) j++
-      out.push([a.start + i * PAGE_SIZE, a.start + j * PAGE_SIZE])
-      i = j
-    }
-    return out
-  }
 
   /** Copies `a` back to RAM and frees it. Caller holds the migration lock. */
   const toRamLocked = (a: DeviceAlloc): Effect.Effect<void, BadAddress> =>
@@ -135,6 +151,13 @@ export const makePagemap = (st: NativeState): NativePagemap => {
   const migrateBack = (start: number, end: number): Effect.Effect<void, BadAddress> =>
     st.migLock.withPermits(1)(Effect.suspend(() => Effect.forEach(st.allocsIn(start, end), toRamLocked, { discard: true })))
   st.migrateBack = migrateBack
+  st.toRamLocked = toRamLocked
+
+  /** Copies `a` (of any process of the machine) back to RAM through its own process. Caller holds the migration lock. */
+  const evictLocked = (a: DeviceAlloc): Effect.Effect<void, BadAddress> => {
+    const p = st.device.ownerOf(a)
+    return p === undefined ? Effect.void : p.toRamLocked(a)
+  }
 
   /** Waits out the timeslice of the allocation holding `page`, if any (the CPU touch waits, like the kernel's `migrate_to_ram`). */
   const timeslice = (page: number): Effect.Effect<void> =>
@@ -177,9 +200,10 @@ export const makePagemap = (st: NativeState): NativePagemap => {
         }
         let dev = allocDev(len)
         while (dev === undefined) {
-          const victim = [...st.allocs.values()].sort((a, b) => a.id - b.id)[0]
+          // §11.17: eviction crosses processes (IGT processes-evict-*): the oldest allocation of any process goes
+          const victim = st.device.allocations()[0]
           if (victim === undefined) break
-          yield* toRamLocked(victim)
+          yield* evictLocked(victim)
           st.traffic.evictions++
           dev = allocDev(len)
         }
@@ -226,7 +250,17 @@ export const makePagemap = (st: NativeState): NativePagemap => {
           const now = yield* Clock.currentTimeMillis
           const ts = o?.timesliceMs ?? 0
           const until = Number.isFinite(ts) && ts > 0 ? now + ts : 0
-          const a: DeviceAlloc = { id: st.nextAlloc++, start, end, devAddr, bytes, until, live: len / PAGE_SIZE, gone: new Uint8Array(len / PAGE_SIZE) }
+          const a: DeviceAlloc = {
+            id: st.device.nextAlloc++,
+            start,
+            end,
+            devAddr,
+            bytes,
+            until,
+            live: len / PAGE_SIZE,
+            gone: new Uint8Array(len / PAGE_SIZE),
+            cow: false
+          }
           st.allocs.set(a.id, a)
           st.traffic.bytesToVram += present * PAGE_SIZE
           st.traffic.pagesToVram += len / PAGE_SIZE
@@ -251,7 +285,7 @@ export const makePagemap = (st: NativeState): NativePagemap => {
       const a = st.allocs.get(page.allocation)
       const addr = page.devicePfn * PAGE_SIZE
       if (a === undefined || allocOfDev(addr) !== a) return Effect.fail(new BadAddress({ reason: `device_map: device page ${hex(addr)} is not allocated` }))
-      st.deviceMappings++
+      st.device.deviceMappings++
       return Effect.succeed({ addr, proto: NATIVE_VRAM_PROTO, order, dir })
     })
 
@@ -285,23 +319,24 @@ export const makePagemap = (st: NativeState): NativePagemap => {
     totalBytes: total,
     deviceUnmap: (_a: DeviceAddress) =>
       Effect.sync(() => {
-        if (st.deviceMappings > 0) st.deviceMappings--
+        if (st.device.deviceMappings > 0) st.device.deviceMappings--
         else st.recordViolation({ invariant: "device-unmap-unknown", detail: `device_unmap of ${JSON.stringify(_a)} with no live device mapping` })
       }),
-    liveMappings: Effect.sync(() => st.deviceMappings),
+    liveMappings: Effect.sync(() => st.device.deviceMappings),
     populateMm,
     evictAll: st.migLock.withPermits(1)(Effect.suspend(() =>
-      Effect.forEach([...st.allocs.values()], (a) =>
+      Effect.forEach(st.device.allocations(), (a) =>
         Effect.andThen(
-          Effect.catch(toRamLocked(a), (e) => Effect.sync(() => st.recordViolation({ invariant: "evict-failed", detail: e.message }))),
+          Effect.catch(evictLocked(a), (e) => Effect.sync(() => st.recordViolation({ invariant: "evict-failed", detail: e.message }))),
           Effect.sync(() => {
             st.traffic.evictions++
           })
         ), { discard: true }))),
     usage: Effect.sync(() => {
+      const all = st.device.allocations()
       let used = 0
-      for (const a of st.allocs.values()) used += a.end - a.start
-      return { totalBytes: total, usedBytes: used, allocations: st.allocs.size }
+      for (const a of all) used += a.end - a.start
+      return { totalBytes: total, usedBytes: used, allocations: all.length }
     }),
     traffic: Effect.sync(() => ({ ...st.traffic })),
     readDevice: (devAddr, length) =>

@@ -1,8 +1,12 @@
 /**
- * The shared state of one native machine: the helper process and its
+ * The state of one process of a native machine: the helper process and its
  * `/proc` files, the Node-side mmap lock and MMU notifier registry, the
- * workload's regions, the uffd bookkeeping, the DMA oracle's live mappings,
- * device allocations, violations, injections and counters.
+ * workload's regions, the uffd bookkeeping, the DMA oracle's live mappings
+ * and the process's device allocations; and what the processes of one
+ * machine share ({@link NativeDevice}: the device memory's allocator,
+ * migration lock, traffic and live device mappings, and the machine's
+ * violations, injections and invalidation counters — kernel-semantics §11.17:
+ * several processes share one GPU and its VRAM, pagemaps are per device).
  *
  * Single-threaded JS: plain fields mutated inside `Effect.sync`; the helper's
  * own concurrency is behind its protocol (see `Helper.ts`).
@@ -19,7 +23,7 @@ import type { HelperFailed } from "./Errors.ts"
 import type { Helper, Reply } from "./Helper.ts"
 import { type MmapLock, makeMmapLock } from "../common/MmapLock.ts"
 import { IntervalNotifiers } from "../common/IntervalNotifiers.ts"
-import { type ProcFiles, maybeHugetlb, toVma } from "./Proc.ts"
+import { type ProcFiles, isExclusive, isPresent, maybeHugetlb, toVma } from "./Proc.ts"
 
 /**
  * How invalidations of CPU-side changes are raised.
@@ -57,6 +61,55 @@ export interface DeviceAlloc {
   /** Pages not yet released (munmap of part of the allocation drops pages). */
   live: number
   readonly gone: Uint8Array
+  /**
+   * Set by a fork of the owning process (kernel-semantics §11.17,
+   * `copy_nonpresent_pte` → `make_readable_device_private_entry`): the
+   * device-private entries are read-only now, so `hmm_range_fault` reports
+   * them without write and a write (CPU or device) migrates them back to RAM.
+   */
+  cow: boolean
+}
+
+/**
+ * What the processes of one native machine share (kernel-semantics §11.17):
+ * the device memory (its first-fit allocator scans every process's
+ * allocations; eviction picks the oldest allocation of any process), one
+ * migration lock, the device's traffic and live `deviceMap` count, and the
+ * machine's violations, injections and invalidation counters.
+ *
+ * Locking: `migLock` is taken after the caller's own mmap lock and never
+ * while waiting for another process's mmap lock, so one process's migration
+ * can evict another's allocation (`toRamLocked` hook) without deadlock.
+ *
+ * @category models
+ * @since 0.4.0
+ */
+export class NativeDevice {
+  /** Every process of the machine (spawned and forked ones included; a gone one holds no allocations). */
+  readonly processes = new Set<NativeState>()
+  /** One migration (either way, any process) at a time. */
+  readonly migLock: Semaphore.Semaphore = Semaphore.makeUnsafe(1)
+  readonly traffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
+  /** Live `deviceMap` mappings. */
+  deviceMappings = 0
+  /** Next allocation id (machine-wide: ids order allocations for eviction). */
+  nextAlloc = 1
+  readonly violations: Array<Violation> = []
+  readonly inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
+  readonly invalidations: Record<string, number> = {}
+
+  /** Every live allocation of every process, oldest first. */
+  allocations(): Array<DeviceAlloc> {
+    const out: Array<DeviceAlloc> = []
+    for (const p of this.processes) for (const a of p.allocs.values()) out.push(a)
+    return out.sort((a, b) => a.id - b.id)
+  }
+
+  /** The process holding allocation `a`. */
+  ownerOf(a: DeviceAlloc): NativeState | undefined {
+    for (const p of this.processes) if (p.allocs.get(a.id) === a) return p
+    return undefined
+  }
 }
 
 /**
@@ -88,9 +141,12 @@ export class NativeState {
   readonly config: NativeConfig
   readonly lock: MmapLock = makeMmapLock()
   readonly notifiers: IntervalNotifiers
-  readonly violations: Array<Violation> = []
-  readonly inject = { hmmBusy: 0, dmaMapFail: 0, vramAllocFail: 0, nonBlockable: 0 }
-  readonly invalidations: Record<string, number> = {}
+  /** What this machine's processes share. */
+  readonly device: NativeDevice
+  /** The machine's (shared through `device`). */
+  readonly violations: Array<Violation>
+  readonly inject: NativeDevice["inject"]
+  readonly invalidations: Record<string, number>
   readonly uffd: UffdCounters = { events: 0, confirmed: 0, unsolicited: 0, pagefaults: 0, registerFailures: 0, pagemapChanges: 0, byKind: {} }
   /** Address-space references (`mmget_not_zero` / `mmput`). */
   mmRefs = 0
@@ -110,24 +166,35 @@ export class NativeState {
   dmaLive = 0
   /** Per notifier id: the last rangeFault's window and raw pagemap words, for `readRetry`'s re-check. */
   readonly snapshots = new Map<number, { readonly seq: number; readonly start: number; readonly end: number; readonly words: Uint32Array }>()
-  /** Device allocations, by id. */
+  /** This process's device allocations, by id. */
   readonly allocs = new Map<number, DeviceAlloc>()
-  nextAlloc = 1
-  readonly traffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
-  /** Live `deviceMap` mappings. */
-  deviceMappings = 0
+  /** The device's (shared through `device`). */
+  readonly traffic: NativeDevice["traffic"]
   /** One user of the helper's rd/wr staging buffer at a time. */
   readonly ioLock: Semaphore.Semaphore = Semaphore.makeUnsafe(1)
-  /** One migration (either way) at a time. */
-  readonly migLock: Semaphore.Semaphore = Semaphore.makeUnsafe(1)
+  /** One migration (either way) at a time: the device's lock, shared by every process of the machine. */
+  readonly migLock: Semaphore.Semaphore
   private mapsCache: ReadonlyArray<Vma> | undefined
   /** Hook set by the pagemap: migrate the allocations overlapping `[start, end)` back to RAM. */
   migrateBack: (start: number, end: number) => Effect.Effect<void, BadAddress> = () => Effect.void
+  /** Hook set by the pagemap: copy allocation `a` of this process back to RAM and free it (caller holds `migLock`; cross-process eviction). */
+  toRamLocked: (a: DeviceAlloc) => Effect.Effect<void, BadAddress> = () => Effect.void
 
-  constructor(helper: Helper, proc: ProcFiles, config: NativeConfig, inject: Injection | undefined) {
+  /**
+   * A process over `helper`; `device` is the machine's shared part (a new
+   * machine's when omitted: the first process). The process joins `device.processes`.
+   */
+  constructor(helper: Helper, proc: ProcFiles, config: NativeConfig, inject: Injection | undefined, device: NativeDevice = new NativeDevice()) {
     this.helper = helper
     this.proc = proc
     this.config = config
+    this.device = device
+    this.violations = device.violations
+    this.inject = device.inject
+    this.invalidations = device.invalidations
+    this.traffic = device.traffic
+    this.migLock = device.migLock
+    device.processes.add(this)
     this.notifiers = new IntervalNotifiers({
       takeNonBlockable: () => {
         if (this.inject.nonBlockable <= 0) return false
@@ -180,6 +247,33 @@ export class NativeState {
   /** VMAs intersecting `[start, end)`. */
   intersecting(start: number, end: number): Array<Vma> {
     return this.vmas().filter((v) => v.start < end && start < v.end)
+  }
+
+  /**
+   * Pages of `[start, end)` a store would copy (present, not mapped
+   * exclusively, in a private writable VMA): the extent of the COW break a
+   * write raises CLEAR over first (uffd never reports `wp_page_copy`). After
+   * a fork (kernel-semantics §11.17) these are the pages the child shares.
+   * Throws when the pagemap cannot be read.
+   */
+  cowExtent(start: number, end: number): readonly [number, number] | undefined {
+    let lo = -1
+    let hi = -1
+    for (const v of this.intersecting(start, end)) {
+      if (!v.prot.write || v.shared) continue
+      const s = Math.max(start, v.start)
+      const e = Math.min(end, v.end)
+      const w = this.proc.pagemapRaw(s, e)
+      for (let i = 0; i < w.length; i += 2) {
+        const h = w[i + 1]!
+        if (isPresent(h) && !isExclusive(h)) {
+          const p = s + (i / 2) * PAGE_SIZE
+          if (lo < 0) lo = p
+          hi = p + PAGE_SIZE
+        }
+      }
+    }
+    return lo < 0 ? undefined : [lo, hi]
   }
 
   /** Device allocations overlapping `[start, end)`. */

@@ -16,7 +16,7 @@ import { Hmm } from "../../../src/services/Hmm.ts"
 import { Machine } from "../../../src/services/Machine.ts"
 import { Mm } from "../../../src/services/Mm.ts"
 import { MmuNotifier, type NotifierHandle } from "../../../src/services/MmuNotifier.ts"
-import { caps, lacks, machineLayer, needs } from "./support.ts"
+import { caps, isGone, lacks, machineLayer, needs } from "./support.ts"
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -36,15 +36,6 @@ const noise = (seed: number, n: number) => {
     out[i] = x & 0xff
   }
   return out
-}
-
-const isGone = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0)
-    return false
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ESRCH"
-  }
 }
 
 const workloadVmas = Effect.map(Effect.flatMap(Mm, (mm) => mm.vmas), (vs) => vs.filter((v) => v.start >= 2 ** 32 && v.end <= 2 ** 46))

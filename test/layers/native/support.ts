@@ -20,6 +20,16 @@ export const lacks = (...names: ReadonlyArray<"linux" | "helperBuilt" | "userfau
 /** The skip-message suffix naming the capabilities a test needs. */
 export const needs = (...names: ReadonlyArray<string>): string => `needs capability: ${names.join(", ")}`
 
+/** Is process `pid` gone altogether (reaped, not a zombie)? */
+export const isGone = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "ESRCH"
+  }
+}
+
 /** A native machine (its construction errors as defects: tests only build it when the capabilities are there). */
 export const machineLayer = (o: NativeOptions = {}) => Layer.orDie(Native.layer(o))
 
