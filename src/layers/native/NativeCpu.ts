@@ -418,7 +418,7 @@ export const makeCpu = (st: NativeState, build: BuildProcess): Cpu["Service"] =>
         if (r.ok === 1) return
         if (r.err === "ENOMEM") {
           return yield* new VmaNotFound({
-            reason: `${call}: ${errnoText(r)}: the kernel could not populate the window (a PROT_NONE part, or RLIMIT_MEMLOCK)`,
+            reason: `${call}: ${errnoText(r)}: the kernel's populate failed (a PROT_NONE part?) or RLIMIT_MEMLOCK was exceeded`,
             addr: s
           })
         }
