@@ -13,18 +13,14 @@ import { readFileSync } from "node:fs"
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { builtins, loadFile, nativeSkipReason } from "../../../src/cli/load.ts"
-import { native } from "../../../src/cli/machines.ts"
-import type { MmuEvent } from "../../../src/domain/MmuRange.ts"
 import { decodeScenario } from "../../../src/domain/Scenario.ts"
 import { PROT_NONE, PROT_READ } from "../../../src/domain/Prot.ts"
 import { NativeMachine } from "../../../src/layers/native/Native.ts"
-import * as Runner from "../../../src/programs/ScenarioRunner.ts"
 import { Cpu } from "../../../src/services/Cpu.ts"
 import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
 import { Machine } from "../../../src/services/Machine.ts"
 import { Mm } from "../../../src/services/Mm.ts"
-import { MmuNotifier, type NotifierHandle } from "../../../src/services/MmuNotifier.ts"
-import { lacks, machineLayer, needs } from "./support.ts"
+import { failedNatively, fill, lacks, machineLayer, needs, recorder } from "./support.ts"
 
 const P = 4096
 const KiB = 1024
@@ -32,18 +28,6 @@ const T = 30_000
 const BASE = ["linux", "helperBuilt", "userfaultfd", "pfnVisible"] as const
 const skip = lacks(...BASE)
 const NEEDS = needs(...BASE)
-
-const fill = (v: number, n: number) => new Uint8Array(n).fill(v)
-
-/** A notifier over `[start, start + length)` recording every event it gets. */
-const recorder = (start: number, length: number) =>
-  Effect.gen(function*() {
-    const mmu = yield* MmuNotifier
-    const events: Array<{ readonly event: MmuEvent; readonly start: number; readonly end: number }> = []
-    const h: NotifierHandle = yield* mmu.insert(start, length, (r, cur) =>
-      Effect.andThen(Effect.sync(() => events.push({ event: r.event, start: r.start, end: r.end })), Effect.as(mmu.setSeq(h, cur), true)))
-    return { h, events }
-  })
 
 /** Present (and exclusively mapped) pages of `[addr, addr + len)`, from the helper's pagemap. */
 const pages = (addr: number, len: number) =>
@@ -253,15 +237,5 @@ describe("§11.17 mlock scenarios run natively", () => {
     }).pipe(Effect.runPromise))
 
   it.live.skipIf(skip)(`§11.17 IGT once-malloc-mlock and once-mmap-shared-remap-dontunmap pass end to end on the native machine (${NEEDS})`, () =>
-    Effect.gen(function*() {
-      const list = yield* builtins()
-      const failed: Array<string> = []
-      for (const name of MLOCK_BUILTINS) {
-        const b = list.find((x) => x.name === name)
-        assert.isDefined(b, name)
-        const r = yield* Runner.run((yield* loadFile(b!.file)).scenario, native, { timeoutMs: 20_000 })
-        if (!r.ok) failed.push(`${name}: ${JSON.stringify([...r.violations, ...r.failures]).slice(0, 400)}`)
-      }
-      assert.deepStrictEqual(failed, [])
-    }), 60_000)
+    Effect.map(failedNatively(MLOCK_BUILTINS), (failed) => assert.deepStrictEqual(failed, [])), 60_000)
 })
