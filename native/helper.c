@@ -5,7 +5,7 @@
  * userfaultfd events as JSON lines on stdout. Three threads:
  *
  *  - control (main): reads stdin. Workload commands (mmap, munmap, mprotect,
- *    madvise, mremap, rd, wr, fork, forkc, exit) are queued to the worker;
+ *    madvise, mremap, mlock, munlock, rd, wr, fork, forkc, exit) are queued to the worker;
  *    control commands (ping, reg, unreg, wp, copy, zero, wake, dontneed,
  *    populate, kill) run at once, so they can resolve a fault the worker is
  *    blocked in.
@@ -86,6 +86,9 @@
 #endif
 #ifndef MREMAP_DONTUNMAP
 #define MREMAP_DONTUNMAP 4
+#endif
+#ifndef MADV_DONTNEED_LOCKED
+#define MADV_DONTNEED_LOCKED 24
 #endif
 
 #define STAGING (4UL << 20)
@@ -274,12 +277,13 @@ static void fork_serving(uint64_t id);
 static void run_worker(struct cmd *c) {
   uint64_t *a = c->a;
   if (!strcmp(c->name, "mmap")) {
-    /* len addr flags(1 shared, 2 fixed, 4 hugetlb, 8 noreplace) prot */
+    /* len addr flags(1 shared, 2 fixed, 4 hugetlb, 8 noreplace, 16 locked) prot */
     int fl = (a[2] & 1) ? MAP_SHARED : MAP_PRIVATE;
     fl |= MAP_ANONYMOUS;
     if (a[2] & 2) fl |= MAP_FIXED;
     if (a[2] & 4) fl |= MAP_HUGETLB;
     if (a[2] & 8) fl |= MAP_FIXED_NOREPLACE;
+    if (a[2] & 16) fl |= MAP_LOCKED; /* VM_LOCKED, then mm_populate (errors ignored), kernel-semantics 11.17 */
     void *p = mmap((void *)(uintptr_t)a[1], a[0], (int)a[3], fl, -1, 0);
     int e = errno;
     if (a[2] & 2) flush_events();
@@ -311,6 +315,17 @@ static void run_worker(struct cmd *c) {
     flush_events();
     if (p == MAP_FAILED) return reply_err(c->id, e);
     out_line("{\"id\":%llu,\"ok\":1,\"addr\":%llu}", (unsigned long long)c->id, (unsigned long long)(uintptr_t)p);
+  } else if (!strcmp(c->name, "mlock") || !strcmp(c->name, "munlock")) {
+    /*
+     * addr len: mlock(2) sets VM_LOCKED and populates (__mm_populate, in this
+     * thread); munlock(2) clears it. Node migrates device-resident (MISSING-
+     * registered) pages of the window back first and holds its mmap write lock,
+     * so the populate meets no userfaultfd-handled fault: WP-registered pages
+     * are never write-protected outside a migration, which that lock excludes.
+     */
+    int r = !strcmp(c->name, "mlock") ? mlock((void *)(uintptr_t)a[0], a[1]) : munlock((void *)(uintptr_t)a[0], a[1]);
+    if (r) return reply_err(c->id, errno);
+    reply_ok(c->id);
   } else if (!strcmp(c->name, "rd") || !strcmp(c->name, "wr")) {
     if (a[1] > STAGING) return reply_err(c->id, EINVAL);
     int w = c->name[0] == 'w';
@@ -468,7 +483,9 @@ static void run_control(struct cmd *c) {
     return e ? reply_err(c->id, e) : reply_ok(c->id);
   }
   if (!strcmp(c->name, "dontneed")) {
+    /* MADV_DONTNEED refuses VM_LOCKED VMAs (EINVAL); MADV_DONTNEED_LOCKED (5.18+) zaps those too */
     int r = madvise((void *)(uintptr_t)a[0], a[1], MADV_DONTNEED);
+    if (r && errno == EINVAL) r = madvise((void *)(uintptr_t)a[0], a[1], MADV_DONTNEED_LOCKED);
     return r ? reply_err(c->id, errno) : reply_ok(c->id);
   }
   if (!strcmp(c->name, "populate")) { /* addr len write: MADV_POPULATE_(READ|WRITE), EFAULT like hmm_range_fault */

@@ -190,8 +190,7 @@ export const hugePagesFree = (): number => {
 
 /**
  * Why the native machine cannot express `scenario`, or `undefined`: a file
- * mapping (the native machine maps anonymous and hugetlb memory only), mlock /
- * munlock / `mmap … locked` (its helper has no mlock, kernel-semantics §11.17),
+ * mapping (the native machine maps anonymous and hugetlb memory only),
  * buffer objects (no BO allocator natively, §11.17),
  * kernel page moves (`kernel-*` steps, `machine.kernel`: simulated-only, §11.17),
  * device-exclusive access (`make-exclusive`, `svm.systemAtomics: "exclusive"`, §11.17),
@@ -203,9 +202,6 @@ export const nativeSkipReason = (scenario: Scenario, freeHugePages: () => number
   const steps = scenario.threads.flatMap((t) => t.steps.map((s) => (s.op === "expect-error" ? s.step : s)))
   const mmaps = steps.filter((s) => s.op === "mmap")
   if (mmaps.some((s) => s.kind === "file")) return "file mappings are simulated only (the native machine maps anonymous and hugetlb memory)"
-  if (mmaps.some((s) => s.locked === true) || steps.some((s) => s.op === "mlock" || s.op === "munlock")) {
-    return "mlock / MAP_LOCKED are simulated only (the native helper has no mlock)"
-  }
   if (steps.some((s) => s.op === "bo-create")) return "buffer objects are simulated only (the native pagemap has no BO allocator; kernel-semantics §11.17)"
   // kernel-semantics §11.17: the host kernel moves pages when it likes, not on demand
   if (scenario.machine?.kernel !== undefined || steps.some((s) => s.op.startsWith("kernel-"))) return "kernel page moves are simulated-only"

@@ -46,7 +46,7 @@ export interface MmapOptions {
   readonly name?: string
   /**
    * `MAP_LOCKED`: the new VMA is VM_LOCKED and populated at once, as by `mlock` (kernel-semantics
-   * §11.17). The native machine refuses it (`InvalidArgument`: its helper has no mlock).
+   * §11.17; population errors are ignored, as `mm_populate` does).
    */
   readonly locked?: boolean
 }
@@ -102,8 +102,8 @@ export class Cpu extends Context.Service<Cpu, {
    * device-private pages come back to RAM first; PROT_NONE parts are locked, not populated). Takes the
    * mmap lock for writing to set the flags, then for reading to populate. Locked pages still migrate to
    * device memory (`migrate_vma` does not refuse VM_LOCKED). Errors: a hole → `VmaNotFound` (Linux
-   * ENOMEM); a device page that cannot come back → `BadAddress`; bad arguments, after `exit`, or on the
-   * native machine (no mlock in its helper) →
+   * ENOMEM; on the native machine also the kernel's own ENOMEM, e.g. a PROT_NONE part it cannot
+   * populate); a device page that cannot come back → `BadAddress`; bad arguments or after `exit` →
    * `InvalidArgument` (kernel-semantics §11.17).
    */
   readonly mlock: (addr: number, length: number) => Effect.Effect<void, InvalidArgument | VmaNotFound | BadAddress>

@@ -7,7 +7,7 @@
  *   resolve as soon as the line arrives, so they can resolve a fault the
  *   worker thread is blocked in.
  * - Workload requests (`mmap`, `munmap`, `mprotect`, `madvise`, `mremap`,
- *   `rd`, `wr`, `fork`, `forkc`, `exit`) run one at a time on the worker thread. Their replies
+ *   `mlock`, `munlock`, `rd`, `wr`, `fork`, `forkc`, `exit`) run one at a time on the worker thread. Their replies
  *   and the uffd events go through one ordered inbox that the layer's event
  *   fiber drains: the helper writes a command's events before its reply, so a
  *   reply is delivered only after the invalidations its events raised.

@@ -26,9 +26,13 @@
  * Placement: like the simulated machine, the lowest free window at or above
  * 4 GiB aligned to `align` (MAP_FIXED_NOREPLACE). `kind: "file"` and
  * `"special"` are `InvalidArgument` (no simulated files in a real process);
- * hugetlb needs reserved huge pages (`OutOfMemory` otherwise). `mlock`,
- * `munlock` and `MAP_LOCKED` (kernel-semantics §11.17) are `InvalidArgument`
- * saying so: the helper has no mlock command nor a generic system-call path.
+ * hugetlb needs reserved huge pages (`OutOfMemory` otherwise).
+ *
+ * `mlock`, `munlock` and `MAP_LOCKED` (kernel-semantics §11.17) are the real
+ * system calls in the helper (the kernel sets VM_LOCKED, splits the VMAs and
+ * populates); Node checks the window first (as the simulated machine), brings
+ * device-resident pages of it back to RAM and raises CLEAR over the pages
+ * mlock's write populate copies (see `mlock` below).
  *
  * @since 0.1.0
  */
@@ -43,7 +47,7 @@ import type { MachineServices } from "../../services/Machine.ts"
 import type { Helper, Reply } from "./Helper.ts"
 import { liveRuns } from "./NativePagemap.ts"
 import { type NativeState, errnoText } from "./NativeState.ts"
-import { checkedAccess, checkAccessArgs, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
+import { checkedAccess, checkAccessArgs, checkLockWindow, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
 /** The VMA kinds a real process can map here (no simulated files, no VM_PFNMAP). */
 const NATIVE_KINDS: ReadonlyArray<VmaKind> = ["anonymous", "hugetlb"]
@@ -60,14 +64,6 @@ export const MMAP_BASE = 2 ** 32
  * @category constants
  */
 export const MMAP_LIMIT = 2 ** 46
-
-/**
- * The typed refusal of a call the helper cannot carry out (kernel-semantics §11.17: mlock / MAP_LOCKED).
- *
- * @category constructors
- */
-export const notNative = (call: string, addr?: number, why = "its helper has no mlock command"): InvalidArgument =>
-  bad(`${call}: not supported on the native machine (${why})`, addr)
 
 /** Span of one PUD entry (1 GiB): `change_pud_range` calls `change_pmd_range` per PUD. */
 const PUD_SIZE = 2 ** 30
@@ -125,10 +121,11 @@ export const makeCpu = (st: NativeState, build: BuildProcess): Cpu["Service"] =>
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
     const args = checkMmap(o, NATIVE_KINDS, "the native machine")
     if (args instanceof InvalidArgument) return yield* args
-    if (o.locked === true) return yield* notNative("mmap: locked (MAP_LOCKED)")
     const { kind, prot, length, minAlign } = args
     const align = Math.max(args.align, minAlign)
-    const flags = (o.shared === true ? 1 : 0) | (kind === "hugetlb" ? 4 : 0)
+    // §11.17 MAP_LOCKED (16): the kernel sets VM_LOCKED and populates the new, not yet registered
+    // mapping (mm_populate, errors ignored); fresh pages, so nothing to invalidate beyond a fixed mmap's UNMAP
+    const flags = (o.shared === true ? 1 : 0) | (kind === "hugetlb" ? 4 : 0) | (o.locked === true ? 16 : 0)
     return yield* lock.withWrite(ifAlive(st, "mmap", Effect.gen(function*() {
       let start: number
       let reply
@@ -371,9 +368,65 @@ export const makeCpu = (st: NativeState, build: BuildProcess): Cpu["Service"] =>
       }))
     })))
 
-  /** §11.17: the helper has no mlock/munlock command (and no generic syscall path), so the native machine refuses them. */
-  const mlock = (addr: number, _length: number) => Effect.fail(notNative("mlock", addr))
-  const munlock = (addr: number, _length: number) => Effect.fail(notNative("munlock", addr))
+  /**
+   * `mlock(2)` / `munlock(2)` (kernel-semantics §11.17, IGT once-malloc-mlock): the window is
+   * widened to pages (`checkLockWindow`, as the simulated machine); an empty one does nothing. Under
+   * the mmap write lock (held across the helper's call: `do_mlock` sets the flags under it, then
+   * `__mm_populate` runs under the read lock; holding it throughout keeps a migration to the device
+   * out of the window in between): a hole → `VmaNotFound` before anything changes (Linux ENOMEM;
+   * Linux itself would already have locked the VMAs before the hole). For `mlock`:
+   * - device-resident pages come back to RAM first, as the CPU touch of GUP's fault would
+   *   (`migrate_to_ram`): they are MISSING-registered with the helper's userfaultfd, and the kernel's
+   *   populate of such a page is not a user fault (SIGBUS with a user-mode-only uffd, EFAULT →
+   *   ENOMEM) or would wait for a `pf` event; afterwards the window holds only event-only (WP)
+   *   registrations with no write-protected page, so the populate meets no uffd-handled fault;
+   * - `populate_vma_page_range` faults private writable VMAs for writing (FOLL_WRITE), which copies
+   *   present pages mapped read-only and not exclusively (zero page, a fork's COW pages):
+   *   `wp_page_copy` raises CLEAR over them first — the Cpu raises it around the call, over
+   *   `cowExtent` (uffd never reports it), like its store does.
+   * The kernel then splits the VMAs at the edges; VM_LOCKED VMAs do not merge with unlocked
+   * neighbours (`/proc/<pid>/maps`, re-read after the call, shows the kernel's VMAs). The kernel's
+   * ENOMEM (a PROT_NONE part: `populate_vma_page_range` has no FOLL_FORCE there, so GUP fails —
+   * VM_LOCKED stays set; or RLIMIT_MEMLOCK without CAP_IPC_LOCK) → `VmaNotFound` naming it; a device
+   * page that cannot come back → `BadAddress`; other errnos (EINVAL: a hugetlb edge not 2 MiB
+   * aligned; EAGAIN) and after `exit` → `InvalidArgument`. No notifier event for `munlock`.
+   */
+  const lockCall = (call: "mlock" | "munlock") =>
+    Effect.fnUntraced(function*(addr: number, length: number) {
+      const w = checkLockWindow(call, addr, length)
+      if (w instanceof InvalidArgument) return yield* w
+      const [s, e] = w
+      if (s === e) return
+      yield* lock.withWrite(ifAlive(st, call, Effect.gen(function*() {
+        if (checkAccessCover(st, s, e) !== undefined) {
+          return yield* new VmaNotFound({ reason: `${call}: [addr, addr + length) is not entirely mapped`, addr: s })
+        }
+        let cmd: Effect.Effect<Reply, InvalidArgument> = st.requestArg(call, call, [s, e - s])
+        if (call === "mlock") {
+          yield* st.migrateBack(s, e)
+          const cow = yield* Effect.sync(() => {
+            try {
+              return st.cowExtent(s, e)
+            } catch {
+              return [s, e] as const // an extra CLEAR is safe, a missing one not
+            }
+          })
+          if (cow !== undefined) cmd = notifiers.invalidate(cow[0], cow[1], "clear", cmd)
+        }
+        const r = yield* cmd
+        st.touchMaps()
+        if (r.ok === 1) return
+        if (r.err === "ENOMEM") {
+          return yield* new VmaNotFound({
+            reason: `${call}: ${errnoText(r)}: the kernel's populate failed (a PROT_NONE part?) or RLIMIT_MEMLOCK was exceeded`,
+            addr: s
+          })
+        }
+        return yield* bad(`${call}: ${errnoText(r)}`, s)
+      })))
+    })
+  const mlock = lockCall("mlock")
+  const munlock = lockCall("munlock")
 
   /**
    * `fork(2)` (kernel-semantics §11.17, HMM selftests `anon_write_child*`, IGT

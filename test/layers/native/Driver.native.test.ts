@@ -167,7 +167,7 @@ describe("driver flows with device memory on the native machine", () => {
 
 /**
  * Does the scenario need something the native machine cannot express? What the CLI skips
- * (`nativeSkipReason`: files, mlock, fork / processes, BOs, device-exclusive, kernel moves,
+ * (`nativeSkipReason`: files, BOs, device-exclusive, kernel moves,
  * hugetlb beyond the host's free huge pages), plus the simulated-only injections.
  */
 const inexpressible = (s: Scenario): string | undefined => {

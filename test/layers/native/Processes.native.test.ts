@@ -10,16 +10,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Layer, Scope } from "effect"
 import { builtins, loadFile, nativeSkipReason } from "../../../src/cli/load.ts"
-import { native } from "../../../src/cli/machines.ts"
-import type { MmuEvent } from "../../../src/domain/MmuRange.ts"
 import { NativeMachine } from "../../../src/layers/native/Native.ts"
-import * as Runner from "../../../src/programs/ScenarioRunner.ts"
 import { Cpu } from "../../../src/services/Cpu.ts"
 import { DevicePagemap } from "../../../src/services/DevicePagemap.ts"
 import { Hmm } from "../../../src/services/Hmm.ts"
 import { Machine, type MachineServices } from "../../../src/services/Machine.ts"
-import { MmuNotifier, type NotifierHandle } from "../../../src/services/MmuNotifier.ts"
-import { isGone, lacks, machineLayer, needs } from "./support.ts"
+import { MmuNotifier } from "../../../src/services/MmuNotifier.ts"
+import { failedNatively, fill, isGone, lacks, machineLayer, needs, recorder } from "./support.ts"
 
 const KiB = 1024
 const T = 30_000
@@ -27,20 +24,8 @@ const BASE = ["linux", "helperBuilt", "userfaultfd", "pfnVisible"] as const
 const skip = lacks(...BASE)
 const NEEDS = needs(...BASE)
 
-const fill = (v: number, n: number) => new Uint8Array(n).fill(v)
-
 /** The pid of a process's helper (its `NativeMachine`, which the native machine's process contexts carry too). */
 const pidOf = (ctx: Context.Context<MachineServices>): number => Context.get(ctx as unknown as Context.Context<NativeMachine>, NativeMachine).pid
-
-/** A notifier over `[start, start + length)` recording every event it gets. */
-const recorder = (start: number, length: number) =>
-  Effect.gen(function*() {
-    const mmu = yield* MmuNotifier
-    const events: Array<{ readonly event: MmuEvent; readonly start: number; readonly end: number }> = []
-    const h: NotifierHandle = yield* mmu.insert(start, length, (r, cur) =>
-      Effect.andThen(Effect.sync(() => events.push({ event: r.event, start: r.start, end: r.end })), Effect.as(mmu.setSeq(h, cur), true)))
-    return { h, events }
-  })
 
 /** This process's Cpu and pagemap, and a spawned second process's. */
 const twoProcesses = Effect.gen(function*() {
@@ -227,15 +212,5 @@ describe("§11.17 fork and processes scenarios run natively", () => {
     }).pipe(Effect.runPromise))
 
   it.live.skipIf(skip)(`§11.17 IGT once-malloc-fork-read, once-malloc-fork-read-after, processes-evict-malloc and HMM anon_write_child(_shared) pass end to end on the native machine (${NEEDS})`, () =>
-    Effect.gen(function*() {
-      const list = yield* builtins()
-      const failed: Array<string> = []
-      for (const name of ["once-malloc-fork-read", "once-malloc-fork-read-after", "processes-evict-malloc", "hmm-anon-write-child", "hmm-anon-write-child-shared"]) {
-        const b = list.find((x) => x.name === name)
-        assert.isDefined(b, name)
-        const r = yield* Runner.run((yield* loadFile(b!.file)).scenario, native, { timeoutMs: 20_000 })
-        if (!r.ok) failed.push(`${name}: ${JSON.stringify([...r.violations, ...r.failures]).slice(0, 400)}`)
-      }
-      assert.deepStrictEqual(failed, [])
-    }), 60_000)
+    Effect.map(failedNatively(["once-malloc-fork-read", "once-malloc-fork-read-after", "processes-evict-malloc", "hmm-anon-write-child", "hmm-anon-write-child-shared"]), (failed) => assert.deepStrictEqual(failed, [])), 60_000)
 })

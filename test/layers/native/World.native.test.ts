@@ -1,9 +1,8 @@
 /**
- * Issue #14 parts 4 and 7 (kernel-semantics §11.17) on the native machine:
- * mremap to a given address (MREMAP_FIXED) goes through the helper's
- * mremap, and mlock / munlock / MAP_LOCKED are refused with a typed error
- * that says the native machine cannot do them (the helper has no mlock
- * command and no generic system-call path).
+ * Issue #14 part 7 (kernel-semantics §11.17) on the native machine: mremap to
+ * a given address (MREMAP_FIXED) goes through the helper's mremap; the CLI
+ * skips device-exclusive scenarios natively. mlock / munlock / MAP_LOCKED
+ * (part 4) run natively: `Mlock.native.test.ts`.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
@@ -34,30 +33,6 @@ describe("§11.17 native machine", () => {
       const overlap = yield* Effect.flip(cpu.mremap(target, 64 * KiB, 64 * KiB, { newAddr: target + 16 * KiB }))
       assert.strictEqual(overlap._tag, "InvalidArgument")
     }).pipe(Effect.provide(machineLayer())), T)
-
-  it.live.skipIf(skip)(`§11.17 mlock, munlock and MAP_LOCKED are InvalidArgument saying the native machine cannot do them (${NEEDS})`, () =>
-    Effect.gen(function*() {
-      const cpu = yield* Cpu
-      const a = yield* cpu.mmap({ length: 64 * KiB })
-      for (const e of [yield* Effect.flip(cpu.mlock(a, 64 * KiB)), yield* Effect.flip(cpu.munlock(a, 64 * KiB)), yield* Effect.flip(cpu.mmap({ length: 64 * KiB, locked: true }))]) {
-        assert.strictEqual(e._tag, "InvalidArgument")
-        assert.include(e.message, "not supported on the native machine")
-      }
-    }).pipe(Effect.provide(machineLayer())), T)
-})
-
-describe("§11.17 the CLI skips mlock scenarios on the native machine", () => {
-  it("§11.17 nativeSkipReason names mlock for mlock / munlock steps and mmap locked, and nothing for a plain scenario", () => {
-    const reason = (steps: ReadonlyArray<unknown>) => {
-      const exit = decodeScenario({ name: "t", steps })
-      if (Exit.isFailure(exit)) throw new Error(String(exit.cause))
-      return nativeSkipReason(exit.value, () => 0)
-    }
-    assert.include(reason([{ op: "mmap", as: "a", length: "64K", locked: true }, { op: "cpu-read", buf: "a", expect: "zero" }]), "mlock")
-    assert.include(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "mlock", buf: "a" }]), "mlock")
-    assert.include(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "expect-error", step: { op: "munlock", buf: "a" }, tag: "VmaNotFound" }]), "mlock")
-    assert.isUndefined(reason([{ op: "mmap", as: "a", length: "64K" }, { op: "cpu-read", buf: "a", expect: "zero" }]))
-  })
 })
 
 describe("§11.17 the CLI skips device-exclusive scenarios on the native machine", () => {
