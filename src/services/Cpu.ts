@@ -86,7 +86,9 @@ export class Cpu extends Context.Service<Cpu, {
   readonly mprotect: (addr: number, length: number, prot: Prot) => Effect.Effect<void, InvalidArgument | VmaNotFound>
   /**
    * `madvise(MADV_DONTNEED)`: drops the pages (they read as zero after). Raises CLEAR first. Holds the
-   * mmap lock for reading (kernel-semantics §11.9): it may race faults and `populate_mm`.
+   * mmap lock for reading (kernel-semantics §11.9): it may race faults and `populate_mm`. A VM_LOCKED
+   * (mlocked) VMA in the window is `InvalidArgument` (Linux EINVAL, `madvise_dontneed_free_valid_vma`);
+   * the VMAs before it were dropped already, as Linux walks them in order (kernel-semantics §11.17).
    */
   readonly madviseDontNeed: (addr: number, length: number) => Effect.Effect<void, InvalidArgument>
   /**
@@ -99,12 +101,13 @@ export class Cpu extends Context.Service<Cpu, {
    * `mlock(2)`: `[addr, addr + length)` (widened to pages) becomes VM_LOCKED — its VMAs are split at
    * the edges and no longer merge with unlocked neighbours — and is populated (`__mm_populate`: every
    * page faulted in, for writing where the VMA is private and writable, which breaks COW with a CLEAR;
-   * device-private pages come back to RAM first; PROT_NONE parts are locked, not populated). Takes the
-   * mmap lock for writing to set the flags, then for reading to populate. Locked pages still migrate to
-   * device memory (`migrate_vma` does not refuse VM_LOCKED). Errors: a hole → `VmaNotFound` (Linux
-   * ENOMEM; on the native machine also the kernel's own ENOMEM, e.g. a PROT_NONE part it cannot
-   * populate); a device page that cannot come back → `BadAddress`; bad arguments or after `exit` →
-   * `InvalidArgument` (kernel-semantics §11.17).
+   * device-private pages come back to RAM first). Takes the mmap lock for writing to set the flags, then
+   * for reading to populate. Locked pages still migrate to device memory (`migrate_vma` does not refuse
+   * VM_LOCKED). Errors: a hole → `VmaNotFound` (Linux ENOMEM; nothing changes); a PROT_NONE part →
+   * `VmaNotFound` too, as Linux 6.x: the whole window stays VM_LOCKED, what precedes the part is
+   * populated, the part and what follows are not (GUP without FOLL_FORCE fails there); a device page
+   * that cannot come back → `BadAddress`; bad arguments or after `exit` → `InvalidArgument`
+   * (kernel-semantics §11.17).
    */
   readonly mlock: (addr: number, length: number) => Effect.Effect<void, InvalidArgument | VmaNotFound | BadAddress>
   /** `munlock(2)`: clears VM_LOCKED over the window (pages stay); errors as `mlock` (never `BadAddress` in practice: it populates nothing). No notifier event. */

@@ -228,12 +228,20 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     yield* lock.withRead(ifAlive(st, "madvise", Effect.gen(function*() {
       const huge = checkHugeEdges(st, "madvise", addr, end)
       if (huge !== undefined) return yield* huge
-      const hit = st.vmas.intersecting(addr, end)
-      if (hit.length === 0) return
-      const s = Math.max(addr, hit[0]!.start)
-      const e = Math.min(end, hit[hit.length - 1]!.end)
-      yield* splitStraddling(st, s, e) // zap_pmd_range splits a THP the window cuts (§11.17)
-      yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
+      const all = st.vmas.intersecting(addr, end)
+      // kernel-semantics §11.17: MADV_DONTNEED refuses a VM_LOCKED VMA (madvise_dontneed_free_valid_vma:
+      // EINVAL); the VMAs before it, walked in order, were dropped already
+      const lockedAt = all.findIndex((v) => v.locked === true)
+      const hit = lockedAt < 0 ? all : all.slice(0, lockedAt)
+      if (hit.length > 0) {
+        const s = Math.max(addr, hit[0]!.start)
+        const e = Math.min(end, hit[hit.length - 1]!.end)
+        yield* splitStraddling(st, s, e) // zap_pmd_range splits a THP the window cuts (§11.17)
+        yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
+      }
+      if (lockedAt >= 0) {
+        return yield* bad("madvise: MADV_DONTNEED of a VM_LOCKED (mlocked) VMA (EINVAL)", Math.max(addr, all[lockedAt]!.start))
+      }
     })))
   })
 
@@ -395,16 +403,24 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
   }
 
   /**
-   * `__mm_populate` over `[start, end)` (mmap read lock held): per VMA part, skipping VM_PFNMAP and
-   * PROT_NONE ones, device-private pages come back first (`migrate_to_ram`, as GUP's fault does), then
-   * every page is faulted in — for writing where the VMA is private and writable
+   * `__mm_populate` over `[start, end)` (mmap read lock held): per VMA part in address order,
+   * skipping VM_PFNMAP ones, device-private pages come back first (`migrate_to_ram`, as GUP's fault
+   * does), then every page is faulted in — for writing where the VMA is private and writable
    * (`populate_vma_page_range`: FOLL_WRITE iff `(vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE`), which
-   * breaks COW on present pages after a CLEAR over them. Kernel-semantics §11.17.
+   * breaks COW on present pages after a CLEAR over them. A PROT_NONE part stops it: GUP without
+   * FOLL_FORCE fails there (`populate_vma_page_range` forces only accessible VMAs), so nothing after
+   * it is populated and the result is true (mlock's ENOMEM; Linux 6.x, checked on a 6.18 host).
+   * Kernel-semantics §11.17.
    */
-  const populate = (start: number, end: number): Effect.Effect<void, BadAddress> =>
+  const populate = (start: number, end: number): Effect.Effect<boolean, BadAddress> => {
+    const parts = st.vmas.intersecting(start, end).filter((v) => v.kind !== "special")
+    const none = parts.findIndex((v) => !(v.prot.read || v.prot.write || v.prot.exec))
+    return Effect.as(populateParts(start, end, none < 0 ? parts : parts.slice(0, none)), none >= 0)
+  }
+
+  const populateParts = (start: number, end: number, parts: ReadonlyArray<VmaRec>): Effect.Effect<void, BadAddress> =>
     Effect.forEach(
-      st.vmas.intersecting(start, end).filter((v) => v.kind !== "special" && (v.prot.read || v.prot.write || v.prot.exec))
-        .map((v) => [Math.max(start, v.start), Math.min(end, v.end), v.prot.write && !v.shared] as const),
+      parts.map((v) => [Math.max(start, v.start), Math.min(end, v.end), v.prot.write && !v.shared] as const),
       ([s, e, write]) =>
         Effect.andThen(Effect.andThen(revokeExclusive(st, s, e), migrateDevicePages(s, e)), Effect.suspend(() => {
           const touch = Effect.sync(() => {
@@ -452,7 +468,11 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
         if (huge !== undefined) return yield* huge
         yield* setLocked(call, s, e, locked)
       })))
-      if (locked) yield* lock.withRead(ifAlive(st, call, populate(s, e)))
+      if (!locked) return
+      // Linux 6.x: a PROT_NONE part stays VM_LOCKED but its populate fails: ENOMEM (VmaNotFound), kernel-semantics §11.17
+      if (yield* lock.withRead(ifAlive(st, call, populate(s, e)))) {
+        return yield* new VmaNotFound({ reason: `${call}: a PROT_NONE part cannot be populated (ENOMEM); the window stays locked`, addr: s })
+      }
     })
   const mlock = lockCall("mlock", true)
   const munlock = lockCall("munlock", false)

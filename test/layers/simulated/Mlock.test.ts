@@ -59,7 +59,7 @@ describe("§11.17 mlock / munlock (simulated)", () => {
       assert.deepStrictEqual(st.vmas.list.map((v) => [v.start - a, v.end - a, v.locked === true]), [[0, 80 * KiB, false]])
     })))
 
-  it.effect("§11.17 mlock of a window with a hole is VmaNotFound (Linux ENOMEM) and changes nothing; PROT_NONE parts are locked, not populated", () =>
+  it.effect("§11.17 mlock of a window with a hole is VmaNotFound (Linux ENOMEM) and changes nothing; a PROT_NONE part is locked, not populated, and is ENOMEM too (Linux 6.x)", () =>
     onMachine(Effect.gen(function*() {
       const { cpu, st } = yield* services
       const a = yield* cpu.mmap({ length: 64 * KiB })
@@ -68,10 +68,15 @@ describe("§11.17 mlock / munlock (simulated)", () => {
       assert.strictEqual(e._tag, "VmaNotFound")
       assert.isTrue(st.vmas.list.every((v) => v.locked !== true))
       assert.strictEqual(present(st, a, 64 * KiB), 0)
-      const g = yield* cpu.mmap({ length: 16 * KiB, prot: PROT_NONE })
-      yield* cpu.mlock(g, 16 * KiB)
-      assert.strictEqual(present(st, g, 16 * KiB), 0)
-      assert.isTrue(st.vmas.find(g)!.locked === true)
+      // an accessible part, a PROT_NONE part, an accessible part: Linux locks all three, populates the
+      // first, fails at the second (GUP without FOLL_FORCE) and leaves the third unpopulated
+      const g = yield* cpu.mmap({ length: 48 * KiB })
+      yield* cpu.mprotect(g + 16 * KiB, 16 * KiB, PROT_NONE)
+      const none = yield* Effect.flip(cpu.mlock(g, 48 * KiB))
+      assert.strictEqual(none._tag, "VmaNotFound")
+      assert.strictEqual(present(st, g, 16 * KiB), 4)
+      assert.strictEqual(present(st, g + 16 * KiB, 32 * KiB), 0)
+      assert.isTrue(st.vmas.intersecting(g, g + 48 * KiB).every((v) => v.locked === true))
       const bad = yield* Effect.flip(cpu.mlock(-1, P))
       assert.strictEqual(bad._tag, "InvalidArgument")
     })))
@@ -92,5 +97,18 @@ describe("§11.17 mlock / munlock (simulated)", () => {
         assert.isFalse(pte.writable)
       })
       assert.strictEqual(present(st, r, 8 * KiB), 2)
+    })))
+
+  it.effect("§11.17 madvise(MADV_DONTNEED) of a VM_LOCKED VMA is InvalidArgument (Linux EINVAL); the VMAs before it are dropped, the locked pages stay", () =>
+    onMachine(Effect.gen(function*() {
+      const { cpu, st } = yield* services
+      const a = yield* cpu.mmap({ length: 32 * KiB })
+      yield* cpu.write(a, new Uint8Array(32 * KiB).fill(7))
+      yield* cpu.mlock(a + 16 * KiB, 16 * KiB)
+      const e = yield* Effect.flip(cpu.madviseDontNeed(a, 32 * KiB))
+      assert.strictEqual(e._tag, "InvalidArgument")
+      assert.strictEqual(present(st, a, 16 * KiB), 0, "the unlocked VMA before the locked one was dropped")
+      assert.strictEqual(present(st, a + 16 * KiB, 16 * KiB), 4, "the locked pages stay")
+      assert.deepStrictEqual(yield* cpu.read(a + 16 * KiB, 4), new Uint8Array(4).fill(7))
     })))
 })
