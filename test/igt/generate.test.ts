@@ -26,7 +26,10 @@ const scenarioOf = (name: string): Extract<Built, { kind: "scenario" }> => {
   if (b.kind !== "scenario") assert.fail(`${name}: ${b.kind}: ${b.reason}`)
   return b as Extract<Built, { kind: "scenario" }>
 }
-const stepsOf = (name: string) => scenarioOf(name).file.threads[0]!.steps
+const stepsOf = (name: string) => {
+  const f = scenarioOf(name).file
+  return (f.threads ?? f.processes?.[0]?.threads)![0]!.steps
+}
 
 /** `expected_data` after `memset(data, 5, …)`: the u32 at `offset`, as the cpu-write of pattern 5 lays the bytes. */
 const memsetDword = (offset: number) => [0, 1, 2, 3].reduce((v, k) => v + patternByte(5, offset + k) * 256 ** k, 0)
