@@ -7,10 +7,16 @@
  * `processes`, `partial`, `many_allocs`, `processes_evict`, `test_compute`);
  * a builder reads the section's flags (the C names of `Subtests.ts`'s
  * `SECTIONS` rows) and the family's arguments (`FAMILIES` rows) exactly as
- * the C code does. What the model cannot do yet is read from `needs()` of
- * `Subtests.ts` (every need but the exec model, which `gpu-exec` provides):
- * such a subtest is `skipped` with the reason; switching a world on is
- * editing `needs()` (and, for processes / compute, the builder row).
+ * the C code does. The worlds (kernel-semantics §11.17, issue #17 part 5):
+ * `igt_fork` is a `fork` step whose child is a process of the `processes`
+ * form (`FORK_READ`, `processes()`, `processes_evict()`,
+ * `CPU_FAULT_PROCESS`), a VM per thread is `vms` + the thread's `vm`,
+ * `xe_vm_madvise` is `madvise` (`MADVISE_*`, `PREFERRED_LOC_*`,
+ * `xe_vm_get_mem_attr_values_in_range` checked by `expect-attrs`), BOs and
+ * binds are `bo-create` / `bo-bind` / `vm-bind` / `bo-destroy` and the busy
+ * unbind an `expect-error` of `vm-unbind` (docs/igt.md "The worlds"). What the
+ * model cannot do is read from `skipReason()` of `Subtests.ts` (a CPU mapping
+ * of a BO, a compute kernel): such a subtest is `skipped` with the reason.
  *
  * Mappings are placed by the generator at fixed addresses, first fit upward
  * from 4 GiB like the simulated machine's `get_unmapped_area`, so `mremap`
