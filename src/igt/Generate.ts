@@ -7,10 +7,16 @@
  * `processes`, `partial`, `many_allocs`, `processes_evict`, `test_compute`);
  * a builder reads the section's flags (the C names of `Subtests.ts`'s
  * `SECTIONS` rows) and the family's arguments (`FAMILIES` rows) exactly as
- * the C code does. What the model cannot do yet is read from `needs()` of
- * `Subtests.ts` (every need but the exec model, which `gpu-exec` provides):
- * such a subtest is `skipped` with the reason; switching a world on is
- * editing `needs()` (and, for processes / compute, the builder row).
+ * the C code does. The worlds (kernel-semantics §11.17, issue #17 part 5):
+ * `igt_fork` is a `fork` step whose child is a process of the `processes`
+ * form (`FORK_READ`, `processes()`, `processes_evict()`,
+ * `CPU_FAULT_PROCESS`), a VM per thread is `vms` + the thread's `vm`,
+ * `xe_vm_madvise` is `madvise` (`MADVISE_*`, `PREFERRED_LOC_*`,
+ * `xe_vm_get_mem_attr_values_in_range` checked by `expect-attrs`), BOs and
+ * binds are `bo-create` / `bo-bind` / `vm-bind` / `bo-destroy` and the busy
+ * unbind an `expect-error` of `vm-unbind` (docs/igt.md "The worlds"). What the
+ * model cannot do is read from `skipReason()` of `Subtests.ts` (a CPU mapping
+ * of a BO, a compute kernel): such a subtest is `skipped` with the reason.
  *
  * Mappings are placed by the generator at fixed addresses, first fit upward
  * from 4 GiB like the simulated machine's `get_unmapped_area`, so `mremap`
@@ -30,7 +36,7 @@
 import { Exit } from "effect"
 import { decodeScenario, type Scenario } from "../domain/Scenario.ts"
 import { patternByte } from "../domain/scenario/Patterns.ts"
-import { type Call, type Flag, IGT_SOURCE, needs, type Subtest } from "./Subtests.ts"
+import { type Call, type Flag, IGT_SOURCE, skipReason, type Subtest } from "./Subtests.ts"
 
 /**
  * The device the generator models: one GT with one engine
@@ -41,7 +47,18 @@ import { type Call, type Flag, IGT_SOURCE, needs, type Subtest } from "./Subtest
  *
  * @category constants
  */
-export const DEVICE = { engines: 1, vram: true, defaultAlignment: 0x10000, csPrefetchSize: 0x1000 } as const
+export const DEVICE = {
+  engines: 1,
+  vram: true,
+  defaultAlignment: 0x10000,
+  csPrefetchSize: 0x1000,
+  /**
+   * The PAT indices of the `intel_get_pat_idx_*` getters the `pat-index-*`
+   * rows pass: Xe2 / Xe3 (Lunar Lake), lib/intel_pat.c's fallback table
+   * (uc 3, wt 15, wb 2, uc_comp 12, max_index 31).
+   */
+  pat: { intel_get_pat_idx_wb: 2, intel_get_pat_idx_wt: 15, intel_get_pat_idx_uc: 3, intel_get_pat_idx_uc_comp: 12, intel_get_max_pat_index: 31 }
+} as const
 
 const SZ_4K = 0x1000
 const SZ_2M = 0x200000
@@ -90,7 +107,19 @@ type StepJson = Record<string, unknown> & { readonly op: string }
 export interface ScenarioJson {
   readonly name: string
   readonly description: string
-  readonly threads: ReadonlyArray<{ readonly steps: ReadonlyArray<StepJson> }>
+  /** The one process's GPU VMs (one per thread for `threads()` without a shared VM). */
+  readonly vms?: ReadonlyArray<string>
+  readonly threads?: ReadonlyArray<ThreadJson>
+  /** With `fork` steps (`FORK_READ`, `processes()`, …): the main process first, then every fork's child. */
+  readonly processes?: ReadonlyArray<{ readonly name: string; readonly vms?: ReadonlyArray<string>; readonly threads?: ReadonlyArray<ThreadJson>; readonly steps?: ReadonlyArray<StepJson> }>
+}
+
+/** One thread as written: its VM (if not the process's first) and its steps. */
+type ThreadJson = { readonly vm?: string; readonly steps: ReadonlyArray<StepJson> }
+
+/** What a build collects beside the main process's threads: the children its `fork` steps start. */
+interface World {
+  readonly forks: Array<{ readonly name: string; readonly steps: ReadonlyArray<StepJson> }>
 }
 
 /** The address space as the generator lays it out: first fit upward from 4 GiB (the simulated `get_unmapped_area`). */
@@ -138,17 +167,28 @@ const prng = (name: string) => {
   }
 }
 
-/** One thread's program being built: its steps, the shared space and names. */
+/** One thread's program being built: its steps, the shared space and names, its VM, the build's forks. */
 class Program {
   readonly steps: Array<StepJson> = []
   private n = 0
   readonly space: Space
   readonly rand: () => number
   readonly prefix: string
-  constructor(space: Space, rand: () => number, prefix: string) {
+  readonly world: World
+  /** The VM the thread's GPU steps use (undefined: the process's first). */
+  vm: string | undefined
+  constructor(space: Space, rand: () => number, prefix: string, world: World) {
     this.space = space
     this.rand = rand
     this.prefix = prefix
+    this.world = world
+  }
+  /** `igt_fork`: a child process that runs `steps` (it sees this process's buffers copy-on-write); returns its name. */
+  fork(steps: ReadonlyArray<StepJson>): string {
+    const as = this.name("child")
+    this.world.forks.push({ name: as, steps })
+    this.push({ op: "fork", as })
+    return as
   }
   name(base: string): string {
     return `${this.prefix}${base}${this.n++}`
@@ -198,6 +238,98 @@ const writeValue = (p: Program, memset: boolean, expectedOffset: number, i: numb
 
 const has = (t: Subtest) => (f: Flag) => t.flags.includes(f)
 
+/** A `madvise` step over `[offset, offset + length)` of the buffer (`xe_vm_madvise` of that window). */
+const madvise = (p: Program, buf: Buf, offset: number, length: number, attrs: Record<string, unknown>): void => {
+  p.push({ op: "madvise", buf: buf.as, ...(offset === 0 ? {} : { offset }), length, ...attrs })
+}
+
+/** `xe_vm_madvise_migrate_pages`: preferred location system, `DRM_XE_MIGRATE_ALL_PAGES`. */
+const migratePages = (p: Program, buf: Buf, length: number): void =>
+  madvise(p, buf, 0, length, { preferredLoc: "system", migrationPolicy: "all-pages" })
+
+/** The `PREFERRED_LOC_ATOMIC_*` flags of `xe_vm_parse_execute_madvise` and the atomic attribute each sets. */
+const PREFERRED_LOC_ATOMIC: ReadonlyArray<readonly [Flag, string]> = [
+  ["PREFERRED_LOC_ATOMIC_UND", "undefined"],
+  ["PREFERRED_LOC_ATOMIC_DEVICE", "device"],
+  ["PREFERRED_LOC_ATOMIC_GL", "global"],
+  ["PREFERRED_LOC_ATOMIC_CPU", "cpu"]
+]
+
+/**
+ * `xe_vm_parse_execute_madvise(fd, vm, data, bo_size, eci, addr, flags, sync, pat_value)`.
+ * `MADVISE_SPLIT_VMA` binds a BO over the second half and the mirror over it
+ * again; the model binds a whole BO, so the BO is half the size IGT creates
+ * (IGT: a `bo_size` BO bound for `bo_size / 2`). `MADVISE_PAT_INDEX` checks
+ * the PAT of every attribute range (`xe_vm_get_mem_attr_values_in_range`):
+ * `expect-attrs` with the ranges the cuts make.
+ */
+const parseExecuteMadvise = (p: Program, t: Subtest, data: Buf, boSize: number): ReadonlyArray<Buf> => {
+  const f = has(t)
+  const bs = align(boSize, SZ_4K)
+  // MADVISE_MULTI_VMA madvises past the buffer (Xe's madvise works on GPU VMAs, the mirror covers every address); the
+  // model's madvise takes a buffer window, so a PROT_NONE mapping there names it (never touched; unmapped at cleanup)
+  const past: Array<Buf> = []
+  const pastBuffer = (): Buf => {
+    const b = past[0] ?? p.mmap("past", bs, SZ_4K, { at: data.addr + bs, prot: "none" })
+    past[0] = b
+    return b
+  }
+  if (f("MADVISE_ATOMIC_DEVICE")) madvise(p, data, 0, boSize, { atomic: "device" })
+  for (const [flag, atomic] of PREFERRED_LOC_ATOMIC) {
+    if (!f(flag)) continue
+    migratePages(p, data, boSize)
+    madvise(p, data, 0, boSize, { atomic })
+  }
+  if (f("MADVISE_MULTI_VMA")) {
+    madvise(p, data, bs / 2, bs / 2, { atomic: "device" })
+    madvise(p, data, bs / 2, bs / 2, { pat: DEVICE.pat.intel_get_pat_idx_wb })
+    madvise(p, pastBuffer(), 0, bs, { atomic: "device" })
+    madvise(p, data, 0, bs, { pat: DEVICE.pat.intel_get_pat_idx_wb })
+  }
+  if (f("MADVISE_SPLIT_VMA")) {
+    const bo = p.name("bo")
+    p.push({ op: "bo-create", as: bo, length: bs / 2 })
+    p.push({ op: "bo-bind", bo, buf: data.as, offset: bs / 2 })
+    p.push({ op: "vm-bind", buf: data.as, offset: bs / 2, length: bs / 2 })
+    p.push({ op: "cpu-write", buf: data.as, offset: EXEC_DATA.vmSync, length: 8, pattern: 0 })
+    p.push({ op: "bo-destroy", bo })
+    madvise(p, data, 0, bs / 2, { atomic: "global" })
+  }
+  if (f("MADVISE_PAT_INDEX") && t.call.fn === "test_exec" && t.call.pat !== undefined) {
+    const pat = DEVICE.pat[t.call.pat as keyof typeof DEVICE.pat]
+    let ranges: ReadonlyArray<readonly [number, number]> = [[0, bs]]
+    if (f("MADVISE_MULTI_VMA")) {
+      madvise(p, pastBuffer(), 0, bs / 2, { pat })
+      madvise(p, data, 0, bs, { pat })
+      madvise(p, data, bs / 2, bs / 4, { pat })
+      ranges = [[0, bs / 2], [bs / 2, bs / 4], [(3 * bs) / 4, bs / 4]] // Xe splits at every window end, never merges
+    } else madvise(p, data, 0, bs, { pat })
+    p.push({ op: "expect-attrs", buf: data.as, length: bs, ranges: ranges.map(([offset, length]) => ({ offset, length, pat })) })
+  }
+  return past
+}
+
+/**
+ * `madvise_prefetch_op(fd, vm, addr, bo_size, flags, data)`. The attribute
+ * queries it makes are not asserted by IGT and are left out.
+ * `PREFETCH_CHANGE_ATTR`: IGT's prefetch and second madvise sit after the
+ * `return` inside `if (!mem_attrs) { … }`, so they never run; only the first
+ * madvise does, as here.
+ */
+const madvisePrefetchOp = (p: Program, t: Subtest, data: Buf, boSize: number): void => {
+  const f = has(t)
+  if (f("PREFETCH_SPLIT_VMA")) {
+    const bs = align(boSize, SZ_4K)
+    p.push({ op: "prefetch", buf: data.as, length: bs, to: "system" })
+    migratePages(p, data, bs / 2)
+  } else if (f("PREFETCH_SAME_ATTR")) {
+    madvise(p, data, 0, boSize, { atomic: "global" })
+    // DRM_XE_CONSULT_MEM_ADVISE_PREF_LOC: the preferred location, the device (the default) here
+    p.push({ op: "prefetch", buf: data.as, length: boSize, to: "vram" })
+    madvise(p, data, 0, boSize / 2, { atomic: "global" })
+  } else if (f("PREFETCH_CHANGE_ATTR")) madvise(p, data, 0, boSize, { atomic: "global" })
+}
+
 /** `test_exec(fd, eci, n_exec_queues, n_execs, bo_size, stride, vm, alloc, barrier, flags, pat_value)` for one engine. */
 const testExec = (
   p: Program,
@@ -217,6 +349,7 @@ const testExec = (
     boSize = align(boSize, SZ_2M)
   }
   const memsetOn = !f("SKIP_MEMSET")
+  const atomicBatch = f("ATOMIC_BATCH") ? { atomic: true } : {}
   let data: Buf
   let base = 0
   if (alloc !== undefined) {
@@ -235,6 +368,16 @@ const testExec = (
   }
   // bind_system_allocator(sync at data[0].vm_sync): the bind's user fence, then data[0].vm_sync = 0
   p.push({ op: "cpu-write", buf: data.as, offset: base + EXEC_DATA.vmSync, length: 8, pattern: 0 })
+  const past = f("MADVISE_OP") ? parseExecuteMadvise(p, t, data, boSize) : []
+  if (f("BO_UNMAP")) {
+    // a VRAM BO bound at the buffer, the mirror bound over it again at once, gem_close
+    const bo = p.name("bo")
+    p.push({ op: "bo-create", as: bo, length: boSize })
+    p.push({ op: "bo-bind", bo, buf: data.as })
+    p.push({ op: "vm-bind", buf: data.as, length: boSize })
+    p.push({ op: "cpu-write", buf: data.as, offset: base + EXEC_DATA.vmSync, length: 8, pattern: 0 })
+    p.push({ op: "bo-destroy", bo })
+  }
   let ufence: Buf | undefined
   if (!f("RACE")) {
     ufence = p.mmap("ufence", SZ_4K, SZ_4K, { shared: true })
@@ -249,6 +392,7 @@ const testExec = (
     }
     if (ufence !== undefined) p.push({ op: "prefetch", buf: ufence.as, to: "system" })
   }
+  const prefetchOp = f("PREFETCH") && (f("PREFETCH_SPLIT_VMA") || f("PREFETCH_SAME_ATTR") || f("PREFETCH_CHANGE_ATTR"))
   const pending: Array<Buf> = []
   let nextData: Buf | undefined
   let prevIdx = 0
@@ -264,6 +408,8 @@ const testExec = (
     const nextIdx = stride ? (i + 1) * stride : i + 1
     const e = i % nExecQueues
     const faultInject = f("FAULT") && i === Math.floor(nExecs / 2)
+    // madvise_swizzle_op_exec: even execs prefer system memory, odd ones the device
+    if (f("MADVISE_SWIZZLE")) madvise(p, data, 0, boSize, { preferredLoc: i % 2 === 0 ? "system" : "device" })
     const batch = { buf: data.as, offset: at(idx, EXEC_DATA.batch) }
     let stores: Array<{ buf: string; offset: number }> = [{ buf: data.as, offset: at(idx, EXEC_DATA.data) }]
     let writeNow = true // the exec's gpu-exec writes its own batch (nothing sits between write and exec)
@@ -271,35 +417,41 @@ const testExec = (
       stores = Array.from({ length: N_MULTI_FAULT }, (_, j) => ({ buf: data.as, offset: at(idx, EXEC_DATA.data) + j * origSize }))
     } else if (f("EVERY_OTHER_CHECK") && i % 2 === 0) {
       // write this exec's batch, reserve the next location, write the next exec's batch storing there
-      p.push({ op: "gpu-exec", batch, store: stores[0], value: valueOf(idx), exec: false })
+      p.push({ op: "gpu-exec", batch, store: stores[0], value: valueOf(idx), ...atomicBatch, exec: false })
       const res = p.mmap("next", boSize, alignedSize, { prot: "none" })
       nextData = res
-      p.push({ op: "gpu-exec", batch: { buf: data.as, offset: at(nextIdx, EXEC_DATA.batch) }, store: { buf: res.as, offset: at(nextIdx, EXEC_DATA.data) }, value: valueOf(nextIdx), exec: false })
+      p.push({ op: "gpu-exec", batch: { buf: data.as, offset: at(nextIdx, EXEC_DATA.batch) }, store: { buf: res.as, offset: at(nextIdx, EXEC_DATA.data) }, value: valueOf(nextIdx), ...atomicBatch, exec: false })
       writeNow = false
     } else if (f("EVERY_OTHER_CHECK")) writeNow = false // odd: the batch was written at i - 1 and moved with the buffer
     const fence = ufence !== undefined ? { buf: ufence.as } : { buf: data.as, offset: at(idx, EXEC_DATA.execSync) }
     const doPrefetch = prefetch && (region === "vram" || f("NEW") || f("MREMAP"))
-    if (doPrefetch && writeNow) {
-      p.push({ op: "gpu-exec", batch, store: stores.length === 1 ? stores[0] : stores, value: valueOf(idx), exec: false })
+    const store = stores.length === 1 ? stores[0] : stores
+    if ((doPrefetch || prefetchOp) && writeNow) {
+      p.push({ op: "gpu-exec", batch, store, value: valueOf(idx), ...atomicBatch, exec: false })
       writeNow = false
     }
+    if (prefetchOp && !f("MULTI_FAULT") && !f("EVERY_OTHER_CHECK")) madvisePrefetchOp(p, t, data, boSize)
     if (doPrefetch) p.push({ op: "prefetch", buf: data.as, ...(base ? { offset: base } : {}), length: boSize, to: region })
-    // anything between the wait and the check (munlock, mremap) moves the check to expect-dword
+    // anything between the wait and the check (munlock, mremap, a fork) moves the check to expect-dword
     const lockNow = f("LOCK") && i === 0
     const checkEvery = !f("EVERY_OTHER_CHECK") || i % 2 === 1
-    const deferCheck = lockNow || f("MREMAP") || f("PREFETCH_SYS_BENCHMARK")
-    p.push({
+    const deferCheck = lockNow || f("MREMAP") || f("PREFETCH_SYS_BENCHMARK") || f("FORK_READ")
+    const exec: StepJson = {
       op: "gpu-exec",
       batch,
-      store: stores.length === 1 ? stores[0] : stores,
+      store,
       value: valueOf(idx),
+      ...atomicBatch,
       ...(writeNow ? {} : { writeBatch: false }),
       fence,
       ...(ufence === undefined ? { fenceReset: "before" } : {}),
       queue: e,
       ...(faultInject ? { badBatch: true } : {}),
       ...(faultInject || !checkEvery || deferCheck ? { check: false } : {})
-    })
+    }
+    // PREFERRED_LOC_ATOMIC_CPU / _UND: IGT waits a quarter second and, if the fence times out (the atomic refused,
+    // EACCES), goes to cleanup; otherwise it checks as usual. Both outcomes pass in IGT; the model's is the check.
+    p.push(exec)
     if (faultInject) continue
     if (lockNow) p.push({ op: "munlock", buf: data.as })
     if (f("MREMAP")) {
@@ -316,9 +468,18 @@ const testExec = (
       if (f("DONTUNMAP")) p.munmap(old)
     }
     if (checkEvery) {
-      if (deferCheck) for (const s of stores) p.push({ op: "expect-dword", buf: data.as, offset: s.offset, value: valueOf(idx) })
-      if (f("PREFETCH_SYS_BENCHMARK")) p.push({ op: "prefetch", buf: data.as, length: boSize, to: "system" })
-      else if (f("PREFETCH_BENCHMARK")) p.memset(data.as, 0, boSize)
+      const read: StepJson = { op: "expect-dword", buf: data.as, offset: at(idx, EXEC_DATA.data), value: valueOf(idx) }
+      if (f("FORK_READ")) {
+        // igt_fork: the child reads the result on the CPU; the parent before (or, FORK_READ_AFTER, after) igt_waitchildren
+        const child = p.fork([read])
+        if (!f("FORK_READ_AFTER")) p.push(read)
+        p.push({ op: "wait", process: child })
+        if (f("FORK_READ_AFTER")) p.push(read)
+      } else {
+        if (deferCheck) for (const s of stores) p.push({ op: "expect-dword", buf: data.as, offset: s.offset, value: valueOf(idx) })
+        if (f("PREFETCH_SYS_BENCHMARK")) p.push({ op: "prefetch", buf: data.as, length: boSize, to: "system" })
+        else if (f("PREFETCH_BENCHMARK")) p.memset(data.as, 0, boSize)
+      }
       if (f("EVERY_OTHER_CHECK")) p.push({ op: "expect-dword", buf: data.as, offset: at(prevIdx, EXEC_DATA.data), value: valueOf(prevIdx) })
     }
     if (f("NEW")) {
@@ -332,10 +493,12 @@ const testExec = (
     prevIdx = idx
   }
   // cleanup
+  if (f("BUSY")) p.push({ op: "expect-error", step: { op: "vm-unbind" }, tag: "Busy" }) // unbind_system_allocator() == -EBUSY
   if (ufence !== undefined) p.munmap(ufence)
   if (f("LOCK") && alloc === undefined) p.push({ op: "munlock", buf: data.as })
   for (const b of pending) p.munmap(b)
   if (alloc === undefined) p.munmap(data)
+  for (const b of past) p.munmap(b)
 }
 
 /** `partial(fd, eci, flags)`. */
@@ -412,7 +575,7 @@ const manyAllocs = (p: Program, t: Subtest, call: Extract<Call, { fn: "many_allo
     p.munmap(ufence)
     allocs.push({ buf, values })
   }
-  const check = (q: Program, buf: Buf, values: ReadonlyArray<number>, from: number, step: number, barrier?: string) => {
+  const check = (q: { push: (s: StepJson) => void }, buf: Buf, values: ReadonlyArray<number>, from: number, step: number, barrier?: string) => {
     for (let i = from; i < values.length; i += step) {
       q.push({ op: "expect-dword", buf: buf.as, offset: i * call.stride + BATCH_DATA.data, value: values[i]! })
       if (barrier !== undefined) q.push({ op: "barrier", name: `${barrier}-${i}` })
@@ -429,6 +592,17 @@ const manyAllocs = (p: Program, t: Subtest, call: Extract<Call, { fn: "many_allo
         q.push({ op: "barrier", name: `joined${a}` })
       })
       p.push({ op: "barrier", name: `joined${a}` })
+    } else if (f("CPU_FAULT_PROCESS")) {
+      // check_all_pages_process: 8 children forked, then signalled (go); each checks a slice (or, SAME_PAGE,
+      // every page with the shared barrier after each); igt_waitchildren
+      const children = Array.from({ length: NUM_CHECK_THREADS }, (_, k) => {
+        const steps: Array<StepJson> = [{ op: "barrier", name: `go${a}` }]
+        if (f("CPU_FAULT_SAME_PAGE")) check(steps, buf, values, 0, 1, `page${a}`)
+        else check(steps, buf, values, k, NUM_CHECK_THREADS)
+        return p.fork(steps)
+      })
+      p.push({ op: "barrier", name: `go${a}` })
+      for (const child of children) p.push({ op: "wait", process: child })
     } else check(p, buf, values, 0, 1)
     p.munmap(buf)
   })
@@ -447,19 +621,15 @@ export interface BuildOptions {
   readonly vramBytes?: number
 }
 
-/** The needs of a subtest the model still lacks (all but the exec model, which `gpu-exec` is). */
-const missing = (t: Subtest): string | undefined => {
-  const rest = needs(t).filter((n) => n.source !== "#17 part 3")
-  return rest.length === 0 ? undefined : rest.map((n) => `${n.source}: ${n.what}`).join("; ")
-}
 
 type Builder = (t: Subtest, o: Required<BuildOptions>) => ReadonlyArray<Program> | string
 
-const program = (t: Subtest, prefix = "") => new Program(new Space(), prng(t.name), prefix)
+const program = (t: Subtest, prefix = "", world: World = { forks: [] }) => new Program(new Space(), prng(t.name), prefix, world)
 
 /**
  * One builder per function of the source that a subtest's body calls, by
- * `Call["fn"]`: it returns the scenario's threads, or why it cannot (skipped).
+ * `Call["fn"]`: it returns the main process's threads (their `fork` steps'
+ * children in their shared `world`), or why it cannot (skipped).
  *
  * @category constants
  */
@@ -472,11 +642,13 @@ export const BUILDERS: Record<Call["fn"], Builder> = {
   },
   threads: (t) => {
     if (t.call.fn !== "threads") return "not a threads call"
-    if (!t.call.sharedVm) return "needs several VMs (one per thread)"
     const call = t.call
     const space = new Space()
     const rand = prng(t.name)
-    const threads = Array.from({ length: DEVICE.engines }, (_, i) => new Program(space, rand, `t${i}-`))
+    const world: World = { forks: [] }
+    const threads = Array.from({ length: DEVICE.engines }, (_, i) => new Program(space, rand, `t${i}-`, world))
+    // shared_vm: one VM bound once for all threads; else each thread's test_exec creates (and binds) its own
+    if (!call.sharedVm) threads.forEach((th, i) => th.vm = `vm${i}`)
     let alloc: Buf | undefined
     if (t.flags.includes("SHARED_ALLOC")) {
       // alloc = aligned_alloc(SZ_2M, xe_bb_size(sizeof(test_exec_data) * stride * n_execs * n_engines)); memset 5
@@ -489,9 +661,23 @@ export const BUILDERS: Record<Call["fn"], Builder> = {
     const flags = t.flags.filter((f) => f !== "SHARED_ALLOC")
     threads.forEach((th, i) => testExec(th, { ...t, flags }, call, alloc === undefined ? undefined : { buf: alloc, base: i * EXEC_DATA.size }))
     if (alloc !== undefined) threads[0]!.push({ op: "munmap", buf: alloc.as })
+    // shared_vm with MMAP: after the joins, unbind_system_allocator() (retried while EBUSY) must succeed
+    if (call.sharedVm && t.flags.includes("MMAP")) threads[0]!.push({ op: "vm-unbind" })
     return threads
   },
-  processes: () => "needs several processes",
+  processes: (t) => {
+    if (t.call.fn !== "processes") return "not a processes call"
+    // igt_fork one child per engine; each opens the device (its own VM) and runs test_exec; igt_waitchildren
+    const call = t.call
+    const main = program(t)
+    const children = Array.from({ length: DEVICE.engines }, () => {
+      const child = program(t, "", main.world)
+      testExec(child, t, call)
+      return main.fork(child.steps)
+    })
+    for (const c of children) main.push({ op: "wait", process: c })
+    return [main]
+  },
   partial: (t) => {
     const p = program(t)
     for (let e = 0; e < DEVICE.engines; e++) partial(p, t)
@@ -501,11 +687,24 @@ export const BUILDERS: Record<Call["fn"], Builder> = {
     if (t.call.fn !== "many_allocs") return "not a many_allocs call"
     const p = program(t)
     const engines = t.call.firstEngineOnly ? 1 : DEVICE.engines
-    const checkers = t.flags.includes("CPU_FAULT_THREADS") ? Array.from({ length: NUM_CHECK_THREADS }, (_, k) => program(t, `c${k}-`)) : []
+    const checkers = t.flags.includes("CPU_FAULT_THREADS") ? Array.from({ length: NUM_CHECK_THREADS }, (_, k) => program(t, `c${k}-`, p.world)) : []
     for (let e = 0; e < engines; e++) manyAllocs(p, t, t.call, o.vramBytes, checkers)
     return [p, ...checkers]
   },
-  processes_evict: () => "needs several processes",
+  processes_evict: (t, o) => {
+    if (t.call.fn !== "processes_evict") return "not a processes_evict call"
+    // igt_fork one child per engine: many_allocs(visible VRAM / engines of its GT, alloc_size, stride) in its own VM;
+    // the children meet at a barrier of n_engine before checking (one engine here: no wait); igt_waitchildren
+    const call = t.call
+    const main = program(t)
+    const children = Array.from({ length: DEVICE.engines }, () => {
+      const child = program(t, "", main.world)
+      manyAllocs(child, t, { fn: "many_allocs", totalAlloc: Math.floor(o.vramBytes / DEVICE.engines), allocSize: call.allocSize, stride: call.stride, firstEngineOnly: true }, o.vramBytes, [])
+      return main.fork(child.steps)
+    })
+    for (const c of children) main.push({ op: "wait", process: c })
+    return [main]
+  },
   test_compute: () => "needs a compute kernel"
 }
 
@@ -517,15 +716,20 @@ export const BUILDERS: Record<Call["fn"], Builder> = {
  */
 export const build = (t: Subtest, options: BuildOptions = {}): Built => {
   if (t.vacuous !== undefined) return { kind: "vacuous", reason: t.vacuous }
-  const lack = missing(t)
+  const lack = skipReason(t)
   if (lack !== undefined) return { kind: "skipped", reason: lack }
   const o = { vramBytes: options.vramBytes ?? 256 * 2 ** 20 }
-  const threads = BUILDERS[t.call.fn](t, o)
-  if (typeof threads === "string") return { kind: "skipped", reason: threads }
+  const programs = BUILDERS[t.call.fn](t, o)
+  if (typeof programs === "string") return { kind: "skipped", reason: programs }
+  const vms = programs.flatMap((p) => p.vm === undefined ? [] : [p.vm])
+  const threads: ReadonlyArray<ThreadJson> = programs.map((p) => ({ ...(p.vm === undefined ? {} : { vm: p.vm }), steps: p.steps }))
+  const forks = programs[0]?.world.forks ?? []
   const file: ScenarioJson = {
     name: `igt-${t.name}`,
     description: `IGT ${IGT_SOURCE.path}@${IGT_SOURCE.commit.slice(0, 7)} subtest ${t.name}, generated (src/igt/Generate.ts)`,
-    threads: threads.map((p) => ({ steps: p.steps }))
+    ...(forks.length === 0
+      ? { ...(vms.length === 0 ? {} : { vms }), threads }
+      : { processes: [{ name: "main", ...(vms.length === 0 ? {} : { vms }), threads }, ...forks.map((c) => ({ name: c.name, steps: c.steps }))] })
   }
   const exit = decodeScenario({ ...file, machine: { vramBytes: o.vramBytes } }, `igt:${t.name}`)
   if (Exit.isFailure(exit)) return { kind: "skipped", reason: `the generated scenario does not decode: ${String(exit.cause)}` }

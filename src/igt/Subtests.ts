@@ -11,7 +11,7 @@
  * `test_exec`, `threads` and `processes` in that source.
  *
  * Pure data and functions: no services, nothing runs. What a subtest needs
- * that the model lacks today is {@link needs}; `gpusvm simulate igt:<name>`
+ * that the model lacks is {@link needs}; `gpusvm simulate igt:<name>`
  * (src/igt/Generate.ts) reports it as `skipped: reason`.
  *
  * @since 0.1.0
@@ -538,17 +538,20 @@ export const matching = (glob?: string): ReadonlyArray<Subtest> => {
 }
 
 /**
- * Where a missing capability is to come from: the "wider world" issue (#14:
- * fork, several processes, several VMs, mlock) or a part of #17 (1 Xe
- * madvise attributes, 2 buffer objects and binds, 3 the exec model), or
- * nowhere planned (`outside`).
+ * Where a capability a subtest needs comes from: the IGT exec model (#17
+ * part 3, `gpu-exec`: every subtest that executes batches has it), a CPU
+ * mapping of a buffer object (`bo-cpu-map`: `xe_bo_map_fixed`, which the
+ * model does not have: its BOs are reached by the GPU only), or nowhere
+ * (`outside`: a compute kernel). The wider world (#14: fork, several
+ * processes, one VM per thread, mlock), Xe madvise attributes (#17 part 1)
+ * and BOs with binds (#17 part 2) have landed: no subtest needs them any more.
  *
  * @category models
  */
-export type NeedSource = "#14" | "#17 part 1" | "#17 part 2" | "#17 part 3" | "outside"
+export type NeedSource = "#17 part 3" | "bo-cpu-map" | "outside"
 
 /**
- * One thing a subtest needs that the model lacks today.
+ * One capability a subtest needs (the exec model), or one the model lacks.
  *
  * @category models
  */
@@ -557,37 +560,36 @@ export interface Need {
   readonly what: string
 }
 
-const SOURCE_TEXT: Record<NeedSource, string> = {
-  "#14": "needs the wider world (#14)",
-  "#17 part 1": "needs Xe madvise attributes (#17 part 1)",
-  "#17 part 2": "needs buffer objects and binds (#17 part 2)",
+/**
+ * The skip text of each source (`gpusvm igt report` groups by it).
+ *
+ * @category constants
+ */
+export const SOURCE_TEXT: Record<NeedSource, string> = {
   "#17 part 3": "needs the IGT exec model (#17 part 3)",
+  "bo-cpu-map": "needs a CPU mapping of a BO (xe_bo_map_fixed), which the model does not have",
   "outside": "needs what the model does not mean to have"
 }
 
-const MADVISE_FLAGS: ReadonlyArray<Flag> = [
-  "MADVISE_SWIZZLE", "MADVISE_OP", "MIGRATE_ALL_PAGES", "PREFERRED_LOC_ATOMIC_DEVICE", "PREFERRED_LOC_ATOMIC_GL",
-  "PREFERRED_LOC_ATOMIC_CPU", "PREFERRED_LOC_ATOMIC_UND", "MADVISE_ATOMIC_DEVICE", "MADVISE_MULTI_VMA",
-  "MADVISE_ATOMIC_VMA", "PREFETCH_SPLIT_VMA", "PREFETCH_CHANGE_ATTR", "PREFETCH_SAME_ATTR", "MADVISE_PAT_INDEX"
-]
-
 /**
- * What a subtest needs that the model lacks today, read from its call and
- * flags (empty for a vacuous subtest: IGT does nothing there). In order:
- * - the wider world (#14): `fork` (`FORK_READ`, `CPU_FAULT_PROCESS`),
- *   several processes (`processes()`, `processes_evict()`,
- *   `CPU_FAULT_PROCESS`), several VMs (`threads()` without a shared VM: each
- *   thread's `test_exec` creates its own; every child process has its own)
- *   (mlock / `MAP_LOCKED` exist: #14 part 4);
- * - Xe madvise attributes (#17 part 1): the `MADVISE_*`, `PREFERRED_LOC_*`,
- *   `MIGRATE_ALL_PAGES` and `PREFETCH_*_ATTR` / `PREFETCH_SPLIT_VMA` flags;
- * - buffer objects and binds (#17 part 2): `BO_UNMAP`, `BO_MAP`,
- *   `MIX_BO_ALLOC`, `MADVISE_SPLIT_VMA` bind BOs; `BUSY` expects the SVM
- *   unbind to fail `EBUSY`;
- * - the exec model (#17 part 3): every subtest that executes batches
- *   (`test_exec`, `partial`, `many_allocs`: batch in memory, store dword,
- *   user fence, exec queues, engines);
- * - outside the model: `compute` runs a compute kernel.
+ * What a subtest needs, read from its call and flags (empty for a vacuous
+ * subtest: IGT does nothing there). In order:
+ * - a CPU mapping of a BO (`xe_bo_map_fixed`): `BO_MAP` (`new-bo-map`: odd
+ *   execs run in a VRAM BO mapped at the buffer's address; the CPU memsets
+ *   it, writes the batch into it and reads the result through the mapping)
+ *   and `MIX_BO_ALLOC` (`*-evict-malloc-mix-bo`: odd allocations are such BOs,
+ *   `touch_all_pages` / `check_all_pages` write and read them on the CPU).
+ *   The model's BOs (docs/scenarios.md "Buffer objects and binds") have no
+ *   CPU mapping, so these stay skipped;
+ * - outside the model: `compute` runs a compute kernel;
+ * - the exec model (#17 part 3): every other subtest (batches in memory,
+ *   store dword, user fences, exec queues), which `gpu-exec` provides.
+ *
+ * Everything else the flags ask for exists: fork (`FORK_READ`,
+ * `CPU_FAULT_PROCESS`), several processes (`processes()`,
+ * `processes_evict()`), one VM per thread (`threads()` without a shared VM),
+ * mlock, Xe madvise attributes (`MADVISE_*`, `PREFERRED_LOC_*`, …), BOs and
+ * binds (`BO_UNMAP`, `MADVISE_SPLIT_VMA`) and the busy unbind (`BUSY`).
  *
  * @category functions
  */
@@ -596,20 +598,13 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
   const has = (f: Flag) => t.flags.includes(f)
   const out: Array<Need> = []
   const add = (source: NeedSource, what: string) => out.push({ source, what })
-  const { call } = t
-  if (has("FORK_READ")) add("#14", "fork (a child reads the result: FORK_READ)")
-  if (call.fn === "processes" || call.fn === "processes_evict") add("#14", "several processes (one child per engine, each with its own VM)")
-  if (has("CPU_FAULT_PROCESS")) add("#14", "fork and several processes (CPU_FAULT_PROCESS: 8 children read the result)")
-  if (call.fn === "threads" && !call.sharedVm) add("#14", "several VMs (threads() without a shared VM: one VM per thread)")
-  // mlock / MAP_LOCKED (LOCK, partial() remaps with MAP_LOCKED) exist in the model (#14 part 4): no need
-  if (MADVISE_FLAGS.some(has)) {
-    add("#17 part 1", `madvise attributes (${MADVISE_FLAGS.filter(has).join(", ")})`)
+  if (has("BO_MAP")) {
+    add("bo-cpu-map", "BO_MAP: odd execs use a VRAM BO mapped at the buffer's address, the CPU writes the batch into it and reads the result through it")
   }
-  if (has("BO_UNMAP") || has("BO_MAP") || has("MIX_BO_ALLOC") || has("MADVISE_SPLIT_VMA")) {
-    add("#17 part 2", `BO create and bind (${(["BO_UNMAP", "BO_MAP", "MIX_BO_ALLOC", "MADVISE_SPLIT_VMA"] as const).filter(has).join(", ")})`)
+  if (has("MIX_BO_ALLOC")) {
+    add("bo-cpu-map", "MIX_BO_ALLOC: odd allocations are VRAM BOs mapped at their address, the CPU writes the batches into them and checks the results through them")
   }
-  if (has("BUSY")) add("#17 part 2", "unbinding the SVM region fails EBUSY while in use (BUSY)")
-  if (call.fn === "test_compute") add("outside", "a compute kernel (run_intel_compute_kernel)")
+  if (t.call.fn === "test_compute") add("outside", "a compute kernel (run_intel_compute_kernel)")
   else add("#17 part 3", "IGT exec: batches in memory, store dword, user fences, exec queues, engines")
   return out
 }
@@ -617,12 +612,13 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
 /**
  * The one-line reason `gpusvm simulate igt:<name>` prints as
  * `skipped: reason`, or undefined if the model lacks nothing (or the
- * subtest is vacuous).
+ * subtest is vacuous): the needs other than the exec model (#17 part 3, which
+ * `gpu-exec` provides), grouped by source.
  *
  * @category functions
  */
 export const skipReason = (t: Subtest): string | undefined => {
-  const list = needs(t)
+  const list = needs(t).filter((n) => n.source !== "#17 part 3")
   if (list.length === 0) return undefined
   const bySource = new Map<NeedSource, Array<string>>()
   for (const n of list) bySource.set(n.source, [...(bySource.get(n.source) ?? []), n.what])

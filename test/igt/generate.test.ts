@@ -11,7 +11,7 @@ import { Effect, Exit } from "effect"
 import { simulated } from "../../src/cli/machines.ts"
 import { decodeScenario } from "../../src/domain/Scenario.ts"
 import { patternByte } from "../../src/domain/scenario/Patterns.ts"
-import { bbSize, build, type Built } from "../../src/igt/Generate.ts"
+import { BATCH_DATA, bbSize, build, type Built, EXEC_DATA } from "../../src/igt/Generate.ts"
 import { subtest } from "../../src/igt/Subtests.ts"
 import * as Runner from "../../src/programs/ScenarioRunner.ts"
 import { decodeBatch, encodeBatch, MI } from "../../src/programs/scenario/ExecSteps.ts"
@@ -26,7 +26,10 @@ const scenarioOf = (name: string): Extract<Built, { kind: "scenario" }> => {
   if (b.kind !== "scenario") assert.fail(`${name}: ${b.kind}: ${b.reason}`)
   return b as Extract<Built, { kind: "scenario" }>
 }
-const stepsOf = (name: string) => scenarioOf(name).file.threads[0]!.steps
+const stepsOf = (name: string) => {
+  const f = scenarioOf(name).file
+  return (f.threads ?? f.processes?.[0]?.threads)![0]!.steps
+}
 
 /** `expected_data` after `memset(data, 5, …)`: the u32 at `offset`, as the cpu-write of pattern 5 lays the bytes. */
 const memsetDword = (offset: number) => [0, 1, 2, 3].reduce((v, k) => v + patternByte(5, offset + k) * 256 ** k, 0)
@@ -206,16 +209,107 @@ describe("#17 part 4: generated subtests, step by step against IGT", () => {
     assert.strictEqual(steps.filter((s) => s.op === "expect-dword").length, 9 * 384)
   })
 
-  it("#17 part 4 vacuous and skipped subtests say so (IGT's early return; what the model lacks), never a scenario", () => {
+  it("#17 part 5 vacuous and skipped subtests say so (IGT's early return; no CPU mapping of a BO; compute), never a scenario", () => {
     const b = (n: string) => build(subtest(n)!)
     assert.strictEqual(b("once-malloc-multi-fault").kind, "vacuous")
-    const fork = b("once-malloc-fork-read")
-    assert.strictEqual(fork.kind, "skipped")
-    assert.match(fork.kind === "skipped" ? fork.reason : "", /#14: fork/)
-    assert.match((b("once-malloc-busy") as { reason: string }).reason, /#17 part 2/)
-    assert.match((b("madvise-atomic-inc") as { reason: string }).reason, /#17 part 1/)
-    assert.match((b("threads-many-malloc") as { reason: string }).reason, /several VMs/)
-    assert.match((b("process-many-malloc") as { reason: string }).reason, /several processes/)
+    assert.strictEqual(b("threads-many-malloc-fork-read").kind, "vacuous")
+    for (const n of ["once-new-bo-map", "many-new-bo-map-nomemset", "evict-malloc-mix-bo", "processes-evict-malloc-mix-bo"]) {
+      const r = b(n)
+      assert.strictEqual(r.kind, "skipped", n)
+      assert.match(r.kind === "skipped" ? r.reason : "", /^needs a CPU mapping of a BO \(xe_bo_map_fixed\), which the model does not have/, n)
+    }
     assert.match((b("compute") as { reason: string }).reason, /compute kernel/)
+  })
+})
+
+type Proc = { readonly name: string; readonly vms?: ReadonlyArray<string>; readonly threads?: ReadonlyArray<{ readonly vm?: string; readonly steps: ReadonlyArray<Record<string, unknown>> }>; readonly steps?: ReadonlyArray<Record<string, unknown>> }
+const processesOf = (name: string): ReadonlyArray<Proc> => {
+  const f = scenarioOf(name).file
+  assert.isDefined(f.processes, `${name} uses the processes form`)
+  return f.processes as ReadonlyArray<Proc>
+}
+const ops = (steps: ReadonlyArray<Record<string, unknown>>) => steps.map((s) => s.op)
+
+describe("#17 part 5: the worlds switched on, step by step against IGT", () => {
+  it("#17 part 5 once-malloc-fork-read (FORK_READ): after the wait, igt_fork: the child reads data[0].data, the parent reads it too, then igt_waitchildren", () => {
+    const [main, child, ...rest] = processesOf("once-malloc-fork-read")
+    assert.strictEqual(rest.length, 0)
+    const steps = main!.threads![0]!.steps
+    const exec = steps.find((s) => s.op === "gpu-exec")!
+    assert.strictEqual(exec.check, false, "the check moves after the fork")
+    const i = steps.findIndex((s) => s.op === "fork")
+    assert.deepStrictEqual(ops(steps.slice(i, i + 3)), ["fork", "expect-dword", "wait"])
+    assert.strictEqual(steps[i]!.as, child!.name)
+    assert.deepStrictEqual(child!.steps, [steps[i + 1]!], "the child's igt_assert_eq(data[idx].data, READ_VALUE)")
+    assert.deepStrictEqual(steps[i + 1], { op: "expect-dword", buf: "data0", offset: EXEC_DATA.data, value: memsetDword(EXEC_DATA.expected) })
+    const after = processesOf("once-malloc-fork-read-after")[0]!.threads![0]!.steps
+    const j = after.findIndex((s) => s.op === "fork")
+    assert.deepStrictEqual(ops(after.slice(j, j + 3)), ["fork", "wait", "expect-dword"], "FORK_READ_AFTER: the parent reads after igt_waitchildren")
+  })
+
+  it("#17 part 5 threads-many-malloc: threads() without a shared VM: each thread's test_exec runs in its own VM", () => {
+    const f = scenarioOf("threads-many-malloc").file
+    assert.deepStrictEqual(f.vms, ["vm0"])
+    assert.strictEqual(f.threads![0]!.vm, "vm0")
+    assert.isUndefined(scenarioOf("threads-shared-vm-many-malloc").file.vms, "shared_vm: the one VM")
+    const shared = scenarioOf("threads-shared-vm-many-mmap").file.threads![0]!.steps
+    assert.deepStrictEqual(shared.at(-1), { op: "vm-unbind" }, "shared_vm with MMAP: unbind_system_allocator() must succeed after the joins")
+  })
+
+  it("#17 part 5 process-many-malloc and processes-evict-malloc: igt_fork one child per engine, its own VM; the parent waits", () => {
+    const [main, child] = processesOf("process-many-malloc")
+    assert.deepStrictEqual(main!.threads![0]!.steps, [{ op: "fork", as: child!.name }, { op: "wait", process: child!.name }])
+    assert.strictEqual(child!.steps!.filter((s) => s.op === "gpu-exec").length, 128)
+    const [emain, echild] = processesOf("processes-evict-malloc")
+    assert.deepStrictEqual(ops(emain!.threads![0]!.steps), ["fork", "wait"])
+    // many_allocs(visible VRAM / 1 engine, 8M, 1M): (9 * (256M / 8M)) / 8 = 36 allocations
+    assert.strictEqual(echild!.steps!.filter((s) => s.op === "mmap" && String(s.as).startsWith("alloc")).length, 36)
+  })
+
+  it("#17 part 5 fault-process-benchmark (CPU_FAULT_PROCESS): 8 forked children, each checks every 8th batch after the go barrier; the parent waits for all", () => {
+    const [main, ...children] = processesOf("fault-process-benchmark")
+    assert.strictEqual(children.length, 8)
+    const steps = main!.threads![0]!.steps
+    assert.deepStrictEqual(ops(steps.slice(-18)), [...Array(8).fill("fork"), "barrier", ...Array(8).fill("wait"), "munmap"])
+    assert.strictEqual(children[0]!.steps![0]!.op, "barrier")
+    assert.strictEqual(children[3]!.steps![1]!.offset, 3 * 0x1000 + BATCH_DATA.data, "child 3 starts at ptr + stride * 3")
+    assert.strictEqual(children.reduce((n, c) => n + c.steps!.filter((s) => s.op === "expect-dword").length, 0), 16384)
+  })
+
+  it("#17 part 5 once-malloc-bo-unmap (BO_UNMAP) and once-malloc-busy (BUSY): the BO bound and the mirror rebound over it; unbind_system_allocator() is EBUSY", () => {
+    const steps = stepsOf("once-malloc-bo-unmap")
+    const i = steps.findIndex((s) => s.op === "bo-create")
+    assert.deepStrictEqual(steps.slice(i, i + 5), [
+      { op: "bo-create", as: "bo1", length: K64 },
+      { op: "bo-bind", bo: "bo1", buf: "data0" },
+      { op: "vm-bind", buf: "data0", length: K64 },
+      { op: "cpu-write", buf: "data0", offset: EXEC_DATA.vmSync, length: 8, pattern: 0 },
+      { op: "bo-destroy", bo: "bo1" }
+    ])
+    assert.isBelow(i, steps.findIndex((s) => s.op === "mmap" && String(s.as).startsWith("ufence")), "before the exec_ufence")
+    const busy = stepsOf("once-malloc-busy")
+    const j = busy.findIndex((s) => s.op === "expect-error")
+    assert.deepStrictEqual(busy[j], { op: "expect-error", step: { op: "vm-unbind" }, tag: "Busy" })
+    assert.deepStrictEqual(busy[j + 1], { op: "munmap", buf: "ufence1" }, "at cleanup, before the exec_ufence goes")
+  })
+
+  it("#17 part 5 madvise-preffered-loc-atomic-vram, madvise-split-vma, pat-index multi-vma: xe_vm_parse_execute_madvise step for step", () => {
+    const vram = stepsOf("madvise-preffered-loc-atomic-vram")
+    assert.deepStrictEqual(vram.filter((s) => s.op === "madvise"), [
+      { op: "madvise", buf: "data0", length: K64, preferredLoc: "system", migrationPolicy: "all-pages" },
+      { op: "madvise", buf: "data0", length: K64, atomic: "device" }
+    ])
+    assert.isTrue(vram.filter((s) => s.op === "gpu-exec").every((s) => s.atomic === true), "ATOMIC_BATCH: MI_ATOMIC_INC")
+    assert.deepStrictEqual(ops(stepsOf("madvise-split-vma")).filter((o) => String(o).startsWith("bo-") || o === "vm-bind" || o === "madvise"), ["bo-create", "bo-bind", "vm-bind", "bo-destroy", "madvise"])
+    const pat = stepsOf("pat-index-madvise-pat-idx-wt-multi-vma")
+    const M4 = 0x400000
+    assert.deepStrictEqual(pat.filter((s) => s.op === "madvise").map((s) => [s.buf, s.offset ?? 0, s.length, s.atomic ?? s.pat]), [
+      // MADVISE_MULTI_VMA's own block first (atomic device, PAT wb = 2), then MADVISE_PAT_INDEX's (wt = 15)
+      ["data0", M4 / 2, M4 / 2, "device"], ["data0", M4 / 2, M4 / 2, 2], ["past1", 0, M4, "device"], ["data0", 0, M4, 2],
+      ["past1", 0, M4 / 2, 15], ["data0", 0, M4, 15], ["data0", M4 / 2, M4 / 4, 15]
+    ])
+    assert.deepStrictEqual(pat.find((s) => s.op === "expect-attrs")!.ranges, [
+      { offset: 0, length: M4 / 2, pat: 15 }, { offset: M4 / 2, length: M4 / 4, pat: 15 }, { offset: (3 * M4) / 4, length: M4 / 4, pat: 15 }
+    ])
   })
 })

@@ -156,31 +156,29 @@ describe("IGT xe_exec_system_allocator subtests (#17 part 4)", () => {
     assert.isFalse(globToRegExp("once").test("once-malloc"), "anchored")
   })
 
-  it("#17 part 4: needs: what the model lacks, from the flags; every non-vacuous subtest lacks something, vacuous ones nothing", () => {
+  it("#17 part 5: needs: only BO_MAP / MIX_BO_ALLOC (no CPU mapping of a BO) and compute lack something; fork, processes, VMs, madvise, BOs exist", () => {
     const sources = (name: string) => needs(subtest(name)!).map((n) => n.source)
-    assert.deepStrictEqual(sources("process-many-malloc"), ["#14", "#17 part 3"])
-    assert.deepStrictEqual(sources("threads-many-malloc"), ["#14", "#17 part 3"], "one VM per thread")
-    assert.deepStrictEqual(sources("threads-shared-vm-many-malloc"), ["#17 part 3"])
-    assert.deepStrictEqual(sources("once-malloc"), ["#17 part 3"])
-    assert.deepStrictEqual(sources("once-malloc-mlock"), ["#17 part 3"], "mlock exists (#14 part 4): only the exec model is missing")
-    assert.deepStrictEqual(sources("once-malloc-fork-read"), ["#14", "#17 part 3"])
-    assert.deepStrictEqual(sources("once-mmap-remap-madvise"), ["#17 part 1", "#17 part 3"])
-    assert.deepStrictEqual(sources("once-malloc-bo-unmap"), ["#17 part 2", "#17 part 3"])
-    assert.deepStrictEqual(sources("many-new-busy"), ["#17 part 2", "#17 part 3"])
-    assert.deepStrictEqual(sources("madvise-split-vma"), ["#17 part 1", "#17 part 2", "#17 part 3"])
-    assert.deepStrictEqual(sources("evict-malloc-mix-bo"), ["#17 part 2", "#17 part 3"])
-    assert.deepStrictEqual(sources("processes-evict-malloc"), ["#14", "#17 part 3"])
-    assert.deepStrictEqual(sources("fault-process-benchmark"), ["#14", "#17 part 3"])
-    assert.deepStrictEqual(sources("partial-remap-cpu-fault"), ["#17 part 3"], "MAP_LOCKED exists (#14 part 4)")
-    assert.deepStrictEqual(sources("partial-munmap-cpu-fault"), ["#17 part 3"])
+    for (const name of [
+      "process-many-malloc", "threads-many-malloc", "threads-shared-vm-many-malloc", "once-malloc", "once-malloc-mlock",
+      "once-malloc-fork-read", "once-mmap-remap-madvise", "once-malloc-bo-unmap", "many-new-busy", "madvise-split-vma",
+      "processes-evict-malloc", "fault-process-benchmark", "partial-remap-cpu-fault", "pat-index-madvise-pat-idx-wb-multi-vma"
+    ]) {
+      assert.deepStrictEqual(sources(name), ["#17 part 3"], name)
+      assert.isUndefined(skipReason(subtest(name)!), name)
+    }
+    assert.deepStrictEqual(sources("once-new-bo-map"), ["bo-cpu-map", "#17 part 3"])
+    assert.deepStrictEqual(sources("evict-malloc-mix-bo"), ["bo-cpu-map", "#17 part 3"])
+    assert.deepStrictEqual(sources("processes-evict-malloc-mix-bo"), ["bo-cpu-map", "#17 part 3"])
     assert.deepStrictEqual(sources("compute"), ["outside"])
-    assert.match(skipReason(subtest("process-many-malloc")!)!, /^needs the wider world \(#14\): several processes/)
-    assert.notMatch(skipReason(subtest("once-malloc-mlock")!)!, /mlock/)
+    assert.match(skipReason(subtest("once-new-bo-map")!)!, /^needs a CPU mapping of a BO \(xe_bo_map_fixed\), which the model does not have: BO_MAP/)
+    assert.match(skipReason(subtest("evict-malloc-mix-bo")!)!, /xe_bo_map_fixed.*MIX_BO_ALLOC/)
+    const skipped = allSubtests().filter((t) => skipReason(t) !== undefined).map((t) => t.name)
+    assert.strictEqual(skipped.length, 53, "50 new-bo-map(-nomemset), 2 *-evict-malloc-mix-bo, compute")
     for (const t of allSubtests()) {
       if (t.vacuous !== undefined) {
         assert.deepStrictEqual(needs(t), [], t.name)
         assert.isUndefined(skipReason(t), t.name)
-      } else assert.isString(skipReason(t), `${t.name}: nothing claims to run yet`)
+      }
     }
   })
 })
@@ -196,7 +194,7 @@ describe("docs/igt.md (#17 part 4)", () => {
     assert.include(doc, `**${fmt(allSubtests().length)}** subtests`)
     assert.include(doc, `${allSubtests().length - live.length} subtests do nothing in IGT`)
     assert.include(doc, `That leaves ${fmt(live.length)} subtests`)
-    for (const [source, label] of [["#14", "| #14 |"], ["#17 part 1", "| #17 part 1 |"], ["#17 part 2", "| #17 part 2 |"], ["#17 part 3", "| #17 part 3 |"]]) {
+    for (const [source, label] of [["bo-cpu-map", "| bo-cpu-map |"], ["outside", "| outside |"], ["#17 part 3", "| #17 part 3 |"]]) {
       assert.include(doc, `${label} ${fmt(count(source!))} |`, source)
     }
     const onlyExec = live.filter((t) => needs(t).every((n) => n.source === "#17 part 3")).length
