@@ -116,11 +116,14 @@ export const finish = (env: RunEnv): Effect.Effect<ScenarioResult> =>
     const { svm, machine, pagemaps, violations } = env
     const views = allViews(env)
     // Snapshot for the result, before teardown.
-    const ranges = yield* svm.ranges()
+    // notifiers first: the GC worker may still be collecting (its own fiber), and a collection removes a
+    // range before its notifier, so this order never sees a range whose notifier is already gone
     const notifiers = yield* svm.notifiers
+    const ranges = yield* svm.ranges()
     const metrics = yield* runMetrics(env)
     for (const v of views) {
-      treeIntegrity(v, yield* v.svm.ranges(), yield* v.svm.notifiers)
+      const vNotifiers = yield* v.svm.notifiers
+      treeIntegrity(v, yield* v.svm.ranges(), vNotifiers)
     }
 
     // Teardown (every process not yet exited), then invariant 3: no leaks.
