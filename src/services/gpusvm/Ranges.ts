@@ -98,9 +98,9 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (window === undefined) {
     return yield* new InvalidArgument({ reason: "no chunk size fits the VMA, notifier and GPU VA window", addr: faultAddr })
   }
-  const created = yield* Lock.withRead(
+  const created = yield* Lock.withReadSync(
     core.lock,
-    TxSync.modify(core.state, (s0): [Range, State.SvmState] => {
+    () => TxSync.modifyNow(core.state, (s0): [Range, State.SvmState] => {
       const [id, s1] = State.takeId(s0)
       const s2 = alloc ? State.insertNotifier(s1, n) : s1
       const range: Range = {
