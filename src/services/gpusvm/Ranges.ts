@@ -80,7 +80,8 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (existing !== undefined) return existing
   // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
   const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
-  const window = yield* ChunkSize.selectEffect(
+  // the input is this step's snapshot (`live`), so the selection runs now: no extra step (issue #16)
+  const window = yield* ChunkSize.selectNow(
     {
       faultAddr,
       vmaStart: vma.start,
