@@ -346,6 +346,27 @@ export class Frames {
     this.bytes.set(pfn, buf)
   }
 
+  /**
+   * The materialised buffer of base page `pfn` of an order-0 frame that only one entry maps and nothing
+   * else holds (so unmapping that entry frees it), removed from the frame and handed to the caller;
+   * `undefined` otherwise. A migration moves such a page's buffer instead of copying it and then
+   * freeing the original (issue #16: no double copy); the frame reads as blank from then on, which no
+   * one sees, since it is freed next.
+   */
+  takeSoleBytes(pfn: number): Uint8Array | undefined {
+    const f = this.frames.get(pfn)
+    if (f === undefined || f.order !== 0 || f.mapcount !== 1 || f.cacheRef) return undefined
+    const b = this.bytes.get(pfn)
+    if (b !== undefined) this.bytes.delete(pfn)
+    return b
+  }
+
+  /** Would {@link takeSoleBytes} hand out the buffer of `pfn`? */
+  hasSoleBytes(pfn: number): boolean {
+    const f = this.frames.get(pfn)
+    return f !== undefined && f.order === 0 && f.mapcount === 1 && !f.cacheRef && this.bytes.has(pfn)
+  }
+
   /** Bytes of contents actually held. */
   get bytesHeld(): number {
     return this.bytes.size * PAGE_SIZE
