@@ -104,22 +104,33 @@ export const select = (input: ChunkSizeInput): ChunkWindow | undefined => {
 export const selectEffect = <E, R>(
   input: Omit<ChunkSizeInput, "allPagesPresent">,
   allPagesPresent: (start: number, end: number) => Effect.Effect<boolean, E, R>
-): Effect.Effect<ChunkWindow | undefined, E, R> =>
-  Effect.suspend(() => {
-    const sizes = input.chunkSizes
-    const loop = (i: number): Effect.Effect<ChunkWindow | undefined, E, R> => {
-      for (; i < sizes.length; i++) {
-        const size = sizes[i]!
-        const w = candidate(input, size)
-        if (w === undefined) continue
-        if (size !== PAGE_SIZE && input.overlapsRange(w.start, w.end)) continue
-        if (needsPagesCheck(size, input.checkPagesThreshold)) {
-          const next = i + 1
-          return Effect.flatMap(allPagesPresent(w.start, w.end), (ok) => (ok ? Effect.succeed(w) : loop(next)))
-        }
-        return Effect.succeed(w)
+): Effect.Effect<ChunkWindow | undefined, E, R> => Effect.suspend(() => selectNow(input, allPagesPresent))
+
+/**
+ * {@link selectEffect} with its synchronous part run now: the window as an `Exit` when no
+ * `allPagesPresent` check is needed (no further Effect step), else the effect of the checks. For a caller
+ * about to run it whose `input` is a snapshot (issue #16).
+ *
+ * @category functions
+ */
+export const selectNow = <E, R>(
+  input: Omit<ChunkSizeInput, "allPagesPresent">,
+  allPagesPresent: (start: number, end: number) => Effect.Effect<boolean, E, R>
+): Effect.Effect<ChunkWindow | undefined, E, R> => {
+  const sizes = input.chunkSizes
+  const loop = (i: number): Effect.Effect<ChunkWindow | undefined, E, R> => {
+    for (; i < sizes.length; i++) {
+      const size = sizes[i]!
+      const w = candidate(input, size)
+      if (w === undefined) continue
+      if (size !== PAGE_SIZE && input.overlapsRange(w.start, w.end)) continue
+      if (needsPagesCheck(size, input.checkPagesThreshold)) {
+        const next = i + 1
+        return Effect.flatMap(allPagesPresent(w.start, w.end), (ok) => (ok ? Effect.succeed(w) : loop(next)))
       }
-      return Effect.succeed(undefined)
+      return Effect.succeed(w)
     }
-    return loop(0)
-  })
+    return Effect.succeed(undefined)
+  }
+  return loop(0)
+}

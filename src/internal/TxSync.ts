@@ -13,7 +13,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, type Fiber, type TxRef } from "effect"
+import { Effect, Fiber, type TxRef } from "effect"
 
 /**
  * Commits `next` into `ref` as Effect's commit would (version bump, waiters scheduled). Call only from a fiber step.
@@ -32,14 +32,13 @@ export const commitSync = <A>(fiber: Fiber.Fiber<unknown, unknown>, ref: TxRef.T
 }
 
 /**
- * `TxRef.update` as one synchronous commit.
+ * `TxRef.update` as one synchronous commit (one `Effect.sync` step; the running fiber from `Fiber.getCurrent`).
  *
  * @category functions
  */
 export const update = <A>(ref: TxRef.TxRef<A>, f: (a: A) => A): Effect.Effect<void> =>
-  Effect.withFiber((fiber) => {
-    commitSync(fiber, ref, f(ref.value))
-    return Effect.void
+  Effect.sync(() => {
+    commitSync(Fiber.getCurrent()!, ref, f(ref.value))
   })
 
 /**
@@ -48,8 +47,16 @@ export const update = <A>(ref: TxRef.TxRef<A>, f: (a: A) => A): Effect.Effect<vo
  * @category functions
  */
 export const modify = <A, B>(ref: TxRef.TxRef<A>, f: (a: A) => readonly [B, A]): Effect.Effect<B> =>
-  Effect.withFiber((fiber) => {
-    const [b, next] = f(ref.value)
-    commitSync(fiber, ref, next)
-    return Effect.succeed(b)
-  })
+  Effect.sync(() => modifyNow(ref, f))
+
+/**
+ * `TxRef.modify` as a plain call, for use inside a synchronous step of the running fiber (an
+ * `Effect.sync` body, `RwLock.withReadSync`).
+ *
+ * @category functions
+ */
+export const modifyNow = <A, B>(ref: TxRef.TxRef<A>, f: (a: A) => readonly [B, A]): B => {
+  const [b, next] = f(ref.value)
+  commitSync(Fiber.getCurrent()!, ref, next)
+  return b
+}

@@ -22,22 +22,65 @@ export interface GpuPte {
   readonly atomic: boolean
 }
 
+/** Virtual pages per block of the table (one 2 MiB huge page's worth). */
+const BLOCK_PAGES = 512
+/** Flag bits of a PTE slot. */
+const PRESENT = 1
+const READ_ONLY = 2
+const ATOMIC = 4
+
+/** 512 consecutive PTE slots on typed arrays (issue #16: no per-page objects). */
+interface Block {
+  readonly devAddr: Float64Array
+  readonly flags: Uint8Array
+  /** Index of the slot's protocol in the table's protocol list. */
+  readonly proto: Uint8Array
+  live: number
+}
+
 /**
- * A GPU page table keyed by virtual page number (never an array sized by the address space).
+ * A GPU page table keyed by virtual page number (never an array sized by the address space): a Map of
+ * 512-page blocks whose PTEs live in typed arrays; {@link GpuPageTable.get} builds the PTE object on
+ * demand.
  *
  * @category models
  */
 export class GpuPageTable {
-  private readonly ptes = new Map<number, GpuPte>()
+  private readonly blocks = new Map<number, Block>()
+  private readonly protos: Array<string> = []
+  private live = 0
 
   /** Number of live PTEs. */
   get size(): number {
-    return this.ptes.size
+    return this.live
+  }
+
+  private protoIndex(proto: string): number {
+    let i = this.protos.indexOf(proto)
+    if (i < 0) {
+      if (this.protos.length === 256) throw new Error("GpuPageTable: more than 256 interconnect protocols")
+      i = this.protos.push(proto) - 1
+    }
+    return i
+  }
+
+  private block(b: number): Block {
+    let blk = this.blocks.get(b)
+    if (blk === undefined) {
+      blk = { devAddr: new Float64Array(BLOCK_PAGES), flags: new Uint8Array(BLOCK_PAGES), proto: new Uint8Array(BLOCK_PAGES), live: 0 }
+      this.blocks.set(b, blk)
+    }
+    return blk
   }
 
   /** The PTE of virtual page `vpn`. */
   get(vpn: number): GpuPte | undefined {
-    return this.ptes.get(vpn)
+    const blk = this.blocks.get(Math.floor(vpn / BLOCK_PAGES))
+    if (blk === undefined) return undefined
+    const i = vpn % BLOCK_PAGES
+    const f = blk.flags[i]!
+    if ((f & PRESENT) === 0) return undefined
+    return { devAddr: blk.devAddr[i]!, proto: this.protos[blk.proto[i]!]!, readOnly: (f & READ_ONLY) !== 0, atomic: (f & ATOMIC) !== 0 }
   }
 
   /**
@@ -57,24 +100,59 @@ export class GpuPageTable {
     const endVpn = Math.ceil(rangeEnd / PAGE_SIZE)
     const lo = atomicWindow === undefined ? 0 : atomicWindow[0] / PAGE_SIZE
     const hi = atomicWindow === undefined ? Infinity : atomicWindow[1] / PAGE_SIZE
+    const ro = readOnly ? READ_ONLY : 0
+    let blk: Block | undefined
+    let blkNo = -1
     for (const a of addrs) {
       const n = 2 ** a.order
       const system = a.proto === systemProto
+      const proto = this.protoIndex(a.proto)
       for (let k = 0; k < n && vpn < endVpn; k++, vpn++) {
+        const b = Math.floor(vpn / BLOCK_PAGES)
+        if (b !== blkNo) {
+          blk = this.block(b)
+          blkNo = b
+        }
+        const i = vpn % BLOCK_PAGES
         const atomic = !system || (vpn >= lo && vpn < hi)
-        this.ptes.set(vpn, { devAddr: a.addr + k * PAGE_SIZE, proto: a.proto, readOnly, atomic })
+        if ((blk!.flags[i]! & PRESENT) === 0) {
+          blk!.live++
+          this.live++
+        }
+        blk!.flags[i] = PRESENT | ro | (atomic ? ATOMIC : 0)
+        blk!.devAddr[i] = a.addr + k * PAGE_SIZE
+        blk!.proto[i] = proto
       }
     }
   }
 
-  /** Removes every PTE of `[start, end)` (by probing or by scanning, whichever is fewer steps). */
+  /** Clears slots `[from, to)` of block `b` (an absent block has none). */
+  private clear(b: number, from: number, to: number): void {
+    const blk = this.blocks.get(b)
+    if (blk === undefined) return
+    for (let i = from; i < to; i++) {
+      if ((blk.flags[i]! & PRESENT) !== 0) {
+        blk.flags[i] = 0
+        blk.live--
+        this.live--
+      }
+    }
+    if (blk.live === 0) this.blocks.delete(b)
+  }
+
+  /** Removes every PTE of `[start, end)` (by probing blocks or by scanning them, whichever is fewer steps). */
   zap(start: number, end: number): void {
     const first = Math.floor(start / PAGE_SIZE)
     const last = Math.ceil(end / PAGE_SIZE)
-    if (last - first <= this.ptes.size) {
-      for (let v = first; v < last; v++) this.ptes.delete(v)
+    if (last <= first) return
+    const b0 = Math.floor(first / BLOCK_PAGES)
+    const b1 = Math.floor((last - 1) / BLOCK_PAGES)
+    if (b1 - b0 + 1 <= this.blocks.size) {
+      for (let b = b0; b <= b1; b++) this.clear(b, b === b0 ? first % BLOCK_PAGES : 0, b === b1 ? ((last - 1) % BLOCK_PAGES) + 1 : BLOCK_PAGES)
     } else {
-      for (const v of this.ptes.keys()) if (v >= first && v < last) this.ptes.delete(v)
+      for (const b of [...this.blocks.keys()]) {
+        if (b >= b0 && b <= b1) this.clear(b, b === b0 ? first % BLOCK_PAGES : 0, b === b1 ? ((last - 1) % BLOCK_PAGES) + 1 : BLOCK_PAGES)
+      }
     }
   }
 
@@ -82,11 +160,22 @@ export class GpuPageTable {
   isBound(start: number, end: number): boolean {
     const first = Math.floor(start / PAGE_SIZE)
     const last = Math.ceil(end / PAGE_SIZE)
-    if (last - first <= this.ptes.size) {
-      for (let v = first; v < last; v++) if (this.ptes.has(v)) return true
+    if (last <= first) return false
+    const b0 = Math.floor(first / BLOCK_PAGES)
+    const b1 = Math.floor((last - 1) / BLOCK_PAGES)
+    const any = (b: number): boolean => {
+      const blk = this.blocks.get(b)
+      if (blk === undefined) return false
+      const from = b === b0 ? first % BLOCK_PAGES : 0
+      const to = b === b1 ? ((last - 1) % BLOCK_PAGES) + 1 : BLOCK_PAGES
+      for (let i = from; i < to; i++) if ((blk.flags[i]! & PRESENT) !== 0) return true
       return false
     }
-    for (const v of this.ptes.keys()) if (v >= first && v < last) return true
+    if (b1 - b0 + 1 <= this.blocks.size) {
+      for (let b = b0; b <= b1; b++) if (any(b)) return true
+      return false
+    }
+    for (const b of this.blocks.keys()) if (b >= b0 && b <= b1 && any(b)) return true
     return false
   }
 }

@@ -180,6 +180,17 @@ export class IntervalNotifiers {
     return rec === undefined ? Effect.succeed(0) : rec.readBegin
   }
 
+  /**
+   * {@link readBegin} decided now: the committed sequence (an `Exit`, no further step) when no
+   * invalidation is in flight, else the transactional wait. Call when the effect is about to run (inside
+   * `Effect.suspend`); issue #16.
+   */
+  readBeginNow(h: NotifierHandle): Effect.Effect<number> {
+    const rec = this.byId.get(h.id)
+    if (rec === undefined) return Effect.succeed(0)
+    return rec.invalidating.value > 0 ? rec.readBegin : Effect.succeed(rec.seq.value)
+  }
+
   /** `mmu_interval_read_retry` (synchronous): has the sequence moved from `seq`? True for unknown handles. */
   moved(h: NotifierHandle, seq: number): boolean {
     const rec = this.byId.get(h.id)

@@ -123,6 +123,49 @@ export class PageStore {
 }
 
 /**
+ * A count per base pfn (how many live DMA mappings cover it), on 512-page
+ * typed-array blocks instead of one Map entry per page (issue #16); a block
+ * is dropped when its last count returns to zero.
+ *
+ * @category models
+ */
+export class PageCounts {
+  private readonly blocks = new Map<number, { readonly c: Int32Array; nonzero: number }>()
+
+  /** The count of `pfn` (0 when none). */
+  get(pfn: number): number {
+    const b = this.blocks.get(Math.floor(pfn / HUGE_PAGES))
+    return b === undefined ? 0 : b.c[pfn % HUGE_PAGES]!
+  }
+
+  /** Adds `delta` to the counts of `n` pages from `pfn`; a count never goes below zero. */
+  add(pfn: number, n: number, delta: number): void {
+    for (let p = pfn, end = pfn + n; p < end;) {
+      const bi = Math.floor(p / HUGE_PAGES)
+      let b = this.blocks.get(bi)
+      const stop = Math.min(end, (bi + 1) * HUGE_PAGES)
+      if (b === undefined) {
+        if (delta <= 0) {
+          p = stop
+          continue
+        }
+        b = { c: new Int32Array(HUGE_PAGES), nonzero: 0 }
+        this.blocks.set(bi, b)
+      }
+      for (let i = p - bi * HUGE_PAGES, j = stop - bi * HUGE_PAGES; i < j; i++) {
+        const old = b.c[i]!
+        const next = Math.max(0, old + delta)
+        b.c[i] = next
+        if (old === 0 && next !== 0) b.nonzero++
+        else if (old !== 0 && next === 0) b.nonzero--
+      }
+      if (b.nonzero === 0) this.blocks.delete(bi)
+      p = stop
+    }
+  }
+}
+
+/**
  * System page frames.
  *
  * @category models
@@ -137,7 +180,7 @@ export class Frames {
   /** Where content buffers come from. */
   readonly store = new PageStore()
   /** Live DMA mappings covering each base pfn (the IOMMU's view). */
-  readonly dmaRefs = new Map<number, number>()
+  readonly dmaRefs = new PageCounts()
   /** Live base pages (a compound frame counts 512). */
   liveBasePages = 0
   /** Frames freed so far. */
@@ -217,7 +260,7 @@ export class Frames {
         this.bytes.delete(pfn)
         this.store.give(b)
       }
-      if ((this.dmaRefs.get(pfn) ?? 0) > 0) mapped++
+      if (this.dmaRefs.get(pfn) > 0) mapped++
     }
     if (mapped > 0) {
       this.onViolation({
@@ -301,6 +344,27 @@ export class Frames {
     const old = this.bytes.get(pfn)
     if (old !== undefined) this.store.give(old)
     this.bytes.set(pfn, buf)
+  }
+
+  /**
+   * The materialised buffer of base page `pfn` of an order-0 frame that only one entry maps and nothing
+   * else holds (so unmapping that entry frees it), removed from the frame and handed to the caller;
+   * `undefined` otherwise. A migration moves such a page's buffer instead of copying it and then
+   * freeing the original (issue #16: no double copy); the frame reads as blank from then on, which no
+   * one sees, since it is freed next.
+   */
+  takeSoleBytes(pfn: number): Uint8Array | undefined {
+    const f = this.frames.get(pfn)
+    if (f === undefined || f.order !== 0 || f.mapcount !== 1 || f.cacheRef) return undefined
+    const b = this.bytes.get(pfn)
+    if (b !== undefined) this.bytes.delete(pfn)
+    return b
+  }
+
+  /** Would {@link takeSoleBytes} hand out the buffer of `pfn`? */
+  hasSoleBytes(pfn: number): boolean {
+    const f = this.frames.get(pfn)
+    return f !== undefined && f.order === 0 && f.mapcount === 1 && !f.cacheRef && this.bytes.has(pfn)
   }
 
   /** Bytes of contents actually held. */

@@ -58,7 +58,7 @@ export class Iommu {
     this.live.set(iova, { iova, pfn, order, dir })
     this.orders.add(order)
     const n = orderPages(order)
-    for (let i = 0; i < n; i++) this.frames.dmaRefs.set(pfn + i, (this.frames.dmaRefs.get(pfn + i) ?? 0) + 1)
+    this.frames.dmaRefs.add(pfn, n, 1)
     return iova
   }
 
@@ -68,11 +68,7 @@ export class Iommu {
     if (m === undefined || m.order !== order) return undefined
     this.live.delete(iova)
     const n = orderPages(m.order)
-    for (let i = 0; i < n; i++) {
-      const c = (this.frames.dmaRefs.get(m.pfn + i) ?? 0) - 1
-      if (c <= 0) this.frames.dmaRefs.delete(m.pfn + i)
-      else this.frames.dmaRefs.set(m.pfn + i, c)
-    }
+    this.frames.dmaRefs.add(m.pfn, n, -1)
     return m
   }
 

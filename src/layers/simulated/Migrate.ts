@@ -112,7 +112,10 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     const live = ptes.filter((p) => current(vram, p))
     if (live.length === 0) return true
     const fail = takeCopyFail()
-    const stopAt = fail ? Math.floor(live.length / 2) : live.length
+    // issue #16: when both memories share one page store, each device page's buffer (freed right after by
+    // releasePage) moves to its new frame instead of being copied; the injected failure copies as before.
+    const move = !fail && vram.store === st.frames.store
+    const stopAt = fail ? Math.floor(live.length / 2) : move ? 0 : live.length
     const bufs: Array<Uint8Array | undefined> = new Array(live.length)
     for (let i = 0; i < stopAt; i++) {
       const src = vram.bytes.get(live[i]!.devicePfn)
@@ -131,7 +134,11 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       const pte = live[i]!
       const f = st.frames.alloc(0)
       f.mapcount++
-      const b = bufs[i]
+      let b = bufs[i]
+      if (move) {
+        b = vram.bytes.get(pte.devicePfn)
+        if (b !== undefined) vram.bytes.delete(pte.devicePfn)
+      }
       if (b !== undefined) {
         st.frames.adopt(f.head, b)
         copied++
@@ -262,10 +269,14 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     st.pt.splitAt(end)
     const fail = takeCopyFail()
     const stopAt = fail ? Math.floor(vpns.length / 2) : vpns.length
+    // issue #16: with one page store for both memories, a page whose frame this migration frees (order 0,
+    // mapped once, not cached) moves its buffer to the device page instead of being copied (below).
+    const move = !fail && vram.store === st.frames.store
     const bufs: Array<Uint8Array | undefined> = new Array(vpns.length)
     for (let i = 0; i < stopAt; i++) {
       const pte = st.pt.get(vpns[i]!)
       if (pte === undefined || pte.kind !== "system" || st.frames.isBlank(pte.pfn)) continue
+      if (move && st.frames.hasSoleBytes(pte.pfn)) continue
       const b = vram.store.take(false)
       st.frames.read(pte.pfn, 0, b, 0, PAGE_SIZE)
       bufs[i] = b
@@ -289,7 +300,9 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     for (let i = 0; i < vpns.length; i++) {
       const vpn = vpns[i]!
       const old = st.pt.get(vpn)
+      let b = bufs[i]
       if (old !== undefined && old.kind === "system" && old.pfn !== 0) {
+        if (move && b === undefined) b = st.frames.takeSoleBytes(old.pfn)
         const f = st.frames.frameOf(old.pfn)
         if (f !== undefined) st.frames.unmap(f)
       }
@@ -307,7 +320,6 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       st.pt.set(vpn, pte)
       st.devicePtes++
       vram.install(a, pfn, pte)
-      const b = bufs[i]
       if (b !== undefined) {
         vram.bytes.set(pfn, b)
         copied++

@@ -36,7 +36,7 @@ export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
       Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb))),
     remove: (h: NotifierHandle) => Effect.flatMap(point, () => n.remove(h)),
     // the hot ones skip a void point (SeededYields.afterPoint): same schedules, one step less
-    readBegin: (h: NotifierHandle) => afterPoint(point, () => Effect.suspend(() => n.readBegin(h))),
+    readBegin: (h: NotifierHandle) => afterPoint(point, () => Effect.suspend(() => n.readBeginNow(h))),
     readRetry: (h: NotifierHandle, seq: number) =>
       afterPoint(point, () =>
         Effect.sync(() => {

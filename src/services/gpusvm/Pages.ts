@@ -249,9 +249,9 @@ export const getPages = (core: Core) =>
       const n = State.notifierAt(core.state.value, r.notifierStart)!
       let seq = yield* core.mmu.readBegin(n.handle)
       if (r.dmaAddr !== undefined) {
-        const valid = yield* Lock.withRead(
+        const valid = yield* Lock.withReadSync(
           core.lock,
-          TxSync.modify(core.state, (s): [boolean, State.SvmState] => {
+          () => TxSync.modifyNow(core.state, (s): [boolean, State.SvmState] => {
             const now = State.live(s, r)
             if (now === undefined) return [false, s]
             if (now.flags.hasDmaMapping || now.flags.hasDevmemPages) {

@@ -80,7 +80,8 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (existing !== undefined) return existing
   // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
   const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
-  const window = yield* ChunkSize.selectEffect(
+  // the input is this step's snapshot (`live`), so the selection runs now: no extra step (issue #16)
+  const window = yield* ChunkSize.selectNow(
     {
       faultAddr,
       vmaStart: vma.start,
@@ -98,9 +99,9 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   if (window === undefined) {
     return yield* new InvalidArgument({ reason: "no chunk size fits the VMA, notifier and GPU VA window", addr: faultAddr })
   }
-  const created = yield* Lock.withRead(
+  const created = yield* Lock.withReadSync(
     core.lock,
-    TxSync.modify(core.state, (s0): [Range, State.SvmState] => {
+    () => TxSync.modifyNow(core.state, (s0): [Range, State.SvmState] => {
       const [id, s1] = State.takeId(s0)
       const s2 = alloc ? State.insertNotifier(s1, n) : s1
       const range: Range = {
