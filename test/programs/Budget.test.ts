@@ -38,6 +38,29 @@ describe("§8 bounded work: the run's work budget (issue #18)", () => {
       assert.isTrue(ok.ok, JSON.stringify(ok.violations))
     }))
 
+  it.effect("§8 §11.17 fault retries of every VM count towards the budget (the retrying faults are in a second VM)", () =>
+    Effect.gen(function*() {
+      const s = scenario({
+        name: "retries-vm",
+        policy: { migrate: "never" },
+        vms: ["v0", "v1"],
+        machine: { inject: { dmaMapFail: 3 } },
+        steps: [
+          { op: "mmap", as: "a", length: "64K" },
+          { op: "gpu-read", buf: "a", length: "4K", expect: "zero", vm: "v1" },
+          { op: "gpu-read", buf: "a", length: "4K", expect: "zero", vm: "v1" }
+        ]
+      })
+      const free = yield* ScenarioRunner.run(s, simulated)
+      assert.isTrue(free.ok, JSON.stringify(free))
+      const retries = Object.values(free.metrics.faultRetries).reduce((a, b) => a + b, 0)
+      assert.isAtLeast(retries, 1, "the injection makes v1's fault handler retry")
+      const r = yield* ScenarioRunner.run(s, simulated, { budget: { faultRetries: retries - 1 } })
+      const v = r.violations.find((x) => x.invariant === "budget")
+      assert.isDefined(v, JSON.stringify(r.violations))
+      assert.include(v!.detail, `fault retries: ${retries} exceed the work budget of ${retries - 1}`)
+    }))
+
   it.effect("§8 fault retries past the budget stop the run (injected DMA map failures make the driver retry)", () =>
     Effect.gen(function*() {
       const s = scenario({

@@ -73,8 +73,14 @@ export const meter = (env: RunEnv, budget: WorkBudget, now: Effect.Effect<number
       if (over) return true
       steps++
       if (steps > budget.steps) return exceed(`steps: ${steps} steps exceed the work budget of ${budget.steps}`)
-      const c = yield* env.driver.counters
-      const retries = Object.values(c.faultRetries).reduce((a, b) => a + b, 0)
+      // every VM of every process counts (kernel-semantics §11.17: several GPU SVMs per run)
+      let retries = 0
+      for (const p of env.world.processes.values()) {
+        for (const vm of p.vms) {
+          const c = yield* vm.driver.counters
+          for (const n of Object.values(c.faultRetries)) retries += n
+        }
+      }
       if (retries > budget.faultRetries) return exceed(`fault retries: ${retries} exceed the work budget of ${budget.faultRetries}`)
       const ms = (yield* now) - started
       if (ms > budget.ms) return exceed(`time: ${Math.round(ms)} ms exceed the work budget of ${budget.ms} ms`)
