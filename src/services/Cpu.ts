@@ -15,6 +15,7 @@ import { Context, type Effect } from "effect"
 import type { BadAddress, InvalidArgument, OutOfMemory, PermissionDenied, VmaNotFound } from "../domain/Errors.ts"
 import type { Prot } from "../domain/Prot.ts"
 import type { VmaKind } from "../domain/Vma.ts"
+import type { DeviceBo } from "./DevicePagemap.ts"
 
 /**
  * Options of `Cpu.mmap` (`mmap(2)`).
@@ -49,6 +50,18 @@ export interface MmapOptions {
    * §11.17; population errors are ignored, as `mm_populate` does).
    */
   readonly locked?: boolean
+  /**
+   * A CPU mapping of a buffer object's device memory (Xe `xe_bo_map_fixed` → `mmap` of the BO's
+   * fake offset on the DRM fd → `ttm_bo_mmap_obj`; IGT xe_exec_system_allocator `new-bo-map`,
+   * `evict-malloc-mix-bo`): the VMA is `special` (VM_PFNMAP | VM_IO) and shared whatever `kind` /
+   * `shared` say, `length` at most the BO's size; CPU loads and stores go straight to the BO's
+   * device memory (the BAR), `hmm_range_fault` reports it as an error (never mirrored, never
+   * migrated), `mlock` / `MAP_LOCKED` leave it unlocked (VM_SPECIAL). The BO's memory stays
+   * allocated while a mapping of it exists, even after `freeBo` (the mapping holds a reference, as
+   * TTM's VMA holds the GEM object). Errors: a BO this machine's device memory does not hold (or a
+   * machine without simulated BOs, the native one), or `length` past the BO → `InvalidArgument`.
+   */
+  readonly bo?: DeviceBo
 }
 
 /**

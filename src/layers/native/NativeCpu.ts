@@ -121,6 +121,8 @@ export const makeCpu = (st: NativeState, build: BuildProcess): Cpu["Service"] =>
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
     const args = checkMmap(o, NATIVE_KINDS, "the native machine")
     if (args instanceof InvalidArgument) return yield* args
+    // kernel-semantics §11.17: buffer objects are simulated only (the native pagemap has no BO allocator)
+    if (o.bo !== undefined) return yield* bad("mmap: a CPU mapping of a buffer object (xe_bo_map_fixed) needs the simulated machine's device memory")
     const { kind, prot, length, minAlign } = args
     const align = Math.max(args.align, minAlign)
     // §11.17 MAP_LOCKED (16): the kernel sets VM_LOCKED and populates the new, not yet registered

@@ -35,6 +35,7 @@ import { ZERO_PFN } from "./Frames.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type DevicePte, type ExclusivePte, HUGE_PAGES, type Pte, type SystemPte, vpnOf } from "./PageTable.ts"
 import type { VmaRec } from "./Vmas.ts"
+import type { DevAllocation } from "./Vram.ts"
 
 /**
  * Does a write to present entry `pte` in `vma` have to copy (COW) rather than reuse?
@@ -289,10 +290,37 @@ export const releaseOrphans = (st: MachineState, removed: ReadonlyArray<VmaRec>)
   for (const r of removed) {
     if (r.object !== 0 && st.cache.objects.get(r.object)?.kind === "shmem") ids.add(r.object)
   }
+  releaseClosedBos(st, removed)
   if (ids.size === 0) return
   // kernel-semantics §11.17: another process (a fork child) may still map the object
   for (const p of st.world.processes) for (const r of p.vmas.list) ids.delete(r.object)
   for (const id of ids) st.cache.release(id)
+}
+
+/**
+ * Does any VMA of any process of the machine still map allocation `alloc` (a BO mapping)?
+ *
+ * @category functions
+ */
+export const boMapped = (st: MachineState, alloc: DevAllocation): boolean => {
+  for (const p of st.world.processes) for (const r of p.vmas.list) if (r.device?.alloc === alloc) return true
+  return false
+}
+
+/**
+ * The last CPU mapping of a closed buffer object went (`removed` held some): its device memory
+ * is released (the VMA's reference on the GEM object was the last; kernel-semantics §11.17).
+ * Synchronous; mmap write lock held.
+ *
+ * @category functions
+ */
+export const releaseClosedBos = (st: MachineState, removed: ReadonlyArray<VmaRec>): void => {
+  for (const r of removed) {
+    const d = r.device
+    if (d === undefined || !d.vram.closedBos.has(d.alloc) || boMapped(st, d.alloc)) continue
+    d.vram.closedBos.delete(d.alloc)
+    d.vram.release(d.alloc)
+  }
 }
 
 /**

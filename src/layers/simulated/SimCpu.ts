@@ -43,11 +43,12 @@ import type { Prot } from "../../domain/Prot.ts"
 import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
-import { cowExtent, faultPage, hasExclusive, MAX_REVOKE_ROUNDS, migrateToRam, releaseOrphans, revokeExclusive, unmapRange, zapRange } from "./CpuFault.ts"
+import type { DeviceBo } from "../../services/DevicePagemap.ts"
+import { cowExtent, faultPage, hasExclusive, MAX_REVOKE_ROUNDS, migrateToRam, releaseClosedBos, releaseOrphans, revokeExclusive, unmapRange, zapRange } from "./CpuFault.ts"
 import { moveSwap, splitStraddling } from "./KernelMoves.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
-import { MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
+import { type DeviceBacking, MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
 import { checkedAccess, checkAccessArgs, checkLockWindow, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
 /** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
@@ -88,11 +89,30 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       return Effect.andThen(splitStraddling(st, start, end), notifiers.invalidate(s, e, "unmap", Effect.sync(() => unmapRange(st, start, end))))
     })
 
+  /**
+   * The device memory of BO `bo` for a mapping of `length` bytes (`ttm_bo_mmap_obj`): the pagemap
+   * holding it and its allocation; a BO this machine does not hold, a released one or a mapping
+   * past its end → `InvalidArgument`.
+   */
+  const deviceBackingOf = (bo: DeviceBo, length: number): DeviceBacking | InvalidArgument => {
+    for (const vram of st.devmem.byId.values()) {
+      const alloc = vram.bos.get(bo)
+      if (alloc === undefined) continue
+      if (length > bo.bytes) return bad(`mmap: ${length} bytes map past the end of a ${bo.bytes}-byte buffer object`)
+      return { vram, alloc }
+    }
+    return bad("mmap: the buffer object is not in this machine's device memory (freed, or not a simulated BO)")
+  }
+
   const mmap = Effect.fnUntraced(function*(o: MmapOptions) {
     yield* point
     const args = checkMmap(o)
     if (args instanceof InvalidArgument) return yield* args
-    const { kind, prot, length, minAlign, align } = args
+    const { prot, length, minAlign, align } = args
+    // xe_bo_map_fixed (kernel-semantics §11.17): a BO mapping is VM_PFNMAP | VM_IO and shared
+    const device = o.bo === undefined ? undefined : deviceBackingOf(o.bo, length)
+    if (device instanceof InvalidArgument) return yield* device
+    const kind = device === undefined ? args.kind : "special"
     return yield* lock.withWrite(ifAlive(st, "mmap", Effect.gen(function*() {
       let start: number
       if (o.fixed === true && o.addr !== undefined) {
@@ -111,7 +131,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
         start = found
       }
       yield* Effect.sync(() => {
-        const shared = o.shared === true
+        const shared = o.shared === true || device !== undefined
         let object = 0
         if (kind === "file") object = st.cache.file(o.fileSeed ?? 0).id
         else if (shared && kind !== "special") object = st.cache.shmem(kind === "hugetlb").id
@@ -125,7 +145,9 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
           object,
           pgoff: 0,
           fileSeed: kind === "file" ? (o.fileSeed ?? 0) : undefined,
-          ...(o.locked === true ? { locked: true } : {})
+          // VM_SPECIAL mappings drop VM_LOCKED (__mmap_complete: vm_flags_clear(VM_LOCKED_MASK))
+          ...(o.locked === true && device === undefined ? { locked: true } : {}),
+          ...(device === undefined ? {} : { device })
         }
         st.vmas.insert(rec)
       })
@@ -133,7 +155,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     }))).pipe(
       // MAP_LOCKED (kernel-semantics §11.17): do_mmap sets VM_LOCKED, then mm_populate — under the
       // read lock, errors ignored (a racing munmap just leaves less to populate)
-      Effect.tap((start) => o.locked === true ? Effect.ignore(lock.withRead(ifAlive(st, "mmap", populate(start, start + length)))) : Effect.void)
+      Effect.tap((start) => o.locked === true && device === undefined ? Effect.ignore(lock.withRead(ifAlive(st, "mmap", populate(start, start + length)))) : Effect.void)
     )
   })
 
@@ -229,9 +251,9 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       const huge = checkHugeEdges(st, "madvise", addr, end)
       if (huge !== undefined) return yield* huge
       const all = st.vmas.intersecting(addr, end)
-      // kernel-semantics §11.17: MADV_DONTNEED refuses a VM_LOCKED VMA (madvise_dontneed_free_valid_vma:
-      // EINVAL); the VMAs before it, walked in order, were dropped already
-      const lockedAt = all.findIndex((v) => v.locked === true)
+      // kernel-semantics §11.17: MADV_DONTNEED refuses a VM_LOCKED or VM_PFNMAP (special, a BO mapping)
+      // VMA (madvise_dontneed_free_valid_vma: EINVAL); the VMAs before it, walked in order, were dropped already
+      const lockedAt = all.findIndex((v) => v.locked === true || v.kind === "special")
       const hit = lockedAt < 0 ? all : all.slice(0, lockedAt)
       if (hit.length > 0) {
         const s = Math.max(addr, hit[0]!.start)
@@ -240,7 +262,8 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
         yield* notifiers.invalidate(s, e, "clear", Effect.sync(() => zapRange(st, s, e)))
       }
       if (lockedAt >= 0) {
-        return yield* bad("madvise: MADV_DONTNEED of a VM_LOCKED (mlocked) VMA (EINVAL)", Math.max(addr, all[lockedAt]!.start))
+        const v = all[lockedAt]!
+        return yield* bad(`madvise: MADV_DONTNEED of a ${v.kind === "special" ? "VM_PFNMAP (special)" : "VM_LOCKED (mlocked)"} VMA (EINVAL)`, Math.max(addr, v.start))
       }
     })))
   })
@@ -294,6 +317,10 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       // ones (here: `special`); the old range stays mapped (shared and file mappings refault from their object).
       if (dontUnmap && vma.kind === "special") {
         return yield* bad("mremap: dontUnmap is not allowed on a VM_PFNMAP (special) VMA", addr)
+      }
+      // vma_to_resize: a VM_DONTEXPAND / VM_PFNMAP VMA (a BO mapping among them) cannot grow: EFAULT
+      if (newLength > oldLength && vma.kind === "special") {
+        return yield* bad("mremap: a VM_PFNMAP (special) VMA cannot grow (Linux EFAULT, vma_to_resize)", addr)
       }
       if (newAddr === undefined && !dontUnmap) {
         if (newLength === oldLength) return addr
@@ -391,9 +418,18 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
     while (at < end) {
       const vpn = vpnOf(at)
       if (vma === undefined || at >= vma.end) vma = st.vmas.find(at)!
-      const pte = faultPage(st, vma, vpn, write)
       const off = at - vpn * PAGE_SIZE
       const n = Math.min(PAGE_SIZE - off, end - at)
+      const device = vma.device
+      if (device !== undefined) {
+        // a BO mapping (kernel-semantics §11.17): the load / store goes to the BO's device page (the BAR)
+        const pfn = device.alloc.pfns[(vma.pgoff + (vpn * PAGE_SIZE - vma.start)) / PAGE_SIZE]!
+        if (write) device.vram.writePage(pfn, off, buf, at - addr, n)
+        else device.vram.readPage(pfn, off, buf, at - addr, n)
+        at += n
+        continue
+      }
+      const pte = faultPage(st, vma, vpn, write)
       if (pte.kind === "system") {
         if (write) st.frames.write(pte.pfn, off, buf, at - addr, n)
         else st.frames.read(pte.pfn, off, buf, at - addr, n)
@@ -444,7 +480,8 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
       if (!st.vmas.covers(s, e)) return Effect.fail(new VmaNotFound({ reason: `${call}: [addr, addr + length) is not entirely mapped`, addr: s }))
       st.vmas.carve(s, e)
       for (const v of st.vmas.intersecting(s, e)) {
-        if (locked) v.locked = true
+        // mlock_fixup skips VM_SPECIAL VMAs (special, BO mappings): never VM_LOCKED
+        if (locked && v.kind !== "special") v.locked = true
         else delete v.locked
       }
       st.vmas.mergeAround(s, e)
@@ -519,6 +556,7 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
           const removed = [...st.vmas.list]
           for (const v of removed) zapRange(st, v.start, v.end)
           st.vmas.list.length = 0
+          releaseClosedBos(st, removed)
           // every object no other process of the machine maps (kernel-semantics §11.17: a fork child may)
           const mapped = new Set<number>()
           for (const p of st.world.processes) for (const r of p.vmas.list) mapped.add(r.object)

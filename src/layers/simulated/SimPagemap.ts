@@ -84,6 +84,7 @@ import { BadAddress, OutOfMemory } from "../../domain/Errors.ts"
 import type { DevicePage } from "../../domain/PageRef.ts"
 import type { DeviceBo, DevicePagemapApi, PopulateOptions } from "../../services/DevicePagemap.ts"
 import type { DeviceMapper } from "../../services/Pagemaps.ts"
+import { boMapped } from "./CpuFault.ts"
 import type { MachineState, SimulatedOptions } from "./MachineState.ts"
 import { makeMigrationEngine, populateBad, populateOom } from "./Migrate.ts"
 import { type DevAllocation, DPA_SLOT, MAX_VRAM_BYTES, Vram, type VramConfig } from "./Vram.ts"
@@ -266,7 +267,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
       })
 
     /** Buffer objects in device memory (kernel-semantics §11.17): pinned allocations, SVM evicted to make room. */
-    const bos = new Map<DeviceBo, DevAllocation>()
+    const bos = vram.bos
     const allocateBo = (bytes: number): Effect.Effect<DeviceBo, OutOfMemory | BadAddress> =>
       Effect.flatMap(point, () =>
         lock.withWrite(Effect.gen(function*() {
@@ -289,12 +290,14 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
           bos.set(bo, a)
           return bo
         })))
+    /** `gem_close`: a BO a CPU mapping still holds is released with its last mapping (`CpuFault.releaseClosedBos`). */
     const freeBo = (bo: DeviceBo): Effect.Effect<void> =>
       Effect.sync(() => {
         const a = bos.get(bo)
         if (a === undefined) return
         bos.delete(bo)
-        vram.release(a)
+        if (boMapped(st, a)) vram.closedBos.add(a)
+        else vram.release(a)
       })
 
     return {

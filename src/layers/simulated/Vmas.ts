@@ -21,6 +21,7 @@
 import { HUGE_PAGE_SIZE, alignUp } from "../../domain/Address.ts"
 import * as Prot from "../../domain/Prot.ts"
 import type { Vma, VmaKind } from "../../domain/Vma.ts"
+import type { DevAllocation, Vram } from "./Vram.ts"
 
 /**
  * Lowest address default placement considers: 4 GiB.
@@ -56,6 +57,22 @@ export interface VmaRec {
   readonly fileSeed: number | undefined
   /** VM_LOCKED (`mlock` / `MAP_LOCKED`, kernel-semantics §11.17); absent = unlocked. */
   locked?: boolean
+  /**
+   * A `special` VMA mapping a buffer object's device memory (`xe_bo_map_fixed`, kernel-semantics
+   * §11.17): its pages are the allocation's pfns from byte `pgoff` on; CPU accesses read and write
+   * them directly, no page-table entry is made.
+   */
+  readonly device?: DeviceBacking
+}
+
+/**
+ * The device memory behind a BO mapping: the pagemap's memory and the BO's pinned allocation.
+ *
+ * @category models
+ */
+export interface DeviceBacking {
+  readonly vram: Vram
+  readonly alloc: DevAllocation
 }
 
 /**

@@ -33,6 +33,7 @@
 import { PAGE_SIZE } from "../../domain/Address.ts"
 import * as Buddy from "../../domain/Buddy.ts"
 import type { Violation } from "../../services/Machine.ts"
+import type { DeviceBo } from "../../services/DevicePagemap.ts"
 import { PageStore } from "./Frames.ts"
 import type { DevicePte } from "./PageTable.ts"
 
@@ -147,6 +148,16 @@ export class Vram {
   readonly pages = new Map<number, DevPage>()
   /** Device pages of buffer objects (pinned allocations): in use, with no CPU entry (kernel-semantics §11.17). */
   readonly boPages = new Set<number>()
+  /**
+   * Buffer objects by their `DeviceBo` (kernel-semantics §11.17): the pinned allocation behind each,
+   * from `allocateBo` until its memory is released.
+   */
+  readonly bos = new Map<DeviceBo, DevAllocation>()
+  /**
+   * Buffer objects closed (`freeBo`, `gem_close`) while a CPU mapping still holds them (IGT
+   * `new-bo-map`): released when their last mapping goes (`CpuFault.releaseOrphans`).
+   */
+  readonly closedBos = new Set<DevAllocation>()
   /** Live allocations by id. */
   readonly allocations = new Map<number, DevAllocation>()
   /** Live `device_map` mappings: device address → order → count. */
