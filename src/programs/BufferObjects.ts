@@ -14,6 +14,9 @@
  *   BO-bound window (the GPU VMA there is the BO's; a fault there rebinds it);
  * - binding the mirror over a BO-bound window replaces the BO mapping (IGT
  *   `bo-unmap`: the BO is bound, then the mirror is bound over it again);
+ * - a BO can be mapped by the CPU (`xe_bo_map_fixed`, IGT `new-bo-map`): `memory` hands its device
+ *   memory to `Cpu.mmap({ bo })`, whose mapping reads and writes it directly and keeps it allocated
+ *   past `destroy` until unmapped (the VMA's reference on the GEM object);
  * - unbinding the mirror fails `EBUSY` while any SVM range there still has GPU
  *   mappings (`xe_svm_has_mapping`, IGT `busy`); once unbound, a GPU fault there
  *   has no GPU VMA and fails.
@@ -28,7 +31,7 @@
 import { Effect } from "effect"
 import { PAGE_SIZE } from "../domain/Address.ts"
 import { type BadAddress, Busy, InvalidArgument, type OutOfMemory } from "../domain/Errors.ts"
-import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
+import type { DeviceBo, DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu } from "../services/Gpu.ts"
 import type { GpuSvmApi } from "../services/GpuSvm.ts"
 import type { DriverState } from "./DriverState.ts"
@@ -45,6 +48,11 @@ export interface BufferObjectsApi {
   readonly create: (bytes: number) => Effect.Effect<number, OutOfMemory | BadAddress | InvalidArgument>
   /** `VM_BIND MAP` of BO `bo` at `addr` (page aligned): the SVM ranges there are removed first. */
   readonly bind: (bo: number, addr: number) => Effect.Effect<void, InvalidArgument>
+  /**
+   * The device memory of BO `bo`, for a CPU mapping of it (`xe_bo_map_fixed`: the caller maps it
+   * with `Cpu.mmap({ bo })`, kernel-semantics §11.17). Unknown BO → `InvalidArgument`.
+   */
+  readonly memory: (bo: number) => Effect.Effect<DeviceBo, InvalidArgument>
   /** `VM_BIND UNMAP` of BO `bo`'s binding: the window returns to the mirror. */
   readonly unbind: (bo: number) => Effect.Effect<void, InvalidArgument>
   /** `gem_close` + last unbind: unbinds BO `bo` if bound and frees its memory. */
@@ -124,6 +132,7 @@ export const make = (
         binds.bindBo(bo, addr, end)
         yield* gpu.bind(addr, end, mem.addrs)
       })),
+    memory: (bo) => Effect.map(known(bo), (entry) => entry.bo),
     unbind: (bo) =>
       st.withSvmLock(Effect.gen(function*() {
         yield* known(bo)

@@ -207,6 +207,7 @@ const exec = (base: RunEnv, barriers: Barriers.Barriers) => {
       case "bo-bind":
       case "bo-unbind":
       case "bo-destroy":
+      case "bo-mmap":
       case "vm-unbind":
       case "vm-bind":
         return BoSteps.run(env, step, where)

@@ -86,6 +86,7 @@ describe("Scenario: valid files", () => {
         { op: "mmap", as: "m", length: "64K" },
         { op: "bo-bind", bo: "o", buf: "m" },
         { op: "bo-unbind", bo: "o" },
+        { op: "bo-mmap", bo: "o", buf: "m" },
         { op: "bo-destroy", bo: "o" },
         { op: "vm-unbind", buf: "m" },
         { op: "vm-bind" },

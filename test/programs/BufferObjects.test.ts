@@ -116,6 +116,103 @@ describe("§11.17 buffer objects and binds", () => {
       }))
     }))
 
+  it.effect("§11.17 IGT new-bo-map / xe_bo_map_fixed: CPU stores through a BO mapping land in the BO's device memory, where the GPU's BO bind reads them, and back", () =>
+    Effect.gen(function*() {
+      yield* runOk(scenario({
+        name: "bo-map",
+        machine: { vramBytes: "4M" },
+        steps: [
+          { op: "mmap", as: "a", length: "64K", prot: "none" },
+          { op: "bo-create", as: "b", length: "64K" },
+          { op: "bo-mmap", bo: "b", buf: "a" },
+          { op: "cpu-read", buf: "a", expect: "zero" },
+          { op: "cpu-write", buf: "a", pattern: 5 },
+          { op: "bo-bind", bo: "b", buf: "a" },
+          { op: "gpu-read", buf: "a", expect: 5 },
+          { op: "gpu-write", buf: "a", offset: "4K", length: "4K", pattern: 8 },
+          { op: "cpu-read", buf: "a", offset: "4K", length: "4K", expect: 8 },
+          { op: "cpu-read", buf: "a", offset: "8K", length: "8K", expect: 5 },
+          { op: "expect-metrics", faults: { eq: 0 }, rangesCreated: { eq: 0 }, bytesToVram: { eq: 0 } }
+        ]
+      }))
+    }))
+
+  it.effect("§11.17 a BO mapping is VM_PFNMAP: the mirror does not mirror it (hmm_range_fault error → GPU fault error), MADV_DONTNEED is EINVAL, it cannot grow (EFAULT), mlock succeeds and changes nothing", () =>
+    Effect.gen(function*() {
+      yield* runOk(scenario({
+        name: "bo-map-pfnmap",
+        machine: { vramBytes: "4M" },
+        steps: [
+          { op: "mmap", as: "a", length: "64K", prot: "none" },
+          { op: "bo-create", as: "b", length: "64K" },
+          { op: "bo-mmap", bo: "b", buf: "a" },
+          { op: "cpu-write", buf: "a", pattern: 3 },
+          { op: "expect-error", step: { op: "gpu-read", buf: "a", length: "4K", expect: 3 }, tag: "GpuFaultError" },
+          { op: "expect-error", step: { op: "madvise-dontneed", buf: "a" }, tag: "InvalidArgument" },
+          { op: "expect-error", step: { op: "mremap", buf: "a", newLength: "128K" }, tag: "InvalidArgument" },
+          { op: "mlock", buf: "a" },
+          { op: "cpu-read", buf: "a", expect: 3 }
+        ]
+      }))
+    }))
+
+  it.effect("§11.17 the CPU mapping holds the BO: its device memory outlives gem_close (bo-destroy) until the munmap; then it is freed", () =>
+    Effect.gen(function*() {
+      const r = yield* runOk(scenario({
+        name: "bo-map-ref",
+        machine: { vramBytes: "4M" },
+        steps: [
+          { op: "mmap", as: "a", length: "2M", prot: "none" },
+          { op: "bo-create", as: "b", length: "2M" },
+          { op: "bo-mmap", bo: "b", buf: "a" },
+          { op: "cpu-write", buf: "a", pattern: 4 },
+          { op: "bo-destroy", bo: "b" },
+          { op: "expect-metrics", deviceBytesLive: { eq: "2M" } },
+          { op: "cpu-read", buf: "a", expect: 4 },
+          { op: "munmap", buf: "a" },
+          { op: "expect-metrics", deviceBytesLive: { eq: 0 } }
+        ]
+      }))
+      assert.strictEqual(r.metrics.deviceBytesLive, 0)
+    }))
+
+  it.effect("§11.17 fork: the child inherits the shared BO mapping and reads the BO's memory; its exit leaves the parent's mapping", () =>
+    Effect.gen(function*() {
+      yield* runOk(scenario({
+        name: "bo-map-fork",
+        machine: { vramBytes: "4M" },
+        processes: [
+          {
+            name: "p",
+            steps: [
+              { op: "mmap", as: "a", length: "64K", prot: "none" },
+              { op: "bo-create", as: "b", length: "64K" },
+              { op: "bo-mmap", bo: "b", buf: "a" },
+              { op: "cpu-write", buf: "a", pattern: 6 },
+              { op: "fork", as: "c" },
+              { op: "wait", process: "c" },
+              { op: "cpu-read", buf: "a", expect: 7 }
+            ]
+          },
+          { name: "c", steps: [{ op: "cpu-read", buf: "a", expect: 6 }, { op: "cpu-write", buf: "a", pattern: 7 }] }
+        ]
+      }))
+    }))
+
+  it.effect("§11.17 bo-mmap of a BO larger than the buffer's window is InvalidArgument", () =>
+    Effect.gen(function*() {
+      yield* runOk(scenario({
+        name: "bo-map-bad",
+        machine: { vramBytes: "4M" },
+        steps: [
+          { op: "mmap", as: "a", length: "64K", prot: "none" },
+          { op: "bo-create", as: "b", length: "128K" },
+          { op: "expect-error", step: { op: "bo-mmap", bo: "b", buf: "a" }, tag: "InvalidArgument" },
+          { op: "expect-error", step: { op: "bo-mmap", bo: "b", buf: "a", offset: "4K" }, tag: "InvalidArgument" }
+        ]
+      }))
+    }))
+
   it("§11.17 a bo that no bo-create of its process names is rejected before the run", () => {
     const exit = decodeScenario({ name: "x", steps: [{ op: "mmap", as: "a", length: "4K" }, { op: "bo-bind", bo: "nope", buf: "a" }] })
     assert.isTrue(Exit.isFailure(exit))

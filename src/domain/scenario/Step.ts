@@ -121,7 +121,7 @@ export type BarrierStep = StepOf<"barrier">
 /** @category models @since 0.4.0 */
 export type ForkStep = StepOf<"fork">
 /** @category models @since 0.4.0 */
-export type BoStep = StepOf<"bo-create" | "bo-bind" | "bo-unbind" | "bo-destroy" | "vm-unbind" | "vm-bind">
+export type BoStep = StepOf<"bo-create" | "bo-bind" | "bo-unbind" | "bo-destroy" | "bo-mmap" | "vm-unbind" | "vm-bind">
 /** @category models @since 0.4.0 */
 export type WaitStep = StepOf<"wait">
 /** Mapping protection names of `mmap` / `mprotect`. @category models @since 0.1.0 */

@@ -1,6 +1,6 @@
 /**
  * The interpreter of the buffer-object and GPU VM bind steps (`bo-create`,
- * `bo-bind`, `bo-unbind`, `bo-destroy`, `vm-unbind`, `vm-bind`;
+ * `bo-bind`, `bo-unbind`, `bo-destroy`, `bo-mmap`, `vm-unbind`, `vm-bind`;
  * kernel-semantics §11.17, IGT `bo-unmap`, `busy`, `evict-malloc-mix-bo`)
  * over the step's VM's driver (`Driver.bo`, `programs/BufferObjects.ts`). BO
  * names are per process (`ProcessEnv.bos`), each bound to the VM that created it.
@@ -8,7 +8,7 @@
  * @since 0.4.0
  */
 import { Effect } from "effect"
-import type { BadAddress, Busy, InvalidArgument, OutOfMemory } from "../../domain/Errors.ts"
+import { type BadAddress, type Busy, InvalidArgument, type OutOfMemory } from "../../domain/Errors.ts"
 import type { BoStep } from "../../domain/scenario/Step.ts"
 import { type Interpreter, type RunEnv, windowOf } from "./RunEnv.ts"
 import { UnknownBuffer } from "./StepError.ts"
@@ -61,6 +61,16 @@ export const run: Interpreter<BoStep, BoStepError> = (env, step) => {
         Effect.andThen(bo.destroy(id), Effect.sync(() => {
           env.process.bos.delete(step.bo)
         })))
+    case "bo-mmap": {
+      // xe_bo_map_fixed (kernel-semantics §11.17): the process maps the BO's device memory at the window
+      const w = windowOf(env, step.buf, step.offset, undefined)
+      if (w instanceof UnknownBuffer) return Effect.fail(w)
+      return Effect.flatMap(boId(env, step.bo), (id) =>
+        Effect.flatMap(bo.memory(id), (mem) =>
+          mem.bytes > w.length
+            ? Effect.fail(new InvalidArgument({ reason: `bo-mmap: the ${mem.bytes}-byte buffer object does not fit in buffer ${JSON.stringify(step.buf)} at offset ${w.offset}`, addr: w.addr }))
+            : Effect.asVoid(env.process.cpu.mmap({ addr: w.addr, length: mem.bytes, fixed: true, shared: true, kind: "special", bo: mem }))))
+    }
     case "vm-unbind":
       return Effect.flatMap(mirrorWindow(env, step), ([s, e]) => bo.unbindMirror(s, e))
     case "vm-bind":

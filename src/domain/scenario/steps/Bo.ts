@@ -53,6 +53,18 @@ export const BoUnbindStep = Schema.Struct({ op: Schema.Literal("bo-unbind"), bo:
  */
 export const BoDestroyStep = Schema.Struct({ op: Schema.Literal("bo-destroy"), bo: BoName, ...vmField })
 
+/**
+ * `bo-mmap`: `xe_bo_map_fixed` of BO `bo` at buffer `buf`'s address (+ `offset`): a shared
+ * VM_PFNMAP mapping of the whole BO replaces what is mapped there (MAP_FIXED; UNMAP first), and
+ * CPU loads and stores through `buf` there reach the BO's device memory. The window must lie in
+ * the buffer; `munmap` of it drops the mapping (the BO's memory lives until then, even after
+ * `bo-destroy`).
+ *
+ * @category schemas
+ * @since 0.5.0
+ */
+export const BoMmapStep = Schema.Struct({ op: Schema.Literal("bo-mmap"), bo: BoName, buf: BufferName, offset: optional(NonNegativeIntLike), ...vmField })
+
 const windowFields = { buf: optional(BufferName), offset: optional(NonNegativeIntLike), length: optional(PositiveIntLike), ...vmField }
 
 /**
@@ -79,4 +91,4 @@ export const VmBindStep = Schema.Struct({ op: Schema.Literal("vm-bind"), ...wind
  * @category schemas
  * @since 0.4.0
  */
-export const boSteps = [BoCreateStep, BoBindStep, BoUnbindStep, BoDestroyStep, VmUnbindStep, VmBindStep] as const
+export const boSteps = [BoCreateStep, BoBindStep, BoUnbindStep, BoDestroyStep, BoMmapStep, VmUnbindStep, VmBindStep] as const
