@@ -397,6 +397,13 @@ const testExec = (
   let nextData: Buf | undefined
   let prevIdx = 0
   const values = new Map<number, number>() // idx → the value its batch stores (READ_VALUE)
+  // BO_MAP: the BO mapped at `data` (undefined: `data` is ordinary memory)
+  let bo: string | undefined
+  const dropBo = (name: string) => {
+    p.push({ op: "vm-bind", buf: data.as, length: boSize })
+    p.munmap(data)
+    p.push({ op: "bo-destroy", bo: name })
+  }
   const at = (idx: number, field: number) => base + idx * EXEC_DATA.size + field
   const valueOf = (idx: number) => {
     let v = values.get(idx)
@@ -482,22 +489,38 @@ const testExec = (
       }
       if (f("EVERY_OTHER_CHECK")) p.push({ op: "expect-dword", buf: data.as, offset: at(prevIdx, EXEC_DATA.data), value: valueOf(prevIdx) })
     }
+    // a BO mapped by the previous exec (BO_MAP): the mirror bound over it again, munmap, gem_close
+    if (bo !== undefined) dropBo(bo)
     if (f("NEW")) {
-      if (f("FREE")) p.munmap(data)
-      else pending.push(data)
+      if (bo === undefined) {
+        if (f("FREE")) p.munmap(data)
+        else pending.push(data)
+      }
       values.clear()
-      // MMAP: mmap(NULL, bo_size, RW, MAP_SHARED | MAP_ANONYMOUS); else aligned_alloc(aligned_size, bo_size)
-      data = f("MMAP") ? p.mmap("data", boSize, SZ_4K, { shared: true }) : p.mmap("data", boSize, alignedSize)
+      if (f("BO_MAP") && !f("MMAP") && i % 2 === 1) {
+        // __aligned_alloc(aligned_size, bo_size) + partial free; a VRAM BO mapped there (xe_bo_map_fixed) and bound
+        data = p.mmap("data", boSize, alignedSize, { prot: "none" })
+        bo = p.name("bo")
+        p.push({ op: "bo-create", as: bo, length: boSize })
+        p.push({ op: "bo-mmap", bo, buf: data.as })
+        p.push({ op: "bo-bind", bo, buf: data.as })
+      } else {
+        bo = undefined
+        // MMAP: mmap(NULL, bo_size, RW, MAP_SHARED | MAP_ANONYMOUS); else aligned_alloc(aligned_size, bo_size)
+        data = f("MMAP") ? p.mmap("data", boSize, SZ_4K, { shared: true }) : p.mmap("data", boSize, alignedSize)
+      }
       if (memsetOn) p.memset(data.as, 0, boSize)
     }
     prevIdx = idx
   }
   // cleanup
+  const boAtEnd = bo !== undefined
+  if (bo !== undefined) dropBo(bo)
   if (f("BUSY")) p.push({ op: "expect-error", step: { op: "vm-unbind" }, tag: "Busy" }) // unbind_system_allocator() == -EBUSY
   if (ufence !== undefined) p.munmap(ufence)
   if (f("LOCK") && alloc === undefined) p.push({ op: "munlock", buf: data.as })
   for (const b of pending) p.munmap(b)
-  if (alloc === undefined) p.munmap(data)
+  if (alloc === undefined && !boAtEnd) p.munmap(data)
   for (const b of past) p.munmap(b)
 }
 
@@ -549,23 +572,35 @@ const manyAllocs = (p: Program, t: Subtest, call: Extract<Call, { fn: "many_allo
   const f = has(t)
   const total = call.totalAlloc === "visible-vram" ? vramBytes : call.totalAlloc
   const numAllocs = f("BENCHMARK") ? 1 : Math.floor((9 * Math.floor(total / call.allocSize)) / 8)
-  const allocs: Array<{ buf: Buf; values: Array<number> }> = []
+  const allocs: Array<{ buf: Buf; base: number; bo: string | undefined; values: Array<number> }> = []
   const nWrites = Math.floor(call.allocSize / call.stride)
   for (let a = 0; a < numAllocs; a++) {
-    const buf = p.mmap("alloc", call.allocSize, SZ_2M) // aligned_alloc(SZ_2M, alloc_size)
+    let buf: Buf
+    let base = 0
+    let bo: string | undefined
+    if (f("MIX_BO_ALLOC") && a % 2 === 1) {
+      // __aligned_alloc(SZ_2M, alloc_size): a PROT_NONE reservation of alloc_size + 2 MiB, the 2 MiB-aligned
+      // pointer in it; a VRAM BO mapped there (xe_bo_map_fixed) and bound (xe_vm_bind_async)
+      buf = p.mmap("res", call.allocSize + SZ_2M, SZ_4K, { prot: "none" })
+      base = align(buf.addr, SZ_2M) - buf.addr
+      bo = p.name("bo")
+      p.push({ op: "bo-create", as: bo, length: call.allocSize })
+      p.push({ op: "bo-mmap", bo, buf: buf.as, ...(base === 0 ? {} : { offset: base }) })
+      p.push({ op: "bo-bind", bo, buf: buf.as, ...(base === 0 ? {} : { offset: base }) })
+    } else buf = p.mmap("alloc", call.allocSize, SZ_2M) // aligned_alloc(SZ_2M, alloc_size)
     // touch_all_pages: a user fence page, every batch written, every exec (the last with the fence), one wait
     const ufence = p.mmap("ufence", SZ_4K, SZ_4K, { shared: true })
     p.memset(ufence.as, 0, SZ_4K)
     const values: Array<number> = []
     for (let i = 0; i < nWrites; i++) {
       values.push(writeValue(p, false, 0, i))
-      p.push({ op: "gpu-exec", batch: { buf: buf.as, offset: i * call.stride }, store: { buf: buf.as, offset: i * call.stride + BATCH_DATA.data }, value: values[i]!, exec: false })
+      p.push({ op: "gpu-exec", batch: { buf: buf.as, offset: base + i * call.stride }, store: { buf: buf.as, offset: base + i * call.stride + BATCH_DATA.data }, value: values[i]!, exec: false })
     }
     for (let i = 0; i < nWrites; i++) {
       p.push({
         op: "gpu-exec",
-        batch: { buf: buf.as, offset: i * call.stride },
-        store: { buf: buf.as, offset: i * call.stride + BATCH_DATA.data },
+        batch: { buf: buf.as, offset: base + i * call.stride },
+        store: { buf: buf.as, offset: base + i * call.stride + BATCH_DATA.data },
         value: values[i]!,
         writeBatch: false,
         ...(i + 1 === nWrites ? { fence: { buf: ufence.as } } : {}),
@@ -573,22 +608,22 @@ const manyAllocs = (p: Program, t: Subtest, call: Extract<Call, { fn: "many_allo
       })
     }
     p.munmap(ufence)
-    allocs.push({ buf, values })
+    allocs.push({ buf, base, bo, values })
   }
-  const check = (q: { push: (s: StepJson) => void }, buf: Buf, values: ReadonlyArray<number>, from: number, step: number, barrier?: string) => {
+  const check = (q: { push: (s: StepJson) => void }, buf: Buf, base: number, values: ReadonlyArray<number>, from: number, step: number, barrier?: string) => {
     for (let i = from; i < values.length; i += step) {
-      q.push({ op: "expect-dword", buf: buf.as, offset: i * call.stride + BATCH_DATA.data, value: values[i]! })
+      q.push({ op: "expect-dword", buf: buf.as, offset: base + i * call.stride + BATCH_DATA.data, value: values[i]! })
       if (barrier !== undefined) q.push({ op: "barrier", name: `${barrier}-${i}` })
     }
   }
-  allocs.forEach(({ buf, values }, a) => {
+  allocs.forEach(({ buf, base, bo, values }, a) => {
     if (f("CPU_FAULT_THREADS")) {
       // check_all_pages_threads: 8 threads, each a slice (or, SAME_PAGE, every page with a barrier after each)
       p.push({ op: "barrier", name: `go${a}` })
       checkers.forEach((q, k) => {
         q.push({ op: "barrier", name: `go${a}` })
-        if (f("CPU_FAULT_SAME_PAGE")) check(q, buf, values, 0, 1, `page${a}`)
-        else check(q, buf, values, k, checkers.length)
+        if (f("CPU_FAULT_SAME_PAGE")) check(q, buf, base, values, 0, 1, `page${a}`)
+        else check(q, buf, base, values, k, checkers.length)
         q.push({ op: "barrier", name: `joined${a}` })
       })
       p.push({ op: "barrier", name: `joined${a}` })
@@ -597,14 +632,15 @@ const manyAllocs = (p: Program, t: Subtest, call: Extract<Call, { fn: "many_allo
       // every page with the shared barrier after each); igt_waitchildren
       const children = Array.from({ length: NUM_CHECK_THREADS }, (_, k) => {
         const steps: Array<StepJson> = [{ op: "barrier", name: `go${a}` }]
-        if (f("CPU_FAULT_SAME_PAGE")) check(steps, buf, values, 0, 1, `page${a}`)
-        else check(steps, buf, values, k, NUM_CHECK_THREADS)
+        if (f("CPU_FAULT_SAME_PAGE")) check(steps, buf, base, values, 0, 1, `page${a}`)
+        else check(steps, buf, base, values, k, NUM_CHECK_THREADS)
         return p.fork(steps)
       })
       p.push({ op: "barrier", name: `go${a}` })
       for (const child of children) p.push({ op: "wait", process: child })
-    } else check(p, buf, values, 0, 1)
-    p.munmap(buf)
+    } else check(p, buf, base, values, 0, 1)
+    p.munmap(buf) // free, or __aligned_free of the reservation (the BO mapping in it goes too)
+    if (bo !== undefined) p.push({ op: "bo-destroy", bo }) // gem_close
   })
 }
 

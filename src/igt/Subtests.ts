@@ -540,18 +540,17 @@ export const matching = (glob?: string): ReadonlyArray<Subtest> => {
 /**
  * Where a capability a subtest needs comes from: the IGT exec model (#17
  * part 3, `gpu-exec`: every subtest that executes batches has it), a CPU
- * mapping of a buffer object (`bo-cpu-map`: `xe_bo_map_fixed`, which the
- * model does not have: its BOs are reached by the GPU only), or nowhere
- * (`outside`: a compute kernel). The wider world (#14: fork, several
- * processes, one VM per thread, mlock), Xe madvise attributes (#17 part 1)
- * and BOs with binds (#17 part 2) have landed: no subtest needs them any more.
+ * mapping of a buffer object (`bo-cpu-map`: `xe_bo_map_fixed`, the `bo-mmap`
+ * step), or nowhere (`outside`: a compute kernel). The wider world (#14:
+ * fork, several processes, one VM per thread, mlock), Xe madvise attributes
+ * (#17 part 1) and BOs with binds (#17 part 2) have landed too.
  *
  * @category models
  */
 export type NeedSource = "#17 part 3" | "bo-cpu-map" | "outside"
 
 /**
- * One capability a subtest needs (the exec model), or one the model lacks.
+ * One capability a subtest needs (the exec model, a BO CPU mapping), or one the model lacks (`outside`).
  *
  * @category models
  */
@@ -561,26 +560,31 @@ export interface Need {
 }
 
 /**
+ * The sources the model provides: a subtest that needs only these runs.
+ *
+ * @category constants
+ */
+export const PROVIDED: ReadonlyArray<NeedSource> = ["#17 part 3", "bo-cpu-map"]
+
+/**
  * The skip text of each source (`gpusvm igt report` groups by it).
  *
  * @category constants
  */
 export const SOURCE_TEXT: Record<NeedSource, string> = {
   "#17 part 3": "needs the IGT exec model (#17 part 3)",
-  "bo-cpu-map": "needs a CPU mapping of a BO (xe_bo_map_fixed), which the model does not have",
+  "bo-cpu-map": "needs a CPU mapping of a BO (xe_bo_map_fixed, the bo-mmap step)",
   "outside": "needs what the model does not mean to have"
 }
 
 /**
  * What a subtest needs, read from its call and flags (empty for a vacuous
  * subtest: IGT does nothing there). In order:
- * - a CPU mapping of a BO (`xe_bo_map_fixed`): `BO_MAP` (`new-bo-map`: odd
- *   execs run in a VRAM BO mapped at the buffer's address; the CPU memsets
- *   it, writes the batch into it and reads the result through the mapping)
- *   and `MIX_BO_ALLOC` (`*-evict-malloc-mix-bo`: odd allocations are such BOs,
- *   `touch_all_pages` / `check_all_pages` write and read them on the CPU).
- *   The model's BOs (docs/scenarios.md "Buffer objects and binds") have no
- *   CPU mapping, so these stay skipped;
+ * - a CPU mapping of a BO (`xe_bo_map_fixed`, `bo-mmap`): `BO_MAP`
+ *   (`new-bo-map`: odd execs end by mapping a VRAM BO at a fresh address; the
+ *   next exec's batch, store and check go through it) and `MIX_BO_ALLOC`
+ *   (`*-evict-malloc-mix-bo`: odd allocations are such BOs, `touch_all_pages`
+ *   / `check_all_pages` write and read them on the CPU);
  * - outside the model: `compute` runs a compute kernel;
  * - the exec model (#17 part 3): every other subtest (batches in memory,
  *   store dword, user fences, exec queues), which `gpu-exec` provides.
@@ -599,7 +603,7 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
   const out: Array<Need> = []
   const add = (source: NeedSource, what: string) => out.push({ source, what })
   if (has("BO_MAP")) {
-    add("bo-cpu-map", "BO_MAP: odd execs use a VRAM BO mapped at the buffer's address, the CPU writes the batch into it and reads the result through it")
+    add("bo-cpu-map", "BO_MAP: odd execs map a VRAM BO at a fresh address, the CPU memsets it, writes the next batch into it and reads the result through it")
   }
   if (has("MIX_BO_ALLOC")) {
     add("bo-cpu-map", "MIX_BO_ALLOC: odd allocations are VRAM BOs mapped at their address, the CPU writes the batches into them and checks the results through them")
@@ -612,13 +616,13 @@ export const needs = (t: Subtest): ReadonlyArray<Need> => {
 /**
  * The one-line reason `gpusvm simulate igt:<name>` prints as
  * `skipped: reason`, or undefined if the model lacks nothing (or the
- * subtest is vacuous): the needs other than the exec model (#17 part 3, which
- * `gpu-exec` provides), grouped by source.
+ * subtest is vacuous): the needs the model does not provide ({@link PROVIDED}),
+ * grouped by source.
  *
  * @category functions
  */
 export const skipReason = (t: Subtest): string | undefined => {
-  const list = needs(t).filter((n) => n.source !== "#17 part 3")
+  const list = needs(t).filter((n) => !PROVIDED.includes(n.source))
   if (list.length === 0) return undefined
   const bySource = new Map<NeedSource, Array<string>>()
   for (const n of list) bySource.set(n.source, [...(bySource.get(n.source) ?? []), n.what])

@@ -209,16 +209,61 @@ describe("#17 part 4: generated subtests, step by step against IGT", () => {
     assert.strictEqual(steps.filter((s) => s.op === "expect-dword").length, 9 * 384)
   })
 
-  it("#17 part 5 vacuous and skipped subtests say so (IGT's early return; no CPU mapping of a BO; compute), never a scenario", () => {
+  it("#17 part 5 vacuous and skipped subtests say so (IGT's early return; compute), never a scenario", () => {
     const b = (n: string) => build(subtest(n)!)
     assert.strictEqual(b("once-malloc-multi-fault").kind, "vacuous")
     assert.strictEqual(b("threads-many-malloc-fork-read").kind, "vacuous")
     for (const n of ["once-new-bo-map", "many-new-bo-map-nomemset", "evict-malloc-mix-bo", "processes-evict-malloc-mix-bo"]) {
-      const r = b(n)
-      assert.strictEqual(r.kind, "skipped", n)
-      assert.match(r.kind === "skipped" ? r.reason : "", /^needs a CPU mapping of a BO \(xe_bo_map_fixed\), which the model does not have/, n)
+      assert.strictEqual(b(n).kind, "scenario", `${n}: BO CPU mappings exist (bo-mmap)`)
     }
+    assert.strictEqual(b("compute").kind, "skipped")
     assert.match((b("compute") as { reason: string }).reason, /compute kernel/)
+  })
+
+  it("#17 part 5 IGT twice-new-bo-map (BO_MAP, test_exec): exec 1 ends by reserving a fresh window, creating a VRAM BO, mapping it there (xe_bo_map_fixed) and binding it; at cleanup the mirror is bound over it, it is unmapped and closed", () => {
+    const steps = stepsOf("twice-new-bo-map")
+    const bo = steps.findIndex((s) => s.op === "bo-create")
+    assert.isAbove(bo, 0)
+    const res = steps[bo - 1]!
+    assert.deepInclude(res, { op: "mmap", prot: "none", length: steps[bo]!.length })
+    assert.deepStrictEqual(ops(steps.slice(bo, bo + 3)), ["bo-create", "bo-mmap", "bo-bind"])
+    assert.strictEqual(steps[bo + 1]!.buf, res.as)
+    // both execs ran before it (odd(i) at the end of exec 1) and no exec uses the BO: cleanup drops it
+    assert.strictEqual(steps.slice(bo).filter((s) => s.op === "gpu-exec").length, 0)
+    const tail = ops(steps.slice(bo + 3))
+    assert.deepStrictEqual(tail.slice(0, 4), ["cpu-write", "vm-bind", "munmap", "bo-destroy"], "memset through the mapping, then the cleanup's if (bo)")
+    assert.strictEqual(steps.filter((s) => s.op === "munmap" && s.buf === res.as).length, 1, "data is not freed again")
+  })
+
+  it("#17 part 5 IGT many-new-bo-map (BO_MAP): every exec after an odd one runs in the BO mapped there; the next exec first binds the mirror over it, unmaps it and closes it", () => {
+    const steps = stepsOf("many-new-bo-map")
+    const mapped = new Set(steps.filter((s) => s.op === "bo-mmap").map((s) => s.buf))
+    assert.strictEqual(mapped.size, 64, "odd(i) for 128 execs")
+    const inBo = steps.filter((s) => s.op === "gpu-exec" && s.exec !== false && mapped.has((s.batch as { buf: string }).buf))
+    assert.strictEqual(inBo.length, 63, "the exec after each odd one, but after the last")
+    for (const b of mapped) {
+      const at = steps.findIndex((s) => s.op === "vm-bind" && s.buf === b)
+      assert.deepStrictEqual(ops(steps.slice(at, at + 3)), ["vm-bind", "munmap", "bo-destroy"], String(b))
+    }
+  })
+
+  it("#17 part 5 IGT evict-malloc-mix-bo (MIX_BO_ALLOC, many_allocs): odd allocations are a PROT_NONE reservation of alloc_size + 2 MiB with a VRAM BO mapped and bound at its 2 MiB-aligned pointer; touched and checked through the mapping; __aligned_free, then gem_close", () => {
+    const steps = stepsOf("evict-malloc-mix-bo")
+    const creates = steps.flatMap((s, i) => s.op === "bo-create" ? [i] : [])
+    const allocs = steps.filter((s) => s.op === "mmap" && s.prot !== "none")
+    assert.isAbove(creates.length, 0)
+    assert.approximately(creates.length, allocs.filter((s) => String(s.as).startsWith("alloc")).length, 1, "every other allocation")
+    for (const i of creates) {
+      const res = steps[i - 1]!
+      assert.deepInclude(res, { op: "mmap", prot: "none", length: (steps[i]!.length as number) + 0x200000 })
+      const base = Math.ceil((res.addr as number) / 0x200000) * 0x200000 - (res.addr as number)
+      assert.deepStrictEqual(ops(steps.slice(i, i + 3)), ["bo-create", "bo-mmap", "bo-bind"])
+      assert.strictEqual(steps[i + 1]!.offset ?? 0, base)
+      const checks = steps.filter((s) => s.op === "expect-dword" && s.buf === res.as)
+      assert.isAbove(checks.length, 0)
+      const free = steps.findIndex((s) => s.op === "munmap" && s.buf === res.as)
+      assert.deepInclude(steps[free + 1]!, { op: "bo-destroy", bo: steps[i]!.as })
+    }
   })
 })
 
