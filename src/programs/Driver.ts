@@ -32,6 +32,7 @@ import { type DriverOptions, GC_ACTOR } from "./DriverState.ts"
 import * as FaultHandler from "./FaultHandler.ts"
 import * as GarbageCollector from "./GarbageCollector.ts"
 import * as Invalidation from "./Invalidation.ts"
+import * as Metrics from "./Metrics.ts"
 import type { DriverCounters } from "./Metrics.ts"
 import { layerOf, MigrationPolicy, type PolicyChoice } from "./MigrationPolicy.ts"
 import * as Prefetch from "./Prefetch.ts"
@@ -67,6 +68,12 @@ export interface DriverApi {
   readonly prefetch: (start: number, end: number, o: Prefetch.PrefetchOptions) => Effect.Effect<void, GpuFaultError>
   /** A snapshot of the driver's counters. */
   readonly counters: Effect.Effect<DriverCounters>
+  /**
+   * The GPU fault retries so far, all reasons (the sum of `counters.faultRetries`), read at once
+   * without a snapshot: the work budget checks it before every scenario step (issue #16: a
+   * snapshot per step per VM was most of the time of many-process runs).
+   */
+  readonly faultRetriesNow: () => number
   /** The resolved options. */
   readonly options: DriverState.ResolvedOptions
   /** Buffer objects and GPU VM binds beside the CPU-address mirror (kernel-semantics §11.17, `BufferObjects.ts`). */
@@ -162,6 +169,7 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
             prefetch: Prefetch.run(env, pagemaps[0]),
             makeExclusive: FaultHandler.makeExclusive(env),
             counters: Effect.sync(() => structuredClone(st.counters)),
+            faultRetriesNow: () => Metrics.retries(st.metrics),
             options: st.options,
             bo: BufferObjects.make(st, svm, gpu, pagemaps[0]),
             madvise: Attributes.madvise({ st, svm, gpu }),

@@ -279,6 +279,19 @@ export const countInvalidation = (m: DriverMetrics, event: string): void => add(
 const count = (m: DriverMetrics, metric: Metric.Counter<number>): number => metric.valueUnsafe(m.context).count
 
 /**
+ * The GPU fault retries counted so far, all reasons: the sum of `read(m).faultRetries`, read
+ * from the five counters alone (no snapshot of the registry).
+ *
+ * @category getters
+ * @since 0.5.0
+ */
+export const retries = (m: DriverMetrics): number => {
+  let n = 0
+  for (const r of RETRY_REASONS) n += count(m, faultRetriesTotal[r])
+  return n
+}
+
+/**
  * Reads the `DriverCounters` snapshot from the registry: every invalidation
  * event the registry holds a series for (unmap, clear, migrate always).
  *

@@ -69,22 +69,18 @@ export const meter = (env: RunEnv, budget: WorkBudget, now: Effect.Effect<number
     return true
   }
   return {
-    spend: Effect.gen(function*() {
-      if (over) return true
+    spend: Effect.suspend(() => {
+      if (over) return Effect.succeed(true)
       steps++
-      if (steps > budget.steps) return exceed(`steps: ${steps} steps exceed the work budget of ${budget.steps}`)
+      if (steps > budget.steps) return Effect.succeed(exceed(`steps: ${steps} steps exceed the work budget of ${budget.steps}`))
       // every VM of every process counts (kernel-semantics §11.17: several GPU SVMs per run)
       let retries = 0
-      for (const p of env.world.processes.values()) {
-        for (const vm of p.vms) {
-          const c = yield* vm.driver.counters
-          for (const n of Object.values(c.faultRetries)) retries += n
-        }
-      }
-      if (retries > budget.faultRetries) return exceed(`fault retries: ${retries} exceed the work budget of ${budget.faultRetries}`)
-      const ms = (yield* now) - started
-      if (ms > budget.ms) return exceed(`time: ${Math.round(ms)} ms exceed the work budget of ${budget.ms} ms`)
-      return false
+      for (const p of env.world.processes.values()) for (const vm of p.vms) retries += vm.driver.faultRetriesNow()
+      if (retries > budget.faultRetries) return Effect.succeed(exceed(`fault retries: ${retries} exceed the work budget of ${budget.faultRetries}`))
+      return Effect.map(now, (t) => {
+        const ms = t - started
+        return ms > budget.ms ? exceed(`time: ${Math.round(ms)} ms exceed the work budget of ${budget.ms} ms`) : false
+      })
     }),
     exhausted: () => over,
     timedOut: Effect.sync(() => {
