@@ -34,6 +34,7 @@ import { PAGE_SIZE } from "../../domain/Address.ts"
 import * as Buddy from "../../domain/Buddy.ts"
 import type { Violation } from "../../services/Machine.ts"
 import { PageStore } from "./Frames.ts"
+import { PageSlots } from "./PageSlots.ts"
 import type { DevicePte } from "./PageTable.ts"
 
 /**
@@ -141,10 +142,10 @@ export class Vram {
    * next page migrating the other way instead of both memories holding it.
    */
   readonly store: PageStore
-  /** Materialised contents by device pfn. */
-  readonly bytes = new Map<number, Uint8Array>()
+  /** Materialised contents by device pfn (512-slot blocks, no per-page `Map` churn: issue #16). */
+  readonly bytes = new PageSlots<Uint8Array>(true)
   /** Device pages in use, by device pfn. */
-  readonly pages = new Map<number, DevPage>()
+  readonly pages = new PageSlots<DevPage>(true)
   /** Device pages of buffer objects (pinned allocations): in use, with no CPU entry (kernel-semantics §11.17). */
   readonly boPages = new Set<number>()
   /** Live allocations by id. */
@@ -152,7 +153,7 @@ export class Vram {
   /** Live `device_map` mappings: device address → order → count. */
   readonly mappings = new Map<number, Map<number, number>>()
   /** Live mappings covering each device pfn. */
-  readonly mapRefs = new Map<number, number>()
+  readonly mapRefs = new PageSlots<number>(true)
   readonly traffic: VramTraffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
   private tick = 0
   private readonly onViolation: (v: Violation) => void
