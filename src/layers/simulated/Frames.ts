@@ -198,7 +198,9 @@ export class Frames {
   /** `alloc_pages(order)`: a fresh frame (zeroed or file-filled), map count 0. */
   alloc(order: number, fill?: FileFill): Frame {
     const pages = orderPages(order)
-    const head = order === 0 ? this.nextPfn : Math.ceil(this.nextPfn / pages) * pages
+    // integer arithmetic only (no division): pfns stay small integers (V8 Smis), so the `pfn` / `head` fields of
+    // the page-table entries and frames holding them are not boxed as heap numbers (issue #16, 16 bytes each)
+    const head = order === 0 ? this.nextPfn : this.nextPfn + ((pages - (this.nextPfn % pages)) % pages)
     this.nextPfn = head + pages
     const f: Frame = { head, order, mapcount: 0, cacheRef: false, fill }
     this.frames.set(head, f)

@@ -51,6 +51,9 @@ export const DPA_SLOT = 2 ** 40
  */
 export const MAX_VRAM_BYTES = DPA_SLOT
 
+/** `x` (a non-negative integer) as a 32-bit integer value where it fits, so V8 keeps it unboxed. */
+const smallInt = (x: number): number => (x < 2 ** 31 ? x | 0 : x)
+
 /**
  * A device allocation (`struct drm_pagemap_devmem`): owns its buddy blocks until its last page leaves.
  *
@@ -213,8 +216,10 @@ export class Vram {
     const pfns: Array<number> = []
     const first = this.firstPfn
     for (const b of blocks) {
-      const head = first + b.offset / PAGE_SIZE
-      for (let i = 0; i < b.size / PAGE_SIZE; i++) pfns.push(head + i)
+      // a device pfn below 2^31 as a 32-bit integer (a V8 Smi): the quotients above are heap numbers, and one
+      // stored in DevicePte.devicePfn boxes that field in every entry (16 bytes each, issue #16)
+      const head = smallInt(first + b.offset / PAGE_SIZE)
+      for (let i = 0, n = b.size / PAGE_SIZE; i < n; i++) pfns.push(head + i)
     }
     const a: DevAllocation = {
       id: this.nextAllocationId(),
