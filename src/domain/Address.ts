@@ -123,14 +123,17 @@ export const npages = (start: number, end: number): number => (end - start) / PA
  *
  * @category functions
  */
-export const orderBytes = (order: number): number => PAGE_SIZE * 2 ** order
+export const orderBytes = (order: number): number => PAGE_SIZE * orderPages(order)
 
 /**
- * Number of base pages in an entry of the given order (`1 << order`).
+ * Number of base pages in an entry of the given order (`1 << order`). A shift
+ * where the order is a small integer: `2 ** order` yields a boxed heap number
+ * in unoptimised code, and one stored into a frame or page-table field makes
+ * V8 box that field in every object of its shape (issue #16).
  *
  * @category functions
  */
-export const orderPages = (order: number): number => 2 ** order
+export const orderPages = (order: number): number => ((order | 0) === order && order >= 0 && order < 31 ? 1 << order : 2 ** order)
 
 /**
  * Do `[aStart, aEnd)` and `[bStart, bEnd)` overlap?

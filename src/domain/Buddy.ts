@@ -118,6 +118,7 @@ const isPow2 = (n: number): boolean => {
 
 /** ⌊log2 n⌋ for a safe integer n ≥ 1 (kernel `ilog2` / `fls() − 1`). */
 const floorLog2 = (n: number): number => {
+  if (n < 2 ** 31) return 31 - Math.clz32(n) // exact for 32-bit integers, no floating-point log (issue #16)
   let k = Math.floor(Math.log2(n))
   if (2 ** k > n) k--
   else if (2 ** (k + 1) <= n) k++
@@ -189,6 +190,8 @@ export class BuddyAllocator {
   readonly #heap: Array<Array<number>>
   // allocated handles by offset (offsets of allocated blocks are distinct)
   readonly #allocated = new Map<number, Block>()
+  // block size in bytes per order (minBlock · 2^order), precomputed: `**` is a floating-point pow per call
+  readonly #size: Array<number>
   #used = 0
   #freeCount = 0
 
@@ -208,6 +211,7 @@ export class BuddyAllocator {
     }
     this.roots = roots
     this.maxOrder = roots[0]!.order
+    this.#size = Array.from({ length: this.maxOrder + 1 }, (_, o) => minBlock * 2 ** o)
     this.#free = Array.from({ length: this.maxOrder + 1 }, () => new Set<number>())
     this.#heap = Array.from({ length: this.maxOrder + 1 }, () => [])
     for (const r of roots) this.#addFree(r.order, r.offset)
@@ -383,8 +387,10 @@ export class BuddyAllocator {
     let order = block.order
     const rootOrder = this.#rootOrderAt(offset)
     while (order < rootOrder) {
-      const size = this.minBlock * 2 ** order
-      const buddy = (offset / size) % 2 === 0 ? offset + size : offset - size
+      const size = this.#size[order]!
+      // the parity of offset / size as a 32-bit bit test where it fits (a double `%` is a libm call)
+      const q = offset / size
+      const buddy = (q < 2 ** 31 ? (q & 1) === 0 : q % 2 === 0) ? offset + size : offset - size
       const set = this.#free[order]!
       if (!set.has(buddy)) break
       set.delete(buddy) // its heap entry goes stale and is pruned lazily
@@ -403,6 +409,7 @@ export class BuddyAllocator {
    */
   freeList(blocks: Iterable<Block>): boolean {
     const list = Array.from(blocks)
+    if (list.length === 1) return this.free(list[0]!) // no duplicate possible: free checks the handle
     const seen = new Set<Block>()
     for (const b of list) {
       if (!this.isAllocated(b) || seen.has(b)) return false
@@ -455,9 +462,9 @@ export class BuddyAllocator {
     // split_block: keep the lower half, free the upper half at each level
     while (j > order) {
       j--
-      this.#addFree(j, offset + this.minBlock * 2 ** j)
+      this.#addFree(j, offset + this.#size[j]!)
     }
-    const block = makeBlock(offset, order, this.minBlock * 2 ** order)
+    const block = makeBlock(offset, order, this.#size[order]!)
     this.#allocated.set(offset, block)
     this.#used += block.size
     return block

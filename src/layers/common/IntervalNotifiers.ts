@@ -275,6 +275,43 @@ export class IntervalNotifiers {
   }
 
   /**
+   * Does any registered notifier overlap `[start, end)`? (Then an invalidation
+   * of it has callbacks to run and {@link invalidateNow} declines.)
+   */
+  anyOverlapping(start: number, end: number): boolean {
+    for (const rec of this.byId.values()) {
+      if (overlaps(rec.handle.start, rec.handle.end, start, end)) return true
+    }
+    return false
+  }
+
+  /**
+   * {@link invalidate} of `[start, end)` around a synchronous `change`, done
+   * right now in the caller's step when no notifier overlaps the range (the
+   * fast path of `invalidate`: the event is counted, a pending non-blockable
+   * injection consumed, the invalidation is active while `change` runs and
+   * ends after it, even if it throws); `undefined`, with nothing done, when a
+   * notifier overlaps (the caller then runs `invalidate`). Nothing else can
+   * run in between, so no one can observe the difference (issue #16: the
+   * migrate_vma commits of a pagemap without GPU SVM notifiers on the range
+   * cost one step instead of eight). Call it only inside an Effect step;
+   * `change` must not insert notifiers (an insertion would count itself in
+   * on this invalidation, which only `invalidate` counts out).
+   */
+  invalidateNow<A>(start: number, end: number, event: MmuEvent, change: () => A): { readonly value: A } | undefined {
+    if (this.anyOverlapping(start, end)) return undefined
+    this.env.countEvent(event)
+    const inv: ActiveInvalidation = { start, end, event, participants: new Set() }
+    this.active.add(inv)
+    this.env.takeNonBlockable() // consumed as on the full path
+    try {
+      return { value: change() }
+    } finally {
+      this.active.delete(inv)
+    }
+  }
+
+  /**
    * Calls one notifier's callback (retrying a refusal blockably). The
    * sequence is the callback's to move (`mmu_interval_set_seq`); a blockable
    * callback that returns `true` without calling `setSeq` records

@@ -25,6 +25,7 @@
  */
 import { HUGE_PAGE_ORDER, PAGE_SIZE, orderPages } from "../../domain/Address.ts"
 import type { Violation } from "../../services/Machine.ts"
+import { PageSlots } from "./PageSlots.ts"
 
 /**
  * pfn of the shared zero page.
@@ -173,10 +174,10 @@ export class PageCounts {
 export class Frames {
   /** Next pfn to hand out (never decreases). */
   private nextPfn = 1
-  /** Live frames by head pfn. */
-  private readonly frames = new Map<number, Frame>()
+  /** Live frames by head pfn (512-slot blocks: a frame is allocated and freed per page migrated, issue #16). */
+  private readonly frames = new PageSlots<Frame>()
   /** Materialised contents per base pfn. */
-  private readonly bytes = new Map<number, Uint8Array>()
+  private readonly bytes = new PageSlots<Uint8Array>()
   /** Where content buffers come from. */
   readonly store = new PageStore()
   /** Live DMA mappings covering each base pfn (the IOMMU's view). */
@@ -185,7 +186,7 @@ export class Frames {
   liveBasePages = 0
   /** Frames freed so far. */
   freedFrames = 0
-  /** The most recently freed heads (bounded log, newest last). */
+  /** The most recently freed heads (bounded log, newest last: the last 1024 to 2048; trimmed in one splice, not a `shift` per free). */
   readonly freedLog: Array<number> = []
 
   private readonly onViolation: (v: Violation) => void
@@ -197,7 +198,9 @@ export class Frames {
   /** `alloc_pages(order)`: a fresh frame (zeroed or file-filled), map count 0. */
   alloc(order: number, fill?: FileFill): Frame {
     const pages = orderPages(order)
-    const head = order === 0 ? this.nextPfn : Math.ceil(this.nextPfn / pages) * pages
+    // integer arithmetic only (no division): pfns stay small integers (V8 Smis), so the `pfn` / `head` fields of
+    // the page-table entries and frames holding them are not boxed as heap numbers (issue #16, 16 bytes each)
+    const head = order === 0 ? this.nextPfn : this.nextPfn + ((pages - (this.nextPfn % pages)) % pages)
     this.nextPfn = head + pages
     const f: Frame = { head, order, mapcount: 0, cacheRef: false, fill }
     this.frames.set(head, f)
@@ -251,7 +254,7 @@ export class Frames {
     this.liveBasePages -= pages
     this.freedFrames++
     this.freedLog.push(f.head)
-    if (this.freedLog.length > 1024) this.freedLog.shift()
+    if (this.freedLog.length > 2048) this.freedLog.splice(0, this.freedLog.length - 1024)
     let mapped = 0
     for (let i = 0; i < pages; i++) {
       const pfn = f.head + i

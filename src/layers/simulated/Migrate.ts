@@ -191,9 +191,39 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     })
 
   /**
+   * What `migrate_to_ram` of the CPU entry `pte` at `addr` moves: the live
+   * device entries of its allocation inside the VMA at `addr`; `undefined`
+   * when `pte` is no longer installed or has no device page (nothing to do).
+   */
+  const ramBatch = (vram: Vram, addr: number, vpn: number, pte: DevicePte): Array<DevicePte> | undefined => {
+    if (st.pt.get(vpn) !== pte) return undefined
+    const page = vram.pages.get(pte.devicePfn)
+    if (page === undefined) return undefined
+    const vma = st.vmas.find(addr)
+    return entriesOf(vram, page.alloc).filter((p) =>
+      vma !== undefined && p.vpn * PAGE_SIZE >= vma.start && p.vpn * PAGE_SIZE < vma.end && st.pt.get(p.vpn) === p
+    )
+  }
+
+  /**
+   * Fibers inside or waiting for `migrateLock`: the synchronous path of
+   * `migrate_to_ram` runs only when there are none (then taking the lock could
+   * not wait, and nothing can run between its acquire and release). Counted
+   * around the lock's section; should an interruption ever skip a decrement,
+   * only the synchronous path is lost, never the serialisation.
+   */
+  let lockUsers = 0
+  const lockLeft = Effect.sync(() => {
+    lockUsers--
+  })
+
+  /**
    * `drm_pagemap_migrate_to_ram` for the CPU entry `pte` at `addr` (mmap read
    * lock held): waits out the timeslice, then migrates the allocation's pages
-   * of the VMA back. A stale `pte` (already migrated) is a no-op.
+   * of the VMA back. A stale `pte` (already migrated) is a no-op. When the
+   * migration mutex is free and no notifier overlaps the pages, the whole
+   * locked section (collect, MIGRATE invalidation, commit) runs in one step
+   * (issue #16); else under the mutex, with the full invalidation.
    */
   const migrateToRam = Effect.fnUntraced(function*(vram: Vram, addr: number, pte: DevicePte) {
     const vpn = vpnOf(addr)
@@ -207,16 +237,25 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       if (wait <= 0) break
       yield* Effect.sleep(Duration.millis(wait))
     }
-    const ok = yield* migrateLock.withPermits(1)(Effect.suspend(() => {
-      if (st.pt.get(vpn) !== pte) return Effect.succeed(true)
-      const page = vram.pages.get(pte.devicePfn)
-      if (page === undefined) return Effect.succeed(true)
-      const vma = st.vmas.find(addr)
-      const ptes = entriesOf(vram, page.alloc).filter((p) =>
-        vma !== undefined && p.vpn * PAGE_SIZE >= vma.start && p.vpn * PAGE_SIZE < vma.end && st.pt.get(p.vpn) === p
+    let ok: boolean | undefined
+    if (lockUsers === 0) {
+      const ptes = ramBatch(vram, addr, vpn, pte)
+      if (ptes === undefined || ptes.length === 0) ok = true
+      else {
+        const [s, e] = spanOf(ptes)
+        ok = notifiers.invalidateNow(s, e, "migrate", () => commitToRam(vram, ptes))?.value
+      }
+    }
+    if (ok === undefined) {
+      lockUsers++
+      ok = yield* Effect.ensuring(
+        migrateLock.withPermits(1)(Effect.suspend(() => {
+          const ptes = ramBatch(vram, addr, vpn, pte)
+          return ptes === undefined ? Effect.succeed(true) : toRam(vram, ptes)
+        })),
+        lockLeft
       )
-      return toRam(vram, ptes)
-    }))
+    }
     if (!ok) {
       return yield* new BadAddress({ reason: "migrate_to_ram: copy from device memory failed (SIGBUS)", addr })
     }
@@ -387,6 +426,14 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     }
     const a = vram.allocate(need, expiresAt, st)
     if (a === undefined) return yield* populateOom("device memory allocation failed", start)
+    if (foreign.size === 0) {
+      // issue #16: no notifier on the window, no foreign page: the MIGRATE invalidation and the commit in this step
+      const done = notifiers.invalidateNow(start, end, "migrate", () => commitToVram(vram, a, vma.prot.write, start, end))
+      if (done !== undefined) {
+        if (!a.freed && a.livePages === 0) vram.release(a)
+        return yield* commitOutcome(done.value, start)
+      }
+    }
     // Whatever ends this call before the commit (copy failure, interruption), the unused allocation goes back.
     return yield* Effect.ensuring(
       migrateInto(vram, a, vma.prot.write, start, end, foreign),
@@ -395,6 +442,19 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       })
     )
   })
+
+  /** The result of `populate_mm` for the outcome of {@link commitToVram}. */
+  const commitOutcome = (done: "ok" | "busy" | "copy-failed", start: number): Effect.Effect<void, Busy> =>
+    done === "ok"
+      ? Effect.void
+      : Effect.fail(
+        done === "copy-failed"
+          ? new Busy({ reason: "populate_mm: copy to device memory failed; nothing migrated", addr: start })
+          : new Busy({
+            reason: "populate_mm: migrate_vma collected fewer pages than asked (a racing change of the window); nothing migrated",
+            addr: start
+          })
+      )
 
   /** Foreign pages back to RAM, then the MIGRATE invalidation and the commit into `a`. */
   const migrateInto = Effect.fnUntraced(function*(
@@ -417,15 +477,7 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       Effect.sync(() => commitToVram(vram, a, writable, start, end)),
       vram.owner
     )
-    if (done === "copy-failed") {
-      return yield* new Busy({ reason: "populate_mm: copy to device memory failed; nothing migrated", addr: start })
-    }
-    if (done === "busy") {
-      return yield* new Busy({
-        reason: "populate_mm: migrate_vma collected fewer pages than asked (a racing change of the window); nothing migrated",
-        addr: start
-      })
-    }
+    return yield* commitOutcome(done, start)
   })
 
   const engine: MigrationEngine = { migrateToDevmem, migrateToRam, evictAllocation }

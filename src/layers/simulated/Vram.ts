@@ -35,6 +35,7 @@ import * as Buddy from "../../domain/Buddy.ts"
 import type { Violation } from "../../services/Machine.ts"
 import type { DeviceBo } from "../../services/DevicePagemap.ts"
 import { PageStore } from "./Frames.ts"
+import { PageSlots } from "./PageSlots.ts"
 import type { DevicePte } from "./PageTable.ts"
 
 /**
@@ -50,6 +51,9 @@ export const DPA_SLOT = 2 ** 40
  * @category constants
  */
 export const MAX_VRAM_BYTES = DPA_SLOT
+
+/** `x` (a non-negative integer) as a 32-bit integer value where it fits, so V8 keeps it unboxed. */
+const smallInt = (x: number): number => (x < 2 ** 31 ? x | 0 : x)
 
 /**
  * A device allocation (`struct drm_pagemap_devmem`): owns its buddy blocks until its last page leaves.
@@ -142,10 +146,10 @@ export class Vram {
    * next page migrating the other way instead of both memories holding it.
    */
   readonly store: PageStore
-  /** Materialised contents by device pfn. */
-  readonly bytes = new Map<number, Uint8Array>()
+  /** Materialised contents by device pfn (512-slot blocks, no per-page `Map` churn: issue #16). */
+  readonly bytes = new PageSlots<Uint8Array>(true)
   /** Device pages in use, by device pfn. */
-  readonly pages = new Map<number, DevPage>()
+  readonly pages = new PageSlots<DevPage>(true)
   /** Device pages of buffer objects (pinned allocations): in use, with no CPU entry (kernel-semantics §11.17). */
   readonly boPages = new Set<number>()
   /**
@@ -163,7 +167,7 @@ export class Vram {
   /** Live `device_map` mappings: device address → order → count. */
   readonly mappings = new Map<number, Map<number, number>>()
   /** Live mappings covering each device pfn. */
-  readonly mapRefs = new Map<number, number>()
+  readonly mapRefs = new PageSlots<number>(true)
   readonly traffic: VramTraffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
   private tick = 0
   private readonly onViolation: (v: Violation) => void
@@ -223,8 +227,10 @@ export class Vram {
     const pfns: Array<number> = []
     const first = this.firstPfn
     for (const b of blocks) {
-      const head = first + b.offset / PAGE_SIZE
-      for (let i = 0; i < b.size / PAGE_SIZE; i++) pfns.push(head + i)
+      // a device pfn below 2^31 as a 32-bit integer (a V8 Smi): the quotients above are heap numbers, and one
+      // stored in DevicePte.devicePfn boxes that field in every entry (16 bytes each, issue #16)
+      const head = smallInt(first + b.offset / PAGE_SIZE)
+      for (let i = 0, n = b.size / PAGE_SIZE; i < n; i++) pfns.push(head + i)
     }
     const a: DevAllocation = {
       id: this.nextAllocationId(),
