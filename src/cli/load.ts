@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url"
 import { HUGE_PAGE_SIZE } from "../domain/Address.ts"
 import { decodeScenarioText, escapeExcerpt, type Scenario } from "../domain/Scenario.ts"
 import { build } from "../igt/Generate.ts"
-import { matching } from "../igt/Subtests.ts"
+import { matching, type Subtest } from "../igt/Subtests.ts"
 
 /**
  * Bad input: unreadable file, invalid JSON, schema error, unknown scenario
@@ -234,16 +234,26 @@ export type IgtLoaded =
  * @category cli
  */
 export const loadIgt = (word: string): Effect.Effect<ReadonlyArray<IgtLoaded>, LoadError> =>
-  Effect.suspend(() => {
-    const glob = word.slice("igt:".length)
-    const subtests = matching(glob)
-    if (subtests.length === 0) {
-      return Effect.fail(new LoadError({ reason: `${word}: no IGT subtest matches "${glob}" (see \`gpusvm igt list\`)` }))
-    }
-    return Effect.succeed(subtests.map((t): IgtLoaded => {
+  Effect.map(expandIgt(word), (subtests) =>
+    subtests.map((t): IgtLoaded => {
       const b = build(t)
       return b.kind === "scenario"
         ? { kind: "scenario", name: t.name, loaded: { scenario: b.scenario, source: `igt:${t.name}` } }
         : { kind: b.kind, name: t.name, reason: b.reason }
     }))
+
+/**
+ * The subtests `igt:<name>` or `igt:<glob>` names, in IGT's order, without
+ * building them (`--workers N` builds each in its worker); a glob matching
+ * nothing is a `LoadError`.
+ *
+ * @category cli
+ */
+export const expandIgt = (word: string): Effect.Effect<ReadonlyArray<Subtest>, LoadError> =>
+  Effect.suspend(() => {
+    const glob = word.slice("igt:".length)
+    const subtests = matching(glob)
+    return subtests.length === 0
+      ? Effect.fail(new LoadError({ reason: `${word}: no IGT subtest matches "${glob}" (see \`gpusvm igt list\`)` }))
+      : Effect.succeed(subtests)
   })

@@ -27,7 +27,8 @@ import { KERNEL_PROFILES, type KernelProfile } from "../domain/GpuSvmConfig.ts"
 import { VERSION } from "../index.ts"
 import * as Runner from "../programs/ScenarioRunner.ts"
 import { type ScenarioResult, withEveryInvalidationEvent } from "../domain/ScenarioResult.ts"
-import { builtins, type Loaded, loadIgt, loadWord, nativeSkipReason } from "./load.ts"
+import { matching } from "../igt/Subtests.ts"
+import { builtins, expandIgt, type Loaded, type LoadError, loadIgt, loadWord, nativeSkipReason } from "./load.ts"
 import { Native } from "../layers/native/Native.ts"
 import { MACHINES, native, simulated } from "./machines.ts"
 import { progress, summary } from "./report.ts"
@@ -37,7 +38,11 @@ import * as ScenarioTarget from "../explore/ScenarioTarget.ts"
 // issue #19: `gpusvm report`, and `simulate --events / --html`
 import * as ReportHtml from "./report-html.ts"
 // issue #17: `gpusvm igt list`
-import { igt } from "./igt.ts"
+import { igt, parseWorkers, REPORT_TIMEOUT_MS, workersFlag } from "./igt.ts"
+// issue #17 part 5: several IGT subtests across worker threads
+import { type IgtJob, type IgtReply, spawnIgtWorker, WORKER_GRACE_MS } from "./igtJobs.ts"
+import { runPool } from "./pool.ts"
+import { itemName, lostResult, type SimulateItem, type SimulateOptions, skippedResult } from "./simulateItem.ts"
 
 const setExit = (code: number) =>
   Effect.sync(() => {
@@ -48,12 +53,6 @@ const setExit = (code: number) =>
 const badInput = (message: string | ReadonlyArray<string>) =>
   Effect.andThen(Effect.forEach(typeof message === "string" ? [message] : message, (l) => Console.error(`gpusvm: ${l}`)), setExit(2))
 
-/** The result of a scenario the machine cannot express, not run: ok (nothing failed), zero metrics, `skipped: reason`. */
-const skippedResult = (name: string, reason: string): ScenarioResult => ({
-  ...withEveryInvalidationEvent(Runner.incompleteResult(name, [], [], 0)),
-  ok: true,
-  skipped: reason
-})
 
 /** Exit codes, as `--help` shows them. */
 const EXIT_CODES = "Exit status: 0 every scenario passed (or was skipped); 1 a scenario failed; 2 bad input (nothing run)."
@@ -103,15 +102,20 @@ const simulate = Command.make(
     trace: Flag.String("trace").pipe(Flag.withDescription("Write the trace as OTLP JSON to this file"), Flag.optional),
     // issue #19: a recorded run (one scenario, simulated machine)
     events: Flag.String("events").pipe(Flag.withDescription("Write the run's events as JSONL to this file (one scenario)"), Flag.optional),
-    html: Flag.String("html").pipe(Flag.withDescription("Write an offline HTML report of the run to this file (one scenario)"), Flag.optional)
+    html: Flag.String("html").pipe(Flag.withDescription("Write an offline HTML report of the run to this file (one scenario)"), Flag.optional),
+    // issue #17 part 5: arguments that expand to several IGT subtests run across worker threads
+    workers: workersFlag
   },
   (flags) => Trace.traced(flags, run(flags)).pipe(Effect.catchTag("TraceFlagError", (e) => badInput(e.message)))
 ).pipe(Command.withDescription(`Run scenarios on a simulated (or native) machine and check every invariant. ${EXIT_CODES}`))
 
 /** The body of `gpusvm simulate`. */
-const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel, events, html }: {
+const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedule, kernel, events, html, otlp, trace, workers: workersRaw }: {
     readonly events: Option.Option<string>
     readonly html: Option.Option<string>
+    readonly otlp: Option.Option<string>
+    readonly trace: Option.Option<string>
+    readonly workers: Option.Option<string>
     readonly scenarios: ReadonlyArray<string>
     readonly json: boolean
     readonly seed: Option.Option<string>
@@ -148,6 +152,17 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
       ? scenarios
       : (yield* builtins().pipe(Effect.orElseSucceed((): ReadonlyArray<{ readonly file: string }> => []))).map((b) => b.file)
     if (words.length === 0) return yield* badInput("no scenarios to run")
+    const workers = parseWorkers(workersRaw)
+    if (typeof workers === "string") return yield* badInput(workers)
+    // issue #17 part 5: several IGT subtests (and whatever else is named) run across worker threads, on the
+    // simulated machine, when nothing needs this thread's runtime (a recorded run, a replay, a trace export)
+    if (
+      workers > 1 && machine === "simulated" &&
+      [events, html, schedule, otlp, trace].every(Option.isNone) &&
+      words.reduce((n, w) => n + (w.startsWith("igt:") ? matching(w.slice("igt:".length)).length : 0), 0) >= 2
+    ) {
+      return yield* simulateAcross(words, json, { ...(seedValue === undefined ? {} : { seed: seedValue }), ...(kernelValue === undefined ? {} : { kernel: kernelValue }) }, workers)
+    }
     // Every file is read and decoded first; the problems of all bad files are reported (one line each), nothing runs.
     const loaded: Array<Loaded> = []
     const problems: Array<string> = []
@@ -222,6 +237,42 @@ const run = Effect.fnUntraced(function*({ scenarios, json, seed, machine, schedu
     }
     yield* setExit(results.every((r) => r.ok) ? 0 : 1)
   })
+
+/**
+ * `gpusvm simulate` across `workers` worker threads (`--workers N`, issue #17
+ * part 5): every word's items (an `igt:` word's subtests by name, built in
+ * the workers; a file or built-in loaded here) run in the pool of `pool.ts`,
+ * handed out in the items' order; results are printed in the items' order, the same objects as the in-process path prints. A
+ * worker that crashes or hangs is a failed result for its item.
+ */
+const simulateAcross = Effect.fnUntraced(function*(words: ReadonlyArray<string>, json: boolean, options: SimulateOptions, workers: number) {
+  type Entry = { readonly item: SimulateItem; readonly source: string }
+  const items: Array<Entry> = []
+  const problems: Array<string> = []
+  for (const w of words) {
+    const l: Effect.Effect<ReadonlyArray<Entry>, LoadError> = w.startsWith("igt:")
+      ? Effect.map(expandIgt(w), (ts) => ts.map((t) => ({ item: { _tag: "Igt", name: t.name } as const, source: `igt:${t.name}` })))
+      : Effect.map(loadWord(w), (x) => [{ item: { _tag: "Scenario", scenario: x.scenario } as const, source: x.source }])
+    const got = yield* Effect.result(l)
+    if (got._tag === "Failure") problems.push(...got.failure.lines)
+    else items.push(...got.success)
+  }
+  if (problems.length > 0) return yield* badInput(problems)
+  const results = (yield* runPool<IgtJob, IgtReply>({
+    items: items.map((x): IgtJob => ({ _tag: "Simulate", item: x.item, options })),
+    workers,
+    spawn: spawnIgtWorker,
+    lost: (job, reason) => lostResult(job._tag === "Simulate" ? itemName(job.item) : job.name, reason),
+    itemTimeoutMs: REPORT_TIMEOUT_MS + WORKER_GRACE_MS,
+    onDone: (i, _, done) => Effect.sync(() => (json ? undefined : progress(done, items.length, itemName(items[i]!.item)))),
+    onInOrder: (_, r) => (json ? Console.log(JSON.stringify(r)) : Effect.void)
+  })) as ReadonlyArray<ScenarioResult>
+  if (!json) {
+    progress(items.length, items.length, undefined)
+    yield* Console.log(summary(results, items.map((x) => x.source)))
+  }
+  yield* setExit(results.every((r) => r.ok) ? 0 : 1)
+})
 
 /** `gpusvm scenarios`. */
 const scenarios = Command.make(
