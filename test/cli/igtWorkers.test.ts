@@ -11,8 +11,8 @@ import { Option } from "effect"
 import { parseWorkers } from "../../src/cli/igt.ts"
 import { gpusvm, show } from "./support.ts"
 
-/** `once-malloc*`: 16 pass, 1 vacuous (multi-fault without a BO); `once-new-bo-map`: skipped (no CPU map of a BO). */
-const WORDS = ["igt:once-malloc*", "igt:once-new-bo-map", "approx-once-malloc"]
+/** `once-malloc*`: 16 pass, 1 vacuous (multi-fault without a BO); `compute`: skipped (a compute kernel). */
+const WORDS = ["igt:once-malloc*", "igt:compute", "approx-once-malloc"]
 
 /** A JSON line without its timings (`durationMs` of a result, `ms` of an outcome, `wallMs` and `workers` of the totals). */
 const untimed = (line: string): unknown => {
@@ -35,7 +35,7 @@ describe.concurrent("--workers N: same output as one thread (#17 part 5)", () =>
     assert.strictEqual(a.length, 19, show(one))
     const names = a.map((l) => (JSON.parse(l) as { scenario: string }).scenario)
     assert.strictEqual(names[0], "igt-once-malloc")
-    assert.strictEqual(names[17], "igt-once-new-bo-map")
+    assert.strictEqual(names[17], "igt-compute")
     assert.strictEqual(names[18], "approx-once-malloc")
     assert.deepStrictEqual(b.map(untimed), a.map(untimed))
     const kinds = a.map((l) => JSON.parse(l) as { ok: boolean; skipped?: string; vacuous?: string })
