@@ -85,3 +85,32 @@ export const fillPattern = (out: Uint8Array, p: number, offset = 0): Uint8Array 
   for (let filled = period; filled < out.length; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, out.length - filled))
   return out
 }
+
+/** The ramp every pattern view is cut from: byte `i` is `i % 256`, 8 MiB + 256 bytes, made on first use. */
+let ramp: Uint8Array | undefined
+
+/**
+ * The largest `length` {@link patternView} serves from its shared ramp (8 MiB, the scenario runner's
+ * `STREAM_PIECE`); longer windows get a fresh buffer.
+ *
+ * @category patterns
+ * @since 0.5.0
+ */
+export const PATTERN_VIEW_MAX = 8 * 1024 * 1024
+
+/**
+ * The bytes of pattern `p` at buffer offsets `offset … offset + length - 1`, as a read-only
+ * view: a window of one shared ramp (`(p + offset + i) % 256` is `ramp[(p + offset) % 256 + i]`),
+ * so a write step allocates and fills nothing (issue #16). The caller must not write into it;
+ * the memory calls that take it (`Cpu.write`, `Gpu.access` "write") copy it. Lengths past
+ * {@link PATTERN_VIEW_MAX} get a fresh {@link fillPattern} buffer.
+ *
+ * @category patterns
+ * @since 0.5.0
+ */
+export const patternView = (p: number, offset: number, length: number): Uint8Array => {
+  if (length > PATTERN_VIEW_MAX) return fillPattern(new Uint8Array(length), p, offset)
+  ramp ??= fillPattern(new Uint8Array(PATTERN_VIEW_MAX + 256), 0)
+  const k = (p + offset) % 256
+  return ramp.subarray(k, k + length)
+}

@@ -314,6 +314,13 @@ export class Frames {
       this.onViolation({ invariant: "zero-page-written", detail: "a write reached the shared zero page" })
       return
     }
+    if (len === PAGE_SIZE && this.bytes.get(pfn) === undefined) {
+      // a whole-page write overwrites every byte (and any fill): no zeroing, no fill read (issue #16)
+      const b = this.store.take(false)
+      b.set(src.subarray(srcOff, srcOff + len))
+      this.bytes.set(pfn, b)
+      return
+    }
     this.buffer(pfn).set(src.subarray(srcOff, srcOff + len), offset)
   }
 

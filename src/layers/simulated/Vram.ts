@@ -320,7 +320,8 @@ export class Vram {
   writePage(pfn: number, offset: number, src: Uint8Array, srcOff: number, len: number): void {
     let b = this.bytes.get(pfn)
     if (b === undefined) {
-      b = this.store.take()
+      // a whole-page write overwrites every byte: no zeroing first (issue #16)
+      b = this.store.take(len !== PAGE_SIZE)
       this.bytes.set(pfn, b)
     }
     b.set(src.subarray(srcOff, srcOff + len), offset)

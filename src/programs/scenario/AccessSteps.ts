@@ -12,7 +12,7 @@ import { Buffer } from "node:buffer"
 import { hex } from "../../domain/Address.ts"
 import type { BadAddress, GpuFaultError, InvalidArgument, OutOfMemory, PermissionDenied, TimedOut } from "../../domain/Errors.ts"
 import { expectedBytes, type GpuAtomicIncStep, type GpuFaultStep, type PrefetchStep, type ReadStep, type StepOf, type WriteStep } from "../../domain/Scenario.ts"
-import { fillPattern } from "../../domain/scenario/Patterns.ts"
+import { patternView } from "../../domain/scenario/Patterns.ts"
 import { fail, type Interpreter, type RunEnv, windowOf } from "./RunEnv.ts"
 import { UnknownBuffer } from "./StepError.ts"
 
@@ -72,7 +72,8 @@ const write = (env: RunEnv, step: WriteStep) => {
   const w = windowOf(env, step.buf, step.offset, step.length)
   if (w instanceof UnknownBuffer) return Effect.fail(w)
   return pieces(w.length, (off, len) => {
-    const bytes = fillPattern(new Uint8Array(len), step.pattern, w.offset + off)
+    // a view of the shared pattern ramp: the memory calls copy it (issue #16: no 8 MiB buffer per write)
+    const bytes = patternView(step.pattern, w.offset + off, len)
     const put: Effect.Effect<void, BadAddress | InvalidArgument | PermissionDenied | GpuFaultError> = step.op === "cpu-write"
       ? env.cpu.write(w.addr + off, bytes)
       : Effect.asVoid(env.gpu.access(w.addr + off, len, "write", bytes))
