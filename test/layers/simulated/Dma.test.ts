@@ -30,7 +30,7 @@ describe("simulated DMA API with an IOMMU (kernel-semantics §4 step 5, §5, §6
       assert.notStrictEqual(again.addr, small.addr)
       assert.strictEqual(yield* dma.liveMappings, 3)
       const t = st.translateIova(huge.addr + 3 * P + 5)
-      assert.deepStrictEqual(t, { pfn, offset: 5, mapping: st.iommu.live.get(huge.addr) })
+      assert.deepStrictEqual(t, { pfn, offset: 5, mapping: st.iommu.mappingAt(huge.addr) })
       assert.deepStrictEqual([...st.readFrame(t!.pfn, 0, 1)!], [0xab])
       assert.isTrue(st.writeFrame(t!.pfn, 1, new Uint8Array([0xcd])))
       assert.deepStrictEqual([...(yield* cpu.read(a + 3 * P, 2))], [0xab, 0xcd])
