@@ -131,7 +131,7 @@ const swapOut = (st: MachineState, s: number, e: number): number => {
 /** The reverse map of system frames: vpns mapping each live frame (by head), over the whole page table. */
 const rmap = (st: MachineState): Map<number, Array<number>> => {
   const m = new Map<number, Array<number>>()
-  for (const [vpn, pte] of st.pt.entries) {
+  for (const [vpn, pte] of st.pt.entries.entries()) {
     if (pte.kind !== "system" || pte.pfn === ZERO_PFN) continue
     const f = st.frames.frameOf(pte.pfn)
     if (f === undefined) continue

@@ -43,6 +43,8 @@ export class PageSlots<T> {
   /** The last block emptied, kept for the next block created (a page set and deleted again and again costs no allocation). */
   private spare: Block<T> | undefined = undefined
   private readonly keepEmpty: boolean
+  /** Bumped whenever a block is added or dropped (`forEachIn` re-checks its block then). */
+  private shape = 0
 
   /**
    * `keepEmptyBlocks`: never drop an emptied block (for page numbers from a
@@ -82,6 +84,7 @@ export class PageSlots<T> {
       b = this.spare ?? { v: new Array<T | undefined>(SLOTS).fill(undefined), n: 0 }
       this.spare = undefined
       this.blocks.set(key, b)
+      this.shape++
       this.lastKey = key
       this.last = b
     }
@@ -104,6 +107,7 @@ export class PageSlots<T> {
     this.count--
     if (--b.n === 0 && !this.keepEmpty) {
       this.blocks.delete(key)
+      this.shape++
       this.spare = b
       if (this.lastKey === key) {
         this.lastKey = -1
@@ -116,6 +120,52 @@ export class PageSlots<T> {
   /** Number of pages with a value. */
   get size(): number {
     return this.count
+  }
+
+  /** Every `[page, value]`, block by block (creation order), ascending within a block. */
+  *entries(): IterableIterator<[number, T]> {
+    for (const [key, b] of this.blocks) {
+      const base = key * SLOTS
+      for (let j = 0; j < SLOTS; j++) {
+        const x = b.v[j]
+        if (x !== undefined) yield [base + j, x]
+      }
+    }
+  }
+
+  /**
+   * Visits every `[page, value]` with `start <= page < end` in ascending page order: block by
+   * block over the window's blocks when they are fewer than the blocks in use, else over the
+   * blocks in use that fall in the window, sorted.
+   */
+  forEachIn(start: number, end: number, f: (page: number, value: T) => void): void {
+    if (end <= start) return
+    const first = Math.floor(start / SLOTS)
+    const last = Math.floor((end - 1) / SLOTS)
+    let keys: Array<number>
+    if (last - first + 1 <= this.blocks.size) {
+      keys = []
+      for (let k = first; k <= last; k++) if (this.blocks.has(k)) keys.push(k)
+    } else {
+      keys = []
+      for (const k of this.blocks.keys()) if (k >= first && k <= last) keys.push(k)
+      keys.sort((a, b) => a - b)
+    }
+    for (const k of keys) {
+      const b = this.blocks.get(k)
+      if (b === undefined) continue // emptied by an earlier callback
+      const base = k * SLOTS
+      const lo = Math.max(start, base) - base
+      const hi = Math.min(end, base + SLOTS) - base
+      for (let j = lo; j < hi; j++) {
+        const x = b.v[j]
+        if (x === undefined) continue
+        const shape = this.shape
+        f(base + j, x)
+        // a callback that emptied this block (and maybe handed it to another key) ends its visit
+        if (this.shape !== shape && this.blocks.get(k) !== b) break
+      }
+    }
   }
 
   /** Every value, block by block (creation order), ascending within a block. */

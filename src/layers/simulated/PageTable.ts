@@ -29,6 +29,7 @@
  * @since 0.1.0
  */
 import { HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
+import { PageSlots } from "./PageSlots.ts"
 
 /**
  * A present system-memory entry. Mutable in place (protection changes, splits, COW).
@@ -107,8 +108,11 @@ export const vpnOf = (addr: number): number => Math.floor(addr / PAGE_SIZE)
  * @category models
  */
 export class PageTable {
-  /** Entries by virtual page number. */
-  readonly entries = new Map<number, Pte>()
+  /**
+   * Entries by virtual page number: page slots, not a `Map` (issue #16: faults, unmaps and
+   * migrations insert and delete entries page by page, and a `Map` under that churn rehashes).
+   */
+  readonly entries = new PageSlots<Pte>()
 
   /** The entry of virtual page `vpn`. */
   get(vpn: number): Pte | undefined {
@@ -128,22 +132,11 @@ export class PageTable {
 
   /**
    * Visits every present entry with `startVpn <= vpn < endVpn` in ascending
-   * order: by probing each vpn when the window is small, else by scanning the
-   * map (so a 64 GiB window with few entries stays cheap).
+   * order (block by block, so a 64 GiB window with few entries stays cheap).
+   * `f` must not add or remove entries of the window.
    */
   forEachIn(startVpn: number, endVpn: number, f: (vpn: number, pte: Pte) => void): void {
-    const n = endVpn - startVpn
-    if (n <= this.entries.size * 4 + 64) {
-      for (let v = startVpn; v < endVpn; v++) {
-        const pte = this.entries.get(v)
-        if (pte !== undefined) f(v, pte)
-      }
-      return
-    }
-    const hits: Array<number> = []
-    for (const v of this.entries.keys()) if (v >= startVpn && v < endVpn) hits.push(v)
-    hits.sort((a, b) => a - b)
-    for (const v of hits) f(v, this.entries.get(v)!)
+    this.entries.forEachIn(startVpn, endVpn, f)
   }
 
   /**

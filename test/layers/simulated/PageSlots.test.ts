@@ -29,6 +29,16 @@ const check = (keepEmpty: boolean, seed: number) => {
     assert.strictEqual(slots.size, model.size)
   }
   assert.sameMembers([...slots.values()], [...model.values()])
+  assert.sameDeepMembers([...slots.entries()], [...model.entries()])
+  // forEachIn over random windows (small and huge): exactly the model's keys there, ascending
+  for (let w = 0; w < 50; w++) {
+    const lo = Math.floor(rnd() * 2 ** 29)
+    const hi = lo + (rnd() < 0.5 ? Math.floor(rnd() * 3000) : Math.floor(rnd() * 2 ** 29))
+    const got: Array<[number, number]> = []
+    slots.forEachIn(lo, hi, (k, v) => got.push([k, v]))
+    const want = [...model.entries()].filter(([k]) => k >= lo && k < hi).sort((a, b) => a[0] - b[0])
+    assert.deepStrictEqual(got, want, `window [${lo}, ${hi})`)
+  }
   for (const k of [...model.keys()]) slots.delete(k)
   assert.strictEqual(slots.size, 0)
   assert.deepStrictEqual([...slots.values()], [])
@@ -51,5 +61,18 @@ describe("PageSlots", () => {
     slots.delete(514) // block 1 emptied and dropped
     slots.set(5002, 5002)
     assert.deepStrictEqual([...slots.values()], [1, 2, 1100, 5000, 5001, 5002])
+  })
+
+  it("forEachIn survives a callback that deletes what it visits (the block emptied and reused by a set)", () => {
+    const slots = new PageSlots<number>()
+    for (const k of [10, 11, 600, 601]) slots.set(k, k)
+    const seen: Array<number> = []
+    slots.forEachIn(0, 1000, (k) => {
+      seen.push(k)
+      slots.delete(k)
+      if (k === 11) slots.set(5000, 5000) // takes the spare block emptied just now
+    })
+    assert.deepStrictEqual(seen, [10, 11, 600, 601])
+    assert.deepStrictEqual([...slots.entries()], [[5000, 5000]])
   })
 })
