@@ -42,7 +42,8 @@ export function benchIgt(): ReadonlyArray<Row> {
   if (r.status !== 0) throw new Error(`gpusvm igt report exited ${r.status}: ${r.stderr.slice(0, 400)}`)
   const totals = JSON.parse(r.stdout.trim().split("\n").at(-1) ?? "{}") as { passed?: number; total?: number; workers?: number }
   const workers = totals.workers === undefined ? "?" : `${totals.workers} worker thread${totals.workers === 1 ? "" : "s"}`
-  return [row(`gpusvm igt report, igt:* (${totals.passed ?? "?"} of ${totals.total ?? "?"} pass, ${workers} (one per core), spawned once)`, [(performance.now() - t0) / 1000], "s", "target < 300 s (#17 part 5)")]
+  const s = (performance.now() - t0) / 1000
+  return [row(`gpusvm igt report, igt:* (${totals.passed ?? "?"} of ${totals.total ?? "?"} pass, ${workers} (one per core), spawned once)`, [s], "s", `target < 300 s (#17 part 5): ${s < 300 ? "met" : "not met"}`)]
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
