@@ -54,6 +54,12 @@ export interface RwLock {
    * dozen). Contended, it is `withRead(Effect.sync(f))`. The `before` point still runs first.
    */
   readonly withReadSync: <A>(f: () => A) => Effect.Effect<A>
+  /**
+   * May a synchronous section run now as a reader without taking the lock (no writer holds or waits,
+   * and no `before` point is installed)? The caller then runs it in the same step: the same reasoning as
+   * {@link RwLock.withReadSync} (issue #16, the `…Now` fast paths of `src/domain/Now.ts`).
+   */
+  readonly canReadNow: () => boolean
   /** The committed state, for tests and assertions. */
   readonly peek: () => LockState
 }
@@ -160,6 +166,7 @@ export const makeUnsafe = (options: RwLockOptions = {}): RwLock => {
     withRead: before === undefined ? withRead : (e) => Effect.andThen(before, withRead(e)),
     withReadSync: before === undefined ? withReadSync : (f) => Effect.andThen(before, withReadSync(f)),
     withWrite: before === undefined ? withWrite : (e) => Effect.andThen(before, withWrite(e)),
+    canReadNow: before === undefined ? () => !ref.value.writer && ref.value.waitingWriters === 0 : () => false,
     peek: () => ref.value
   }
 }

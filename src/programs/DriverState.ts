@@ -206,6 +206,12 @@ export interface DriverState {
    * (`Interleaving.lockHooks`); otherwise `svmLock.withPermits(1)`.
    */
   readonly withSvmLock: <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /**
+   * May a synchronous section that needs the driver SVM lock run now without taking it (issue #16, the
+   * fault handler's fast path)? True when no fiber is inside `withSvmLock` and the explorer is not
+   * installed (its yield point before the lock must be passed).
+   */
+  readonly svmLockFreeNow: () => boolean
   /** Ranges queued by UNMAP invalidations for the garbage collector. */
   readonly gcQueue: Array<Range>
   /**
@@ -245,15 +251,30 @@ export const make = (options: DriverOptions | undefined, owner: string | undefin
     const svmLock = Semaphore.makeUnsafe(1)
     const hooks = lockHooks(il, "svm lock")
     const take = hooks.slowPath === undefined ? svmLock.take(1) : il.blocking("svm lock", svmLock.take(1))
+    // fibers inside the lock (svmLockFreeNow): counted with the permit held, under the mask that releases it
+    let inside = 0
+    const leave = Effect.suspend(() => {
+      inside--
+      return svmLock.release(1)
+    })
     const locked = <A, E, R>(e: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
-      Effect.uninterruptibleMask((restore) => Effect.andThen(restore(take), Effect.ensuring(restore(e), svmLock.release(1))))
+      Effect.uninterruptibleMask((restore) =>
+        Effect.andThen(
+          restore(take),
+          Effect.suspend(() => {
+            inside++
+            return Effect.ensuring(restore(e), leave)
+          })
+        )
+      )
     const before = hooks.before
     const metrics = Metrics.make(options?.metricRegistry)
     const resolved = resolve(options)
     return {
     options: resolved,
     svmLock,
-    withSvmLock: before === undefined ? svmLock.withPermits(1) : <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.andThen(before, locked(e)),
+    withSvmLock: before === undefined ? locked : <A, E, R>(e: Effect.Effect<A, E, R>) => Effect.andThen(before, locked(e)),
+    svmLockFreeNow: before === undefined ? () => inside === 0 : () => false,
     gcQueue: [],
     gcKick: Latch.makeUnsafe(false),
     gcIdle: Latch.makeUnsafe(true),

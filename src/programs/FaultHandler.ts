@@ -39,6 +39,7 @@ import * as BufferObjects from "./BufferObjects.ts"
 import { Effect, Option, Result } from "effect"
 import { PAGE_SIZE } from "../domain/Address.ts"
 import { AccessDenied, Again, BadAddress, GpuFaultError, type GpuFaultCause, PermissionDenied } from "../domain/Errors.ts"
+import { NOT_NOW, type Now } from "../domain/Now.ts"
 import type { Range } from "../domain/Range.ts"
 import type { DevicePagemapApi } from "../services/DevicePagemap.ts"
 import type { Gpu, GpuPageFault } from "../services/Gpu.ts"
@@ -120,6 +121,22 @@ const bindLocked = Effect.fnUntraced(function*(env: FaultEnv, range: Range, read
 })
 
 /**
+ * {@link bindRange} in the calling step (issue #16): the notifier lock free and the GPU binding now, the
+ * same check and bind as `bindLocked`; `NOT_NOW` (nothing bound) otherwise.
+ */
+const bindNow = (env: FaultEnv, range: Range, readOnly: boolean, taken: readonly [number, number] | undefined): Now<boolean> => {
+  const gpuBindNow = env.gpu.bindNow
+  if (gpuBindNow === undefined) return NOT_NOW
+  return env.svm.withNotifierLockNow((): Now<boolean> => {
+    const live = env.svm.rangeNow(range)
+    if (live === undefined || !(live.flags.hasDmaMapping || live.flags.hasDevmemPages) || live.dmaAddr === undefined) return false
+    const atomicWindow = DeviceExclusive.atomicWindow(env.st, taken)
+    const o = atomicWindow === undefined ? { readOnly } : { readOnly, atomicWindow }
+    return gpuBindNow(live.start, live.end, live.dmaAddr, o) === NOT_NOW ? NOT_NOW : true
+  })
+}
+
+/**
  * Was `range`'s VMA split by mprotect since the range was created
  * (kernel-semantics §11.4)? The range is still live and not unmapped (a munmap
  * split marks it unmapped and the collector removes it), but no longer lies
@@ -157,11 +174,48 @@ const findFailed = (e: GpuFaultCause): string =>
 
 const doubled = (ms: number): number => (ms === 0 ? 1 : ms * 2)
 
+/** The `Result` of a get_pages done by its fast path. */
+const PAGES_NOW = Result.succeed<void>(undefined)
+
+/**
+ * One round of {@link loop} in the calling step (issue #16): the common fault — a plain mirror, no
+ * collector work queued, no atomic needing device memory or device-exclusive access, a policy that
+ * decides now not to migrate — found or created, faulted in, mapped and bound synchronously through the
+ * services' fast paths. True when the fault is resolved; false when the loop must run (the calls made so
+ * far left only what the loop's own calls would leave: a range found or created, pages faulted in).
+ * Caller: the driver SVM lock free now (`svmLockFreeNow`) and no tracer installed.
+ */
+const fastFault = (env: FaultEnv, fault: GpuPageFault): boolean => {
+  const { st, svm, policy } = env
+  const o = st.options
+  if (!st.vmBinds.plain || o.readOnlyMirror || st.gcQueue.length > 0 || policy.targetNow === undefined) return false
+  if (fault.atomic && o.systemAtomics === "exclusive") return false
+  const piece = Attributes.pieceAt(st, fault.addr)
+  if (Attributes.needVramForAtomic(st, piece.attrs, fault.atomic, fault.addr) !== false) return false
+  const ctx = {
+    readOnly: false,
+    devmemPossible: policy.devmemPossible,
+    devmemOnly: false,
+    checkPagesThreshold: checkPagesThresholdFor(o, policy.devmemPossible),
+    timesliceMs: o.timesliceMs
+  }
+  const range = svm.rangeFindOrInsertNow(fault.addr, piece.start, piece.end, ctx)
+  if (range === NOT_NOW) return false
+  if (!st.seen.has(range.id)) {
+    st.seen.add(range.id)
+    Metrics.add(st.metrics, Metrics.rangesCreatedTotal)
+  }
+  // the round's one migration try (§11.6): decided now only when the policy stays in place
+  if (policy.targetNow(svm, range, { write: fault.write, atomic: fault.atomic, devmemOnly: false, attrs: piece.attrs }) !== undefined) return false
+  if (svm.rangeGetPagesNow(range, ctx) === NOT_NOW) return false
+  return bindNow(env, range, false, undefined) === true
+}
+
 /**
  * The fault loop, under the driver SVM lock; `__xe_svm_handle_pagefault` step
  * by step.
  */
-const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exclusiveEnd?: number) {
+const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exclusiveEnd: number | undefined, quiet: boolean) {
   const { st, svm, policy } = env
   const o = st.options
   // kernel-semantics §11.17: a BO-bound window is the BO's GPU VMA (rebind it, never an SVM range);
@@ -222,9 +276,13 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exc
     // The GPU VMA of the fault is its madvise piece (re-read each round: the
     // collector may have reset attributes): ranges never cross a piece.
     const piece = Attributes.pieceAt(st, fault.addr)
-    const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, piece.start, piece.end, ctx))
-    if (Result.isFailure(found)) return yield* giveUp(fault, findFailed(found.failure), round, found.failure)
-    const range = found.success
+    // issue #16: each call's synchronous fast path first (NOT_NOW: the Effect version, with its points)
+    let range = svm.rangeFindOrInsertNow(fault.addr, piece.start, piece.end, ctx)
+    if (range === NOT_NOW) {
+      const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, piece.start, piece.end, ctx))
+      if (Result.isFailure(found)) return yield* giveUp(fault, findFailed(found.failure), round, found.failure)
+      range = found.success
+    }
     if (!st.seen.has(range.id)) {
       st.seen.add(range.id)
       Metrics.add(st.metrics, Metrics.rangesCreatedTotal)
@@ -255,7 +313,9 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exc
         }
       }
     }
-    const got = yield* Effect.result(Spans.getPages(range.start, range.end, svm.rangeGetPages(range, ctx)))
+    const got = quiet && svm.rangeGetPagesNow(range, ctx) !== NOT_NOW
+      ? PAGES_NOW
+      : yield* Effect.result(Spans.getPages(range.start, range.end, svm.rangeGetPages(range, ctx)))
     if (Result.isFailure(got)) {
       const e = got.failure
       last = e
@@ -292,7 +352,8 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exc
       }
       taken = t.success
     }
-    if (yield* Spans.bind(range.start, range.end, bindRange(env, range, readOnly, taken))) return range.end
+    const boundNow = quiet ? bindNow(env, range, readOnly, taken) : NOT_NOW
+    if (boundNow === NOT_NOW ? yield* Spans.bind(range.start, range.end, bindRange(env, range, readOnly, taken)) : boundNow) return range.end
     last = new Again({ reason: "pages invalidated before the bind", addr: fault.addr })
     split = false
     if (devmemOnly) timeslice = doubled(timeslice)
@@ -326,7 +387,13 @@ const takeExclusive = Effect.fnUntraced(function*(env: FaultEnv, range: Range, f
  * @category functions
  */
 export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<void, GpuFaultError> =>
-  Effect.andThen(Metrics.countFault(env.st.metrics), env.st.withSvmLock(Spans.fault(env.st.metrics, fault, Effect.asVoid(loop(env, fault)))))
+  Effect.withFiber((fiber) => {
+    Metrics.add(env.st.metrics, Metrics.faultsTotal)
+    // issue #16: the common fault resolved in this step when nothing can interleave (see fastFault)
+    const quiet = !Spans.tracing(fiber)
+    if (quiet && env.st.svmLockFreeNow() && fastFault(env, fault)) return Effect.void
+    return env.st.withSvmLock(Spans.fault(env.st.metrics, fault, Effect.asVoid(loop(env, fault, undefined, quiet))))
+  })
 
 /**
  * The explicit device-exclusive request over `[start, end)` (kernel-semantics
@@ -342,7 +409,7 @@ export const handle = (env: FaultEnv) => (fault: GpuPageFault): Effect.Effect<vo
  */
 export const makeExclusive = (env: FaultEnv) => (start: number, end: number): Effect.Effect<void, GpuFaultError> =>
   DeviceExclusive.makeExclusive(
-    (addr, windowEnd) => env.st.withSvmLock(loop(env, { addr, write: true, atomic: true }, windowEnd)),
+    (addr, windowEnd) => env.st.withSvmLock(loop(env, { addr, write: true, atomic: true }, windowEnd, false)),
     start,
     end
   )

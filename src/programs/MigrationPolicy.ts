@@ -16,6 +16,7 @@
  *
  * @since 0.1.0
  */
+import { NOT_NOW, type Now } from "../domain/Now.ts"
 import { Context, Effect, Layer } from "effect"
 import { DEFAULT_ATTRS, type MemAttrs } from "../domain/MemAttrs.ts"
 import type { Range } from "../domain/Range.ts"
@@ -51,6 +52,11 @@ export interface MigrationPolicyApi {
   readonly atomicNeedsVram: boolean
   /** The pagemap to migrate `range` into for this fault, or undefined to stay in place. */
   readonly target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => Effect.Effect<DevicePagemapApi | undefined>
+  /**
+   * {@link target} decided in the calling step where it needs no effect (issue #16, `src/domain/Now.ts`),
+   * else `NOT_NOW`. Optional: a policy without it sends every fault through the fault loop.
+   */
+  readonly targetNow?: (svm: GpuSvmApi, range: Range, fault: FaultKind) => Now<DevicePagemapApi | undefined>
 }
 
 /**
@@ -70,7 +76,8 @@ export const layerNever: Layer.Layer<MigrationPolicy> = Layer.succeed(MigrationP
   name: "never",
   devmemPossible: false,
   atomicNeedsVram: false,
-  target: () => Effect.succeed(undefined)
+  target: () => Effect.succeed(undefined),
+  targetNow: () => undefined
 })
 
 const make = (name: "always" | "xe", minBytes: number) =>
@@ -83,6 +90,9 @@ const make = (name: "always" | "xe", minBytes: number) =>
         name,
         devmemPossible: pm !== undefined,
         atomicNeedsVram: name === "xe" && pm !== undefined,
+        // without a pagemap, or for a range that cannot or need not migrate, nothing to scan: decided now
+        targetNow: (_svm: GpuSvmApi, range: Range): Now<DevicePagemapApi | undefined> =>
+          pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes ? undefined : NOT_NOW,
         target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => {
           if (pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes) return Effect.succeed(undefined)
           if (name === "always") return Effect.map(svm.scanMm(range, pm.owner), (where) => (where === "equal" ? undefined : pm))

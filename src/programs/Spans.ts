@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Tracer } from "effect"
+import { Effect, type Fiber, Tracer } from "effect"
 import { hex } from "../domain/Address.ts"
 import type { MmuRange } from "../domain/MmuRange.ts"
 import type { Notifier } from "../domain/Notifier.ts"
@@ -25,6 +25,15 @@ import * as Metrics from "./Metrics.ts"
 
 /** Span attribute values (what OTLP serialises). */
 type Attributes = Record<string, string | number | boolean>
+
+/**
+ * Is a tracer other than the built-in no-op one installed for `fiber` (so spans are recorded)? The fault
+ * handler's synchronous fast path (issue #16) runs only when not, as it records no span.
+ *
+ * @category functions
+ * @since 0.5.0
+ */
+export const tracing = (fiber: Fiber.Fiber<unknown, unknown>): boolean => fiber.getRef(Tracer.Tracer) !== Tracer.nativeTracer
 
 /**
  * `self` inside a span `name` with `attributes()` (computed only when a tracer
@@ -41,7 +50,7 @@ export const span = <A, E, R>(
   atEnd?: () => Attributes
 ): Effect.Effect<A, E, R> =>
   Effect.withFiber((fiber) => {
-    if (fiber.getRef(Tracer.Tracer) === Tracer.nativeTracer) return self
+    if (!tracing(fiber)) return self
     const body = atEnd === undefined ? self : Effect.onExit(self, () => Effect.annotateCurrentSpan(atEnd()))
     return Effect.withSpan(body, name, { attributes: attributes() })
   })

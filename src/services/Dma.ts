@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect } from "effect"
 import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
 import type { BadAddress } from "../domain/Errors.ts"
@@ -36,6 +37,14 @@ export class Dma extends Context.Service<Dma, {
   readonly mapPage: (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint) => Effect.Effect<DeviceAddress, BadAddress>
   /** `dma_unmap_page`: an address that matches no live mapping is recorded as a violation, never thrown. */
   readonly unmapPage: (addr: DeviceAddress) => Effect.Effect<void>
+  /**
+   * Fast path of `mapPage` (issue #16, `src/domain/Now.ts`): the mapping made in the calling step, or
+   * `NOT_NOW` — nothing mapped, nothing recorded — when the call would fail (an injected failure
+   * included) or pass a schedule point. Absent on machines that cannot answer synchronously.
+   */
+  readonly mapPageNow?: (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint) => Now<DeviceAddress>
+  /** Fast path of `unmapPage` for an address `mapPageNow` returned: done in the calling step, or `NOT_NOW` when a schedule point would be passed. */
+  readonly unmapPageNow?: (addr: DeviceAddress) => Now<void>
   /** Number of live mappings. */
   readonly liveMappings: Effect.Effect<number>
 }>()("gpusvm/Dma") {}

@@ -8,6 +8,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect } from "effect"
 import type { DeviceAddress } from "../domain/DeviceAddress.ts"
 import type { GpuFaultError } from "../domain/Errors.ts"
@@ -104,6 +105,17 @@ export interface GpuApi {
     addrs: ReadonlyArray<DeviceAddress>,
     o?: { readonly readOnly?: boolean; readonly atomicWindow?: readonly [number, number] }
   ) => Effect.Effect<void>
+  /**
+   * Fast path of {@link bind} (issue #16, `src/domain/Now.ts`): the PTEs written in the calling step, or
+   * `NOT_NOW` (nothing written) when the bind passes a schedule point. Absent on GPUs that cannot bind
+   * synchronously.
+   */
+  readonly bindNow?: (
+    rangeStart: number,
+    rangeEnd: number,
+    addrs: ReadonlyArray<DeviceAddress>,
+    o?: { readonly readOnly?: boolean; readonly atomicWindow?: readonly [number, number] }
+  ) => Now<void>
   /** Zaps the PTEs of `[start, end)` and flushes the TLB (one flush per call). */
   readonly invalidate: (start: number, end: number) => Effect.Effect<void>
   /** Registers the driver's page-fault handler (the last registration wins). */

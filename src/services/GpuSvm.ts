@@ -12,6 +12,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, Effect, Layer, type Option } from "effect"
 import type {
   BadAddress,
@@ -107,6 +108,26 @@ export interface GpuSvmApi {
     range: RangeRef,
     ctx?: Partial<GpuSvmCtx>
   ) => Effect.Effect<void, BadAddress | MixedPages | PermissionDenied | Busy | OutOfMemory>
+  /**
+   * Synchronous fast path of {@link rangeFindOrInsert} (issue #16, `src/domain/Now.ts`): the range, found or
+   * created in the calling step, or `NOT_NOW` (nothing changed: call `rangeFindOrInsert`) where the notifier
+   * is not registered yet, a lock is taken, a schedule point would be passed, the present-pages check would
+   * walk, or the call would fail. Caller holds the driver SVM lock or runs in one step with it free.
+   */
+  readonly rangeFindOrInsertNow: (faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctx?: Partial<GpuSvmCtx>) => Now<Range>
+  /**
+   * Synchronous fast path of {@link rangeGetPages}: its first round done in the calling step, or `NOT_NOW`
+   * (call `rangeGetPages`; at most pages were faulted in, as it would fault them) where the machine cannot
+   * answer now, an invalidation is in flight, a lock is taken, or the call would fail or restart.
+   */
+  readonly rangeGetPagesNow: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Now<void>
+  /**
+   * `f` under the notifier read lock in the calling step when the lock is free (no writer holds or waits,
+   * no schedule point at it), else `NOT_NOW` without running `f` (issue #16).
+   */
+  readonly withNotifierLockNow: <A>(f: () => A) => Now<A>
+  /** The live version of a range, or `undefined` if it was removed (the synchronous {@link range}). */
+  readonly rangeNow: (id: RangeRef) => Range | undefined
   /** `drm_gpusvm_range_unmap_pages`: drop every device address; with `ctx.inNotifier` the caller holds the write lock. */
   readonly rangeUnmapPages: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Effect.Effect<void>
   /**

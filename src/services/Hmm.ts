@@ -4,6 +4,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect } from "effect"
 import type { BadAddress, Busy, InvalidArgument, PermissionDenied } from "../domain/Errors.ts"
 import type { HmmPfn } from "../domain/HmmPfn.ts"
@@ -44,6 +45,13 @@ export class Hmm extends Context.Service<Hmm, {
    * device pages migrated back to RAM) stands (kernel-semantics §11.5).
    */
   readonly rangeFault: (r: HmmRange) => Effect.Effect<ReadonlyArray<HmmPfn>, Busy | BadAddress | PermissionDenied>
+  /**
+   * Fast path of {@link rangeFault} (issue #16, `src/domain/Now.ts`): the walk done in the calling step
+   * when it needs no migration back to RAM, no COW break, no device-exclusive revocation, meets no error
+   * and passes no schedule point; else `NOT_NOW` with nothing changed. Caller holds the mmap read lock
+   * (`Mm.readNow`). Absent on machines that cannot answer synchronously.
+   */
+  readonly rangeFaultNow?: (r: HmmRange) => Now<ReadonlyArray<HmmPfn>>
   /**
    * `make_device_exclusive(mm, addr, owner)` for every page of the page-aligned
    * window `[start, end)`, in address order, stopping at the first error (as

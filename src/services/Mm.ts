@@ -3,6 +3,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect, type Option } from "effect"
 import type { BadAddress } from "../domain/Errors.ts"
 import type { Vma } from "../domain/Vma.ts"
@@ -31,4 +32,11 @@ export class Mm extends Context.Service<Mm, {
   readonly findVmaIntersection: (start: number, end: number) => Effect.Effect<Option.Option<Vma>>
   /** Every VMA, sorted by start (`/proc/<pid>/maps`). */
   readonly vmas: Effect.Effect<ReadonlyArray<Vma>>
+  /**
+   * Fast path (issue #16, `src/domain/Now.ts`): `mmget_not_zero`, `mmap_read_lock`, `f(vmaLookup)`,
+   * `mmap_read_unlock`, `mmput` in the calling step, when the address space is alive, the mmap lock has no
+   * writer holding or waiting and no schedule point would be passed; else `NOT_NOW` without running `f`.
+   * `vmaLookup` is `vma_lookup` answered synchronously. Absent on machines that cannot answer synchronously.
+   */
+  readonly readNow?: <A>(f: (vmaLookup: (addr: number) => Vma | undefined) => Now<A>) => Now<A>
 }>()("gpusvm/Mm") {}

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect } from "effect"
 import type { MmuRange } from "../domain/MmuRange.ts"
 import type { NotifierHandle } from "../domain/NotifierHandle.ts"
@@ -38,6 +39,14 @@ export class MmuNotifier extends Context.Service<MmuNotifier, {
   readonly readBegin: (h: NotifierHandle) => Effect.Effect<number>
   /** `mmu_interval_read_retry`: has the sequence moved since `seq` (an invalidation started)? */
   readonly readRetry: (h: NotifierHandle, seq: number) => Effect.Effect<boolean>
+  /**
+   * Fast path of `readBegin` (issue #16, `src/domain/Now.ts`): the sequence, when no invalidation of the
+   * notifier is in flight and no schedule point would be passed; else `NOT_NOW`. Absent on machines that
+   * cannot answer synchronously.
+   */
+  readonly readBeginNow?: (h: NotifierHandle) => Now<number>
+  /** Fast path of `readRetry`: its answer in the calling step, or `NOT_NOW` when a schedule point would be passed. */
+  readonly readRetryNow?: (h: NotifierHandle, seq: number) => Now<boolean>
   /** `mmu_interval_set_seq`: called by the callback under the driver's lock to publish `cur_seq` (the only way the sequence moves). */
   readonly setSeq: (h: NotifierHandle, seq: number) => Effect.Effect<void>
 }>()("gpusvm/MmuNotifier") {}

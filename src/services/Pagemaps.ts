@@ -10,6 +10,7 @@
 import { Context, type Effect } from "effect"
 import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
 import type { BadAddress } from "../domain/Errors.ts"
+import type { Now } from "../domain/Now.ts"
 import type { DevicePage } from "../domain/PageRef.ts"
 
 /**
@@ -26,6 +27,13 @@ export interface DeviceMapper {
   readonly deviceMap: (page: DevicePage, order: number, dir: DmaDirection) => Effect.Effect<DeviceAddress, BadAddress>
   /** `drm_pagemap_ops.device_unmap`. */
   readonly deviceUnmap: (addr: DeviceAddress) => Effect.Effect<void>
+  /**
+   * Fast path of `deviceMap` (issue #16, `src/domain/Now.ts`): the address in the calling step, or
+   * `NOT_NOW` (nothing mapped or recorded) when it would fail or pass a point. Optional.
+   */
+  readonly deviceMapNow?: (page: DevicePage, order: number, dir: DmaDirection) => Now<DeviceAddress>
+  /** Fast path of `deviceUnmap` for an address `deviceMapNow` returned. Optional; present with `deviceMapNow`. */
+  readonly deviceUnmapNow?: (addr: DeviceAddress) => Now<void>
 }
 
 /**

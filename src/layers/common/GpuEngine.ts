@@ -28,6 +28,7 @@ import { Effect } from "effect"
 import { hex, isAddress, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { GpuFaultError, InvalidArgument } from "../../domain/Errors.ts"
+import { NOT_NOW } from "../../domain/Now.ts"
 import { type AccessMode, type FaultHandler, Gpu, gpuAccess, type GpuStats } from "../../services/Gpu.ts"
 import type { Violation } from "../../services/Machine.ts"
 import { GpuPageTable, type GpuPte } from "./GpuPageTable.ts"
@@ -161,6 +162,12 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
     return bindPoint === undefined ? write : Effect.andThen(bindPoint, write)
   }
 
+  // issue #16: the bind in the calling step where it passes no point
+  const bindNow: Gpu["Service"]["bindNow"] = (rangeStart, rangeEnd, addrs, o) => {
+    if (bindPoint !== undefined) return NOT_NOW
+    ptes.bind(rangeStart, rangeEnd, addrs, o?.readOnly === true, o?.atomicWindow, SYSTEM_PROTO)
+  }
+
   const invalidate = (start: number, end: number) =>
     Effect.sync(() => {
       ptes.zap(start, end)
@@ -260,6 +267,7 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
   return Gpu.of({
     access: gpuAccess(access),
     bind,
+    bindNow,
     invalidate,
     setFaultHandler: (h) =>
       Effect.sync(() => {

@@ -39,6 +39,7 @@
  * @since 0.1.0
  */
 import { Effect, TxRef } from "effect"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import * as TxSync from "../../internal/TxSync.ts"
 import { overlaps } from "../../domain/Address.ts"
 import type { MmuEvent, MmuRange } from "../../domain/MmuRange.ts"
@@ -189,6 +190,16 @@ export class IntervalNotifiers {
     const rec = this.byId.get(h.id)
     if (rec === undefined) return Effect.succeed(0)
     return rec.invalidating.value > 0 ? rec.readBegin : Effect.succeed(rec.seq.value)
+  }
+
+  /**
+   * {@link readBegin} answered synchronously: the committed sequence when no invalidation of the notifier
+   * is in flight, `NOT_NOW` when `readBegin` would wait (issue #16). An unknown handle reads 0.
+   */
+  readBeginSync(h: NotifierHandle): Now<number> {
+    const rec = this.byId.get(h.id)
+    if (rec === undefined) return 0
+    return rec.invalidating.value > 0 ? NOT_NOW : rec.seq.value
   }
 
   /** `mmu_interval_read_retry` (synchronous): has the sequence moved from `seq`? True for unknown handles. */

@@ -421,6 +421,21 @@ export const migrateToRam = (
   })
 
 /**
+ * Would {@link migrateToRam} over `[start, end)` with `wanted` move anything (a device-private entry it
+ * wants)? The synchronous check of the HMM fast path (issue #16).
+ *
+ * @category functions
+ */
+export const wantsMigrateToRam = (st: MachineState, start: number, end: number, wanted: (pte: DevicePte) => boolean): boolean => {
+  if (st.devicePtes === 0) return false
+  let found = false
+  st.pt.forEachIn(vpnOf(start), vpnOf(end), (_vpn, pte) => {
+    if (pte.kind === "device" && wanted(pte)) found = true
+  })
+  return found
+}
+
+/**
  * Does `[start, end)` hold a device-exclusive entry (kernel-semantics §11.17)?
  *
  * @category functions

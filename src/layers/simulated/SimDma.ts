@@ -34,6 +34,7 @@ import { Effect } from "effect"
 import { hex, orderPages, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, type DmaDirection, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { BadAddress } from "../../domain/Errors.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import type { PageRef } from "../../domain/PageRef.ts"
 import { Dma, type DmaMapHint } from "../../services/Dma.ts"
 import type { MachineState } from "./MachineState.ts"
@@ -73,35 +74,53 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
     }
   }
 
+  /**
+   * `dma_map_page`'s refusals before the hint checks, without side effects: the reason, and the pfn when
+   * it is a freed frame (also a violation, recorded by the caller that fails).
+   */
+  const refusalBefore = (page: PageRef, order: number, dir: DmaDirection): { readonly reason: string; readonly freed?: number } | undefined => {
+    if (typeof page !== "object" || page === null || page._tag !== "System") return { reason: "dma_map_page: page is not a system page" }
+    if (!Number.isSafeInteger(order) || order < 0 || order > 18) return { reason: "dma_map_page: order must be an integer in [0, 18]" }
+    if (!DIRS.includes(dir)) return { reason: "dma_map_page: dir is not a DMA direction" }
+    const pfn = page.pfn
+    if (!Number.isSafeInteger(pfn) || pfn < 0) return { reason: "dma_map_page: page.pfn is not a pfn" }
+    if (st.frames.isFreed(pfn)) return { reason: `dma_map_page: pfn ${pfn} is a freed frame`, freed: pfn }
+    return undefined
+  }
+
+  /** Its refusals after the hint checks (the page's frame), without side effects. */
+  const refusalAfter = (pfn: number, order: number): string | undefined => {
+    const n = orderPages(order)
+    if (pfn === 0) return order !== 0 ? "dma_map_page: the zero page is a single 4 KiB page" : undefined
+    const f = st.frames.frameOf(pfn)
+    if (f === undefined) return `dma_map_page: pfn ${pfn} is not a live frame`
+    if (pfn % n !== 0 || pfn + n > f.head + orderPages(f.order)) return `dma_map_page: ${n} pages from pfn ${pfn} are not inside one frame`
+    return undefined
+  }
+
   const mapSync = (page: PageRef, order: number, dir: DmaDirection, hint: DmaMapHint | undefined): DeviceAddress | BadAddress => {
     if (st.inject.dmaMapFail > 0) {
       st.inject.dmaMapFail--
       return new BadAddress({ reason: "dma_map_page: dma_mapping_error (injected)" })
     }
-    if (typeof page !== "object" || page === null || page._tag !== "System") {
-      return new BadAddress({ reason: "dma_map_page: page is not a system page" })
+    const before = refusalBefore(page, order, dir)
+    if (before !== undefined) {
+      if (before.freed !== undefined) st.recordViolation({ invariant: "dma-map-freed-frame", detail: `dma_map_page of freed pfn ${before.freed}` })
+      return new BadAddress({ reason: before.reason })
     }
-    if (!Number.isSafeInteger(order) || order < 0 || order > 18) {
-      return new BadAddress({ reason: "dma_map_page: order must be an integer in [0, 18]" })
-    }
-    if (!DIRS.includes(dir)) return new BadAddress({ reason: "dma_map_page: dir is not a DMA direction" })
-    const pfn = page.pfn
-    if (!Number.isSafeInteger(pfn) || pfn < 0) return new BadAddress({ reason: "dma_map_page: page.pfn is not a pfn" })
-    if (st.frames.isFreed(pfn)) {
-      st.recordViolation({ invariant: "dma-map-freed-frame", detail: `dma_map_page of freed pfn ${pfn}` })
-      return new BadAddress({ reason: `dma_map_page: pfn ${pfn} is a freed frame` })
-    }
+    const pfn = (page as { pfn: number }).pfn
     if (hint !== undefined) checkHint(pfn, order, dir, hint)
-    const n = orderPages(order)
-    if (pfn === 0) {
-      if (order !== 0) return new BadAddress({ reason: "dma_map_page: the zero page is a single 4 KiB page" })
-    } else {
-      const f = st.frames.frameOf(pfn)
-      if (f === undefined) return new BadAddress({ reason: `dma_map_page: pfn ${pfn} is not a live frame` })
-      if (pfn % n !== 0 || pfn + n > f.head + orderPages(f.order)) {
-        return new BadAddress({ reason: `dma_map_page: ${n} pages from pfn ${pfn} are not inside one frame` })
-      }
-    }
+    const after = refusalAfter(pfn, order)
+    if (after !== undefined) return new BadAddress({ reason: after })
+    return { addr: st.iommu.map(pfn, order, dir), proto: SYSTEM_PROTO, order, dir }
+  }
+
+  /** The fast path (issue #16): `NOT_NOW` before any side effect where `mapSync` would refuse or a point would be passed. */
+  const mapPageNow = (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint): Now<DeviceAddress> => {
+    if (point !== Effect.void || st.inject.dmaMapFail > 0 || refusalBefore(page, order, dir) !== undefined) return NOT_NOW
+    const pfn = (page as { pfn: number }).pfn
+    if (refusalAfter(pfn, order) !== undefined) return NOT_NOW
+    if (hint !== undefined) checkHint(pfn, order, dir, hint)
     return { addr: st.iommu.map(pfn, order, dir), proto: SYSTEM_PROTO, order, dir }
   }
 
@@ -114,20 +133,20 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
   const mapPage = (page: PageRef, order: number, dir: DmaDirection, hint?: DmaMapHint): Effect.Effect<DeviceAddress, BadAddress> =>
     point === Effect.void ? Effect.suspend(() => mapOne(page, order, dir, hint)) : Effect.flatMap(point, () => mapOne(page, order, dir, hint))
 
-  const unmapPage = (addr: DeviceAddress): Effect.Effect<void> =>
-    afterPoint(point, () =>
-      Effect.sync(() => {
-        const ok = typeof addr === "object" && addr !== null && addr.proto === SYSTEM_PROTO &&
-          st.iommu.unmap(addr.addr, addr.order) !== undefined
-        if (!ok) {
-          st.recordViolation({
-            invariant: "dma-unmap-unknown",
-            detail: `dma_unmap_page of ${JSON.stringify(addr)}: no live mapping at that IOVA and order`
-          })
-        }
-      }))
+  const unmapSync = (addr: DeviceAddress): void => {
+    const ok = typeof addr === "object" && addr !== null && addr.proto === SYSTEM_PROTO &&
+      st.iommu.unmap(addr.addr, addr.order) !== undefined
+    if (!ok) {
+      st.recordViolation({
+        invariant: "dma-unmap-unknown",
+        detail: `dma_unmap_page of ${JSON.stringify(addr)}: no live mapping at that IOVA and order`
+      })
+    }
+  }
+  const unmapPage = (addr: DeviceAddress): Effect.Effect<void> => afterPoint(point, () => Effect.sync(() => unmapSync(addr)))
+  const unmapPageNow = (addr: DeviceAddress): Now<void> => (point === Effect.void ? unmapSync(addr) : NOT_NOW)
 
   const liveMappings = Effect.flatMap(point, () => Effect.sync(() => st.iommu.size))
 
-  return Dma.of({ mapPage, unmapPage, liveMappings })
+  return Dma.of({ mapPage, unmapPage, liveMappings, mapPageNow, unmapPageNow })
 }

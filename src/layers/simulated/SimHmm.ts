@@ -42,8 +42,9 @@ import { isWindow, PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress, Busy, InvalidArgument, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
-import { checkHmmFault, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
-import { cowExtent, faultPage, hmmWalk, migrateToRam, revokeExclusive } from "./CpuFault.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { checkHmmFault, checkHmmRange, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
+import { cowExtent, faultPage, hasExclusive, hmmWalk, migrateToRam, revokeExclusive, wantsMigrateToRam } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
 import { vpnOf } from "./PageTable.ts"
 
@@ -103,6 +104,25 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     if (err !== undefined) return yield* err
     return out
   })
+
+  /**
+   * {@link rangeFault} in the calling step (issue #16): only where it would pass no point, consume no
+   * injection, meet no error or moved sequence, revoke no device-exclusive entry, migrate nothing back to
+   * RAM and break no COW — the walk alone, the same `hmmWalk` the Effect version ends with.
+   */
+  const rangeFaultNow = (r: HmmRange): Now<ReadonlyArray<HmmPfn>> => {
+    if (point !== Effect.void || st.inject.hmmBusy > 0 || checkHmmRange(r) !== undefined || !st.alive) return NOT_NOW
+    if (notifiers.moved(r.notifier, r.notifierSeq)) return NOT_NOW
+    if (r.fault) {
+      if (checkHmmFault(st.vmas.intersecting(r.start, r.end), r.start, r.end, r.write) !== undefined) return NOT_NOW
+      if (hasExclusive(st, r.start, r.end)) return NOT_NOW
+      if (wantsMigrateToRam(st, r.start, r.end, (pte) => pte.owner !== r.devicePrivateOwner || (r.write && !pte.writable))) return NOT_NOW
+      if (r.write && cowExtent(st, r.start, r.end) !== undefined) return NOT_NOW
+    }
+    const out = hmmWalk(st, r.start, r.end, r.fault, r.fault && r.write, r.devicePrivateOwner)
+    // as the Effect version's last check; a walk that moved the sequence is redone there (idempotent)
+    return notifiers.moved(r.notifier, r.notifierSeq) ? NOT_NOW : out
+  }
 
   /**
    * `make_device_exclusive` of the page at `addr` (kernel-semantics §11.17, mm/rmap.c): GUP with
@@ -165,5 +185,5 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     for (let a = start; a < end; a += PAGE_SIZE) yield* exclusiveOne(a, owner)
   })
 
-  return Hmm.of({ rangeFault, makeDeviceExclusive })
+  return Hmm.of({ rangeFault, rangeFaultNow, makeDeviceExclusive })
 }

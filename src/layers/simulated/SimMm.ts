@@ -6,12 +6,14 @@
  * caller to hold the mmap lock (`withReadLock`) when the answer must stay true.
  * `acquire` / `release` count references (`mmget_not_zero` / `mmput`); an
  * unbalanced `release` is recorded as `mmput-unbalanced`. Every call is a
- * schedule yield point. No errors except `acquire` after exit.
+ * schedule yield point. No errors except `acquire` after exit. `readNow` is the
+ * synchronous fast path (issue #16) where no point would be passed.
  *
  * @since 0.1.0
  */
 import { Effect, Option } from "effect"
 import { BadAddress } from "../../domain/Errors.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Mm } from "../../services/Mm.ts"
 import type { MachineState } from "./MachineState.ts"
@@ -60,5 +62,16 @@ export const makeMm = (st: MachineState): Mm["Service"] => {
         return r === undefined ? Option.none() : Option.some(toVma(r))
       }))
   const vmas = Effect.flatMap(point, () => Effect.sync(() => st.vmas.snapshot()))
-  return Mm.of({ acquire, release, references, withReadLock, vmaLookup, findVmaIntersection, vmas })
+  // issue #16: the fast path only where every point is void (no schedule, no explorer: none is passed)
+  const lookupNow = (addr: number): Vma | undefined => {
+    const r = Number.isFinite(addr) ? st.vmas.find(addr) : undefined
+    return r === undefined ? undefined : toVma(r)
+  }
+  const readNow = <A>(f: (vmaLookup: (addr: number) => Vma | undefined) => Now<A>): Now<A> => {
+    if (point !== Effect.void || !st.alive || !st.lock.canReadNow()) return NOT_NOW
+    // the reference and the read lock are held for the length of this step only: no other fiber can
+    // observe them (the same reasoning as RwLock.withReadSync), so neither is taken
+    return f(lookupNow)
+  }
+  return Mm.of({ acquire, release, references, withReadLock, vmaLookup, findVmaIntersection, vmas, readNow })
 }

@@ -19,6 +19,7 @@
  */
 import { Effect } from "effect"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import { type InvalidateCallback, MmuNotifier } from "../../services/MmuNotifier.ts"
 import type { MachineState } from "./MachineState.ts"
 import { afterPoint } from "./SeededYields.ts"
@@ -31,24 +32,26 @@ import { afterPoint } from "./SeededYields.ts"
 export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
   const point = st.schedule.at("mmu-notifier")
   const n = st.notifiers
+  const readRetrySync = (h: NotifierHandle, seq: number): boolean => {
+    // `seqRace` injection (kernel-semantics §11.16): an invalidation raced the walk.
+    if (st.inject.seqRace > 0) {
+      st.inject.seqRace--
+      return true
+    }
+    const moved = n.moved(h, seq)
+    if (moved) st.readRetriesMoved++ // the read_retry path (kernel-semantics §11.17 drives it)
+    return moved
+  }
   return MmuNotifier.of({
     insert: (start: number, length: number, cb: InvalidateCallback) =>
       Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb))),
     remove: (h: NotifierHandle) => Effect.flatMap(point, () => n.remove(h)),
     // the hot ones skip a void point (SeededYields.afterPoint): same schedules, one step less
     readBegin: (h: NotifierHandle) => afterPoint(point, () => Effect.suspend(() => n.readBeginNow(h))),
-    readRetry: (h: NotifierHandle, seq: number) =>
-      afterPoint(point, () =>
-        Effect.sync(() => {
-          // `seqRace` injection (kernel-semantics §11.16): an invalidation raced the walk.
-          if (st.inject.seqRace > 0) {
-            st.inject.seqRace--
-            return true
-          }
-          const moved = n.moved(h, seq)
-          if (moved) st.readRetriesMoved++ // the read_retry path (kernel-semantics §11.17 drives it)
-          return moved
-        })),
-    setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq))
+    readRetry: (h: NotifierHandle, seq: number) => afterPoint(point, () => Effect.sync(() => readRetrySync(h, seq))),
+    setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq)),
+    // issue #16: the fast paths, only where the point is void
+    readBeginNow: (h: NotifierHandle) => (point === Effect.void ? n.readBeginSync(h) : NOT_NOW),
+    readRetryNow: (h: NotifierHandle, seq: number) => (point === Effect.void ? readRetrySync(h, seq) : NOT_NOW)
   })
 }

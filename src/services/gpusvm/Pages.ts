@@ -29,6 +29,7 @@ import * as Ctx from "../../domain/GpuSvmCtx.ts"
 import type { GpuSvmCtx } from "../../domain/GpuSvmCtx.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import { SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import type { Range } from "../../domain/Range.ts"
 import type { RangeRef, ScanResult } from "../GpuSvm.ts"
@@ -96,6 +97,62 @@ export const runOrder617 = (pfn: HmmPfn): number => pfn.order
 /** The outcome of the mapping step: done, or the notifier moved (restart at step 1). */
 type MapOutcome = "done" | "retry"
 
+/** What the mapping loop has seen so far: the device pagemap and allocation of its device pages. */
+interface RunState {
+  pagemap: string | undefined
+  allocation: number | undefined
+}
+
+/**
+ * The checks of §4 step 5 on the page at index `i` before it is mapped (not valid, pages of two
+ * pagemaps or allocations, system pages mixed with device pages or in a devmem-only range, no such
+ * pagemap): the failure, else `undefined` with `run` updated. Shared by the Effect and the `Now` loop.
+ */
+const checkPage = (
+  core: Core,
+  run: RunState,
+  pfn: HmmPfn,
+  i: number,
+  addr: number,
+  ctx: GpuSvmCtx,
+  allowMixed: boolean
+): BadAddress | MixedPages | undefined => {
+  const page = pfn.page
+  if (!pfn.valid || pfn.error || page === undefined) return new BadAddress({ reason: "HMM returned a page that is not valid", addr })
+  if (page._tag === "Device") {
+    if (!allowMixed && run.allocation !== page.allocation && i > 0) {
+      return new MixedPages({ reason: "device pages of another allocation, or after system pages", addr })
+    }
+    run.allocation = page.allocation
+    if (run.pagemap !== page.pagemap) {
+      if (run.pagemap !== undefined) return new MixedPages({ reason: `pages of two pagemaps (${run.pagemap}, ${page.pagemap})`, addr })
+      run.pagemap = page.pagemap
+    }
+    if (core.pagemaps.get(page.pagemap) === undefined) return new BadAddress({ reason: `no pagemap "${page.pagemap}" is registered`, addr })
+    return undefined
+  }
+  if (run.pagemap !== undefined && !allowMixed) return new MixedPages({ reason: "system page after device pages", addr })
+  if (ctx.devmemOnly) return new BadAddress({ reason: "system page in a devmem-only range", addr })
+  return undefined
+}
+
+/**
+ * Step 6 of §4, synchronous: commit the mapping into the live range unless another get_pages committed
+ * first (then false: the caller unmaps its own addresses).
+ */
+const commitMapping = (core: Core, cur: Range, seq: number, mapped: ReadonlyArray<DeviceAddress>, pagemap: string | undefined): boolean =>
+  TxSync.modifyNow(core.state, (s): [boolean, State.SvmState] => {
+    const now = State.live(s, cur)
+    if (now === undefined || now.flags.hasDmaMapping || now.flags.hasDevmemPages) return [false, s]
+    const next: Range = pagemap === undefined
+      ? { ...withoutDma(now), notifierSeq: seq, dmaAddr: mapped, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: false } }
+      : { ...now, notifierSeq: seq, dmaAddr: mapped, pagemap, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: true } }
+    return [true, State.updateRange(s, now, () => next)]
+  })
+
+/** The map order of the run at page `i` (§11.16: the 6.17 profile does not clamp it). */
+const orderAt = (legacy: boolean, pfn: HmmPfn, i: number, npages: number): number => (legacy ? runOrder617(pfn) : runOrder(pfn, i, npages))
+
 /**
  * Step 5–6 of §4 under the notifier read lock: check unmapped / `readRetry`,
  * map each page run (system through `Dma`, device through its pagemap), commit.
@@ -118,79 +175,100 @@ const mapStep = Effect.fnUntraced(function*(
   const allowMixed = ctx.allowMixed && !legacy
   const npages = pfns.length
   const mapped: Array<DeviceAddress> = []
-  let pagemap: string | undefined
-  let allocation: number | undefined
+  const run: RunState = { pagemap: undefined, allocation: undefined }
   let failure: BadAddress | MixedPages | undefined
   for (let i = 0; i < npages;) {
     const pfn = pfns[i]!
     const addr = cur.start + i * 4096
-    const page = pfn.page
-    if (!pfn.valid || pfn.error || page === undefined) {
-      failure = new BadAddress({ reason: "HMM returned a page that is not valid", addr })
+    failure = checkPage(core, run, pfn, i, addr, ctx, allowMixed)
+    if (failure !== undefined) break
+    const page = pfn.page!
+    const order = orderAt(legacy, pfn, i, npages)
+    // The hint (where the page is mapped, where the range ends) lets the model's
+    // IOMMU see a mapping past the range or a writable mapping of a read-only page.
+    const r = yield* Effect.result(
+      page._tag === "Device" ? core.pagemaps.get(page.pagemap)!.deviceMap(page, order, dir) : core.dma.mapPage(page, order, dir, { addr, end: cur.end })
+    )
+    if (Result.isFailure(r)) {
+      failure = r.failure
       break
     }
-    const order = legacy ? runOrder617(pfn) : runOrder(pfn, i, npages)
-    if (page._tag === "Device") {
-      if (!allowMixed && allocation !== page.allocation && i > 0) {
-        failure = new MixedPages({ reason: "device pages of another allocation, or after system pages", addr })
-        break
-      }
-      allocation = page.allocation
-      if (pagemap !== page.pagemap) {
-        if (pagemap !== undefined) {
-          failure = new MixedPages({ reason: `pages of two pagemaps (${pagemap}, ${page.pagemap})`, addr })
-          break
-        }
-        pagemap = page.pagemap
-      }
-      const pm = core.pagemaps.get(page.pagemap)
-      if (pm === undefined) {
-        failure = new BadAddress({ reason: `no pagemap "${page.pagemap}" is registered`, addr })
-        break
-      }
-      const r = yield* Effect.result(pm.deviceMap(page, order, dir))
-      if (Result.isFailure(r)) {
-        failure = r.failure
-        break
-      }
-      mapped.push(r.success)
-    } else {
-      if (pagemap !== undefined && !allowMixed) {
-        failure = new MixedPages({ reason: "system page after device pages", addr })
-        break
-      }
-      if (ctx.devmemOnly) {
-        failure = new BadAddress({ reason: "system page in a devmem-only range", addr })
-        break
-      }
-      // The hint (where the page is mapped, where the range ends) lets the model's
-      // IOMMU see a mapping past the range or a writable mapping of a read-only page.
-      const r = yield* Effect.result(core.dma.mapPage(page, order, dir, { addr, end: cur.end }))
-      if (Result.isFailure(r)) {
-        failure = r.failure
-        break
-      }
-      mapped.push(r.success)
-    }
+    mapped.push(r.success)
     i += 2 ** order
   }
   if (failure !== undefined) {
-    yield* unmapAddrs(core, mapped, pagemap)
+    yield* unmapAddrs(core, mapped, run.pagemap)
     return yield* failure
   }
-  const committed = yield* TxSync.modify(core.state, (s): [boolean, State.SvmState] => {
-    const now = State.live(s, cur)
-    if (now === undefined || now.flags.hasDmaMapping || now.flags.hasDevmemPages) return [false, s]
-    const next: Range = pagemap === undefined
-      ? { ...withoutDma(now), notifierSeq: seq, dmaAddr: mapped, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: false } }
-      : { ...now, notifierSeq: seq, dmaAddr: mapped, pagemap, flags: { ...now.flags, hasDmaMapping: true, hasDevmemPages: true } }
-    return [true, State.updateRange(s, now, () => next)]
-  })
   // Another get_pages of the same range committed first (callers should serialise
   // them under the driver lock; if they do not, keep the first mapping, drop ours).
-  if (!committed) yield* unmapAddrs(core, mapped, pagemap)
+  if (!commitMapping(core, cur, seq, mapped, run.pagemap)) yield* unmapAddrs(core, mapped, run.pagemap)
   return "done" as MapOutcome
 })
+
+/** Unmaps `addrs` in the calling step where every unmap can be done now (`NOT_NOW` if one cannot: then none is). */
+const unmapAddrsNow = (core: Core, addrs: ReadonlyArray<DeviceAddress>, pagemap: string | undefined): Now<void> => {
+  const dmaNow = core.dma.unmapPageNow
+  const pm = pagemap === undefined ? undefined : core.pagemaps.get(pagemap)
+  for (const a of addrs) {
+    if (a.proto === SYSTEM_PROTO ? dmaNow === undefined : pm !== undefined && pm.deviceUnmapNow === undefined) return NOT_NOW
+  }
+  for (const a of addrs) {
+    if (a.proto === SYSTEM_PROTO) dmaNow!(a)
+    else if (pm !== undefined) pm.deviceUnmapNow!(a)
+  }
+}
+
+/**
+ * {@link mapStep} in the calling step, notifier lock free: `NOT_NOW` (every address it mapped unmapped
+ * again) wherever the Effect version would fail, restart or pass a point.
+ */
+const mapNow = (
+  core: Core,
+  ref: Range,
+  handle: NotifierHandle,
+  pfns: ReadonlyArray<HmmPfn>,
+  seq: number,
+  ctx: GpuSvmCtx,
+  dir: DmaDirection,
+  readRetryNow: (h: NotifierHandle, seq: number) => Now<boolean>
+): Now<void> => {
+  const cur = State.live(core.state.value, ref)
+  if (cur === undefined || cur.flags.unmapped) return NOT_NOW
+  if (readRetryNow(handle, seq) !== false) return NOT_NOW
+  const legacy = core.config.kernel === "6.17"
+  const allowMixed = ctx.allowMixed && !legacy
+  const npages = pfns.length
+  const mapped: Array<DeviceAddress> = []
+  const run: RunState = { pagemap: undefined, allocation: undefined }
+  const mapPageNow = core.dma.mapPageNow
+  for (let i = 0; i < npages;) {
+    const pfn = pfns[i]!
+    const addr = cur.start + i * 4096
+    let a: Now<DeviceAddress> = NOT_NOW
+    if (checkPage(core, run, pfn, i, addr, ctx, allowMixed) === undefined) {
+      const page = pfn.page!
+      const order = orderAt(legacy, pfn, i, npages)
+      if (page._tag === "Device") {
+        const now = core.pagemaps.get(page.pagemap)!.deviceMapNow
+        if (now !== undefined) a = now(page, order, dir)
+      } else if (mapPageNow !== undefined) {
+        a = mapPageNow(page, order, dir, { addr, end: cur.end })
+      }
+      if (a !== NOT_NOW) {
+        mapped.push(a)
+        i += 2 ** order
+        continue
+      }
+    }
+    // a failure or a mapping that cannot be made now: undo, and let the Effect version do it all
+    if (unmapAddrsNow(core, mapped, run.pagemap) === NOT_NOW) throw new Error("gpusvm: a fast-path mapping cannot be undone synchronously")
+    return NOT_NOW
+  }
+  if (!commitMapping(core, cur, seq, mapped, run.pagemap) && unmapAddrsNow(core, mapped, run.pagemap) === NOT_NOW) {
+    throw new Error("gpusvm: a fast-path mapping cannot be undone synchronously")
+  }
+}
 
 const busy = (addr: number) => new Busy({ reason: "HMM retries exceeded the timeout", addr })
 
@@ -227,6 +305,59 @@ const faultRange = Effect.fnUntraced(function*(
 })
 
 /**
+ * The short-cut of §4 step 2 for a range that has device addresses, notifier lock held (or free): still
+ * valid → the new sequence recorded, true; else its stale addresses dropped, false.
+ */
+const revalidate = (core: Core, r: Range, seq: number): boolean =>
+  TxSync.modifyNow(core.state, (s): [boolean, State.SvmState] => {
+    const now = State.live(s, r)
+    if (now === undefined) return [false, s]
+    if (now.flags.hasDmaMapping || now.flags.hasDevmemPages) {
+      return [true, State.updateRange(s, now, (x) => ({ ...x, notifierSeq: seq }))]
+    }
+    return [false, State.updateRange(s, now, withoutDma)]
+  })
+
+/**
+ * The synchronous fast path of {@link getPages} (issue #16, `src/domain/Now.ts`): its first round —
+ * read_begin, the valid short-cut, `hmm_range_fault` (`Hmm.rangeFaultNow` under `Mm.readNow`), the
+ * mapping and the commit — in the calling step where the machine answers every call now, no invalidation
+ * is in flight, the notifier lock is free and nothing fails or restarts; else `NOT_NOW`, with at most
+ * pages faulted in and a stale mapping dropped, both of which the Effect version does the same way.
+ *
+ * @category functions
+ * @since 0.5.0
+ */
+export const getPagesNow = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSvmCtx>): Now<void> => {
+  const { readNow } = core.mm
+  const { rangeFaultNow } = core.hmm
+  const { readBeginNow, readRetryNow } = core.mmu
+  if (readNow === undefined || rangeFaultNow === undefined || readBeginNow === undefined || readRetryNow === undefined) return NOT_NOW
+  const r = State.live(core.state.value, ref)
+  if (r === undefined || !core.lock.canReadNow()) return NOT_NOW
+  const n = State.notifierAt(core.state.value, r.notifierStart)!
+  const seq = readBeginNow(n.handle)
+  if (seq === NOT_NOW) return NOT_NOW
+  if (r.dmaAddr !== undefined && revalidate(core, r, seq)) return
+  const ctx = Ctx.make(ctxIn)
+  const legacy = core.config.kernel === "6.17"
+  const dir: DmaDirection = ctx.readOnly && !legacy ? "to-device" : "bidirectional"
+  const pfns = readNow(() =>
+    rangeFaultNow({
+      notifier: n.handle,
+      notifierSeq: seq,
+      start: r.start,
+      end: r.end,
+      fault: true,
+      write: !ctx.readOnly,
+      devicePrivateOwner: core.config.devicePrivateOwner
+    })
+  )
+  if (pfns === NOT_NOW) return NOT_NOW
+  return mapNow(core, r, n.handle, pfns, seq, ctx, dir, readRetryNow)
+}
+
+/**
  * `drm_gpusvm_range_get_pages`, kernel-semantics §4: read_begin; valid pages
  * short-cut; `hmm_range_fault` (retrying `EBUSY` until the timeout); under the
  * notifier lock check unmapped and `read_retry`, map the runs, commit. `Again`
@@ -249,17 +380,7 @@ export const getPages = (core: Core) =>
       const n = State.notifierAt(core.state.value, r.notifierStart)!
       let seq = yield* core.mmu.readBegin(n.handle)
       if (r.dmaAddr !== undefined) {
-        const valid = yield* Lock.withReadSync(
-          core.lock,
-          () => TxSync.modifyNow(core.state, (s): [boolean, State.SvmState] => {
-            const now = State.live(s, r)
-            if (now === undefined) return [false, s]
-            if (now.flags.hasDmaMapping || now.flags.hasDevmemPages) {
-              return [true, State.updateRange(s, now, (x) => ({ ...x, notifierSeq: seq }))]
-            }
-            return [false, State.updateRange(s, now, withoutDma)]
-          })
-        )
+        const valid = yield* Lock.withReadSync(core.lock, () => revalidate(core, r, seq))
         if (valid) return
       }
       yield* core.mm.acquire

@@ -21,6 +21,8 @@ import * as IT from "../../domain/IntervalTree.ts"
 import type { MmuRange } from "../../domain/MmuRange.ts"
 import type { Notifier } from "../../domain/Notifier.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import type { Vma } from "../../domain/Vma.ts"
 import { type Range, SEQ_NEVER } from "../../domain/Range.ts"
 import * as Flags from "../../domain/RangeFlags.ts"
 import type { RangeRef } from "../GpuSvm.ts"
@@ -78,47 +80,61 @@ const lookupOrCreate = Effect.fnUntraced(function*(
   const live = State.notifierAt(core.state.value, n.start) ?? n
   const existing = State.rangeAt(live, faultAddr)
   if (existing !== undefined) return existing
-  // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
-  const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
   // the input is this step's snapshot (`live`), so the selection runs now: no extra step (issue #16)
   const window = yield* ChunkSize.selectNow(
-    {
-      faultAddr,
-      vmaStart: vma.start,
-      vmaEnd: vma.end,
-      notifierStart: n.start,
-      notifierEnd: n.end,
-      gpuvaStart,
-      gpuvaEnd,
-      chunkSizes: core.config.chunkSizes,
-      checkPagesThreshold: ctx.checkPagesThreshold,
-      overlapsRange: (start, end) => IT.first(live.ranges, start, end - 1) !== undefined
-    },
+    chunkInput(core, n, live, vma, faultAddr, gpuvaStart, gpuvaEnd, ctx),
     (start, end) => checkPages(core, n.handle, start, end)
   )
   if (window === undefined) {
     return yield* new InvalidArgument({ reason: "no chunk size fits the VMA, notifier and GPU VA window", addr: faultAddr })
   }
-  const created = yield* Lock.withReadSync(
-    core.lock,
-    () => TxSync.modifyNow(core.state, (s0): [Range, State.SvmState] => {
-      const [id, s1] = State.takeId(s0)
-      const s2 = alloc ? State.insertNotifier(s1, n) : s1
-      const range: Range = {
-        id,
-        start: window.start,
-        end: window.end,
-        notifierStart: n.start,
-        notifierSeq: SEQ_NEVER,
-        flags: { ...Flags.NONE, migrateDevmem }
-      }
-      return [range, State.insertRange(s2, range)]
-    })
-  )
+  return yield* Lock.withReadSync(core.lock, () => createRange(core, n, alloc, window, vma, ctx))
+})
+
+/** Step 7's input: the VMA, notifier and GPU VA bounds, and the ranges of `live` (this step's notifier). */
+const chunkInput = (
+  core: Core,
+  n: Notifier,
+  live: Notifier,
+  vma: Vma,
+  faultAddr: number,
+  gpuvaStart: number,
+  gpuvaEnd: number,
+  ctx: GpuSvmCtx
+): Omit<ChunkSize.ChunkSizeInput, "allPagesPresent"> => ({
+  faultAddr,
+  vmaStart: vma.start,
+  vmaEnd: vma.end,
+  notifierStart: n.start,
+  notifierEnd: n.end,
+  gpuvaStart,
+  gpuvaEnd,
+  chunkSizes: core.config.chunkSizes,
+  checkPagesThreshold: ctx.checkPagesThreshold,
+  overlapsRange: (start, end) => IT.first(live.ranges, start, end - 1) !== undefined
+})
+
+/** Step 8, synchronous, notifier lock held (or free: see `RwLock.withReadSync`): insert the new range (and a new notifier). */
+const createRange = (core: Core, n: Notifier, alloc: boolean, window: ChunkSize.ChunkWindow, vma: Vma, ctx: GpuSvmCtx): Range => {
+  // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
+  const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
+  const created = TxSync.modifyNow(core.state, (s0): [Range, State.SvmState] => {
+    const [id, s1] = State.takeId(s0)
+    const s2 = alloc ? State.insertNotifier(s1, n) : s1
+    const range: Range = {
+      id,
+      start: window.start,
+      end: window.end,
+      notifierStart: n.start,
+      notifierSeq: SEQ_NEVER,
+      flags: { ...Flags.NONE, migrateDevmem }
+    }
+    return [range, State.insertRange(s2, range)]
+  })
   core.counters.rangesCreated++
   if (alloc) core.counters.notifiersCreated++
   return created
-})
+}
 
 /** Steps 3–8 of §3 with the address space held: find or register the notifier, then look up or create under the mmap read lock. */
 const findOrCreate = Effect.fnUntraced(function*(
@@ -137,6 +153,54 @@ const findOrCreate = Effect.fnUntraced(function*(
   )
 })
 
+/** Step 1–2 of §3: the fault address inside the GPU SVM, a well-formed GPU VA window. */
+const argumentError = (core: Core, faultAddr: number, gpuvaStart: number, gpuvaEnd: number): InvalidArgument | undefined => {
+  if (!isAddress(faultAddr) || faultAddr < core.config.mmStart || faultAddr >= mmEnd(core.config)) {
+    return new InvalidArgument({
+      reason: `fault address outside the GPU SVM [${hex(core.config.mmStart)}, ${hex(mmEnd(core.config))})`,
+      addr: faultAddr
+    })
+  }
+  if (!isAddress(gpuvaStart) || !isEnd(gpuvaEnd) || gpuvaEnd <= gpuvaStart) {
+    return new InvalidArgument({ reason: `malformed GPU VA window [${gpuvaStart}, ${gpuvaEnd})`, addr: faultAddr })
+  }
+  return undefined
+}
+
+/**
+ * The synchronous fast path of {@link findOrInsert} (issue #16, `src/domain/Now.ts`): the existing range,
+ * or a new one, decided and committed in the calling step — where the notifier exists already (a new one
+ * is an MMU notifier registration), the mmap read lock and the notifier lock are free, the VMA allows the
+ * fault and the chunk selection needs no present-pages walk; else `NOT_NOW` with nothing changed (the
+ * Effect version then does it, with its errors). Caller holds the driver SVM lock, as for `findOrInsert`.
+ *
+ * @category functions
+ * @since 0.5.0
+ */
+export const findOrInsertNow = (core: Core) => (faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctxIn?: Partial<GpuSvmCtx>): Now<Range> => {
+  const readNow = core.mm.readNow
+  if (readNow === undefined || argumentError(core, faultAddr, gpuvaStart, gpuvaEnd) !== undefined) return NOT_NOW
+  const n = State.notifierAt(core.state.value, faultAddr)
+  if (n === undefined) return NOT_NOW
+  const ctx = Ctx.make(ctxIn)
+  return readNow((vmaLookup): Now<Range> => {
+    const vma = vmaLookup(faultAddr)
+    if (vma === undefined || (!ctx.readOnly && !vma.prot.write)) return NOT_NOW
+    const existing = State.rangeAt(n, faultAddr)
+    if (existing !== undefined) return existing
+    let walk = false
+    const window = ChunkSize.select({
+      ...chunkInput(core, n, n, vma, faultAddr, gpuvaStart, gpuvaEnd, ctx),
+      allPagesPresent: () => {
+        walk = true
+        return false
+      }
+    })
+    if (walk || window === undefined || !core.lock.canReadNow()) return NOT_NOW
+    return createRange(core, n, false, window, vma, ctx)
+  })
+}
+
 /**
  * `drm_gpusvm_range_find_or_insert`, kernel-semantics §3 in order: `InvalidArgument`
  * outside `[mmStart, mmStart + mmRange)` (exclusive end, unlike the seed) or for a
@@ -151,15 +215,8 @@ const findOrCreate = Effect.fnUntraced(function*(
 export const findOrInsert = (core: Core) =>
   Effect.fnUntraced(function*(faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctxIn?: Partial<GpuSvmCtx>) {
     const ctx = Ctx.make(ctxIn)
-    if (!isAddress(faultAddr) || faultAddr < core.config.mmStart || faultAddr >= mmEnd(core.config)) {
-      return yield* new InvalidArgument({
-        reason: `fault address outside the GPU SVM [${hex(core.config.mmStart)}, ${hex(mmEnd(core.config))})`,
-        addr: faultAddr
-      })
-    }
-    if (!isAddress(gpuvaStart) || !isEnd(gpuvaEnd) || gpuvaEnd <= gpuvaStart) {
-      return yield* new InvalidArgument({ reason: `malformed GPU VA window [${gpuvaStart}, ${gpuvaEnd})`, addr: faultAddr })
-    }
+    const bad = argumentError(core, faultAddr, gpuvaStart, gpuvaEnd)
+    if (bad !== undefined) return yield* bad
     yield* core.mm.acquire
     return yield* findOrCreate(core, faultAddr, gpuvaStart, gpuvaEnd, ctx).pipe(Effect.ensuring(core.mm.release))
   })

@@ -17,6 +17,7 @@ import { Mm } from "../Mm.ts"
 import { MmuNotifier } from "../MmuNotifier.ts"
 import { Pagemaps } from "../Pagemaps.ts"
 import type { Core } from "./Core.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import * as Lock from "../../internal/RwLock.ts"
 import { Interleaving, lockHooks } from "../Interleaving.ts"
 import * as Pages from "./Pages.ts"
@@ -60,6 +61,10 @@ export const make = (
       config: decoded,
       rangeFindOrInsert: Ranges.findOrInsert(core),
       rangeGetPages: Pages.getPages(core),
+      rangeFindOrInsertNow: Ranges.findOrInsertNow(core),
+      rangeGetPagesNow: Pages.getPagesNow(core),
+      withNotifierLockNow: <A>(f: () => A): Now<A> => (lock.canReadNow() ? f() : NOT_NOW),
+      rangeNow: (ref: RangeRef) => State.live(state.value, ref),
       rangeUnmapPages: Pages.unmapPages(core),
       rangeEvict: Pages.evict(core),
       rangeRemove: Ranges.remove(core),
