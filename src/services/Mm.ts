@@ -9,6 +9,14 @@ import type { BadAddress } from "../domain/Errors.ts"
 import type { Vma } from "../domain/Vma.ts"
 
 /**
+ * What `Mm.readNow`'s synchronous `vma_lookup` answers: the VMA's bounds, protection, kind and sharing.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export type VmaView = Pick<Vma, "start" | "end" | "prot" | "kind" | "shared">
+
+/**
  * The address space as seen by GPU SVM.
  *
  * @category services
@@ -36,7 +44,8 @@ export class Mm extends Context.Service<Mm, {
    * Fast path (issue #16, `src/domain/Now.ts`): `mmget_not_zero`, `mmap_read_lock`, `f(vmaLookup)`,
    * `mmap_read_unlock`, `mmput` in the calling step, when the address space is alive, the mmap lock has no
    * writer holding or waiting and no schedule point would be passed; else `NOT_NOW` without running `f`.
-   * `vmaLookup` is `vma_lookup` answered synchronously. Absent on machines that cannot answer synchronously.
+   * `vmaLookup` is `vma_lookup` answered synchronously; its VMA is valid inside `f` only (do not keep it).
+   * Absent on machines that cannot answer synchronously.
    */
-  readonly readNow?: <A>(f: (vmaLookup: (addr: number) => Vma | undefined) => Now<A>) => Now<A>
+  readonly readNow?: <A>(f: (vmaLookup: (addr: number) => VmaView | undefined) => Now<A>) => Now<A>
 }>()("gpusvm/Mm") {}

@@ -15,7 +15,7 @@ import { Effect, Option } from "effect"
 import { BadAddress } from "../../domain/Errors.ts"
 import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import type { Vma } from "../../domain/Vma.ts"
-import { Mm } from "../../services/Mm.ts"
+import { Mm, type VmaView } from "../../services/Mm.ts"
 import type { MachineState } from "./MachineState.ts"
 import { afterPoint, afterPointConst } from "./SeededYields.ts"
 import { toVma } from "./Vmas.ts"
@@ -63,11 +63,9 @@ export const makeMm = (st: MachineState): Mm["Service"] => {
       }))
   const vmas = Effect.flatMap(point, () => Effect.sync(() => st.vmas.snapshot()))
   // issue #16: the fast path only where every point is void (no schedule, no explorer: none is passed)
-  const lookupNow = (addr: number): Vma | undefined => {
-    const r = Number.isFinite(addr) ? st.vmas.find(addr) : undefined
-    return r === undefined ? undefined : toVma(r)
-  }
-  const readNow = <A>(f: (vmaLookup: (addr: number) => Vma | undefined) => Now<A>): Now<A> => {
+  // the machine's own record, read-only for the length of the step (no copy per lookup)
+  const lookupNow = (addr: number): VmaView | undefined => (Number.isFinite(addr) ? st.vmas.find(addr) : undefined)
+  const readNow = <A>(f: (vmaLookup: (addr: number) => VmaView | undefined) => Now<A>): Now<A> => {
     if (point !== Effect.void || !st.alive || !st.lock.canReadNow()) return NOT_NOW
     // the reference and the read lock are held for the length of this step only: no other fiber can
     // observe them (the same reasoning as RwLock.withReadSync), so neither is taken

@@ -22,7 +22,7 @@ import type { MmuRange } from "../../domain/MmuRange.ts"
 import type { Notifier } from "../../domain/Notifier.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import { NOT_NOW, type Now } from "../../domain/Now.ts"
-import type { Vma } from "../../domain/Vma.ts"
+import type { VmaView } from "../Mm.ts"
 import { type Range, SEQ_NEVER } from "../../domain/Range.ts"
 import * as Flags from "../../domain/RangeFlags.ts"
 import type { RangeRef } from "../GpuSvm.ts"
@@ -96,7 +96,7 @@ const chunkInput = (
   core: Core,
   n: Notifier,
   live: Notifier,
-  vma: Vma,
+  vma: VmaView,
   faultAddr: number,
   gpuvaStart: number,
   gpuvaEnd: number,
@@ -115,7 +115,7 @@ const chunkInput = (
 })
 
 /** Step 8, synchronous, notifier lock held (or free: see `RwLock.withReadSync`): insert the new range (and a new notifier). */
-const createRange = (core: Core, n: Notifier, alloc: boolean, window: ChunkSize.ChunkWindow, vma: Vma, ctx: GpuSvmCtx): Range => {
+const createRange = (core: Core, n: Notifier, alloc: boolean, window: ChunkSize.ChunkWindow, vma: VmaView, ctx: GpuSvmCtx): Range => {
   // §11.7: "anonymous" is vma_is_anonymous — MAP_SHARED|MAP_ANONYMOUS is shmem, never migrate_devmem.
   const migrateDevmem = ctx.devmemPossible && vma.kind === "anonymous" && !vma.shared
   const created = TxSync.modifyNow(core.state, (s0): [Range, State.SvmState] => {

@@ -25,6 +25,21 @@ import * as Ranges from "./Ranges.ts"
 import * as State from "./State.ts"
 
 /**
+ * An operation that tries its synchronous fast path when it runs, and runs the Effect version only on
+ * `NOT_NOW` (issue #16, `src/domain/Now.ts`): two Effect steps instead of a few dozen when nothing can
+ * interleave; the same yield points, waits and errors otherwise.
+ */
+const nowFirst = <Args extends ReadonlyArray<unknown>, A, E>(
+  now: (...args: Args) => Now<A>,
+  slow: (...args: Args) => Effect.Effect<A, E>
+) =>
+(...args: Args): Effect.Effect<A, E> =>
+  Effect.suspend(() => {
+    const r = now(...args)
+    return r === NOT_NOW ? slow(...args) : Effect.succeed(r)
+  })
+
+/**
  * `drm_gpusvm_init`: a new GPU SVM instance over the context's `Mm`,
  * `MmuNotifier`, `Hmm`, `Dma` (and the registered `Pagemaps`).
  * `config` is decoded here unless it already is (`GpuSvmConfig.isDecoded`).
@@ -59,8 +74,8 @@ export const make = (
     }
     api = {
       config: decoded,
-      rangeFindOrInsert: Ranges.findOrInsert(core),
-      rangeGetPages: Pages.getPages(core),
+      rangeFindOrInsert: nowFirst(Ranges.findOrInsertNow(core), Ranges.findOrInsert(core)),
+      rangeGetPages: nowFirst(Pages.getPagesNow(core), Pages.getPages(core)),
       rangeFindOrInsertNow: Ranges.findOrInsertNow(core),
       rangeGetPagesNow: Pages.getPagesNow(core),
       withNotifierLockNow: <A>(f: () => A): Now<A> => (lock.canReadNow() ? f() : NOT_NOW),
