@@ -3,7 +3,7 @@
  * existing-range lookup through `GpuSvm.rangeFindOrInsert`, with a `Scheduler` whose `shouldYield` (asked
  * once per step) counts. Deterministic, unlike timings on a shared machine (issue #16, bench/findings.md).
  *
- * Run: `node bench/steps.ts [chunkBytes]`.
+ * Run: `node bench/steps.ts [chunkBytes] [never|always]`.
  */
 import { Effect, Scheduler } from "effect"
 import { Cpu } from "../src/services/Cpu.ts"
@@ -12,6 +12,7 @@ import { Driver } from "../src/stacks/Driver.ts"
 import { GpuSvm } from "../src/services/GpuSvm.ts"
 const MiB = 1024 * 1024
 const chunk = Number(process.argv[2] ?? 4096)
+const policy = process.argv[3] === "always" ? "always" : "never"
 let ops = 0
 const base = new Scheduler.MixedScheduler()
 const counting = Object.create(base) as Scheduler.Scheduler & { shouldYield: (f: unknown) => boolean }
@@ -31,5 +32,5 @@ const prog = Effect.gen(function*() {
   for (let i = 1; i <= 100; i++) yield* svm.rangeFindOrInsert(b + i * chunk, 0, 2 ** 47)
   const o2 = ops
   console.log(`ops per fault ${(o1 - o0) / 100}, per existing lookup ${(o2 - o1) / 100}`)
-}).pipe(Effect.provide(Driver.simulated({ machine: { vramBytes: 0, devicePrivateOwner: "bench" }, config: { name: "bench", chunkSizes: [chunk, 4096].filter((x, i, a) => a.indexOf(x) === i) }, policy: "never", driver: { checkPagesThreshold: 0 } })))
+}).pipe(Effect.provide(Driver.simulated({ machine: { vramBytes: policy === "always" ? 256 * MiB : 0, devicePrivateOwner: "bench" }, config: { name: "bench", chunkSizes: [chunk, 4096].filter((x, i, a) => a.indexOf(x) === i) }, policy, driver: { checkPagesThreshold: 0 } })))
 await Effect.runPromise(prog.pipe(Effect.provideService(Scheduler.Scheduler, counting)))

@@ -31,3 +31,17 @@ export const NOT_NOW: unique symbol = Symbol.for("gpusvm/NotNow")
  * @since 0.5.0
  */
 export type Now<A> = A | typeof NOT_NOW
+
+/**
+ * Attaches `twins` (the `…Now` members of a service object) to `svc` as non-enumerable properties and
+ * returns `svc`. Why non-enumerable: a wrapper built by spreading the service (`{ ...gpu, bind: … }`, as
+ * `GpuSvmTest`'s `wrap` option and user tests do) does not copy them, so a wrapped service has no fast
+ * path and its wrapper sees every call; only the unwrapped service answers synchronously.
+ *
+ * @category constructors
+ * @since 0.5.0
+ */
+export const withNow = <S extends object>(svc: S, twins: Partial<S>): S => {
+  for (const [k, v] of Object.entries(twins)) Object.defineProperty(svc, k, { value: v, enumerable: false, writable: false, configurable: false })
+  return svc
+}

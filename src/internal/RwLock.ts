@@ -60,6 +60,8 @@ export interface RwLock {
    * {@link RwLock.withReadSync} (issue #16, the `…Now` fast paths of `src/domain/Now.ts`).
    */
   readonly canReadNow: () => boolean
+  /** May a synchronous section run now as the writer (no reader or writer holds it, none waits, no `before` point)? */
+  readonly canWriteNow: () => boolean
   /** The committed state, for tests and assertions. */
   readonly peek: () => LockState
 }
@@ -167,6 +169,7 @@ export const makeUnsafe = (options: RwLockOptions = {}): RwLock => {
     withReadSync: before === undefined ? withReadSync : (f) => Effect.andThen(before, withReadSync(f)),
     withWrite: before === undefined ? withWrite : (e) => Effect.andThen(before, withWrite(e)),
     canReadNow: before === undefined ? () => !ref.value.writer && ref.value.waitingWriters === 0 : () => false,
+    canWriteNow: before === undefined ? () => !ref.value.writer && ref.value.readers === 0 && ref.value.waitingWriters === 0 : () => false,
     peek: () => ref.value
   }
 }

@@ -13,6 +13,7 @@
  *
  * @since 0.1.0
  */
+import { withNow } from "../domain/Now.ts"
 import * as BufferObjects from "./BufferObjects.ts"
 import { Context, Effect, type Fiber, Layer, Option } from "effect"
 import type { GpuFaultError, InvalidArgument, InvalidConfig } from "../domain/Errors.ts"
@@ -184,7 +185,14 @@ export class Driver extends Context.Service<Driver, DriverApi>()("gpusvm/Driver"
       const locked = Layer.effect(
         GpuSvm,
         // §11.17: the VM's buffer objects go first (unbound and freed), as xe_vm_close_and_put does
-        Effect.map(GpuSvm, (svm): GpuSvmApi => ({ ...svm, fini: st.withSvmLock(Effect.andThen(BufferObjects.teardown(st), svm.fini)) }))
+        // (the fast paths are the same service's: kept, as a spread drops them; issue #16)
+        Effect.map(GpuSvm, (svm): GpuSvmApi =>
+          withNow<GpuSvmApi>({ ...svm, fini: st.withSvmLock(Effect.andThen(BufferObjects.teardown(st), svm.fini)) }, {
+            ...(svm.rangeFindOrInsertNow === undefined ? {} : { rangeFindOrInsertNow: svm.rangeFindOrInsertNow }),
+            ...(svm.rangeGetPagesNow === undefined ? {} : { rangeGetPagesNow: svm.rangeGetPagesNow }),
+            ...(svm.withNotifierLockNow === undefined ? {} : { withNotifierLockNow: svm.withNotifierLockNow }),
+            ...(svm.rangeNow === undefined ? {} : { rangeNow: svm.rangeNow })
+          }))
       ).pipe(Layer.provide(core))
       return driver.pipe(Layer.provideMerge(locked))
     }))

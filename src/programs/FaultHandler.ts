@@ -125,10 +125,11 @@ const bindLocked = Effect.fnUntraced(function*(env: FaultEnv, range: Range, read
  * same check and bind as `bindLocked`; `NOT_NOW` (nothing bound) otherwise.
  */
 const bindNow = (env: FaultEnv, range: Range, readOnly: boolean, taken: readonly [number, number] | undefined): Now<boolean> => {
+  const { withNotifierLockNow, rangeNow } = env.svm
   const gpuBindNow = env.gpu.bindNow
-  if (gpuBindNow === undefined) return NOT_NOW
-  return env.svm.withNotifierLockNow((): Now<boolean> => {
-    const live = env.svm.rangeNow(range)
+  if (gpuBindNow === undefined || withNotifierLockNow === undefined || rangeNow === undefined) return NOT_NOW
+  return withNotifierLockNow((): Now<boolean> => {
+    const live = rangeNow(range)
     if (live === undefined || !(live.flags.hasDmaMapping || live.flags.hasDevmemPages) || live.dmaAddr === undefined) return false
     const atomicWindow = DeviceExclusive.atomicWindow(env.st, taken)
     const o = atomicWindow === undefined ? { readOnly } : { readOnly, atomicWindow }
@@ -199,7 +200,9 @@ const fastFault = (env: FaultEnv, fault: GpuPageFault): boolean => {
     checkPagesThreshold: checkPagesThresholdFor(o, policy.devmemPossible),
     timesliceMs: o.timesliceMs
   }
-  const range = svm.rangeFindOrInsertNow(fault.addr, piece.start, piece.end, ctx)
+  const { rangeFindOrInsertNow, rangeGetPagesNow } = svm
+  if (rangeFindOrInsertNow === undefined || rangeGetPagesNow === undefined) return false
+  const range = rangeFindOrInsertNow(fault.addr, piece.start, piece.end, ctx)
   if (range === NOT_NOW) return false
   if (!st.seen.has(range.id)) {
     st.seen.add(range.id)
@@ -207,7 +210,7 @@ const fastFault = (env: FaultEnv, fault: GpuPageFault): boolean => {
   }
   // the round's one migration try (§11.6): decided now only when the policy stays in place
   if (policy.targetNow(svm, range, { write: fault.write, atomic: fault.atomic, devmemOnly: false, attrs: piece.attrs }) !== undefined) return false
-  if (svm.rangeGetPagesNow(range, ctx) === NOT_NOW) return false
+  if (rangeGetPagesNow(range, ctx) === NOT_NOW) return false
   return bindNow(env, range, false, undefined) === true
 }
 
@@ -277,7 +280,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exc
     // collector may have reset attributes): ranges never cross a piece.
     const piece = Attributes.pieceAt(st, fault.addr)
     // issue #16: each call's synchronous fast path first (NOT_NOW: the Effect version, with its points)
-    let range = svm.rangeFindOrInsertNow(fault.addr, piece.start, piece.end, ctx)
+    let range = svm.rangeFindOrInsertNow?.(fault.addr, piece.start, piece.end, ctx) ?? NOT_NOW
     if (range === NOT_NOW) {
       const found = yield* Effect.result(svm.rangeFindOrInsert(fault.addr, piece.start, piece.end, ctx))
       if (Result.isFailure(found)) return yield* giveUp(fault, findFailed(found.failure), round, found.failure)
@@ -313,7 +316,7 @@ const loop = Effect.fnUntraced(function*(env: FaultEnv, fault: GpuPageFault, exc
         }
       }
     }
-    const got = quiet && svm.rangeGetPagesNow(range, ctx) !== NOT_NOW
+    const got = quiet && svm.rangeGetPagesNow !== undefined && svm.rangeGetPagesNow(range, ctx) !== NOT_NOW
       ? PAGES_NOW
       : yield* Effect.result(Spans.getPages(range.start, range.end, svm.rangeGetPages(range, ctx)))
     if (Result.isFailure(got)) {

@@ -20,7 +20,8 @@
  *
  * @since 0.1.0
  */
-import { Effect } from "effect"
+import { withNow } from "../domain/Now.ts"
+import { Effect, Fiber } from "effect"
 import * as IT from "../domain/IntervalTree.ts"
 import type { MmuRange } from "../domain/MmuRange.ts"
 import type { Notifier } from "../domain/Notifier.ts"
@@ -57,13 +58,34 @@ const zap = Effect.fnUntraced(function*(st: DriverState, gpu: Gpu["Service"], hi
   yield* gpu.invalidate(zapStart, zapEnd)
 })
 
+/** Does the callback have nothing to do but count the event (the early returns of `invalidate` below)? */
+const nothingToDo = (st: DriverState, notifier: Notifier, mmuRange: MmuRange): boolean => {
+  if (causedByUs(st, mmuRange) || DeviceExclusive.ownEvent(st, mmuRange)) return true
+  const start = Math.max(mmuRange.start, notifier.start)
+  const end = Math.min(mmuRange.end, notifier.end)
+  return start >= end || IT.first(notifier.ranges, start, end - 1) === undefined
+}
+
 /**
  * The `ops.invalidate` of a driver over `gpu`.
  *
  * @category functions
  */
-export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
-  invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) =>
+export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => withNow<GpuSvmOps>({
+  invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => invalidate(st, gpu, svm, notifier, mmuRange)
+}, {
+  // issue #16: an event with nothing to zap or unmap (our own migration, our own device-exclusive
+  // request, no range in the window) is the counting alone: done in the caller's step, unless traced
+  invalidateNow: {
+    ready: (_svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => {
+      const fiber = Fiber.getCurrent()
+      return fiber !== undefined && !Spans.tracing(fiber) && nothingToDo(st, notifier, mmuRange)
+    },
+    run: (_svm: GpuSvmApi, _notifier: Notifier, mmuRange: MmuRange) => Metrics.countInvalidation(st.metrics, mmuRange.event)
+  }
+})
+
+const invalidate = (st: DriverState, gpu: Gpu["Service"], svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) =>
     Spans.invalidate(notifier, mmuRange, Effect.gen(function*() {
       Metrics.countInvalidation(st.metrics, mmuRange.event)
       if (causedByUs(st, mmuRange)) return
@@ -85,4 +107,3 @@ export const callback = (st: DriverState, gpu: Gpu["Service"]): GpuSvmOps => ({
         queueForGc(st, range)
       }
     }))
-})

@@ -16,7 +16,7 @@
  *
  * @since 0.1.0
  */
-import { NOT_NOW, type Now } from "../domain/Now.ts"
+import { NOT_NOW, type Now, withNow } from "../domain/Now.ts"
 import { Context, Effect, Layer } from "effect"
 import { DEFAULT_ATTRS, type MemAttrs } from "../domain/MemAttrs.ts"
 import type { Range } from "../domain/Range.ts"
@@ -54,7 +54,9 @@ export interface MigrationPolicyApi {
   readonly target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => Effect.Effect<DevicePagemapApi | undefined>
   /**
    * {@link target} decided in the calling step where it needs no effect (issue #16, `src/domain/Now.ts`),
-   * else `NOT_NOW`. Optional: a policy without it sends every fault through the fault loop.
+   * else `NOT_NOW`. Optional: a policy without it sends every fault through the fault loop. The built-in
+   * policies attach it non-enumerably (`withNow`), so a policy made by spreading one with its own `target`
+   * does not keep a `targetNow` that would bypass that `target`.
    */
   readonly targetNow?: (svm: GpuSvmApi, range: Range, fault: FaultKind) => Now<DevicePagemapApi | undefined>
 }
@@ -72,13 +74,12 @@ export class MigrationPolicy extends Context.Service<MigrationPolicy, MigrationP
  * @category layers
  * @since 0.2.0
  */
-export const layerNever: Layer.Layer<MigrationPolicy> = Layer.succeed(MigrationPolicy, {
-  name: "never",
-  devmemPossible: false,
-  atomicNeedsVram: false,
-  target: () => Effect.succeed(undefined),
-  targetNow: () => undefined
-})
+export const layerNever: Layer.Layer<MigrationPolicy> = Layer.succeed(
+  MigrationPolicy,
+  withNow<MigrationPolicyApi>({ name: "never", devmemPossible: false, atomicNeedsVram: false, target: () => Effect.succeed(undefined) }, {
+    targetNow: () => undefined
+  })
+)
 
 const make = (name: "always" | "xe", minBytes: number) =>
   Layer.effect(
@@ -86,13 +87,10 @@ const make = (name: "always" | "xe", minBytes: number) =>
     Effect.gen(function*() {
       const pagemaps = (yield* Effect.serviceOption(DevicePagemaps)).pipe((o) => (o._tag === "Some" ? o.value.all : []))
       const pm = pagemaps[0]
-      return {
+      return withNow<MigrationPolicyApi>({
         name,
         devmemPossible: pm !== undefined,
         atomicNeedsVram: name === "xe" && pm !== undefined,
-        // without a pagemap, or for a range that cannot or need not migrate, nothing to scan: decided now
-        targetNow: (_svm: GpuSvmApi, range: Range): Now<DevicePagemapApi | undefined> =>
-          pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes ? undefined : NOT_NOW,
         target: (svm: GpuSvmApi, range: Range, fault: FaultKind) => {
           if (pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes) return Effect.succeed(undefined)
           if (name === "always") return Effect.map(svm.scanMm(range, pm.owner), (where) => (where === "equal" ? undefined : pm))
@@ -103,7 +101,11 @@ const make = (name: "always" | "xe", minBytes: number) =>
           return Effect.map(svm.scanMm(range, target.owner), (where) =>
             where === "equal" || (attrs.migrationPolicy === "only-system-pages" && (where === "other" || where === "mixed")) ? undefined : target)
         }
-      } satisfies MigrationPolicyApi
+      }, {
+        // without a pagemap, or for a range that cannot or need not migrate, nothing to scan: decided now
+        targetNow: (_svm: GpuSvmApi, range: Range): Now<DevicePagemapApi | undefined> =>
+          pm === undefined || !range.flags.migrateDevmem || range.end - range.start < minBytes ? undefined : NOT_NOW
+      })
     })
   )
 

@@ -7,6 +7,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../domain/Now.ts"
 import { Context, type Effect } from "effect"
 import type { DeviceAddress, DmaDirection } from "../domain/DeviceAddress.ts"
 import type { BadAddress, Busy, OutOfMemory } from "../domain/Errors.ts"
@@ -86,6 +87,10 @@ export interface DevicePagemapApi {
   readonly deviceMap: (page: DevicePage, order: number, dir: DmaDirection) => Effect.Effect<DeviceAddress, BadAddress>
   /** `drm_pagemap_ops.device_unmap`. An address that matches no live mapping is recorded as a violation, never thrown. */
   readonly deviceUnmap: (addr: DeviceAddress) => Effect.Effect<void>
+  /** Fast path of `deviceMap` (issue #16, `src/domain/Now.ts`): mapped in the calling step, or `NOT_NOW` with nothing done. Optional. */
+  readonly deviceMapNow?: (page: DevicePage, order: number, dir: DmaDirection) => Now<DeviceAddress>
+  /** Fast path of `deviceUnmap`. Optional; present with `deviceMapNow`. */
+  readonly deviceUnmapNow?: (addr: DeviceAddress) => Now<void>
   /**
    * `drm_pagemap_populate_mm` / `drm_pagemap_migrate_to_devmem`: allocate device
    * memory for `[start, end)`, copy the present system pages in, install

@@ -54,6 +54,15 @@ export type ScanResult = "unpopulated" | "system" | "equal" | "other" | "mixed"
  */
 export interface GpuSvmOps {
   readonly invalidate: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => Effect.Effect<void>
+  /**
+   * Optional synchronous form of `invalidate` (issue #16, `src/domain/Now.ts`): `ready` says, without side
+   * effects, whether `run` does the whole callback in the calling step (with the notifier lock held for
+   * writing, or free); then the machine may run the invalidation in one step.
+   */
+  readonly invalidateNow?: {
+    readonly ready: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => boolean
+    readonly run: (svm: GpuSvmApi, notifier: Notifier, mmuRange: MmuRange) => void
+  }
 }
 
 /**
@@ -113,21 +122,23 @@ export interface GpuSvmApi {
    * created in the calling step, or `NOT_NOW` (nothing changed: call `rangeFindOrInsert`) where the notifier
    * is not registered yet, a lock is taken, a schedule point would be passed, the present-pages check would
    * walk, or the call would fail. Caller holds the driver SVM lock or runs in one step with it free.
+   * The four `…Now` members are attached non-enumerably (`withNow`): a GpuSvm wrapped by spreading has
+   * none, so its wrapper sees every call.
    */
-  readonly rangeFindOrInsertNow: (faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctx?: Partial<GpuSvmCtx>) => Now<Range>
+  readonly rangeFindOrInsertNow?: (faultAddr: number, gpuvaStart: number, gpuvaEnd: number, ctx?: Partial<GpuSvmCtx>) => Now<Range>
   /**
    * Synchronous fast path of {@link rangeGetPages}: its first round done in the calling step, or `NOT_NOW`
    * (call `rangeGetPages`; at most pages were faulted in, as it would fault them) where the machine cannot
    * answer now, an invalidation is in flight, a lock is taken, or the call would fail or restart.
    */
-  readonly rangeGetPagesNow: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Now<void>
+  readonly rangeGetPagesNow?: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Now<void>
   /**
    * `f` under the notifier read lock in the calling step when the lock is free (no writer holds or waits,
    * no schedule point at it), else `NOT_NOW` without running `f` (issue #16).
    */
-  readonly withNotifierLockNow: <A>(f: () => A) => Now<A>
+  readonly withNotifierLockNow?: <A>(f: () => A) => Now<A>
   /** The live version of a range, or `undefined` if it was removed (the synchronous {@link range}). */
-  readonly rangeNow: (id: RangeRef) => Range | undefined
+  readonly rangeNow?: (id: RangeRef) => Range | undefined
   /** `drm_gpusvm_range_unmap_pages`: drop every device address; with `ctx.inNotifier` the caller holds the write lock. */
   readonly rangeUnmapPages: (range: RangeRef, ctx?: Partial<GpuSvmCtx>) => Effect.Effect<void>
   /**

@@ -26,13 +26,27 @@ export type InvalidateCallback = (range: MmuRange, curSeq: number) => Effect.Eff
 export type { NotifierHandle } from "../domain/NotifierHandle.ts"
 
 /**
+ * The synchronous form of a notifier's callback (issue #16, `src/domain/Now.ts`), optional beside
+ * `onInvalidate`: `ready(range)` says, without side effects, whether `run` can do the whole callback in
+ * the calling step; `run(range, curSeq)` then does it (publishing `curSeq` with `setSeqNow`) and returns
+ * what `onInvalidate` would. A machine may then run an invalidation with no other fiber step in between.
+ *
+ * @category models
+ * @since 0.5.0
+ */
+export interface InvalidateNow {
+  readonly ready: (range: MmuRange) => boolean
+  readonly run: (range: MmuRange, curSeq: number) => boolean
+}
+
+/**
  * MMU interval notifiers of one address space.
  *
  * @category services
  */
 export class MmuNotifier extends Context.Service<MmuNotifier, {
   /** `mmu_interval_notifier_insert(mm, start, length, ops)`: registers a callback for `[start, start + length)`. */
-  readonly insert: (start: number, length: number, onInvalidate: InvalidateCallback) => Effect.Effect<NotifierHandle>
+  readonly insert: (start: number, length: number, onInvalidate: InvalidateCallback, now?: InvalidateNow) => Effect.Effect<NotifierHandle>
   /** `mmu_interval_notifier_remove`: unregisters; waits for an in-flight callback of it to return. Idempotent. */
   readonly remove: (h: NotifierHandle) => Effect.Effect<void>
   /** `mmu_interval_read_begin`: the current sequence, first waiting while an invalidation of `h` is in flight. */
@@ -49,4 +63,6 @@ export class MmuNotifier extends Context.Service<MmuNotifier, {
   readonly readRetryNow?: (h: NotifierHandle, seq: number) => Now<boolean>
   /** `mmu_interval_set_seq`: called by the callback under the driver's lock to publish `cur_seq` (the only way the sequence moves). */
   readonly setSeq: (h: NotifierHandle, seq: number) => Effect.Effect<void>
+  /** `setSeq` in the calling step, for an {@link InvalidateNow} `run`; `NOT_NOW` where a schedule point would be passed. Optional. */
+  readonly setSeqNow?: (h: NotifierHandle, seq: number) => Now<void>
 }>()("gpusvm/MmuNotifier") {}

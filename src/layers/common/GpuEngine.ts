@@ -28,7 +28,7 @@ import { Effect } from "effect"
 import { hex, isAddress, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { GpuFaultError, InvalidArgument } from "../../domain/Errors.ts"
-import { NOT_NOW } from "../../domain/Now.ts"
+import { NOT_NOW, withNow } from "../../domain/Now.ts"
 import { type AccessMode, type FaultHandler, Gpu, gpuAccess, type GpuStats } from "../../services/Gpu.ts"
 import type { Violation } from "../../services/Machine.ts"
 import { GpuPageTable, type GpuPte } from "./GpuPageTable.ts"
@@ -264,10 +264,9 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
     return kind === READ ? buf : undefined
   })
 
-  return Gpu.of({
+  return withNow(Gpu.of({
     access: gpuAccess(access),
     bind,
-    bindNow,
     invalidate,
     setFaultHandler: (h) =>
       Effect.sync(() => {
@@ -277,5 +276,5 @@ export const makeGpuEngine = (memory: GpuMemoryPort, options: GpuEngineOptions =
     stats: Effect.sync((): GpuStats => ({ ...stats, ptesLive: ptes.size })),
     // kernel-semantics §11.17: another VM of the same device (own page table and handler, same memories)
     createVm: Effect.sync(() => makeGpuEngine(memory, options))
-  })
+  }), { bindNow })
 }

@@ -38,14 +38,14 @@
  *
  * @since 0.1.0
  */
-import { Effect, TxRef } from "effect"
+import { Effect, Fiber, TxRef } from "effect"
 import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import * as TxSync from "../../internal/TxSync.ts"
 import { overlaps } from "../../domain/Address.ts"
 import type { MmuEvent, MmuRange } from "../../domain/MmuRange.ts"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import type { Violation } from "../../services/Machine.ts"
-import type { InvalidateCallback } from "../../services/MmuNotifier.ts"
+import type { InvalidateCallback, InvalidateNow } from "../../services/MmuNotifier.ts"
 
 /**
  * One registered notifier.
@@ -55,6 +55,8 @@ import type { InvalidateCallback } from "../../services/MmuNotifier.ts"
 export interface NotifierRec {
   readonly handle: NotifierHandle
   readonly callback: InvalidateCallback
+  /** The callback's synchronous form, if the subscriber gave one (issue #16; {@link IntervalNotifiers.invalidateNow}). */
+  readonly now: InvalidateNow | undefined
   /** `interval_sub->invalidate_seq`. */
   readonly seq: TxRef.TxRef<number>
   /** Invalidations in flight covering this notifier. */
@@ -88,6 +90,8 @@ export interface ActiveInvalidation {
 export interface NotifierEnv {
   /** Consumes one pending `nonBlockable` injection; true if there was one. */
   readonly takeNonBlockable: () => boolean
+  /** Is a `nonBlockable` injection pending (without consuming it)? */
+  readonly nonBlockablePending: () => boolean
   /** Records a violation. */
   readonly onViolation: (v: Violation) => void
   /** Counts one invalidation of `event`. */
@@ -129,7 +133,7 @@ export class IntervalNotifiers {
    * length) registers an empty notifier that never overlaps anything and
    * records a `notifier-bad-window` violation.
    */
-  insert(start: number, length: number, callback: InvalidateCallback): NotifierHandle {
+  insert(start: number, length: number, callback: InvalidateCallback, now?: InvalidateNow): NotifierHandle {
     const ok = Number.isSafeInteger(start) && start >= 0 && Number.isSafeInteger(length) && length > 0 &&
       Number.isSafeInteger(start + length)
     if (!ok) {
@@ -156,7 +160,7 @@ export class IntervalNotifiers {
       Effect.flatMap(TxRef.get(invalidating), (n) => (n > 0 ? Effect.txRetry : TxRef.get(seq)))
     )
     const readBegin = Effect.suspend(() => (invalidating.value > 0 ? waitBegin : Effect.succeed(seq.value)))
-    const rec: NotifierRec = { handle, callback, seq, invalidating, removed, readBegin, setSeqCalls: 0 }
+    const rec: NotifierRec = { handle, callback, now, seq, invalidating, removed, readBegin, setSeqCalls: 0 }
     for (const a of recActive) a.participants.add(rec)
     this.byId.set(handle.id, rec)
     return handle
@@ -221,6 +225,14 @@ export class IntervalNotifiers {
       rec.setSeqCalls++
       return TxSync.update(rec.seq, () => seq)
     })
+  }
+
+  /** {@link setSeq} in the calling step (an {@link InvalidateNow} `run`; issue #16). */
+  setSeqSync(h: NotifierHandle, seq: number): void {
+    const rec = this.byId.get(h.id)
+    if (rec === undefined) return
+    rec.setSeqCalls++
+    TxSync.commitSync(Fiber.getCurrent()!, rec.seq, seq)
   }
 
   /** Number of registered notifiers. */
@@ -298,27 +310,62 @@ export class IntervalNotifiers {
 
   /**
    * {@link invalidate} of `[start, end)` around a synchronous `change`, done
-   * right now in the caller's step when no notifier overlaps the range (the
-   * fast path of `invalidate`: the event is counted, a pending non-blockable
-   * injection consumed, the invalidation is active while `change` runs and
-   * ends after it, even if it throws); `undefined`, with nothing done, when a
-   * notifier overlaps (the caller then runs `invalidate`). Nothing else can
-   * run in between, so no one can observe the difference (issue #16: the
-   * migrate_vma commits of a pagemap without GPU SVM notifiers on the range
-   * cost one step instead of eight). Call it only inside an Effect step;
-   * `change` must not insert notifiers (an insertion would count itself in
-   * on this invalidation, which only `invalidate` counts out).
+   * right now in the caller's step (issue #16) when no notifier overlaps the
+   * range, or exactly one does whose subscriber gave a synchronous callback
+   * ({@link InvalidateNow}) that is `ready`, with no non-blockable injection
+   * pending and no `afterCallbacks` hook: the event is counted, a pending
+   * non-blockable injection consumed (no notifier) or none pending (one), the
+   * one notifier counted in, its callback run with a fresh `curSeq` and
+   * checked as {@link offer} checks it (`notifier-refused-blockable`,
+   * `notifier-seq-not-set`), then `change`; the invalidation is active while
+   * they run and ends after, even if they throw. `undefined`, with nothing
+   * done, otherwise (the caller then runs `invalidate`). Nothing else can run
+   * in between, so no one can observe the difference (the migrate_vma commits
+   * cost one step instead of dozens). Call it only inside an Effect step;
+   * `change` must not insert notifiers (an insertion would count itself in on
+   * this invalidation, which only `invalidate` counts out).
    */
-  invalidateNow<A>(start: number, end: number, event: MmuEvent, change: () => A): { readonly value: A } | undefined {
-    if (this.anyOverlapping(start, end)) return undefined
+  invalidateNow<A>(start: number, end: number, event: MmuEvent, change: () => A, owner?: string): { readonly value: A } | undefined {
+    let only: NotifierRec | undefined
+    for (const rec of this.byId.values()) {
+      if (!overlaps(rec.handle.start, rec.handle.end, start, end) || rec.removed.value) continue
+      if (only !== undefined) return undefined
+      only = rec
+    }
+    let range: MmuRange | undefined
+    if (only !== undefined) {
+      if (only.now === undefined || this.env.afterCallbacks !== undefined || this.env.nonBlockablePending()) return undefined
+      range = owner === undefined ? { start, end, event, blockable: true } : { start, end, event, owner, blockable: true }
+      if (!only.now.ready(range)) return undefined
+    }
     this.env.countEvent(event)
     const inv: ActiveInvalidation = { start, end, event, participants: new Set() }
     this.active.add(inv)
-    this.env.takeNonBlockable() // consumed as on the full path
+    if (only === undefined) this.env.takeNonBlockable() // consumed as on the full path
+    else {
+      inv.participants.add(only)
+      TxSync.commitSync(Fiber.getCurrent()!, only.invalidating, only.invalidating.value + 1)
+    }
     try {
+      if (only !== undefined) {
+        const calls = only.setSeqCalls
+        const ok = only.now!.run(range!, this.freshSeq())
+        if (!ok) {
+          this.env.onViolation({
+            invariant: "notifier-refused-blockable",
+            detail: `notifier ${only.handle.id} returned false for a blockable ${event} of [${start}, ${end})`
+          })
+        } else if (only.setSeqCalls === calls) {
+          this.env.onViolation({
+            invariant: "notifier-seq-not-set",
+            detail: `notifier ${only.handle.id}: the callback returned true for a blockable ${event} of [${start}, ${end}) without calling setSeq (mmu_interval_set_seq)`
+          })
+        }
+      }
       return { value: change() }
     } finally {
       this.active.delete(inv)
+      for (const rec of inv.participants) TxSync.commitSync(Fiber.getCurrent()!, rec.invalidating, rec.invalidating.value - 1)
     }
   }
 

@@ -201,6 +201,7 @@ export class NativeState {
         this.inject.nonBlockable--
         return true
       },
+      nonBlockablePending: () => this.inject.nonBlockable > 0,
       onViolation: (v) => this.recordViolation(v),
       countEvent: (e: MmuEvent) => {
         this.invalidations[e] = (this.invalidations[e] ?? 0) + 1

@@ -216,6 +216,7 @@ export class MachineState {
         this.inject.nonBlockable--
         return true
       },
+      nonBlockablePending: () => this.inject.nonBlockable > 0,
       onViolation,
       countEvent: (e) => {
         this.invalidations[e]++

@@ -243,7 +243,7 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
       if (ptes === undefined || ptes.length === 0) ok = true
       else {
         const [s, e] = spanOf(ptes)
-        ok = notifiers.invalidateNow(s, e, "migrate", () => commitToRam(vram, ptes))?.value
+        ok = notifiers.invalidateNow(s, e, "migrate", () => commitToRam(vram, ptes), vram.owner)?.value
       }
     }
     if (ok === undefined) {
@@ -428,7 +428,7 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     if (a === undefined) return yield* populateOom("device memory allocation failed", start)
     if (foreign.size === 0) {
       // issue #16: no notifier on the window, no foreign page: the MIGRATE invalidation and the commit in this step
-      const done = notifiers.invalidateNow(start, end, "migrate", () => commitToVram(vram, a, vma.prot.write, start, end))
+      const done = notifiers.invalidateNow(start, end, "migrate", () => commitToVram(vram, a, vma.prot.write, start, end), vram.owner)
       if (done !== undefined) {
         if (!a.freed && a.livePages === 0) vram.release(a)
         return yield* commitOutcome(done.value, start)

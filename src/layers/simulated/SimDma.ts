@@ -34,7 +34,7 @@ import { Effect } from "effect"
 import { hex, orderPages, PAGE_SIZE } from "../../domain/Address.ts"
 import { type DeviceAddress, type DmaDirection, SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import { BadAddress } from "../../domain/Errors.ts"
-import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { NOT_NOW, type Now, withNow } from "../../domain/Now.ts"
 import type { PageRef } from "../../domain/PageRef.ts"
 import { Dma, type DmaMapHint } from "../../services/Dma.ts"
 import type { MachineState } from "./MachineState.ts"
@@ -148,5 +148,5 @@ export const makeDma = (st: MachineState): Dma["Service"] => {
 
   const liveMappings = Effect.flatMap(point, () => Effect.sync(() => st.iommu.size))
 
-  return Dma.of({ mapPage, unmapPage, liveMappings, mapPageNow, unmapPageNow })
+  return withNow(Dma.of({ mapPage, unmapPage, liveMappings }), { mapPageNow, unmapPageNow })
 }

@@ -42,7 +42,7 @@ import { isWindow, PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress, Busy, InvalidArgument, type PermissionDenied } from "../../domain/Errors.ts"
 import type { HmmPfn } from "../../domain/HmmPfn.ts"
 import { Hmm, type HmmRange } from "../../services/Hmm.ts"
-import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { NOT_NOW, type Now, withNow } from "../../domain/Now.ts"
 import { checkHmmFault, checkHmmRange, hmmPrologue, movedDuringWalk } from "../common/HmmPrologue.ts"
 import { cowExtent, faultPage, hasExclusive, hmmWalk, migrateToRam, revokeExclusive, wantsMigrateToRam } from "./CpuFault.ts"
 import type { MachineState } from "./MachineState.ts"
@@ -185,5 +185,5 @@ export const makeHmm = (st: MachineState): Hmm["Service"] => {
     for (let a = start; a < end; a += PAGE_SIZE) yield* exclusiveOne(a, owner)
   })
 
-  return Hmm.of({ rangeFault, rangeFaultNow, makeDeviceExclusive })
+  return withNow(Hmm.of({ rangeFault, makeDeviceExclusive }), { rangeFaultNow })
 }

@@ -13,7 +13,7 @@
  */
 import { Effect, Option } from "effect"
 import { BadAddress } from "../../domain/Errors.ts"
-import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { NOT_NOW, type Now, withNow } from "../../domain/Now.ts"
 import type { Vma } from "../../domain/Vma.ts"
 import { Mm, type VmaView } from "../../services/Mm.ts"
 import type { MachineState } from "./MachineState.ts"
@@ -71,5 +71,5 @@ export const makeMm = (st: MachineState): Mm["Service"] => {
     // observe them (the same reasoning as RwLock.withReadSync), so neither is taken
     return f(lookupNow)
   }
-  return Mm.of({ acquire, release, references, withReadLock, vmaLookup, findVmaIntersection, vmas, readNow })
+  return withNow(Mm.of({ acquire, release, references, withReadLock, vmaLookup, findVmaIntersection, vmas }), { readNow })
 }

@@ -19,8 +19,8 @@
  */
 import { Effect } from "effect"
 import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
-import { NOT_NOW, type Now } from "../../domain/Now.ts"
-import { type InvalidateCallback, MmuNotifier } from "../../services/MmuNotifier.ts"
+import { NOT_NOW, withNow } from "../../domain/Now.ts"
+import { type InvalidateCallback, type InvalidateNow, MmuNotifier } from "../../services/MmuNotifier.ts"
 import type { MachineState } from "./MachineState.ts"
 import { afterPoint } from "./SeededYields.ts"
 
@@ -42,16 +42,19 @@ export const makeMmuNotifier = (st: MachineState): MmuNotifier["Service"] => {
     if (moved) st.readRetriesMoved++ // the read_retry path (kernel-semantics §11.17 drives it)
     return moved
   }
-  return MmuNotifier.of({
-    insert: (start: number, length: number, cb: InvalidateCallback) =>
-      Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb))),
+  const svc = MmuNotifier.of({
+    insert: (start: number, length: number, cb: InvalidateCallback, now?: InvalidateNow) =>
+      Effect.flatMap(point, () => Effect.sync(() => n.insert(start, length, cb, now))),
     remove: (h: NotifierHandle) => Effect.flatMap(point, () => n.remove(h)),
     // the hot ones skip a void point (SeededYields.afterPoint): same schedules, one step less
     readBegin: (h: NotifierHandle) => afterPoint(point, () => Effect.suspend(() => n.readBeginNow(h))),
     readRetry: (h: NotifierHandle, seq: number) => afterPoint(point, () => Effect.sync(() => readRetrySync(h, seq))),
-    setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq)),
-    // issue #16: the fast paths, only where the point is void
+    setSeq: (h: NotifierHandle, seq: number) => Effect.flatMap(point, () => n.setSeq(h, seq))
+  })
+  // issue #16: the fast paths, only where the point is void
+  return withNow(svc, {
     readBeginNow: (h: NotifierHandle) => (point === Effect.void ? n.readBeginSync(h) : NOT_NOW),
-    readRetryNow: (h: NotifierHandle, seq: number) => (point === Effect.void ? readRetrySync(h, seq) : NOT_NOW)
+    readRetryNow: (h: NotifierHandle, seq: number) => (point === Effect.void ? readRetrySync(h, seq) : NOT_NOW),
+    setSeqNow: (h: NotifierHandle, seq: number) => (point === Effect.void ? n.setSeqSync(h, seq) : NOT_NOW)
   })
 }

@@ -81,6 +81,7 @@ import { Clock, Effect } from "effect"
 import { PAGE_SIZE, isAddress } from "../../domain/Address.ts"
 import type { DeviceAddress, DmaDirection } from "../../domain/DeviceAddress.ts"
 import { BadAddress, OutOfMemory } from "../../domain/Errors.ts"
+import { NOT_NOW, type Now, withNow } from "../../domain/Now.ts"
 import type { DevicePage } from "../../domain/PageRef.ts"
 import type { DeviceBo, DevicePagemapApi, PopulateOptions } from "../../services/DevicePagemap.ts"
 import type { DeviceMapper } from "../../services/Pagemaps.ts"
@@ -198,37 +199,47 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
         Effect.forEach(vram.lru(), (a) => (a.freed ? Effect.void : engine.evictAllocation(vram, a)), { discard: true })
       )))
 
+    /** `device_map`'s refusal of its arguments (no side effects), or `undefined`. */
+    const mapRefusal = (page: DevicePage, order: number, dir: DmaDirection): string | undefined => {
+      if (typeof page !== "object" || page === null || page._tag !== "Device") return "page is not a device page"
+      if (page.pagemap !== vram.id) return `page of pagemap "${String(page.pagemap)}", not "${vram.id}"`
+      if (!Number.isSafeInteger(order) || order < 0 || order > 18) return "order must be an integer in [0, 18]"
+      if (!DIRS.includes(dir)) return "dir is not a DMA direction"
+      const pfn = page.devicePfn
+      if (!Number.isSafeInteger(pfn) || pfn % 2 ** order !== 0) return `device pfn ${pfn} is not aligned to order ${order}`
+      const head = vram.pages.get(pfn)
+      if (head === undefined) return `device page ${pfn} is not in use (freed)`
+      for (let i = 1; i < 2 ** order; i++) {
+        if (vram.pages.get(pfn + i)?.alloc !== head.alloc) return `${2 ** order} pages from ${pfn} are not in one allocation`
+      }
+      return undefined
+    }
+    const mapSync = (page: DevicePage, order: number, dir: DmaDirection): DeviceAddress => {
+      vram.pages.get(page.devicePfn)!.alloc.lastUse = vram.stamp()
+      return { addr: vram.addMapping(page.devicePfn, order), proto: vram.proto, order, dir }
+    }
     const deviceMap = (page: DevicePage, order: number, dir: DmaDirection): Effect.Effect<DeviceAddress, BadAddress> =>
       Effect.flatMap(point, () =>
         Effect.suspend(() => {
-          const fail = (reason: string) => Effect.fail(new BadAddress({ reason: `device_map: ${reason}` }))
-          if (typeof page !== "object" || page === null || page._tag !== "Device") return fail("page is not a device page")
-          if (page.pagemap !== vram.id) return fail(`page of pagemap "${String(page.pagemap)}", not "${vram.id}"`)
-          if (!Number.isSafeInteger(order) || order < 0 || order > 18) return fail("order must be an integer in [0, 18]")
-          if (!DIRS.includes(dir)) return fail("dir is not a DMA direction")
-          const pfn = page.devicePfn
-          if (!Number.isSafeInteger(pfn) || pfn % 2 ** order !== 0) return fail(`device pfn ${pfn} is not aligned to order ${order}`)
-          const head = vram.pages.get(pfn)
-          if (head === undefined) return fail(`device page ${pfn} is not in use (freed)`)
-          for (let i = 1; i < 2 ** order; i++) {
-            if (vram.pages.get(pfn + i)?.alloc !== head.alloc) return fail(`${2 ** order} pages from ${pfn} are not in one allocation`)
-          }
-          head.alloc.lastUse = vram.stamp()
-          return Effect.succeed({ addr: vram.addMapping(pfn, order), proto: vram.proto, order, dir })
+          const why = mapRefusal(page, order, dir)
+          return why !== undefined ? Effect.fail(new BadAddress({ reason: `device_map: ${why}` })) : Effect.succeed(mapSync(page, order, dir))
         }))
+    // issue #16: the fast paths, only where the point is void
+    const deviceMapNow = (page: DevicePage, order: number, dir: DmaDirection): Now<DeviceAddress> =>
+      point !== Effect.void || mapRefusal(page, order, dir) !== undefined ? NOT_NOW : mapSync(page, order, dir)
 
-    const deviceUnmap = (addr: DeviceAddress): Effect.Effect<void> =>
-      Effect.flatMap(point, () =>
-        Effect.sync(() => {
-          const ok = typeof addr === "object" && addr !== null && addr.proto === vram.proto &&
-            vram.removeMapping(addr.addr, addr.order)
-          if (!ok) {
-            st.recordViolation({
-              invariant: "device-unmap-unknown",
-              detail: `device_unmap of ${JSON.stringify(addr)} on pagemap "${vram.id}": no live mapping at that address and order`
-            })
-          }
-        }))
+    const unmapSync = (addr: DeviceAddress): void => {
+      const ok = typeof addr === "object" && addr !== null && addr.proto === vram.proto &&
+        vram.removeMapping(addr.addr, addr.order)
+      if (!ok) {
+        st.recordViolation({
+          invariant: "device-unmap-unknown",
+          detail: `device_unmap of ${JSON.stringify(addr)} on pagemap "${vram.id}": no live mapping at that address and order`
+        })
+      }
+    }
+    const deviceUnmap = (addr: DeviceAddress): Effect.Effect<void> => Effect.flatMap(point, () => Effect.sync(() => unmapSync(addr)))
+    const deviceUnmapNow = (addr: DeviceAddress): Now<void> => (point === Effect.void ? unmapSync(addr) : NOT_NOW)
 
     const readDevice = (devAddr: number, length: number): Effect.Effect<Uint8Array, BadAddress> =>
       Effect.suspend(() => {
@@ -300,7 +311,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
         else vram.release(a)
       })
 
-    return {
+    const api: DevicePagemapApi = {
       allocateBo,
       freeBo,
       id: vram.id,
@@ -318,6 +329,7 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
       readDevice,
       writeDevice
     }
+    return withNow(api, { deviceMapNow, deviceUnmapNow })
   }
 
   // a later process of the machine resolves the same options again: their problems were recorded once already

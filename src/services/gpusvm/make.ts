@@ -17,7 +17,7 @@ import { Mm } from "../Mm.ts"
 import { MmuNotifier } from "../MmuNotifier.ts"
 import { Pagemaps } from "../Pagemaps.ts"
 import type { Core } from "./Core.ts"
-import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { NOT_NOW, type Now, withNow } from "../../domain/Now.ts"
 import * as Lock from "../../internal/RwLock.ts"
 import { Interleaving, lockHooks } from "../Interleaving.ts"
 import * as Pages from "./Pages.ts"
@@ -76,10 +76,6 @@ export const make = (
       config: decoded,
       rangeFindOrInsert: nowFirst(Ranges.findOrInsertNow(core), Ranges.findOrInsert(core)),
       rangeGetPages: nowFirst(Pages.getPagesNow(core), Pages.getPages(core)),
-      rangeFindOrInsertNow: Ranges.findOrInsertNow(core),
-      rangeGetPagesNow: Pages.getPagesNow(core),
-      withNotifierLockNow: <A>(f: () => A): Now<A> => (lock.canReadNow() ? f() : NOT_NOW),
-      rangeNow: (ref: RangeRef) => State.live(state.value, ref),
       rangeUnmapPages: Pages.unmapPages(core),
       rangeEvict: Pages.evict(core),
       rangeRemove: Ranges.remove(core),
@@ -97,5 +93,11 @@ export const make = (
       fini: Ranges.fini(core),
       stats: Effect.sync(() => ({ ...core.counters }))
     }
+    withNow(api, {
+      rangeFindOrInsertNow: Ranges.findOrInsertNow(core),
+      rangeGetPagesNow: Pages.getPagesNow(core),
+      withNotifierLockNow: <A>(f: () => A): Now<A> => (lock.canReadNow() ? f() : NOT_NOW),
+      rangeNow: (ref: RangeRef) => State.live(state.value, ref)
+    })
     return api
   })
