@@ -17,6 +17,7 @@ import { PAGE_SIZE } from "../../src/domain/Address.ts"
 import { NOT_NOW } from "../../src/domain/Now.ts"
 import { SimState } from "../../src/layers/simulated/Simulated.ts"
 import { Cpu } from "../../src/services/Cpu.ts"
+import { DevicePagemap } from "../../src/services/DevicePagemap.ts"
 import { Dma } from "../../src/services/Dma.ts"
 import { Gpu } from "../../src/services/Gpu.ts"
 import { GpuSvm } from "../../src/services/GpuSvm.ts"
@@ -257,6 +258,28 @@ describe("issue #16 …Now twins answer NOT_NOW where the Effect version would w
       assert.isUndefined(svm.rangeGetPagesNow!(first))
       assert.isTrue(svm.rangeNow!(first)!.flags.hasDmaMapping)
     }).pipe(Effect.provide(stack("never", false))))
+
+  it.effect("§11.9 a CPU read of device pages migrates them back in the read's own step; a pending copy failure sends it to the Effect path (SIGBUS, pages stay)", () =>
+    Effect.gen(function*() {
+      const { st, cpu } = yield* white
+      const pm = yield* DevicePagemap
+      const a = yield* cpu.mmap({ length: 128 * KiB, align: 64 * KiB })
+      const bytes = new Uint8Array(128 * KiB).map((_, i) => i % 251)
+      yield* cpu.write(a, bytes)
+      // no GPU SVM notifier on the buffer (a bound range would need its GPU mapping zapped: the Effect path)
+      yield* pm.populateMm(a, a + 64 * KiB)
+      yield* pm.populateMm(a + 64 * KiB, a + 128 * KiB)
+      assert.strictEqual(st.devicePtes, 32)
+      st.inject.copyFail = 1
+      const e = yield* Effect.flip(cpu.read(a, 4))
+      assert.strictEqual(e._tag, "BadAddress")
+      assert.strictEqual(st.devicePtes, 32, "a failed copy leaves the pages in device memory")
+      const sched = counting()
+      const got = yield* cpu.read(a, 128 * KiB).pipe(Effect.provideService(Scheduler.Scheduler, sched))
+      assert.deepStrictEqual(got, bytes)
+      assert.strictEqual(st.devicePtes, 0)
+      assert.isBelow(sched.ops, 6, "the read and both migrations back in one step")
+    }).pipe(Effect.provide(stack("always", false))))
 
   it.effect("§11.7 a service wrapped by spreading has no …Now twin, so its wrapper sees every call (GpuSvmTest wrap)", () =>
     Effect.gen(function*() {

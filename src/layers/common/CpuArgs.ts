@@ -313,8 +313,14 @@ export interface AccessVmas {
  */
 export type AccessError<C extends "read" | "write"> = C extends "write" ? BadAddress | PermissionDenied : BadAddress
 
-/** The liveness and VMA checks of a load or store of `[addr, addr + length)`; see {@link checkedAccess}. */
-const accessPrologue = (alive: boolean, vmas: AccessVmas, call: "read" | "write", addr: number, length: number): BadAddress | PermissionDenied | undefined => {
+/**
+ * The liveness and VMA checks of a load or store of `[addr, addr + length)`: the refusal, or `undefined`;
+ * see {@link checkedAccess}. Pure (the CPU read fast path of issue #16 asks it first).
+ *
+ * @category validation
+ * @since 0.5.0
+ */
+export const accessPrologue = (alive: boolean, vmas: AccessVmas, call: "read" | "write", addr: number, length: number): BadAddress | PermissionDenied | undefined => {
   if (!alive) return accessExited(call, addr)
   const s = alignDown(addr, PAGE_SIZE)
   const e = alignUp(addr + length, PAGE_SIZE)

@@ -26,6 +26,7 @@
  *
  * @since 0.1.0
  */
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import { Effect } from "effect"
 import { HUGE_PAGE_ORDER, HUGE_PAGE_SIZE, PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress } from "../../domain/Errors.ts"
@@ -419,6 +420,24 @@ export const migrateToRam = (
         : hook(vpn * PAGE_SIZE, pte)
     }, { discard: true })
   })
+
+/**
+ * {@link migrateToRam} in the calling step (issue #16): every wanted device-private entry of
+ * `[start, end)` migrated back through the `cpuTouchedDevicePageNow` hook, or `NOT_NOW` as soon as one
+ * cannot be (those before it stay migrated, as the Effect version, run next, would leave them).
+ *
+ * @category functions
+ */
+export const migrateToRamNow = (st: MachineState, start: number, end: number, wanted: (pte: DevicePte) => boolean): Now<void> => {
+  if (st.devicePtes === 0) return
+  const hook = st.hooks.cpuTouchedDevicePageNow
+  if (hook === undefined) return NOT_NOW
+  const hits: Array<[number, DevicePte]> = []
+  st.pt.forEachIn(vpnOf(start), vpnOf(end), (vpn, pte) => {
+    if (pte.kind === "device" && wanted(pte)) hits.push([vpn, pte])
+  })
+  for (const [vpn, pte] of hits) if (hook(vpn * PAGE_SIZE, pte) === NOT_NOW) return NOT_NOW
+}
 
 /**
  * Would {@link migrateToRam} over `[start, end)` with `wanted` move anything (a device-private entry it

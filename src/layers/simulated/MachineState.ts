@@ -23,6 +23,7 @@
  *
  * @since 0.1.0
  */
+import type { Now } from "../../domain/Now.ts"
 import { Context, Effect } from "effect"
 import type { MmuEvent } from "../../domain/MmuRange.ts"
 import { MMU_EVENTS } from "../../domain/MmuRange.ts"
@@ -108,6 +109,8 @@ export interface InjectionCounters {
  */
 export interface MachineHooks {
   cpuTouchedDevicePage: ((addr: number, pte: DevicePte) => Effect.Effect<void, BadAddress>) | undefined
+  /** `cpuTouchedDevicePage` in the calling step, or `NOT_NOW` with nothing done (issue #16, `Migrate.migrateToRamNow`). */
+  cpuTouchedDevicePageNow: ((addr: number, pte: DevicePte) => Now<void>) | undefined
 }
 
 /**
@@ -161,7 +164,7 @@ export class MachineState {
   mmRefs = 0
   /** False once the process exited (`mm_users == 0`). */
   alive = true
-  readonly hooks: MachineHooks = { cpuTouchedDevicePage: undefined }
+  readonly hooks: MachineHooks = { cpuTouchedDevicePage: undefined, cpuTouchedDevicePageNow: undefined }
   /** Is THP enabled for private anonymous memory? */
   readonly thp: boolean
   /**

@@ -10,7 +10,8 @@
  *
  * @since 0.1.0
  */
-import { Clock, Duration, Effect, Semaphore } from "effect"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
+import { Clock, Duration, Effect, Fiber, Semaphore } from "effect"
 import { HUGE_PAGE_ORDER, PAGE_SIZE } from "../../domain/Address.ts"
 import { BadAddress, Busy, OutOfMemory } from "../../domain/Errors.ts"
 import { MachineState } from "./MachineState.ts"
@@ -67,6 +68,13 @@ export interface MigrationEngine {
    * (SIGBUS) when the copy fails.
    */
   readonly migrateToRam: (vram: Vram, addr: number, pte: DevicePte) => Effect.Effect<void, BadAddress>
+  /**
+   * {@link migrateToRam} in the calling step (issue #16, `src/domain/Now.ts`): done when the entry is
+   * already replaced, or its timeslice is over, the migration mutex is free, no copy failure is pending and
+   * the MIGRATE invalidation can run now (`IntervalNotifiers.invalidateNow`); `NOT_NOW` with nothing done
+   * otherwise.
+   */
+  readonly migrateToRamNow: (vram: Vram, addr: number, pte: DevicePte) => Now<void>
   /**
    * `drm_pagemap_evict_to_ram` of one allocation (caller holds the mmap write
    * lock or the read lock inside a populate). False: the copy failed and the
@@ -480,7 +488,20 @@ export const makeMigrationEngine = (st: MachineState): MigrationEngine => {
     return yield* commitOutcome(done, start)
   })
 
-  const engine: MigrationEngine = { migrateToDevmem, migrateToRam, evictAllocation }
+  const migrateToRamNow = (vram: Vram, addr: number, pte: DevicePte): Now<void> => {
+    const vpn = vpnOf(addr)
+    if (st.pt.get(vpn) !== pte) return
+    const page = vram.pages.get(pte.devicePfn)
+    if (page === undefined || page.pte !== pte || lockUsers !== 0 || st.inject.copyFail > 0) return NOT_NOW
+    if (page.alloc.expiresAt > Fiber.getCurrent()!.getRef(Clock.Clock).currentTimeMillisUnsafe()) return NOT_NOW
+    const ptes = ramBatch(vram, addr, vpn, pte)
+    if (ptes === undefined || ptes.length === 0) return
+    const [s, e] = spanOf(ptes)
+    // no copy failure is pending, so the commit cannot fail
+    return notifiers.invalidateNow(s, e, "migrate", () => commitToRam(vram, ptes), vram.owner) === undefined ? NOT_NOW : undefined
+  }
+
+  const engine: MigrationEngine = { migrateToDevmem, migrateToRam, migrateToRamNow, evictAllocation }
   engines.set(st, engine)
   return engine
 }

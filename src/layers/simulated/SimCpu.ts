@@ -39,17 +39,18 @@ import type { MachineServices } from "../../services/Machine.ts"
 import { forkProcess } from "./Fork.ts"
 import { ADDRESS_LIMIT, HUGE_PAGE_SIZE, PAGE_SIZE, alignDown, alignUp } from "../../domain/Address.ts"
 import { BadAddress, InvalidArgument, OutOfMemory, type PermissionDenied, VmaNotFound } from "../../domain/Errors.ts"
+import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import type { Prot } from "../../domain/Prot.ts"
 import { equals as protEquals } from "../../domain/Prot.ts"
 import type { MmapOptions, MremapOptions } from "../../services/Cpu.ts"
 import { Cpu } from "../../services/Cpu.ts"
 import type { DeviceBo } from "../../services/DevicePagemap.ts"
-import { cowExtent, faultPage, hasExclusive, MAX_REVOKE_ROUNDS, migrateToRam, releaseClosedBos, releaseOrphans, revokeExclusive, unmapRange, zapRange } from "./CpuFault.ts"
+import { cowExtent, faultPage, hasExclusive, MAX_REVOKE_ROUNDS, migrateToRam, migrateToRamNow, releaseClosedBos, releaseOrphans, revokeExclusive, unmapRange, zapRange } from "./CpuFault.ts"
 import { moveSwap, splitStraddling } from "./KernelMoves.ts"
 import type { MachineState } from "./MachineState.ts"
 import { type Pte, vpnOf } from "./PageTable.ts"
 import { type DeviceBacking, MMAP_LIMIT, type VmaRec, kindAlign } from "./Vmas.ts"
-import { checkedAccess, checkAccessArgs, checkLockWindow, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
+import { accessPrologue, checkedAccess, checkAccessArgs, checkLockWindow, checkMmap, checkMprotect, checkMremap, checkWindow, checkWriteArgs, ifAlive, invalid as bad } from "../common/CpuArgs.ts"
 
 /** Hugetlb VMAs in `[start, end)` need 2 MiB aligned edges. */
 const checkHugeEdges = (st: MachineState, call: string, start: number, end: number): InvalidArgument | undefined => {
@@ -514,7 +515,30 @@ export const makeCpu = (st: MachineState, servicesOf: (process: MachineState) =>
   const mlock = lockCall("mlock", true)
   const munlock = lockCall("munlock", false)
 
-  const read = Effect.fnUntraced(function*(addr: number, length: number) {
+  /**
+   * `read` in the calling step (issue #16, `src/domain/Now.ts`): where no point is passed, the mmap lock is
+   * free, the access is allowed, no device-exclusive entry is in the window and every device-private page
+   * in it can migrate back now; else `NOT_NOW` (device pages already migrated back stay so, as the Effect
+   * version would leave them).
+   */
+  const readNow = (addr: number, length: number): Now<Uint8Array> => {
+    if (point !== Effect.void || !st.lock.canReadNow() || length === 0 || checkAccessArgs("read", addr, length) !== undefined) return NOT_NOW
+    if (accessPrologue(st.alive, st.vmas, "read", addr, length) !== undefined) return NOT_NOW
+    const s = alignDown(addr, PAGE_SIZE)
+    const e = alignUp(addr + length, PAGE_SIZE)
+    if (hasExclusive(st, s, e) || migrateToRamNow(st, s, e, anyDevicePage) === NOT_NOW) return NOT_NOW
+    const out = new Uint8Array(length)
+    access(addr, out, false)
+    return out
+  }
+
+  const read = (addr: number, length: number) =>
+    Effect.suspend(() => {
+      const now = readNow(addr, length)
+      return now === NOT_NOW ? readEffect(addr, length) : Effect.succeed(now)
+    })
+
+  const readEffect = Effect.fnUntraced(function*(addr: number, length: number) {
     yield* point
     const err = checkAccessArgs("read", addr, length)
     if (err !== undefined) return yield* err

@@ -358,6 +358,10 @@ export const makePagemaps = (st: MachineState): SimPagemaps => {
         ? Effect.fail(new BadAddress({ reason: `device-private page of unknown pagemap "${pte.pagemap}"`, addr }))
         : engine.migrateToRam(vram, addr, pte)
     }
+    st.hooks.cpuTouchedDevicePageNow = (addr, pte) => {
+      const vram = st.devmem.of(pte)
+      return vram === undefined ? NOT_NOW : engine.migrateToRamNow(vram, addr, pte)
+    }
   }
   const mappers = new Map<string, DeviceMapper>(all.map((p) => [p.id, p]))
   const result: SimPagemaps = { all, primary, mappers }

@@ -34,7 +34,7 @@ import { PAGE_SIZE } from "../../domain/Address.ts"
 import * as Buddy from "../../domain/Buddy.ts"
 import type { Violation } from "../../services/Machine.ts"
 import type { DeviceBo } from "../../services/DevicePagemap.ts"
-import { PageStore } from "./Frames.ts"
+import { PageCounts, PageStore } from "./Frames.ts"
 import { PageSlots } from "./PageSlots.ts"
 import type { DevicePte } from "./PageTable.ts"
 
@@ -167,7 +167,7 @@ export class Vram {
   /** Live `device_map` mappings: device address → order → count. */
   readonly mappings = new Map<number, Map<number, number>>()
   /** Live mappings covering each device pfn. */
-  readonly mapRefs = new PageSlots<number>(true)
+  readonly mapRefs = new PageCounts()
   readonly traffic: VramTraffic = { bytesToVram: 0, bytesToRam: 0, pagesToVram: 0, pagesToRam: 0, evictions: 0 }
   private tick = 0
   private readonly onViolation: (v: Violation) => void
@@ -283,7 +283,7 @@ export class Vram {
       this.bytes.delete(pfn)
       this.store.give(b)
     }
-    if ((this.mapRefs.get(pfn) ?? 0) > 0) {
+    if (this.mapRefs.get(pfn) > 0) {
       this.onViolation({
         invariant: "devmem-freed-while-mapped",
         detail: `device page ${pfn} of pagemap "${this.id}" freed while a device_map mapping still covered it`
@@ -363,7 +363,7 @@ export class Vram {
       this.mappings.set(addr, byOrder)
     }
     byOrder.set(order, (byOrder.get(order) ?? 0) + 1)
-    for (let i = 0; i < 2 ** order; i++) this.mapRefs.set(pfn + i, (this.mapRefs.get(pfn + i) ?? 0) + 1)
+    this.mapRefs.add(pfn, 2 ** order, 1)
     return addr
   }
 
@@ -376,11 +376,7 @@ export class Vram {
     else byOrder.set(order, n - 1)
     if (byOrder.size === 0) this.mappings.delete(addr)
     const pfn = addr / PAGE_SIZE
-    for (let i = 0; i < 2 ** order; i++) {
-      const c = (this.mapRefs.get(pfn + i) ?? 0) - 1
-      if (c <= 0) this.mapRefs.delete(pfn + i)
-      else this.mapRefs.set(pfn + i, c)
-    }
+    this.mapRefs.add(pfn, 2 ** order, -1)
     return true
   }
 
