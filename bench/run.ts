@@ -2,10 +2,17 @@
  * `npm run bench`: runs every benchmark module, prints one table per module and
  * writes `bench/results.json` (machine info, Node version, every row).
  *
+ * Each module runs in a fresh Node process of its own (`--only <group index>`,
+ * rows back as JSON on stdout): a module that grows a large heap (the core's
+ * 10^6 live ranges) must not slow the modules after it through GC and cache
+ * state, and a crash in one module loses only its rows.
+ *
  * Timing thresholds never go into the test suite; this is where performance is
  * measured.
  */
+import { spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import os from "node:os"
 import type { Row } from "./stats.ts"
 
@@ -75,14 +82,34 @@ for (const [group, path, fn] of more) {
 const fmt = (n: number | undefined) =>
   n === undefined ? "" : Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 1 ? n.toFixed(2) : n.toPrecision(3)
 
+/** Runs module `i` in a child Node process (same flags) and returns its rows. */
+const runIsolated = (i: number): Promise<ReadonlyArray<BenchRow>> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), "--only", String(i)], {
+      stdio: ["ignore", "pipe", "inherit"]
+    })
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (d: string) => void (out += d))
+    child.on("error", reject)
+    child.on("close", (code, signal) => {
+      if (code !== 0) return reject(new Error(`exited with ${signal ?? `code ${code}`}`))
+      try {
+        resolve(JSON.parse(out) as ReadonlyArray<BenchRow>)
+      } catch (error) {
+        reject(new Error(`unreadable rows: ${error instanceof Error ? error.message : String(error)}`))
+      }
+    })
+  })
+
 const main = async () => {
   const started = Date.now()
   const all: Array<BenchRow> = []
-  for (const m of modules) {
+  for (const [i, m] of modules.entries()) {
     process.stderr.write(`bench: ${m.group} …\n`)
     let rows: ReadonlyArray<BenchRow>
     try {
-      rows = await m.run()
+      rows = await runIsolated(i)
     } catch (error) {
       process.stderr.write(`bench: ${m.group} failed: ${error instanceof Error ? error.message : String(error)}\n`)
       process.exitCode = 1
@@ -108,4 +135,16 @@ const main = async () => {
   process.stderr.write(`bench: ${all.length} rows in ${((Date.now() - started) / 1000).toFixed(1)} s → bench/results.json\n`)
 }
 
-await main()
+/** `--only i`: run module `i` here and print its rows as JSON (the child side of `runIsolated`). */
+const only = process.argv.indexOf("--only")
+if (only >= 0) {
+  const m = modules[Number(process.argv[only + 1])]
+  if (m === undefined) throw new Error(`bench: no module ${process.argv[only + 1]}`)
+  // module output other than the rows goes to stderr, so stdout carries the JSON alone
+  const log = console.log
+  console.log = (...args: Array<unknown>) => console.error(...args)
+  const rows = await m.run()
+  log(JSON.stringify(rows))
+} else {
+  await main()
+}

@@ -25,21 +25,6 @@ import * as Ranges from "./Ranges.ts"
 import * as State from "./State.ts"
 
 /**
- * An operation that tries its synchronous fast path when it runs, and runs the Effect version only on
- * `NOT_NOW` (issue #16, `src/domain/Now.ts`): two Effect steps instead of a few dozen when nothing can
- * interleave; the same yield points, waits and errors otherwise.
- */
-const nowFirst = <Args extends ReadonlyArray<unknown>, A, E>(
-  now: (...args: Args) => Now<A>,
-  slow: (...args: Args) => Effect.Effect<A, E>
-) =>
-(...args: Args): Effect.Effect<A, E> =>
-  Effect.suspend(() => {
-    const r = now(...args)
-    return r === NOT_NOW ? slow(...args) : Effect.succeed(r)
-  })
-
-/**
  * `drm_gpusvm_init`: a new GPU SVM instance over the context's `Mm`,
  * `MmuNotifier`, `Hmm`, `Dma` (and the registered `Pagemaps`).
  * `config` is decoded here unless it already is (`GpuSvmConfig.isDecoded`).
@@ -72,10 +57,21 @@ export const make = (
       api: () => api!,
       counters: { notifiersCreated: 0, notifiersRemoved: 0, rangesCreated: 0, rangesRemoved: 0, livelocks: 0 }
     }
+    const findNow = Ranges.findOrInsertNow(core)
+    const find = Ranges.findOrInsert(core)
+    const getNow = Pages.getPagesNow(core)
+    const get = Pages.getPages(core)
     api = {
       config: decoded,
-      rangeFindOrInsert: nowFirst(Ranges.findOrInsertNow(core), Ranges.findOrInsert(core)),
-      rangeGetPages: nowFirst(Pages.getPagesNow(core), Pages.getPages(core)),
+      // issue #16: each tries its synchronous fast path when it runs (two Effect steps instead of a few
+      // dozen when nothing can interleave), the Effect version on NOT_NOW (same points, waits, errors)
+      rangeFindOrInsert: (faultAddr, gpuvaStart, gpuvaEnd, ctx) =>
+        Effect.suspend(() => {
+          const r = findNow(faultAddr, gpuvaStart, gpuvaEnd, ctx)
+          return r === NOT_NOW ? find(faultAddr, gpuvaStart, gpuvaEnd, ctx) : Effect.succeed(r)
+        }),
+      rangeGetPages: (range, ctx) =>
+        Effect.suspend(() => (getNow(range, ctx) === NOT_NOW ? get(range, ctx) : Effect.void)),
       rangeUnmapPages: Pages.unmapPages(core),
       rangeEvict: Pages.evict(core),
       rangeRemove: Ranges.remove(core),
@@ -94,8 +90,8 @@ export const make = (
       stats: Effect.sync(() => ({ ...core.counters }))
     }
     withNow(api, {
-      rangeFindOrInsertNow: Ranges.findOrInsertNow(core),
-      rangeGetPagesNow: Pages.getPagesNow(core),
+      rangeFindOrInsertNow: findNow,
+      rangeGetPagesNow: getNow,
       withNotifierLockNow: <A>(f: () => A): Now<A> => (lock.canReadNow() ? f() : NOT_NOW),
       rangeNow: (ref: RangeRef) => State.live(state.value, ref)
     })
