@@ -9,7 +9,8 @@
  * text replacements and must keep up with the code).
  *
  * `npm run mutants -- --only NAME[,NAME…]` runs some; `--trace NAME` also prints that
- * mutant's minimal trace (the README's counterexample comes from here).
+ * mutant's minimal trace (the README's counterexample comes from here); `--sites` only checks that
+ * every mutation site is still in the code, once.
  *
  * Not part of `npm test` (about a minute per mutant at worst).
  */
@@ -119,7 +120,7 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
     name: "fault-handler-skips-gc",
     bug: "the fault handler binds a range the collector should have removed (the GC pass at the start of the fault loop is skipped)",
     file: "src/programs/FaultHandler.ts",
-    find: `    yield* GarbageCollector.run(st, svm, env.gpu)\n`,
+    find: `    if (st.gcQueue.length > 0) yield* GarbageCollector.run(st, svm, env.gpu)\n`,
     replace: ``,
     config: "explore-fault-vs-munmap"
   }
@@ -149,6 +150,15 @@ interface Row {
   readonly steps: number | undefined
   readonly preemptions: number | undefined
   readonly violation: Violation | undefined
+}
+
+// `--sites`: only check that every mutation site occurs exactly once in the repository (a fast CI guard:
+// mutants are exact text replacements and must keep up with the code)
+if (args.includes("--sites")) {
+  const gone = MUTANTS.map((m) => [m.name, readFileSync(join(ROOT, m.file), "utf8").split(m.find).length - 1] as const).filter(([, n]) => n !== 1)
+  for (const [name, n] of gone) console.log(`${name}: mutation site found ${n} times (expected once)`)
+  console.log(`${MUTANTS.length - gone.length} of ${MUTANTS.length} mutation sites present`)
+  process.exit(gone.length === 0 ? 0 : 1)
 }
 
 const rows: Array<Row> = []

@@ -11,6 +11,12 @@ import { join } from "node:path"
 import { ROOT } from "../cli/support.ts"
 
 describe("npm run mutants, CI slice (issue #12)", () => {
+  it("every mutant's mutation site is still in the code, exactly once", () => {
+    const r = spawnSync(process.execPath, [join(ROOT, "scripts", "mutants.ts"), "--sites"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 })
+    assert.strictEqual(r.status, 0, `${r.stdout}\n${r.stderr}`)
+    assert.match(r.stdout, /(\d+) of \1 mutation sites present/)
+  })
+
   it("get-pages-ignores-seq and invalidate-keeps-dma are both found by the explorer", () => {
     const r = spawnSync(process.execPath, [join(ROOT, "scripts", "mutants.ts"), "--only", "get-pages-ignores-seq,invalidate-keeps-dma", "--time", "60"], {
       cwd: ROOT,
