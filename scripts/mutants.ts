@@ -39,7 +39,7 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
     name: "get-pages-ignores-seq",
     bug: "get_pages commits its DMA mapping without mmu_interval_read_retry (a moved sequence is ignored)",
     file: "src/services/gpusvm/Pages.ts",
-    find: `  if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome`,
+    find: `  if (yield* core.mmu.readRetry(job.handle, job.seq)) return "retry" as MapOutcome`,
     replace: `  if (false as boolean) return "retry" as MapOutcome`,
     config: "explore-fault-vs-dontneed"
   },
@@ -48,7 +48,7 @@ export const MUTANTS: ReadonlyArray<Mutant> = [
     bug: "get_pages maps a range the notifier already flagged unmapped (and a moved sequence)",
     file: "src/services/gpusvm/Pages.ts",
     find: `  if (cur.flags.unmapped) return yield* new BadAddress({ reason: "range is unmapped", addr: cur.start })
-  if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome`,
+  if (yield* core.mmu.readRetry(job.handle, job.seq)) return "retry" as MapOutcome`,
     replace: ``,
     config: "explore-fault-vs-munmap"
   },

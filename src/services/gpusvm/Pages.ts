@@ -32,7 +32,9 @@ import type { NotifierHandle } from "../../domain/NotifierHandle.ts"
 import { NOT_NOW, type Now } from "../../domain/Now.ts"
 import { SYSTEM_PROTO } from "../../domain/DeviceAddress.ts"
 import type { Range } from "../../domain/Range.ts"
+import type { PageRef } from "../../domain/PageRef.ts"
 import type { RangeRef, ScanResult } from "../GpuSvm.ts"
+import type { HmmRange } from "../Hmm.ts"
 import type { Core } from "./Core.ts"
 import { KERNEL_617_RETRY_BUDGET, MAX_RETRY_ROUNDS } from "./Core.ts"
 import * as Lock from "../../internal/RwLock.ts"
@@ -102,30 +104,51 @@ export const runOrder617 = (pfn: HmmPfn): number => pfn.order
 /** The outcome of the mapping step: done, or the notifier moved (restart at step 1). */
 type MapOutcome = "done" | "retry"
 
-/** What the mapping loop has seen so far: the device pagemap and allocation of its device pages. */
+/** The mapping step's inputs (§4 step 5): the range, its notifier and the walk's PFNs and sequence. */
+interface MapJob {
+  readonly core: Core
+  readonly ref: Range
+  readonly handle: NotifierHandle
+  readonly pfns: ReadonlyArray<HmmPfn>
+  readonly seq: number
+  readonly ctx: GpuSvmCtx
+  readonly dir: DmaDirection
+}
+
+/** One mapping loop's state: the profile's rules, the addresses mapped, the device pagemap and allocation seen. */
 interface RunState {
+  readonly legacy: boolean
+  readonly allowMixed: boolean
+  readonly mapped: Array<DeviceAddress>
   pagemap: string | undefined
   allocation: number | undefined
+}
+
+/** A fresh loop state. §11.16: the 6.17 profile has no allow_mixed and no order clamp. */
+const startRun = (job: MapJob): RunState => {
+  const legacy = job.core.config.kernel === "6.17"
+  return { legacy, allowMixed: job.ctx.allowMixed && !legacy, mapped: [], pagemap: undefined, allocation: undefined }
+}
+
+/** The page run at index `i` of a range starting at `start`, checked: what to map, at which order and address. */
+interface NextRun {
+  readonly page: PageRef
+  readonly order: number
+  readonly addr: number
 }
 
 /**
  * The checks of §4 step 5 on the page at index `i` before it is mapped (not valid, pages of two
  * pagemaps or allocations, system pages mixed with device pages or in a devmem-only range, no such
- * pagemap): the failure, else `undefined` with `run` updated. Shared by the Effect and the `Now` loop.
+ * pagemap): the failure, else the run to map, with `run` updated. Shared by the Effect and the `Now` loop.
  */
-const checkPage = (
-  core: Core,
-  run: RunState,
-  pfn: HmmPfn,
-  i: number,
-  addr: number,
-  ctx: GpuSvmCtx,
-  allowMixed: boolean
-): BadAddress | MixedPages | undefined => {
+const nextRun = (job: MapJob, run: RunState, start: number, i: number): BadAddress | MixedPages | NextRun => {
+  const pfn = job.pfns[i]!
+  const addr = start + i * 4096
   const page = pfn.page
   if (!pfn.valid || pfn.error || page === undefined) return new BadAddress({ reason: "HMM returned a page that is not valid", addr })
   if (page._tag === "Device") {
-    if (!allowMixed && run.allocation !== page.allocation && i > 0) {
+    if (!run.allowMixed && run.allocation !== page.allocation && i > 0) {
       return new MixedPages({ reason: "device pages of another allocation, or after system pages", addr })
     }
     run.allocation = page.allocation
@@ -133,12 +156,12 @@ const checkPage = (
       if (run.pagemap !== undefined) return new MixedPages({ reason: `pages of two pagemaps (${run.pagemap}, ${page.pagemap})`, addr })
       run.pagemap = page.pagemap
     }
-    if (core.pagemaps.get(page.pagemap) === undefined) return new BadAddress({ reason: `no pagemap "${page.pagemap}" is registered`, addr })
-    return undefined
+    if (job.core.pagemaps.get(page.pagemap) === undefined) return new BadAddress({ reason: `no pagemap "${page.pagemap}" is registered`, addr })
+  } else {
+    if (run.pagemap !== undefined && !run.allowMixed) return new MixedPages({ reason: "system page after device pages", addr })
+    if (job.ctx.devmemOnly) return new BadAddress({ reason: "system page in a devmem-only range", addr })
   }
-  if (run.pagemap !== undefined && !allowMixed) return new MixedPages({ reason: "system page after device pages", addr })
-  if (ctx.devmemOnly) return new BadAddress({ reason: "system page in a devmem-only range", addr })
-  return undefined
+  return { page, order: run.legacy ? runOrder617(pfn) : runOrder(pfn, i, job.pfns.length), addr }
 }
 
 /**
@@ -163,40 +186,25 @@ const commitMapping = (core: Core, cur: Range, seq: number, mapped: ReadonlyArra
     return [true, State.updateRange(s, now, () => next)]
   })
 
-/** The map order of the run at page `i` (§11.16: the 6.17 profile does not clamp it). */
-const orderAt = (legacy: boolean, pfn: HmmPfn, i: number, npages: number): number => (legacy ? runOrder617(pfn) : runOrder(pfn, i, npages))
-
 /**
  * Step 5–6 of §4 under the notifier read lock: check unmapped / `readRetry`,
  * map each page run (system through `Dma`, device through its pagemap), commit.
  */
-const mapStep = Effect.fnUntraced(function*(
-  core: Core,
-  ref: Range,
-  handle: NotifierHandle,
-  pfns: ReadonlyArray<HmmPfn>,
-  seq: number,
-  ctx: GpuSvmCtx,
-  dir: DmaDirection
-) {
+const mapStep = Effect.fnUntraced(function*(job: MapJob) {
+  const { core, ref, dir } = job
   const cur = State.live(core.state.value, ref)
   if (cur === undefined) return yield* new BadAddress({ reason: "range was removed", addr: ref.start })
   if (cur.flags.unmapped) return yield* new BadAddress({ reason: "range is unmapped", addr: cur.start })
-  if (yield* core.mmu.readRetry(handle, seq)) return "retry" as MapOutcome
-  // §11.16: the 6.17 profile has no allow_mixed and no order clamp.
-  const legacy = core.config.kernel === "6.17"
-  const allowMixed = ctx.allowMixed && !legacy
-  const npages = pfns.length
-  const mapped: Array<DeviceAddress> = []
-  const run: RunState = { pagemap: undefined, allocation: undefined }
+  if (yield* core.mmu.readRetry(job.handle, job.seq)) return "retry" as MapOutcome
+  const run = startRun(job)
   let failure: BadAddress | MixedPages | undefined
-  for (let i = 0; i < npages;) {
-    const pfn = pfns[i]!
-    const addr = cur.start + i * 4096
-    failure = checkPage(core, run, pfn, i, addr, ctx, allowMixed)
-    if (failure !== undefined) break
-    const page = pfn.page!
-    const order = orderAt(legacy, pfn, i, npages)
+  for (let i = 0; i < job.pfns.length;) {
+    const next = nextRun(job, run, cur.start, i)
+    if (!("page" in next)) {
+      failure = next
+      break
+    }
+    const { page, order, addr } = next
     // The hint (where the page is mapped, where the range ends) lets the model's
     // IOMMU see a mapping past the range or a writable mapping of a read-only page.
     const r = yield* Effect.result(
@@ -206,16 +214,16 @@ const mapStep = Effect.fnUntraced(function*(
       failure = r.failure
       break
     }
-    mapped.push(r.success)
+    run.mapped.push(r.success)
     i += 2 ** order
   }
   if (failure !== undefined) {
-    yield* unmapAddrs(core, mapped, run.pagemap)
+    yield* unmapAddrs(core, run.mapped, run.pagemap)
     return yield* failure
   }
   // Another get_pages of the same range committed first (callers should serialise
   // them under the driver lock; if they do not, keep the first mapping, drop ours).
-  if (!commitMapping(core, cur, seq, mapped, run.pagemap)) yield* unmapAddrs(core, mapped, run.pagemap)
+  if (!commitMapping(core, cur, job.seq, run.mapped, run.pagemap)) yield* unmapAddrs(core, run.mapped, run.pagemap)
   return "done" as MapOutcome
 })
 
@@ -236,32 +244,18 @@ const unmapAddrsNow = (core: Core, addrs: ReadonlyArray<DeviceAddress>, pagemap:
  * {@link mapStep} in the calling step, notifier lock free: `NOT_NOW` (every address it mapped unmapped
  * again) wherever the Effect version would fail, restart or pass a point.
  */
-const mapNow = (
-  core: Core,
-  ref: Range,
-  handle: NotifierHandle,
-  pfns: ReadonlyArray<HmmPfn>,
-  seq: number,
-  ctx: GpuSvmCtx,
-  dir: DmaDirection,
-  readRetryNow: (h: NotifierHandle, seq: number) => Now<boolean>
-): Now<void> => {
-  const cur = State.live(core.state.value, ref)
+const mapNow = (job: MapJob, readRetryNow: (h: NotifierHandle, seq: number) => Now<boolean>): Now<void> => {
+  const { core, dir } = job
+  const cur = State.live(core.state.value, job.ref)
   if (cur === undefined || cur.flags.unmapped) return NOT_NOW
-  if (readRetryNow(handle, seq) !== false) return NOT_NOW
-  const legacy = core.config.kernel === "6.17"
-  const allowMixed = ctx.allowMixed && !legacy
-  const npages = pfns.length
-  const mapped: Array<DeviceAddress> = []
-  const run: RunState = { pagemap: undefined, allocation: undefined }
+  if (readRetryNow(job.handle, job.seq) !== false) return NOT_NOW
+  const run = startRun(job)
   const mapPageNow = core.dma.mapPageNow
-  for (let i = 0; i < npages;) {
-    const pfn = pfns[i]!
-    const addr = cur.start + i * 4096
+  for (let i = 0; i < job.pfns.length;) {
+    const next = nextRun(job, run, cur.start, i)
     let a: Now<DeviceAddress> = NOT_NOW
-    if (checkPage(core, run, pfn, i, addr, ctx, allowMixed) === undefined) {
-      const page = pfn.page!
-      const order = orderAt(legacy, pfn, i, npages)
+    if ("page" in next) {
+      const { page, order, addr } = next
       if (page._tag === "Device") {
         const now = core.pagemaps.get(page.pagemap)!.deviceMapNow
         if (now !== undefined) a = now(page, order, dir)
@@ -269,19 +263,30 @@ const mapNow = (
         a = mapPageNow(page, order, dir, { addr, end: cur.end })
       }
       if (a !== NOT_NOW) {
-        mapped.push(a)
+        run.mapped.push(a)
         i += 2 ** order
         continue
       }
     }
     // a failure or a mapping that cannot be made now: undo, and let the Effect version do it all
-    if (unmapAddrsNow(core, mapped, run.pagemap) === NOT_NOW) throw new Error("gpusvm: a fast-path mapping cannot be undone synchronously")
+    if (unmapAddrsNow(core, run.mapped, run.pagemap) === NOT_NOW) throw new Error("gpusvm: a fast-path mapping cannot be undone synchronously")
     return NOT_NOW
   }
-  if (!commitMapping(core, cur, seq, mapped, run.pagemap) && unmapAddrsNow(core, mapped, run.pagemap) === NOT_NOW) {
+  if (!commitMapping(core, cur, job.seq, run.mapped, run.pagemap) && unmapAddrsNow(core, run.mapped, run.pagemap) === NOT_NOW) {
     throw new Error("gpusvm: a fast-path mapping cannot be undone synchronously")
   }
 }
+
+/** The `hmm_range_fault` request of §4 step 3: the whole range, faulting, writing unless read-only. */
+const faultWalk = (core: Core, handle: NotifierHandle, r: Range, seq: number, ctx: GpuSvmCtx): HmmRange => ({
+  notifier: handle,
+  notifierSeq: seq,
+  start: r.start,
+  end: r.end,
+  fault: true,
+  write: !ctx.readOnly,
+  devicePrivateOwner: core.config.devicePrivateOwner
+})
 
 const busy = (addr: number) => new Busy({ reason: "HMM retries exceeded the timeout", addr })
 
@@ -300,15 +305,7 @@ const faultRange = Effect.fnUntraced(function*(
 ) {
   let seq = seq0
   for (let tries = 0;; tries++) {
-    const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault({
-      notifier: handle,
-      notifierSeq: seq,
-      start: r.start,
-      end: r.end,
-      fault: true,
-      write: !ctx.readOnly,
-      devicePrivateOwner: core.config.devicePrivateOwner
-    })))
+    const res = yield* Effect.result(core.mm.withReadLock(core.hmm.rangeFault(faultWalk(core, handle, r, seq, ctx))))
     if (Result.isSuccess(res)) return { pfns: res.success, seq }
     if (res.failure._tag !== "Busy") return yield* res.failure
     if ((yield* Clock.currentTimeMillis) > deadline || tries >= MAX_RETRY_ROUNDS) return yield* busy(r.start)
@@ -355,19 +352,9 @@ export const getPagesNow = (core: Core) => (ref: RangeRef, ctxIn?: Partial<GpuSv
   const ctx = Ctx.make(ctxIn)
   const legacy = core.config.kernel === "6.17"
   const dir: DmaDirection = ctx.readOnly && !legacy ? "to-device" : "bidirectional"
-  const pfns = readNow(() =>
-    rangeFaultNow({
-      notifier: n.handle,
-      notifierSeq: seq,
-      start: r.start,
-      end: r.end,
-      fault: true,
-      write: !ctx.readOnly,
-      devicePrivateOwner: core.config.devicePrivateOwner
-    })
-  )
+  const pfns = readNow(() => rangeFaultNow(faultWalk(core, n.handle, r, seq, ctx)))
   if (pfns === NOT_NOW) return NOT_NOW
-  return mapNow(core, r, n.handle, pfns, seq, ctx, dir, readRetryNow)
+  return mapNow({ core, ref: r, handle: n.handle, pfns, seq, ctx, dir }, readRetryNow)
 }
 
 /**
@@ -400,7 +387,7 @@ export const getPages = (core: Core) =>
       const walked = yield* faultRange(core, n.handle, r, seq, ctx, deadline).pipe(Effect.ensuring(core.mm.release))
       const pfns = walked.pfns
       seq = walked.seq
-      const outcome = yield* Lock.withRead(core.lock, mapStep(core, r, n.handle, pfns, seq, ctx, dir))
+      const outcome = yield* Lock.withRead(core.lock, mapStep({ core, ref: r, handle: n.handle, pfns, seq, ctx, dir }))
       if (outcome === "done") return
       if (legacy) {
         // §11.16: the seed's `goto retry` has no bound; the budget turns the spin into a counted livelock.
